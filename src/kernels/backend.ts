@@ -1,0 +1,155 @@
+/**
+ * The one interface between the compute kernels and everything above them.
+ *
+ * Layers above (tensor, nn, models, train) only ever call these methods. A backend owns its memory:
+ * buffers are opaque handles ({@link Buf}) so that a backend can keep them in WebAssembly memory, in a
+ * native heap, or in plain Float32Arrays without the caller knowing. Nothing here names WebAssembly.
+ *
+ * Conventions, shared by every backend and checked against the reference backend in tests:
+ * - All buffers hold f32. Element offsets and counts are in elements, not bytes.
+ * - Matrices are row-major. "Rows" of a 2-D op are the leading dimensions flattened.
+ * - Integer inputs (token ids, targets) are passed as Int32Array from JavaScript.
+ * - Ops never allocate a Buf; outputs are caller-provided. Gradients named `accumulate` add into
+ *   their output instead of overwriting it (so parameter gradients sum over micro-batches).
+ */
+
+/** Opaque handle to a backend-owned f32 buffer of `length` elements. */
+export interface Buf {
+  readonly length: number;
+}
+
+/** C = op(A) · op(B), batched. op(X) is X or Xᵀ. Shapes after the op: A [m,k], B [k,n], C [m,n]. */
+export interface MatmulArgs {
+  m: number;
+  k: number;
+  n: number;
+  /** A is stored [k, m] and used transposed. */
+  transA?: boolean;
+  /** B is stored [n, k] and used transposed (the nn.Linear layout: weight [out, in]). */
+  transB?: boolean;
+  /** Number of independent products; default 1. */
+  batch?: number;
+  /** Elements between consecutive batch items; defaults are dense (m·k, k·n, m·n). 0 broadcasts. */
+  strideA?: number;
+  strideB?: number;
+  strideC?: number;
+  offA?: number;
+  offB?: number;
+  offC?: number;
+  /** C += product instead of C = product. */
+  accumulate?: boolean;
+}
+
+/**
+ * Causal attention over the natural projection layout, so no transposes are needed:
+ * q [batch, tq, heads, headDim], k and v [batch, tk, kvHeads, headDim], out like q.
+ * Query i (0-based within q) sits at absolute position qPos0 + i and attends keys 0..qPos0+i.
+ * Grouped-query attention: query head h reads kv head floor(h / (heads / kvHeads)).
+ */
+export interface AttentionArgs {
+  batch: number;
+  tq: number;
+  tk: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** Absolute position of the first query; with a KV cache this is the number of cached tokens. */
+  qPos0: number;
+  /** Usually 1/sqrt(headDim). */
+  scale: number;
+  /** Elements between batch items of k and v; default tk·kvHeads·headDim (a KV cache may be longer). */
+  kvBatchStride?: number;
+}
+
+export interface AdamWArgs {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** Decoupled weight decay (AdamW): param -= lr·weightDecay·param before the Adam step. */
+  weightDecay: number;
+  /** 1-based step count, for bias correction. */
+  step: number;
+  /** Gradients are multiplied by this first (e.g. the clipping factor); default 1. */
+  gradScale?: number;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** Threads this backend computes with (1 for single-threaded backends). */
+  readonly threads: number;
+
+  // ---- memory -------------------------------------------------------------------------------
+  /** A new buffer; its contents are unspecified (a pooled buffer may hold old data). */
+  alloc(length: number): Buf;
+  /** Returns the buffer to the backend; it must not be used again. */
+  free(buf: Buf): void;
+  write(buf: Buf, src: ArrayLike<number>, offset?: number): void;
+  /** A copy of `length` elements from `offset`. */
+  read(buf: Buf, offset?: number, length?: number): Float32Array;
+  fill(buf: Buf, value: number, offset?: number, length?: number): void;
+  copy(src: Buf, srcOffset: number, dst: Buf, dstOffset: number, length: number): void;
+  /** Bytes currently held from the system by this backend (for leak checks). */
+  memoryBytes(): number;
+
+  // ---- elementwise (n elements from offset 0) ------------------------------------------------
+  /** out = a + b */
+  add(a: Buf, b: Buf, out: Buf, n: number): void;
+  /** out = a ⊙ b */
+  mul(a: Buf, b: Buf, out: Buf, n: number): void;
+  /** out = s · a */
+  scale(a: Buf, s: number, out: Buf, n: number): void;
+  /** y += alpha · x */
+  axpy(x: Buf, alpha: number, y: Buf, n: number): void;
+
+  // ---- reductions ------------------------------------------------------------------------------
+  sum(a: Buf, n: number): number;
+  max(a: Buf, n: number): number;
+  /** Σ a², NaN or Inf when any element is not finite (used for clipping and NaN detection). */
+  sumSquares(a: Buf, n: number): number;
+
+  // ---- matmul ----------------------------------------------------------------------------------
+  matmul(a: Buf, b: Buf, c: Buf, args: MatmulArgs): void;
+
+  // ---- normalization and activations ---------------------------------------------------------
+  /** out[r] = x[r] / rms(x[r]) ⊙ w, and rstd[r] = 1/rms (kept for the backward pass). */
+  rmsNorm(x: Buf, w: Buf, out: Buf, rstd: Buf, rows: number, dim: number, eps: number): void;
+  /** dx = ∂L/∂x (overwritten); dw += ∂L/∂w (accumulated). */
+  rmsNormBackward(x: Buf, w: Buf, rstd: Buf, dy: Buf, dx: Buf, dw: Buf, rows: number, dim: number): void;
+  /** Row-wise softmax. */
+  softmax(x: Buf, out: Buf, rows: number, dim: number): void;
+  /**
+   * Rotary position embedding on interleaved pairs (x[2i], x[2i+1]), the llama2.c and GGUF layout.
+   * x is [rows, heads, headDim], row r at position pos0 + (r mod seqLen). inverse rotates by -θ,
+   * which is the backward pass. In place is allowed (out === x).
+   */
+  rope(x: Buf, out: Buf, rows: number, heads: number, headDim: number, seqLen: number, pos0: number, theta: number, inverse: boolean): void;
+  /** out = silu(gate) ⊙ up */
+  swiglu(gate: Buf, up: Buf, out: Buf, n: number): void;
+  /** dgate, dup overwritten. */
+  swigluBackward(gate: Buf, up: Buf, dout: Buf, dgate: Buf, dup: Buf, n: number): void;
+
+  // ---- embedding and loss ----------------------------------------------------------------------
+  /** out[i] = table[ids[i]], rows of `dim`. Ids out of range throw. */
+  embedding(table: Buf, ids: Int32Array, out: Buf, dim: number): void;
+  /** dtable[ids[i]] += dout[i] (scatter-add). */
+  embeddingBackward(ids: Int32Array, dout: Buf, dtable: Buf, dim: number): void;
+  /**
+   * Fused softmax cross-entropy over rows of `vocab` logits. Targets < 0 are ignored (padding).
+   * Writes dlogits = (softmax - onehot) · gradScale for counted rows (zero for ignored rows) when
+   * dlogits is given. Returns the summed loss (nats) and the number of counted rows.
+   */
+  crossEntropy(logits: Buf, targets: Int32Array, dlogits: Buf | null, vocab: number, gradScale: number): { loss: number; count: number };
+
+  // ---- attention ---------------------------------------------------------------------------------
+  /** out (like q) and lse [batch, tq, heads] (log-sum-exp per query, kept for backward). */
+  attention(q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf, args: AttentionArgs): void;
+  /** dq, dk, dv are overwritten. */
+  attentionBackward(q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf, dout: Buf, dq: Buf, dk: Buf, dv: Buf, args: AttentionArgs): void;
+
+  // ---- optimizer ---------------------------------------------------------------------------------
+  adamw(param: Buf, grad: Buf, m: Buf, v: Buf, n: number, args: AdamWArgs): void;
+
+  /** Releases threads and memory. */
+  dispose(): void;
+}

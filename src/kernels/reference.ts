@@ -1,0 +1,284 @@
+/**
+ * The reference backend: plain TypeScript loops written for clarity, not speed. It is the oracle
+ * the fast backends are tested against, so every function here reads like its definition.
+ * Accumulations use float64 locals so the reference is at least as accurate as anything it checks.
+ */
+import type { AdamWArgs, AttentionArgs, Backend, Buf, MatmulArgs } from './backend.js';
+
+class RefBuf implements Buf {
+  constructor(public data: Float32Array) {}
+  get length(): number {
+    return this.data.length;
+  }
+}
+
+const d = (b: Buf): Float32Array => (b as RefBuf).data;
+
+export class ReferenceBackend implements Backend {
+  readonly name = 'reference';
+  readonly threads = 1;
+  private held = 0;
+
+  alloc(length: number): Buf {
+    this.held += length * 4;
+    return new RefBuf(new Float32Array(length));
+  }
+  free(buf: Buf): void {
+    this.held -= buf.length * 4;
+  }
+  write(buf: Buf, src: ArrayLike<number>, offset = 0): void {
+    d(buf).set(src, offset);
+  }
+  read(buf: Buf, offset = 0, length = buf.length - offset): Float32Array {
+    return d(buf).slice(offset, offset + length);
+  }
+  fill(buf: Buf, value: number, offset = 0, length = buf.length - offset): void {
+    d(buf).fill(value, offset, offset + length);
+  }
+  copy(src: Buf, srcOffset: number, dst: Buf, dstOffset: number, length: number): void {
+    d(dst).set(d(src).subarray(srcOffset, srcOffset + length), dstOffset);
+  }
+  memoryBytes(): number {
+    return this.held;
+  }
+
+  add(a: Buf, b: Buf, out: Buf, n: number): void {
+    const x = d(a), y = d(b), o = d(out);
+    for (let i = 0; i < n; i++) o[i] = x[i] + y[i];
+  }
+  mul(a: Buf, b: Buf, out: Buf, n: number): void {
+    const x = d(a), y = d(b), o = d(out);
+    for (let i = 0; i < n; i++) o[i] = x[i] * y[i];
+  }
+  scale(a: Buf, s: number, out: Buf, n: number): void {
+    const x = d(a), o = d(out);
+    for (let i = 0; i < n; i++) o[i] = s * x[i];
+  }
+  axpy(x: Buf, alpha: number, y: Buf, n: number): void {
+    const xs = d(x), ys = d(y);
+    for (let i = 0; i < n; i++) ys[i] += alpha * xs[i];
+  }
+
+  sum(a: Buf, n: number): number {
+    const x = d(a);
+    let s = 0;
+    for (let i = 0; i < n; i++) s += x[i];
+    return s;
+  }
+  max(a: Buf, n: number): number {
+    const x = d(a);
+    let m = -Infinity;
+    for (let i = 0; i < n; i++) if (x[i] > m || Number.isNaN(x[i])) m = x[i];
+    return m;
+  }
+  sumSquares(a: Buf, n: number): number {
+    const x = d(a);
+    let s = 0;
+    for (let i = 0; i < n; i++) s += x[i] * x[i];
+    return s;
+  }
+
+  matmul(a: Buf, b: Buf, c: Buf, args: MatmulArgs): void {
+    const { m, k, n } = args;
+    const A = d(a), B = d(b), C = d(c);
+    const batch = args.batch ?? 1;
+    const sA = args.strideA ?? m * k, sB = args.strideB ?? k * n, sC = args.strideC ?? m * n;
+    for (let t = 0; t < batch; t++) {
+      const oA = (args.offA ?? 0) + t * sA, oB = (args.offB ?? 0) + t * sB, oC = (args.offC ?? 0) + t * sC;
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let p = 0; p < k; p++) {
+            const av = args.transA ? A[oA + p * m + i] : A[oA + i * k + p];
+            const bv = args.transB ? B[oB + j * k + p] : B[oB + p * n + j];
+            s += av * bv;
+          }
+          C[oC + i * n + j] = args.accumulate ? C[oC + i * n + j] + s : s;
+        }
+      }
+    }
+  }
+
+  rmsNorm(x: Buf, w: Buf, out: Buf, rstd: Buf, rows: number, dim: number, eps: number): void {
+    const X = d(x), W = d(w), O = d(out), R = d(rstd);
+    for (let r = 0; r < rows; r++) {
+      let ss = 0;
+      for (let i = 0; i < dim; i++) ss += X[r * dim + i] ** 2;
+      const rs = 1 / Math.sqrt(ss / dim + eps);
+      R[r] = rs;
+      for (let i = 0; i < dim; i++) O[r * dim + i] = X[r * dim + i] * rs * W[i];
+    }
+  }
+  rmsNormBackward(x: Buf, w: Buf, rstd: Buf, dy: Buf, dx: Buf, dw: Buf, rows: number, dim: number): void {
+    // y_i = x_i·r·w_i with r = (mean(x²)+eps)^-1/2, so ∂r/∂x_j = -r³·x_j/dim and
+    // dx_j = r·w_j·dy_j - r³·x_j/dim · Σ_i dy_i·w_i·x_i.
+    const X = d(x), W = d(w), R = d(rstd), DY = d(dy), DX = d(dx), DW = d(dw);
+    for (let r = 0; r < rows; r++) {
+      const rs = R[r];
+      let dot = 0;
+      for (let i = 0; i < dim; i++) dot += DY[r * dim + i] * W[i] * X[r * dim + i];
+      const c = (rs * rs * rs * dot) / dim;
+      for (let i = 0; i < dim; i++) {
+        const xi = X[r * dim + i], gi = DY[r * dim + i];
+        DX[r * dim + i] = rs * W[i] * gi - c * xi;
+        DW[i] += gi * xi * rs;
+      }
+    }
+  }
+  softmax(x: Buf, out: Buf, rows: number, dim: number): void {
+    const X = d(x), O = d(out);
+    for (let r = 0; r < rows; r++) {
+      let m = -Infinity;
+      for (let i = 0; i < dim; i++) m = Math.max(m, X[r * dim + i]);
+      let s = 0;
+      for (let i = 0; i < dim; i++) s += Math.exp(X[r * dim + i] - m);
+      for (let i = 0; i < dim; i++) O[r * dim + i] = Math.exp(X[r * dim + i] - m) / s;
+    }
+  }
+  rope(x: Buf, out: Buf, rows: number, heads: number, headDim: number, seqLen: number, pos0: number, theta: number, inverse: boolean): void {
+    const X = d(x), O = d(out);
+    for (let r = 0; r < rows; r++) {
+      const pos = pos0 + (r % seqLen);
+      for (let h = 0; h < heads; h++) {
+        const base = (r * heads + h) * headDim;
+        for (let i = 0; i < headDim; i += 2) {
+          const angle = pos * Math.pow(theta, -i / headDim);
+          const cos = Math.cos(angle), sin = inverse ? -Math.sin(angle) : Math.sin(angle);
+          const a = X[base + i], b = X[base + i + 1];
+          O[base + i] = a * cos - b * sin;
+          O[base + i + 1] = a * sin + b * cos;
+        }
+      }
+    }
+  }
+  swiglu(gate: Buf, up: Buf, out: Buf, n: number): void {
+    const G = d(gate), U = d(up), O = d(out);
+    for (let i = 0; i < n; i++) O[i] = (G[i] / (1 + Math.exp(-G[i]))) * U[i];
+  }
+  swigluBackward(gate: Buf, up: Buf, dout: Buf, dgate: Buf, dup: Buf, n: number): void {
+    // silu(g) = g·σ(g); silu'(g) = σ(g)·(1 + g·(1 - σ(g))).
+    const G = d(gate), U = d(up), DO = d(dout), DG = d(dgate), DU = d(dup);
+    for (let i = 0; i < n; i++) {
+      const s = 1 / (1 + Math.exp(-G[i]));
+      DU[i] = DO[i] * G[i] * s;
+      DG[i] = DO[i] * U[i] * s * (1 + G[i] * (1 - s));
+    }
+  }
+
+  embedding(table: Buf, ids: Int32Array, out: Buf, dim: number): void {
+    const T = d(table), O = d(out), vocab = T.length / dim;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (!(id >= 0 && id < vocab)) throw new RangeError(`embedding: token id ${id} at ${i} is outside the vocabulary [0, ${vocab})`);
+      O.set(T.subarray(id * dim, id * dim + dim), i * dim);
+    }
+  }
+  embeddingBackward(ids: Int32Array, dout: Buf, dtable: Buf, dim: number): void {
+    const DO = d(dout), DT = d(dtable);
+    for (let i = 0; i < ids.length; i++) for (let j = 0; j < dim; j++) DT[ids[i] * dim + j] += DO[i * dim + j];
+  }
+  crossEntropy(logits: Buf, targets: Int32Array, dlogits: Buf | null, vocab: number, gradScale: number): { loss: number; count: number } {
+    const L = d(logits), DL = dlogits ? d(dlogits) : null;
+    let loss = 0, count = 0;
+    for (let r = 0; r < targets.length; r++) {
+      const t = targets[r], base = r * vocab;
+      if (t < 0) {
+        DL?.fill(0, base, base + vocab);
+        continue;
+      }
+      if (t >= vocab) throw new RangeError(`crossEntropy: target ${t} at row ${r} is outside the vocabulary [0, ${vocab})`);
+      let m = -Infinity;
+      for (let i = 0; i < vocab; i++) m = Math.max(m, L[base + i]);
+      let s = 0;
+      for (let i = 0; i < vocab; i++) s += Math.exp(L[base + i] - m);
+      const lse = m + Math.log(s);
+      loss += lse - L[base + t];
+      count++;
+      if (DL) for (let i = 0; i < vocab; i++) DL[base + i] = (Math.exp(L[base + i] - lse) - (i === t ? 1 : 0)) * gradScale;
+    }
+    return { loss, count };
+  }
+
+  attention(q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf, a: AttentionArgs): void {
+    const Q = d(q), K = d(k), V = d(v), O = d(out), LSE = d(lse);
+    const { batch, tq, heads, kvHeads, headDim: D, qPos0, scale } = a;
+    const kvStride = a.kvBatchStride ?? a.tk * kvHeads * D;
+    const group = heads / kvHeads;
+    const s = new Float64Array(a.tk);
+    for (let b = 0; b < batch; b++) {
+      for (let i = 0; i < tq; i++) {
+        for (let h = 0; h < heads; h++) {
+          const qo = ((b * tq + i) * heads + h) * D, kvh = Math.floor(h / group);
+          const last = qPos0 + i;
+          let m = -Infinity;
+          for (let j = 0; j <= last; j++) {
+            const ko = b * kvStride + (j * kvHeads + kvh) * D;
+            let dot = 0;
+            for (let e = 0; e < D; e++) dot += Q[qo + e] * K[ko + e];
+            s[j] = dot * scale;
+            m = Math.max(m, s[j]);
+          }
+          let sum = 0;
+          for (let j = 0; j <= last; j++) sum += Math.exp(s[j] - m);
+          LSE[(b * tq + i) * heads + h] = m + Math.log(sum);
+          for (let e = 0; e < D; e++) {
+            let acc = 0;
+            for (let j = 0; j <= last; j++) acc += (Math.exp(s[j] - m) / sum) * V[b * kvStride + (j * kvHeads + kvh) * D + e];
+            O[qo + e] = acc;
+          }
+        }
+      }
+    }
+  }
+  attentionBackward(q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf, dout: Buf, dq: Buf, dk: Buf, dv: Buf, a: AttentionArgs): void {
+    // With p_j = exp(s_j - lse): dv_j += p_j·do, dp_j = do·v_j, ds_j = p_j·(dp_j - do·o),
+    // dq = scale·Σ ds_j·k_j, dk_j += scale·ds_j·q.
+    const Q = d(q), K = d(k), V = d(v), O = d(out), LSE = d(lse), DO = d(dout), DQ = d(dq), DK = d(dk), DV = d(dv);
+    const { batch, tq, heads, kvHeads, headDim: D, qPos0, scale } = a;
+    const kvStride = a.kvBatchStride ?? a.tk * kvHeads * D;
+    const group = heads / kvHeads;
+    DQ.fill(0);
+    DK.fill(0);
+    DV.fill(0);
+    for (let b = 0; b < batch; b++) {
+      for (let i = 0; i < tq; i++) {
+        for (let h = 0; h < heads; h++) {
+          const qo = ((b * tq + i) * heads + h) * D, kvh = Math.floor(h / group);
+          const l = LSE[(b * tq + i) * heads + h];
+          let delta = 0;
+          for (let e = 0; e < D; e++) delta += DO[qo + e] * O[qo + e];
+          for (let j = 0; j <= qPos0 + i; j++) {
+            const ko = b * kvStride + (j * kvHeads + kvh) * D;
+            let dot = 0, dp = 0;
+            for (let e = 0; e < D; e++) {
+              dot += Q[qo + e] * K[ko + e];
+              dp += DO[qo + e] * V[ko + e];
+            }
+            const p = Math.exp(dot * scale - l);
+            const ds = p * (dp - delta);
+            for (let e = 0; e < D; e++) {
+              DV[ko + e] += p * DO[qo + e];
+              DQ[qo + e] += scale * ds * K[ko + e];
+              DK[ko + e] += scale * ds * Q[qo + e];
+            }
+          }
+        }
+      }
+    }
+  }
+
+  adamw(param: Buf, grad: Buf, m: Buf, v: Buf, n: number, a: AdamWArgs): void {
+    const P = d(param), G = d(grad), M = d(m), V = d(v);
+    const gs = a.gradScale ?? 1;
+    const bc1 = 1 - Math.pow(a.beta1, a.step), bc2 = 1 - Math.pow(a.beta2, a.step);
+    for (let i = 0; i < n; i++) {
+      const g = G[i] * gs;
+      M[i] = a.beta1 * M[i] + (1 - a.beta1) * g;
+      V[i] = a.beta2 * V[i] + (1 - a.beta2) * g * g;
+      const mh = M[i] / bc1, vh = V[i] / bc2;
+      P[i] = P[i] - a.lr * a.weightDecay * P[i] - (a.lr * mh) / (Math.sqrt(vh) + a.eps);
+    }
+  }
+
+  dispose(): void {}
+}

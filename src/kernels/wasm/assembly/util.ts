@@ -1,0 +1,44 @@
+// Shared helpers for the kernels: work partitioning and a vectorized exp.
+
+/** Start of thread tid's share of n items, aligned to 16 so SIMD loops split cleanly; part(n, nth, nth) = n. */
+@inline export function part(n: i32, tid: i32, nth: i32): i32 {
+  if (tid >= nth) return n;
+  return (<i32>((<i64>n * tid) / nth)) & ~15;
+}
+
+/** Start of thread tid's share of `rows` whole rows (no alignment needed). */
+@inline export function rowPart(rows: i32, tid: i32, nth: i32): i32 {
+  return <i32>((<i64>rows * tid) / nth);
+}
+
+/** Byte address of element i of an f32 array at p. */
+@inline export function at(p: usize, i: i32): usize {
+  return p + (<usize>i << 2);
+}
+
+/**
+ * exp(x) on four lanes: x = n·ln2 + r with |r| ≤ ln2/2, exp(r) by a degree-6 polynomial (Cephes expf
+ * coefficients; relative error about 2e-7), then 2^n built in the exponent bits. Inputs are clamped to
+ * [-87.3, 88.7], so very negative inputs give ~1e-38 rather than 0, which no caller here can tell apart.
+ */
+@inline export function exp4(x: v128): v128 {
+  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.3)), f32x4.splat(88.7));
+  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341)));
+  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375)));
+  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.splat(1.9875691500e-4);
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  const r2 = f32x4.mul(r, r);
+  p = f32x4.add(f32x4.add(f32x4.mul(p, r2), r), f32x4.splat(1.0));
+  const scale = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  return f32x4.mul(p, scale);
+}
+
+/** Scalar exp with the same algorithm as exp4, so vector bodies and scalar tails agree. */
+@inline export function exp1(x: f32): f32 {
+  return f32x4.extract_lane(exp4(f32x4.splat(x)), 0);
+}

@@ -1,0 +1,342 @@
+/**
+ * The WebAssembly SIMD backend: kernels compiled from AssemblyScript (src/kernels/wasm/assembly),
+ * one linear memory holding every buffer, and a worker pool over that memory when SharedArrayBuffer
+ * is available (Node; browsers when cross-origin isolated). Without it, one thread on plain memory.
+ *
+ * Buffers are byte ranges of the linear memory handed out by a size-class free list: a training step
+ * asks for the same sizes in the same order every time, so after the first step every allocation is a
+ * free-list hit and the memory stops growing.
+ */
+import type { AdamWArgs, AttentionArgs, Backend, Buf, MatmulArgs } from '../backend.js';
+import { relaxedShared, simdShared, simdSingle } from './generated/binaries.js';
+import { WorkerPool } from './pool.js';
+
+export interface WasmBackendOptions {
+  /** Threads to compute with (default: all cores). 1 means no workers. */
+  threads?: number;
+  /** Use relaxed SIMD (fused multiply-add) when the runtime supports it; default true. */
+  relaxed?: boolean;
+}
+
+type Kernel = (...args: number[]) => number;
+
+class WasmBuf implements Buf {
+  constructor(
+    readonly ptr: number,
+    readonly length: number,
+    readonly bytes: number,
+  ) {}
+}
+
+const PAGE = 65536;
+/** AssemblyScript's static data lives below this; our heap starts here. */
+const HEAP_BASE = PAGE;
+const ALIGN = 64;
+/** Work below this many elements runs on the calling thread only: dispatch costs more than it saves. */
+const PARALLEL_MIN = 1 << 15;
+
+function decodeBase64(b64: string): Uint8Array<ArrayBuffer> {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+async function defaultThreads(): Promise<number> {
+  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
+  if (nav?.hardwareConcurrency) return nav.hardwareConcurrency;
+  if (typeof process !== 'undefined' && process.versions?.node) {
+    const os = await import('node:os');
+    return os.availableParallelism?.() ?? os.cpus().length;
+  }
+  return 1;
+}
+
+function sharedMemoryAvailable(): boolean {
+  if (typeof SharedArrayBuffer === 'undefined') return false;
+  const iso = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated;
+  return iso !== false;
+}
+
+/** Creates the WebAssembly backend. Async because compiling and starting workers is. */
+export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
+  const shared = sharedMemoryAvailable();
+  let threads = Math.max(1, Math.floor(opts.threads ?? (await defaultThreads())));
+  if (!shared) threads = 1;
+  let bytes = decodeBase64(shared ? simdShared : simdSingle);
+  let relaxed = false;
+  if (shared && opts.relaxed !== false) {
+    const r = decodeBase64(relaxedShared);
+    if (WebAssembly.validate(r)) {
+      bytes = r;
+      relaxed = true;
+    }
+  }
+  const module = await WebAssembly.compile(bytes);
+  const memory = new WebAssembly.Memory({ initial: 64, maximum: 65536, shared } as WebAssembly.MemoryDescriptor);
+  const instance = await WebAssembly.instantiate(module, {
+    env: { memory, abort: () => { throw new Error('stlm: wasm kernel aborted'); } },
+  });
+  const exports = instance.exports as unknown as Record<string, Kernel>;
+  const pool = threads > 1 ? await WorkerPool.create(module, memory, exports, threads) : null;
+  return new WasmBackend(memory, exports, pool, threads, relaxed);
+}
+
+export class WasmBackend implements Backend {
+  readonly name: string;
+  private top = HEAP_BASE;
+  private readonly freeLists = new Map<number, number[]>();
+  private f32!: Float32Array;
+  private i32!: Int32Array;
+  private f64!: Float64Array;
+  private u8!: Uint8Array;
+  private readonly matmulScratch: number;
+  private staging = { ptr: 0, bytes: 0 };
+  private attnScratch = { ptr: 0, bytes: 0 };
+  private readonly ropeTables = new Map<string, { ptr: number; positions: number }>();
+
+  constructor(
+    private readonly memory: WebAssembly.Memory,
+    private readonly k: Record<string, Kernel>,
+    private readonly pool: WorkerPool | null,
+    readonly threads: number,
+    readonly relaxed: boolean,
+  ) {
+    this.name = `wasm-${relaxed ? 'relaxed-simd' : 'simd'}`;
+    this.refreshViews();
+    this.matmulScratch = this.rawAlloc(this.k.matmulScratchBytes() * threads);
+  }
+
+  // ---- memory -------------------------------------------------------------------------------------
+  private refreshViews(): void {
+    const b = this.memory.buffer;
+    this.f32 = new Float32Array(b);
+    this.i32 = new Int32Array(b);
+    this.f64 = new Float64Array(b);
+    this.u8 = new Uint8Array(b);
+  }
+
+  /** Views must be rebuilt after growth (a grown shared memory is a new SharedArrayBuffer object). */
+  private views(): Float32Array {
+    if (this.f32.buffer.byteLength !== this.memory.buffer.byteLength) this.refreshViews();
+    return this.f32;
+  }
+
+  private rawAlloc(bytes: number): number {
+    bytes = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    const list = this.freeLists.get(bytes);
+    if (list && list.length) return list.pop()!;
+    const ptr = this.top;
+    const end = ptr + bytes;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const pages = Math.ceil((end - have) / PAGE);
+      try {
+        this.memory.grow(pages);
+      } catch {
+        throw new RangeError(`wasm backend: out of memory allocating ${bytes} bytes (heap ${have} bytes, limit 4 GiB)`);
+      }
+      this.refreshViews();
+    }
+    this.top = end;
+    return ptr;
+  }
+
+  private rawFree(ptr: number, bytes: number): void {
+    bytes = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+    let list = this.freeLists.get(bytes);
+    if (!list) this.freeLists.set(bytes, (list = []));
+    list.push(ptr);
+  }
+
+  alloc(length: number): Buf {
+    if (!Number.isInteger(length) || length < 0) throw new RangeError(`alloc: invalid length ${length}`);
+    const bytes = Math.max(ALIGN, Math.ceil((length * 4) / ALIGN) * ALIGN);
+    return new WasmBuf(this.rawAlloc(bytes), length, bytes);
+  }
+  free(buf: Buf): void {
+    const b = buf as WasmBuf;
+    this.rawFree(b.ptr, b.bytes);
+  }
+  write(buf: Buf, src: ArrayLike<number>, offset = 0): void {
+    const b = buf as WasmBuf;
+    if (offset + src.length > b.length) throw new RangeError(`write: ${src.length} elements at ${offset} overflow a buffer of ${b.length}`);
+    this.views().set(src, b.ptr / 4 + offset);
+  }
+  read(buf: Buf, offset = 0, length = buf.length - offset): Float32Array {
+    const b = buf as WasmBuf;
+    const start = b.ptr / 4 + offset;
+    return this.views().slice(start, start + length);
+  }
+  fill(buf: Buf, value: number, offset = 0, length = buf.length - offset): void {
+    const start = (buf as WasmBuf).ptr / 4 + offset;
+    this.views().fill(value, start, start + length);
+  }
+  copy(src: Buf, srcOffset: number, dst: Buf, dstOffset: number, length: number): void {
+    const f = this.views();
+    const s = (src as WasmBuf).ptr / 4 + srcOffset;
+    f.copyWithin((dst as WasmBuf).ptr / 4 + dstOffset, s, s + length);
+  }
+  memoryBytes(): number {
+    return this.memory.buffer.byteLength;
+  }
+
+  /** A staging area for int32 inputs and f64 outputs, grown once and kept. */
+  private stage(bytes: number): number {
+    if (bytes > this.staging.bytes) {
+      if (this.staging.bytes) this.rawFree(this.staging.ptr, this.staging.bytes);
+      const b = Math.max(bytes, this.staging.bytes * 2);
+      this.staging = { ptr: this.rawAlloc(b), bytes: Math.ceil(b / ALIGN) * ALIGN };
+    }
+    this.views();
+    return this.staging.ptr;
+  }
+
+  private stageInts(ids: Int32Array, extraBytes = 0): number {
+    const ptr = this.stage(ids.length * 4 + ALIGN + extraBytes);
+    this.i32.set(ids, ptr / 4);
+    return ptr;
+  }
+
+  private run(name: string, args: number[], work: number): void {
+    if (this.pool && work >= PARALLEL_MIN) this.pool.run(name, args, true);
+    else this.k[name](...args, 0, 1);
+  }
+
+  // ---- elementwise and reductions ---------------------------------------------------------------
+  add(a: Buf, b: Buf, out: Buf, n: number): void {
+    this.run('add', [p(a), p(b), p(out), n], n);
+  }
+  mul(a: Buf, b: Buf, out: Buf, n: number): void {
+    this.run('mul', [p(a), p(b), p(out), n], n);
+  }
+  scale(a: Buf, s: number, out: Buf, n: number): void {
+    this.run('scale', [p(a), s, p(out), n], n);
+  }
+  axpy(x: Buf, alpha: number, y: Buf, n: number): void {
+    this.run('axpy', [p(x), alpha, p(y), n], n);
+  }
+  sum(a: Buf, n: number): number {
+    return this.k.reduceSum(p(a), n);
+  }
+  max(a: Buf, n: number): number {
+    return this.k.reduceMax(p(a), n);
+  }
+  sumSquares(a: Buf, n: number): number {
+    return this.k.reduceSumSquares(p(a), n);
+  }
+
+  matmul(a: Buf, b: Buf, c: Buf, x: MatmulArgs): void {
+    const { m, k, n } = x;
+    const batch = x.batch ?? 1;
+    const args = [
+      p(a) + (x.offA ?? 0) * 4, p(b) + (x.offB ?? 0) * 4, p(c) + (x.offC ?? 0) * 4, m, k, n,
+      x.transA ? 1 : 0, x.transB ? 1 : 0, x.accumulate ? 1 : 0, batch,
+      x.strideA ?? m * k, x.strideB ?? k * n, x.strideC ?? m * n, this.matmulScratch,
+    ];
+    this.run('matmul', args, (batch * m * n * k) / 8);
+  }
+
+  rmsNorm(x: Buf, w: Buf, out: Buf, rstd: Buf, rows: number, dim: number, eps: number): void {
+    this.run('rmsNorm', [p(x), p(w), p(out), p(rstd), rows, dim, eps], rows * dim);
+  }
+  rmsNormBackward(x: Buf, w: Buf, rstd: Buf, dy: Buf, dx: Buf, dw: Buf, rows: number, dim: number): void {
+    this.k.rmsNormBackward(p(x), p(w), p(rstd), p(dy), p(dx), p(dw), rows, dim);
+  }
+  softmax(x: Buf, out: Buf, rows: number, dim: number): void {
+    this.run('softmax', [p(x), p(out), rows, dim], rows * dim * 4);
+  }
+  rope(x: Buf, out: Buf, rows: number, heads: number, headDim: number, seqLen: number, pos0: number, theta: number, inverse: boolean): void {
+    if (headDim % 2) throw new RangeError(`rope: headDim ${headDim} must be even`);
+    const table = this.ropeTable(headDim, theta, pos0 + Math.min(rows, seqLen));
+    this.run('rope', [p(x), p(out), rows, heads, headDim, seqLen, pos0, table, inverse ? 1 : 0], rows * heads * headDim);
+  }
+  /** cos/sin for every position and pair, computed in f64 exactly as the reference does, cached. */
+  private ropeTable(headDim: number, theta: number, positions: number): number {
+    const key = `${headDim}:${theta}`;
+    const have = this.ropeTables.get(key);
+    if (have && have.positions >= positions) return have.ptr;
+    const n = Math.max(positions, 2 * (have?.positions ?? 0), 256);
+    const half = headDim / 2;
+    const ptr = this.rawAlloc(n * half * 2 * 4);
+    const f = this.views();
+    for (let pos = 0; pos < n; pos++) {
+      for (let i = 0; i < half; i++) {
+        const angle = pos * Math.pow(theta, (-2 * i) / headDim);
+        f[ptr / 4 + (pos * half + i) * 2] = Math.cos(angle);
+        f[ptr / 4 + (pos * half + i) * 2 + 1] = Math.sin(angle);
+      }
+    }
+    if (have) this.rawFree(have.ptr, have.positions * half * 2 * 4);
+    this.ropeTables.set(key, { ptr, positions: n });
+    return ptr;
+  }
+  swiglu(gate: Buf, up: Buf, out: Buf, n: number): void {
+    this.run('swiglu', [p(gate), p(up), p(out), n], n * 4);
+  }
+  swigluBackward(gate: Buf, up: Buf, dout: Buf, dgate: Buf, dup: Buf, n: number): void {
+    this.run('swigluBackward', [p(gate), p(up), p(dout), p(dgate), p(dup), n], n * 4);
+  }
+
+  embedding(table: Buf, ids: Int32Array, out: Buf, dim: number): void {
+    const vocab = table.length / dim;
+    for (let i = 0; i < ids.length; i++) {
+      if (!(ids[i] >= 0 && ids[i] < vocab)) throw new RangeError(`embedding: token id ${ids[i]} at ${i} is outside the vocabulary [0, ${vocab})`);
+    }
+    this.run('embedding', [p(table), this.stageInts(ids), p(out), ids.length, dim], ids.length * dim);
+  }
+  embeddingBackward(ids: Int32Array, dout: Buf, dtable: Buf, dim: number): void {
+    const vocab = dtable.length / dim;
+    for (let i = 0; i < ids.length; i++) {
+      if (!(ids[i] >= 0 && ids[i] < vocab)) throw new RangeError(`embeddingBackward: token id ${ids[i]} at ${i} is outside the vocabulary [0, ${vocab})`);
+    }
+    this.k.embeddingBackward(this.stageInts(ids), p(dout), p(dtable), ids.length, dim);
+  }
+  crossEntropy(logits: Buf, targets: Int32Array, dlogits: Buf | null, vocab: number, gradScale: number): { loss: number; count: number } {
+    const rows = targets.length;
+    let count = 0;
+    for (let r = 0; r < rows; r++) {
+      const t = targets[r];
+      if (t >= vocab) throw new RangeError(`crossEntropy: target ${t} at row ${r} is outside the vocabulary [0, ${vocab})`);
+      if (t >= 0) count++;
+    }
+    const intBytes = Math.ceil((rows * 4) / ALIGN) * ALIGN;
+    const tp = this.stageInts(targets, rows * 8 + ALIGN);
+    const lossPtr = tp + intBytes;
+    this.run('crossEntropy', [p(logits), tp, dlogits ? p(dlogits) : 0, lossPtr, rows, vocab, gradScale], rows * vocab * 4);
+    const f64 = this.f64;
+    let loss = 0;
+    for (let r = 0; r < rows; r++) loss += f64[lossPtr / 8 + r];
+    return { loss, count };
+  }
+
+  private attentionArgs(a: AttentionArgs): number[] {
+    const kvStride = a.kvBatchStride ?? a.tk * a.kvHeads * a.headDim;
+    if (a.heads % a.kvHeads) throw new RangeError(`attention: heads ${a.heads} is not a multiple of kvHeads ${a.kvHeads}`);
+    const need = this.k.attentionScratchBytes(a.tk) * this.threads;
+    if (need > this.attnScratch.bytes) {
+      if (this.attnScratch.bytes) this.rawFree(this.attnScratch.ptr, this.attnScratch.bytes);
+      this.attnScratch = { ptr: this.rawAlloc(need), bytes: Math.ceil(need / ALIGN) * ALIGN };
+    }
+    return [a.batch, a.tq, a.tk, a.heads, a.kvHeads, a.headDim, a.qPos0, a.scale, kvStride, this.attnScratch.ptr];
+  }
+  attention(q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf, a: AttentionArgs): void {
+    const rest = this.attentionArgs(a);
+    this.run('attention', [p(q), p(k), p(v), p(out), p(lse), ...rest], a.batch * a.heads * a.tq * (a.qPos0 + a.tq) * a.headDim);
+  }
+  attentionBackward(q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf, dout: Buf, dq: Buf, dk: Buf, dv: Buf, a: AttentionArgs): void {
+    const rest = this.attentionArgs(a);
+    this.run('attentionBackward', [p(q), p(k), p(v), p(out), p(lse), p(dout), p(dq), p(dk), p(dv), ...rest], a.batch * a.heads * a.tq * a.tk * a.headDim);
+  }
+
+  adamw(param: Buf, grad: Buf, m: Buf, v: Buf, n: number, a: AdamWArgs): void {
+    const bc1 = 1 - Math.pow(a.beta1, a.step), bc2 = 1 - Math.pow(a.beta2, a.step);
+    this.run('adamw', [p(param), p(grad), p(m), p(v), n, a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, bc1, bc2, a.gradScale ?? 1], n * 8);
+  }
+
+  dispose(): void {
+    this.pool?.dispose();
+  }
+}
+
+const p = (b: Buf): number => (b as WasmBuf).ptr;

@@ -1,0 +1,57 @@
+/**
+ * A kernel worker: instantiates the kernel module on the shared memory and runs its share of each
+ * call the pool dispatches (see pool.ts for the protocol). Runs unchanged as a Node worker_thread
+ * or a browser module Worker; only the bootstrap below differs.
+ */
+import { ARGC, ARGS_OFFSET, DONE, EPOCH, EXIT, FAILED, FN, MAX_ARGS, SLEEPING, type WorkerInit } from './pool.js';
+
+/** Spins before sleeping: decode issues many short calls in a row, and a futex wake costs ~10-50 µs. */
+const SPIN_LIMIT = 200_000;
+
+function serve(init: WorkerInit): void {
+  const instance = new WebAssembly.Instance(init.module, { env: { memory: init.memory, abort: () => { throw new Error('abort'); } } });
+  const exports = instance.exports as Record<string, (...a: number[]) => unknown>;
+  const fns = init.names.map((n) => exports[n]);
+  const ctrl = new Int32Array(init.control, 0, 16);
+  const argv = new Float64Array(init.control, ARGS_OFFSET, MAX_ARGS);
+  const args: number[] = [];
+  let seen = Atomics.load(ctrl, EPOCH);
+  for (;;) {
+    let spins = 0;
+    while (Atomics.load(ctrl, EPOCH) === seen) {
+      if (++spins < SPIN_LIMIT) continue;
+      Atomics.add(ctrl, SLEEPING, 1);
+      Atomics.wait(ctrl, EPOCH, seen);
+      Atomics.sub(ctrl, SLEEPING, 1);
+      spins = 0;
+    }
+    seen = Atomics.load(ctrl, EPOCH);
+    const fn = ctrl[FN];
+    if (fn === EXIT) return;
+    const argc = ctrl[ARGC];
+    args.length = argc;
+    for (let i = 0; i < argc; i++) args[i] = argv[i];
+    try {
+      fns[fn](...args, init.tid, init.nth);
+    } catch {
+      Atomics.store(ctrl, FAILED, 1);
+    }
+    Atomics.add(ctrl, DONE, 1);
+  }
+}
+
+const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+if (isNode) {
+  const { parentPort } = await import('node:worker_threads');
+  parentPort!.once('message', (init: WorkerInit) => {
+    parentPort!.postMessage('ready');
+    serve(init);
+  });
+} else {
+  const scope = globalThis as unknown as { onmessage: ((e: MessageEvent) => void) | null; postMessage(m: unknown): void };
+  scope.onmessage = (e: MessageEvent) => {
+    scope.onmessage = null;
+    scope.postMessage('ready');
+    serve(e.data as WorkerInit);
+  };
+}

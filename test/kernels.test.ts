@@ -1,0 +1,223 @@
+// The WebAssembly backend against the reference backend, op by op, on random shapes that include
+// odd sizes; and the 2-thread backend against the 1-thread one, bit for bit.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Backend, Buf } from '../src/kernels/backend.js';
+import { ReferenceBackend } from '../src/kernels/reference.js';
+import { createWasmBackend } from '../src/kernels/wasm/backend.js';
+import { Rng } from '../src/util/rng.js';
+
+const ODD = [1, 3, 17, 255, 257];
+const TOL = 1e-5;
+
+/** max |a-b| / max |b|: the error relative to the size of the result. */
+function relErr(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let num = 0, den = 1e-30;
+  for (let i = 0; i < a.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  if (a.some((x) => !Number.isFinite(x))) return Infinity;
+  return num / den;
+}
+
+function random(rng: Rng, n: number, scale = 1): Float32Array {
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = rng.normal() * scale;
+  return x;
+}
+
+/** Runs `body` on each backend with the same inputs; returns the named outputs per backend. */
+type Io = { input(name: string, data: Float32Array): Buf; output(name: string, n: number, init?: Float32Array): Buf };
+function runAll(backends: Backend[], body: (be: Backend, io: Io) => void, outputs: string[]): Float32Array[][] {
+  return backends.map((be) => {
+    const bufs = new Map<string, Buf>();
+    const io: Io = {
+      input(name, data) {
+        const b = be.alloc(data.length);
+        be.write(b, data);
+        bufs.set(name, b);
+        return b;
+      },
+      output(name, n, init) {
+        const b = be.alloc(n);
+        be.fill(b, Number.NaN);
+        if (init) be.write(b, init);
+        bufs.set(name, b);
+        return b;
+      },
+    };
+    body(be, io);
+    const res = outputs.map((o) => be.read(bufs.get(o)!));
+    for (const b of bufs.values()) be.free(b);
+    return res;
+  });
+}
+
+describe('wasm backend equals the reference backend', () => {
+  const ref = new ReferenceBackend();
+  let w1: Backend, w2: Backend;
+  before(async () => {
+    w1 = await createWasmBackend({ threads: 1 });
+    w2 = await createWasmBackend({ threads: 2 });
+  });
+  after(() => {
+    w1.dispose();
+    w2.dispose();
+  });
+
+  /** Checks wasm-1 and wasm-2 against the reference (TOL) and wasm-2 against wasm-1 (bit-exact). */
+  function check(label: string, body: (be: Backend, io: Io) => void, outputs: string[], tol = TOL): void {
+    const [r, a, b] = runAll([ref, w1, w2], body, outputs);
+    outputs.forEach((name, i) => {
+      const e = relErr(a[i], r[i]);
+      assert.ok(e <= tol, `${label} ${name}: wasm differs from reference by ${e.toExponential(2)} (tolerance ${tol})`);
+      assert.deepEqual(b[i], a[i], `${label} ${name}: 2 threads differ from 1 thread`);
+    });
+  }
+
+  test('matmul: every transpose form, odd sizes, accumulate, batch with broadcast', () => {
+    const rng = new Rng(1);
+    const sizes: [number, number, number][] = [];
+    for (const m of ODD) for (const k of [1, 17, 257]) for (const n of [1, 3, 255]) sizes.push([m, k, n]);
+    sizes.push([64, 128, 96], [1, 512, 512], [257, 255, 17], [300, 64, 300]);
+    for (const [m, k, n] of sizes) {
+      for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]]) {
+        const A = random(rng, m * k), B = random(rng, k * n), C0 = random(rng, m * n);
+        for (const accumulate of [false, true]) {
+          check(`matmul ${m}x${k}x${n} tA=${transA} tB=${transB} acc=${accumulate}`, (be, io) => {
+            be.matmul(io.input('a', A), io.input('b', B), io.output('c', m * n, C0), { m, k, n, transA, transB, accumulate });
+          }, ['c']);
+        }
+      }
+    }
+    // batched, with B broadcast (stride 0) and with offsets
+    const [m, k, n, batch] = [17, 33, 19, 3];
+    const A = random(rng, batch * m * k + 5), B = random(rng, k * n), C0 = random(rng, batch * m * n + 2);
+    check('matmul batched broadcast B', (be, io) => {
+      be.matmul(io.input('a', A), io.input('b', B), io.output('c', batch * m * n + 2, C0), { m, k, n, batch, strideB: 0, offA: 5, offC: 2 });
+    }, ['c']);
+  });
+
+  test('elementwise and reductions', () => {
+    const rng = new Rng(2);
+    for (const n of [...ODD, 100_003]) {
+      const a = random(rng, n), b = random(rng, n);
+      check(`add ${n}`, (be, io) => be.add(io.input('a', a), io.input('b', b), io.output('o', n), n), ['o']);
+      check(`mul ${n}`, (be, io) => be.mul(io.input('a', a), io.input('b', b), io.output('o', n), n), ['o']);
+      check(`scale ${n}`, (be, io) => be.scale(io.input('a', a), -0.37, io.output('o', n), n), ['o']);
+      check(`axpy ${n}`, (be, io) => be.axpy(io.input('a', a), 0.7, io.output('y', n, b), n), ['y']);
+      for (const op of ['sum', 'max', 'sumSquares'] as const) {
+        const [r, x] = [ref, w1].map((be) => {
+          const buf = be.alloc(n);
+          be.write(buf, a);
+          const v = be[op](buf, n);
+          be.free(buf);
+          return v;
+        });
+        assert.ok(Math.abs(x - r) <= TOL * Math.max(1, Math.abs(r)), `${op} ${n}: ${x} vs ${r}`);
+      }
+    }
+    const bad = new Float32Array([1, 2, NaN, 4]);
+    for (const be of [ref, w1]) {
+      const buf = be.alloc(4);
+      be.write(buf, bad);
+      assert.ok(Number.isNaN(be.sumSquares(buf, 4)), `${be.name}: sumSquares must expose NaN`);
+    }
+  });
+
+  test('rmsNorm forward and backward, softmax, swiglu', () => {
+    const rng = new Rng(3);
+    // dim 1 is left out on purpose: there dx = r·w·dy·eps/(x²+eps) is all cancellation, eps-sized noise.
+    for (const [rows, dim] of [[1, 3], [3, 17], [17, 255], [5, 257], [64, 128]]) {
+      const x = random(rng, rows * dim), w = random(rng, dim), dy = random(rng, rows * dim), dw0 = random(rng, dim);
+      check(`rmsNorm ${rows}x${dim}`, (be, io) => {
+        const X = io.input('x', x), W = io.input('w', w), R = io.output('rstd', rows);
+        be.rmsNorm(X, W, io.output('y', rows * dim), R, rows, dim, 1e-5);
+        be.rmsNormBackward(X, W, R, io.input('dy', dy), io.output('dx', rows * dim), io.output('dw', dim, dw0), rows, dim);
+      }, ['y', 'rstd', 'dx', 'dw']);
+      check(`softmax ${rows}x${dim}`, (be, io) => be.softmax(io.input('x', random(new Rng(rows), rows * dim, 3)), io.output('o', rows * dim), rows, dim), ['o']);
+    }
+    for (const n of [...ODD, 70_001]) {
+      const g = random(rng, n, 3), u = random(rng, n), d = random(rng, n);
+      check(`swiglu ${n}`, (be, io) => {
+        const G = io.input('g', g), U = io.input('u', u);
+        be.swiglu(G, U, io.output('o', n), n);
+        be.swigluBackward(G, U, io.input('d', d), io.output('dg', n), io.output('du', n), n);
+      }, ['o', 'dg', 'du']);
+    }
+  });
+
+  test('rope forward and inverse, with a position offset', () => {
+    const rng = new Rng(4);
+    for (const [rows, heads, headDim, seqLen, pos0] of [[1, 1, 2, 1, 0], [6, 3, 18, 3, 0], [16, 4, 32, 8, 5], [3, 2, 6, 3, 300]]) {
+      const x = random(rng, rows * heads * headDim);
+      for (const inverse of [false, true]) {
+        check(`rope ${rows}x${heads}x${headDim} pos0=${pos0} inv=${inverse}`, (be, io) => {
+          be.rope(io.input('x', x), io.output('o', x.length), rows, heads, headDim, seqLen, pos0, 10000, inverse);
+        }, ['o']);
+      }
+    }
+  });
+
+  test('embedding gather and scatter-add, cross-entropy with ignored rows', () => {
+    const rng = new Rng(5);
+    for (const [vocab, dim, n] of [[3, 1, 5], [17, 3, 40], [259, 17, 257]]) {
+      const table = random(rng, vocab * dim), ids = Int32Array.from({ length: n }, () => rng.int(vocab));
+      const dout = random(rng, n * dim), dt0 = random(rng, vocab * dim);
+      check(`embedding ${vocab}x${dim} n=${n}`, (be, io) => {
+        be.embedding(io.input('t', table), ids, io.output('o', n * dim), dim);
+        be.embeddingBackward(ids, io.input('d', dout), io.output('dt', vocab * dim, dt0), dim);
+      }, ['o', 'dt']);
+      const logits = random(rng, n * vocab, 2), targets = Int32Array.from({ length: n }, (_, i) => (i % 7 === 3 ? -1 : rng.int(vocab)));
+      const losses: number[] = [];
+      check(`crossEntropy ${n}x${vocab}`, (be, io) => {
+        const r = be.crossEntropy(io.input('l', logits), targets, io.output('dl', n * vocab), vocab, 1 / n);
+        losses.push(r.loss, r.count);
+      }, ['dl']);
+      assert.ok(Math.abs(losses[2] - losses[0]) <= TOL * Math.abs(losses[0]), `crossEntropy loss ${losses[2]} vs ${losses[0]}`);
+      assert.equal(losses[3], losses[1]);
+      assert.deepEqual([losses[2], losses[3]], [losses[4], losses[5]]);
+    }
+    for (const be of [ref, w1]) {
+      const t = be.alloc(6);
+      assert.throws(() => be.embedding(t, Int32Array.of(0, 3), be.alloc(4), 2), /token id 3 at 1 is outside the vocabulary \[0, 3\)/);
+    }
+  });
+
+  test('attention forward and backward: GQA, odd lengths, KV-cache offset', () => {
+    const rng = new Rng(6);
+    const cases = [
+      { batch: 1, tq: 1, tk: 1, heads: 1, kvHeads: 1, headDim: 1, qPos0: 0 },
+      { batch: 2, tq: 17, tk: 17, heads: 4, kvHeads: 2, headDim: 8, qPos0: 0 },
+      { batch: 3, tq: 33, tk: 33, heads: 2, kvHeads: 2, headDim: 17, qPos0: 0 },
+      { batch: 1, tq: 3, tk: 12, heads: 4, kvHeads: 1, headDim: 16, qPos0: 9 },
+      { batch: 2, tq: 64, tk: 64, heads: 4, kvHeads: 4, headDim: 32, qPos0: 0 },
+    ];
+    for (const c of cases) {
+      const args = { ...c, scale: 1 / Math.sqrt(c.headDim) };
+      const qn = c.batch * c.tq * c.heads * c.headDim, kn = c.batch * c.tk * c.kvHeads * c.headDim;
+      const q = random(rng, qn), k = random(rng, kn), v = random(rng, kn), dout = random(rng, qn);
+      const training = c.qPos0 === 0;
+      check(`attention ${JSON.stringify(c)}`, (be, io) => {
+        const Q = io.input('q', q), K = io.input('k', k), V = io.input('v', v);
+        const O = io.output('o', qn), L = io.output('lse', c.batch * c.tq * c.heads);
+        be.attention(Q, K, V, O, L, args);
+        if (training) be.attentionBackward(Q, K, V, O, L, io.input('do', dout), io.output('dq', qn), io.output('dk', kn), io.output('dv', kn), args);
+      }, training ? ['o', 'lse', 'dq', 'dk', 'dv'] : ['o', 'lse']);
+    }
+  });
+
+  test('adamw', () => {
+    const rng = new Rng(7);
+    for (const n of [1, 17, 257, 50_001]) {
+      const p0 = random(rng, n), g = random(rng, n), m0 = random(rng, n, 0.1), v0 = random(rng, n).map(Math.abs);
+      check(`adamw ${n}`, (be, io) => {
+        const P = io.output('p', n, p0), M = io.output('m', n, m0), V = io.output('v', n, v0);
+        const G = io.input('g', g);
+        for (let step = 1; step <= 3; step++) be.adamw(P, G, M, V, n, { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step, gradScale: 0.5 });
+      }, ['p', 'm', 'v']);
+    }
+  });
+});
