@@ -1,19 +1,492 @@
-// Placeholder: naive matmul (replaced by the packed, register-blocked kernel).
-export function matmulScratchBytes(): i32 { return 64; }
+// fp32 matrix multiply: C[m,n] (+)= op(A)[m,k] · op(B)[k,n], batched, over the shared linear memory.
+//
+// Two paths, chosen from the shape alone (never from the thread count, so 1 and N threads give
+// bit-identical results):
+//
+// 1. Small m (decode-time matrix-vector products), no packing, each thread owns a column range of C:
+//    - B not transposed: C row += x[p] · B[p, :], streaming four rows of B at a time, sequentially in
+//      memory, with the C row (a few KiB) kept in L1.
+//    - B transposed ([n,k], the nn.Linear weight layout): dot products along k, four rows of B at a time.
+//
+// 2. Everything else: a Goto/BLIS-style packed GEMM around an MR×NR register-blocked micro-kernel
+//    (generated into generated/gemm_micro.ts by scripts/gen-gemm.mjs; MR, NR, KC, MC, NC come from there).
+//      for jc in steps of NC          (columns of this thread's block of C)
+//        for pc in steps of KC        (depth)
+//          pack op(B)[pc:pc+KC, jc:jc+NC] into Bp: NR-column panels, each [KC][NR] row-major
+//          for ic in steps of MC      (rows of this thread's block of C)
+//            pack op(A)[ic:ic+MC, pc:pc+KC] into Ap: MR-row panels, each [KC][MR] (column of the panel
+//                                     contiguous, so the kernel broadcasts MR consecutive floats per p)
+//            for each NR panel of Bp  (kept in L1: KC·NR·4 = 16 KiB)
+//              for each MR panel of Ap (streamed from L2)
+//                micro-kernel: MR×NR tile of C in registers, C tile (+)= Ap-panel · Bp-panel
+//    Both packings absorb the transposes (transA packs by copying MR contiguous floats per p,
+//    transB packs with 4×4 in-register transposes), so the micro-kernel is the same for nn/nt/tn/tt.
+//    Panels at the edges are zero-padded; edge tiles of C go through a small scratch tile, so every
+//    element of C is computed by the same instruction sequence (same summation order) wherever it lies.
+//    The first depth block starts from 0 (or from C when accumulating); later ones start from C.
+//
+// Threads: the same call runs on nth threads with no barrier. Each thread takes a disjoint block of C
+// (whole batch items when there are enough of them, else a range of NR-panels of columns when n ≥ m,
+// else a range of MR-panels of rows) and packs what it needs itself into its own scratch. K is never
+// split across threads.
+import { KC, MC, MR, NC, NR, microKernel } from './generated/gemm_micro';
+
+// Per-thread scratch: packed A block, packed B block, one edge tile of C.
+const AP_BYTES: i32 = MC * KC * 4;
+const BP_BYTES: i32 = KC * NC * 4;
+const TILE_BYTES: i32 = MR * NR * 4;
+const SCRATCH_BYTES: i32 = (AP_BYTES + BP_BYTES + TILE_BYTES + 63) & ~63;
+
+/** m up to this uses the unpacked matrix-vector path (when B is not transposed). */
+const SMALL_M_NN: i32 = 2;
+/** m up to this uses the dot-product path (B transposed). */
+const SMALL_M_NT: i32 = 2;
+
+/** Scratch bytes one thread needs (the caller provides nth times this, 64-byte aligned). */
+export function matmulScratchBytes(): i32 {
+  return SCRATCH_BYTES;
+}
+
+@inline function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  else return f32x4.add(c, f32x4.mul(a, b));
+}
+
+@inline function min32(a: i32, b: i32): i32 {
+  return a < b ? a : b;
+}
+
+/** Start of share t of `units` units among nth (t = nth gives units). */
+@inline function share(units: i32, t: i32, nth: i32): i32 {
+  return <i32>((<i64>units * t) / nth);
+}
+
 export function matmul(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, transA: i32, transB: i32,
                        accumulate: i32, batch: i32, strideA: i32, strideB: i32, strideC: i32,
                        scratch: usize, tid: i32, nth: i32): void {
-  for (let t = 0; t < batch; t++) {
-    const A = a + (<usize>(t * strideA) << 2), B = b + (<usize>(t * strideB) << 2), C = c + (<usize>(t * strideC) << 2);
-    for (let i = tid; i < m; i += nth) for (let j = 0; j < n; j++) {
-      let s: f32 = 0;
-      for (let p = 0; p < k; p++) {
-        const av = transA ? load<f32>(A + (<usize>(p * m + i) << 2)) : load<f32>(A + (<usize>(i * k + p) << 2));
-        const bv = transB ? load<f32>(B + (<usize>(j * k + p) << 2)) : load<f32>(B + (<usize>(p * n + j) << 2));
-        s += av * bv;
-      }
-      const pc = C + (<usize>(i * n + j) << 2);
-      store<f32>(pc, accumulate ? load<f32>(pc) + s : s);
+  if (m <= 0 || n <= 0 || batch <= 0) return;
+  if (nth < 1) nth = 1;
+  // C[m,1] = A·b is the same memory as Cᵀ[1,m] = bᵀ·Aᵀ: turn column-vector products into row-vector ones.
+  if (n == 1 && m > 1) {
+    const ta = transA;
+    const t = a; a = b; b = t;
+    const s = strideA; strideA = strideB; strideB = s;
+    n = m; m = 1;
+    transA = 0;
+    transB = ta ? 0 : 1;
+  }
+  const ws = scratch + <usize>tid * <usize>SCRATCH_BYTES;
+  // Whole batch items per thread when they are many and do not overlap in C.
+  const mn = <i64>m * n;
+  if (nth > 1 && batch > 1 && <i64>strideC >= mn && (batch % nth == 0 || batch >= 4 * nth)) {
+    const t0 = share(batch, tid, nth), t1 = share(batch, tid + 1, nth);
+    for (let t = t0; t < t1; t++) {
+      one(a + (<usize>(<i64>t * strideA) << 2), b + (<usize>(<i64>t * strideB) << 2), c + (<usize>(<i64>t * strideC) << 2),
+          m, k, n, transA, transB, accumulate, ws, 0, 1);
     }
+    return;
+  }
+  for (let t = 0; t < batch; t++) {
+    one(a + (<usize>(<i64>t * strideA) << 2), b + (<usize>(<i64>t * strideB) << 2), c + (<usize>(<i64>t * strideC) << 2),
+        m, k, n, transA, transB, accumulate, ws, tid, nth);
+  }
+}
+
+/** One product, thread tid of nth's share of it. */
+function one(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, transA: i32, transB: i32,
+             accumulate: i32, ws: usize, tid: i32, nth: i32): void {
+  if (k <= 0) {
+    if (!accumulate) {
+      const r0 = share(m, tid, nth), r1 = share(m, tid + 1, nth);
+      memory.fill(c + (<usize>(<i64>r0 * n) << 2), 0, <usize>(<i64>(r1 - r0) * n) << 2);
+    }
+    return;
+  }
+  if (!transB && m <= SMALL_M_NN) {
+    const j0 = share(n >> 2, tid, nth) << 2, j1 = tid + 1 >= nth ? n : share(n >> 2, tid + 1, nth) << 2;
+    for (let i = 0; i < m; i++) {
+      const x = transA ? a + (<usize>i << 2) : a + (<usize>(<i64>i * k) << 2);
+      const xs: usize = transA ? <usize>m << 2 : 4;
+      rowTimesMatrix(x, xs, b, c + (<usize>(<i64>i * n) << 2), k, n, j0, j1, accumulate);
+    }
+    return;
+  }
+  if (transB && (m == 1 || (m <= SMALL_M_NT && !transA))) {
+    const j0 = share(n >> 2, tid, nth) << 2, j1 = tid + 1 >= nth ? n : share(n >> 2, tid + 1, nth) << 2;
+    for (let i = 0; i < m; i++) {
+      rowDotRows(a + (<usize>(<i64>i * k) << 2), b, c + (<usize>(<i64>i * n) << 2), k, j0, j1, accumulate);
+    }
+    return;
+  }
+  // Packed GEMM on a block of C.
+  const np = (n + NR - 1) / NR, mp = (m + MR - 1) / MR;
+  let i0 = 0, i1 = m, j0 = 0, j1 = n;
+  if (nth > 1) {
+    if (m <= n ? np >= nth || mp < nth : mp < nth) {
+      j0 = share(np, tid, nth) * NR;
+      j1 = min32(share(np, tid + 1, nth) * NR, n);
+    } else {
+      i0 = share(mp, tid, nth) * MR;
+      i1 = min32(share(mp, tid + 1, nth) * MR, m);
+    }
+  }
+  if (i0 < i1 && j0 < j1) gemmBlock(a, b, c, m, k, n, transA, transB, accumulate, ws, i0, i1, j0, j1);
+}
+
+/** C[i0:i1, j0:j1] of one product by the packed algorithm (see the top of the file). */
+function gemmBlock(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, transA: i32, transB: i32,
+                   accumulate: i32, ws: usize, i0: i32, i1: i32, j0: i32, j1: i32): void {
+  const ap = ws, bp = ws + <usize>AP_BYTES, tile = bp + <usize>BP_BYTES;
+  const ldc = <usize>n << 2;
+  for (let jc = j0; jc < j1; jc += NC) {
+    const nc = min32(NC, j1 - jc);
+    for (let pc = 0; pc < k; pc += KC) {
+      const kc = min32(KC, k - pc);
+      if (transB) packBt(b + ((<usize>jc * <usize>k + <usize>pc) << 2), k, kc, nc, bp);
+      else packB(b + ((<usize>pc * <usize>n + <usize>jc) << 2), n, kc, nc, bp);
+      const load = accumulate != 0 || pc > 0;
+      for (let ic = i0; ic < i1; ic += MC) {
+        const mc = min32(MC, i1 - ic);
+        if (transA) packAt(a + ((<usize>pc * <usize>m + <usize>ic) << 2), m, kc, mc, ap);
+        else packA(a + ((<usize>ic * <usize>k + <usize>pc) << 2), k, kc, mc, ap);
+        const panelBytes = <usize>kc << 2;
+        for (let jr = 0; jr < nc; jr += NR) {
+          const pb = bp + <usize>jr * panelBytes;
+          const nr = min32(NR, nc - jr);
+          let cp = c + ((<usize>ic * <usize>n + <usize>(jc + jr)) << 2);
+          for (let ir = 0; ir < mc; ir += MR) {
+            const pa = ap + <usize>ir * panelBytes;
+            const mr = min32(MR, mc - ir);
+            if (mr == MR && nr == NR) {
+              microKernel(kc, pa, pb, cp, ldc, load);
+            } else {
+              edgeTile(kc, pa, pb, cp, ldc, load, mr, nr, tile);
+            }
+            cp += ldc * <usize>MR;
+          }
+        }
+      }
+    }
+  }
+}
+
+/** A partial tile (mr < MR or nr < NR) through the scratch tile, with the same arithmetic as a full one. */
+function edgeTile(kc: i32, pa: usize, pb: usize, cp: usize, ldc: usize, load: bool, mr: i32, nr: i32, tile: usize): void {
+  memory.fill(tile, 0, <usize>TILE_BYTES);
+  if (load) {
+    for (let i = 0; i < mr; i++) memory.copy(tile + <usize>(i * NR * 4), cp + <usize>i * ldc, <usize>nr << 2);
+  }
+  microKernel(kc, pa, pb, tile, <usize>(NR * 4), load);
+  for (let i = 0; i < mr; i++) memory.copy(cp + <usize>i * ldc, tile + <usize>(i * NR * 4), <usize>nr << 2);
+}
+
+// ---- packing ------------------------------------------------------------------------------------
+
+/** B stored [k,n] (ldb = n elements), block of kc rows × nc columns from src → NR-column panels [kc][NR]. */
+function packB(src: usize, ldb: i32, kc: i32, nc: i32, dst: usize): void {
+  const ld = <usize>ldb << 2;
+  for (let j = 0; j < nc; j += NR) {
+    const nr = min32(NR, nc - j);
+    let s = src + (<usize>j << 2), d = dst;
+    if (nr == NR) {
+      for (let p = 0; p < kc; p++) {
+        for (let v = 0; v < NR; v += 4) v128.store(d + <usize>(v << 2), v128.load(s + <usize>(v << 2)));
+        s += ld;
+        d += <usize>(NR << 2);
+      }
+    } else {
+      for (let p = 0; p < kc; p++) {
+        let v = 0;
+        for (; v < nr; v++) store<f32>(d + <usize>(v << 2), load<f32>(s + <usize>(v << 2)));
+        for (; v < NR; v++) store<f32>(d + <usize>(v << 2), 0);
+        s += ld;
+        d += <usize>(NR << 2);
+      }
+    }
+    dst += <usize>kc * <usize>(NR << 2);
+  }
+}
+
+/** B stored [n,k] (ldb = k elements), op(B) block of kc × nc from src → NR-column panels [kc][NR]. */
+function packBt(src: usize, ldb: i32, kc: i32, nc: i32, dst: usize): void {
+  const ld = <usize>ldb << 2;
+  const row = <usize>(NR << 2);
+  for (let j = 0; j < nc; j += NR) {
+    const nr = min32(NR, nc - j);
+    const panel = src + <usize>j * ld;
+    if (nr == NR) {
+      // 4 rows of B (4 columns of the panel) at a time, 4 depths at a time: a 4×4 transpose.
+      for (let q = 0; q < NR; q += 4) {
+        const s0 = panel + <usize>q * ld, s1 = s0 + ld, s2 = s1 + ld, s3 = s2 + ld;
+        let d = dst + <usize>(q << 2);
+        let p = 0;
+        for (; p + 4 <= kc; p += 4) {
+          const o = <usize>p << 2;
+          const r0 = v128.load(s0 + o), r1 = v128.load(s1 + o), r2 = v128.load(s2 + o), r3 = v128.load(s3 + o);
+          const t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5), t1 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
+          const t2 = i32x4.shuffle(r2, r3, 0, 4, 1, 5), t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
+          v128.store(d, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+          v128.store(d + row, i32x4.shuffle(t0, t2, 2, 3, 6, 7));
+          v128.store(d + 2 * row, i32x4.shuffle(t1, t3, 0, 1, 4, 5));
+          v128.store(d + 3 * row, i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+          d += 4 * row;
+        }
+        for (; p < kc; p++) {
+          const o = <usize>p << 2;
+          store<f32>(d, load<f32>(s0 + o));
+          store<f32>(d, load<f32>(s1 + o), 4);
+          store<f32>(d, load<f32>(s2 + o), 8);
+          store<f32>(d, load<f32>(s3 + o), 12);
+          d += row;
+        }
+      }
+    } else {
+      let d = dst;
+      for (let p = 0; p < kc; p++) {
+        let v = 0;
+        for (; v < nr; v++) store<f32>(d + <usize>(v << 2), load<f32>(panel + <usize>v * ld + (<usize>p << 2)));
+        for (; v < NR; v++) store<f32>(d + <usize>(v << 2), 0);
+        d += row;
+      }
+    }
+    dst += <usize>kc * row;
+  }
+}
+
+/** A stored [m,k] (lda = k elements), block of mc rows × kc depths from src → MR-row panels [kc][MR]. */
+function packA(src: usize, lda: i32, kc: i32, mc: i32, dst: usize): void {
+  const ld = <usize>lda << 2;
+  for (let i = 0; i < mc; i += MR) {
+    const mr = min32(MR, mc - i);
+    const s = src + <usize>i * ld;
+    if (mr == MR && MR == 2) {
+      const s1 = s + ld;
+      let d = dst;
+      let p = 0;
+      for (; p + 4 <= kc; p += 4) {
+        const o = <usize>p << 2;
+        const r0 = v128.load(s + o), r1 = v128.load(s1 + o);
+        v128.store(d, i32x4.shuffle(r0, r1, 0, 4, 1, 5));
+        v128.store(d, i32x4.shuffle(r0, r1, 2, 6, 3, 7), 16);
+        d += 32;
+      }
+      for (; p < kc; p++) {
+        store<f32>(d, load<f32>(s + (<usize>p << 2)));
+        store<f32>(d, load<f32>(s1 + (<usize>p << 2)), 4);
+        d += 8;
+      }
+    } else if (mr == MR && MR == 4) {
+      const s1 = s + ld, s2 = s1 + ld, s3 = s2 + ld;
+      let d = dst;
+      let p = 0;
+      for (; p + 4 <= kc; p += 4) {
+        const o = <usize>p << 2;
+        const r0 = v128.load(s + o), r1 = v128.load(s1 + o), r2 = v128.load(s2 + o), r3 = v128.load(s3 + o);
+        const t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5), t1 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
+        const t2 = i32x4.shuffle(r2, r3, 0, 4, 1, 5), t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
+        v128.store(d, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+        v128.store(d, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 16);
+        v128.store(d, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 32);
+        v128.store(d, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 48);
+        d += 64;
+      }
+      for (; p < kc; p++) {
+        const o = <usize>p << 2;
+        store<f32>(d, load<f32>(s + o));
+        store<f32>(d, load<f32>(s1 + o), 4);
+        store<f32>(d, load<f32>(s2 + o), 8);
+        store<f32>(d, load<f32>(s3 + o), 12);
+        d += 16;
+      }
+    } else {
+      let d = dst;
+      for (let p = 0; p < kc; p++) {
+        let r = 0;
+        for (; r < mr; r++) store<f32>(d + <usize>(r << 2), load<f32>(s + <usize>r * ld + (<usize>p << 2)));
+        for (; r < MR; r++) store<f32>(d + <usize>(r << 2), 0);
+        d += <usize>(MR << 2);
+      }
+    }
+    dst += <usize>kc * <usize>(MR << 2);
+  }
+}
+
+/** A stored [k,m] (lda = m elements), op(A) block of mc × kc from src → MR-row panels [kc][MR]. */
+function packAt(src: usize, lda: i32, kc: i32, mc: i32, dst: usize): void {
+  const ld = <usize>lda << 2;
+  for (let i = 0; i < mc; i += MR) {
+    const mr = min32(MR, mc - i);
+    let s = src + (<usize>i << 2), d = dst;
+    if (mr == MR && MR == 2) {
+      for (let p = 0; p < kc; p++) {
+        store<i64>(d, load<i64>(s));
+        s += ld;
+        d += 8;
+      }
+    } else if (mr == MR && MR % 4 == 0) {
+      for (let p = 0; p < kc; p++) {
+        for (let v = 0; v < MR; v += 4) v128.store(d + <usize>(v << 2), v128.load(s + <usize>(v << 2)));
+        s += ld;
+        d += <usize>(MR << 2);
+      }
+    } else {
+      for (let p = 0; p < kc; p++) {
+        let r = 0;
+        for (; r < mr; r++) store<f32>(d + <usize>(r << 2), load<f32>(s + <usize>(r << 2)));
+        for (; r < MR; r++) store<f32>(d + <usize>(r << 2), 0);
+        s += ld;
+        d += <usize>(MR << 2);
+      }
+    }
+    dst += <usize>kc * <usize>(MR << 2);
+  }
+}
+
+// ---- small m --------------------------------------------------------------------------------------
+
+/**
+ * y[j0:j1] (+)= Σ_p x[p] · B[p, j0:j1] for B stored [k,n]; x[p] at x + p·xs bytes; y is a row of C.
+ * Four rows of B per sweep over the row segment, in p order, so each element is summed in p order.
+ */
+function rowTimesMatrix(x: usize, xs: usize, b: usize, y: usize, k: i32, n: i32, j0: i32, j1: i32, accumulate: i32): void {
+  if (j0 >= j1) return;
+  const ld = <usize>n << 2;
+  const yb = y + (<usize>j0 << 2), ye = y + (<usize>j1 << 2);
+  const vecEnd = yb + (<usize>((j1 - j0) & ~3) << 2);
+  const pairEnd = yb + (<usize>((j1 - j0) & ~7) << 2);
+  if (!accumulate) memory.fill(yb, 0, ye - yb);
+  let p = 0;
+  for (; p + 4 <= k; p += 4) {
+    const xf0 = load<f32>(x + <usize>p * xs), xf1 = load<f32>(x + <usize>(p + 1) * xs);
+    const xf2 = load<f32>(x + <usize>(p + 2) * xs), xf3 = load<f32>(x + <usize>(p + 3) * xs);
+    const x0 = f32x4.splat(xf0), x1 = f32x4.splat(xf1), x2 = f32x4.splat(xf2), x3 = f32x4.splat(xf3);
+    // B row p, column j0, minus the C row's j0 address: then B[p+r][j] = bo + y-pointer + r·ld.
+    const bo = b + <usize>p * ld + (<usize>j0 << 2) - yb;
+    let yp = yb;
+    for (; yp < pairEnd; yp += 32) {
+      const q = bo + yp;
+      let u = v128.load(yp), v = v128.load(yp, 16);
+      u = madd(x0, v128.load(q), u);
+      v = madd(x0, v128.load(q, 16), v);
+      u = madd(x1, v128.load(q + ld), u);
+      v = madd(x1, v128.load(q + ld, 16), v);
+      u = madd(x2, v128.load(q + 2 * ld), u);
+      v = madd(x2, v128.load(q + 2 * ld, 16), v);
+      u = madd(x3, v128.load(q + 3 * ld), u);
+      v = madd(x3, v128.load(q + 3 * ld, 16), v);
+      v128.store(yp, u);
+      v128.store(yp, v, 16);
+    }
+    for (; yp < vecEnd; yp += 16) {
+      const q = bo + yp;
+      let u = v128.load(yp);
+      u = madd(x0, v128.load(q), u);
+      u = madd(x1, v128.load(q + ld), u);
+      u = madd(x2, v128.load(q + 2 * ld), u);
+      u = madd(x3, v128.load(q + 3 * ld), u);
+      v128.store(yp, u);
+    }
+    for (; yp < ye; yp += 4) {
+      const q = bo + yp;
+      let u = f32x4.splat(load<f32>(yp));
+      u = madd(x0, f32x4.splat(load<f32>(q)), u);
+      u = madd(x1, f32x4.splat(load<f32>(q + ld)), u);
+      u = madd(x2, f32x4.splat(load<f32>(q + 2 * ld)), u);
+      u = madd(x3, f32x4.splat(load<f32>(q + 3 * ld)), u);
+      store<f32>(yp, f32x4.extract_lane(u, 0));
+    }
+  }
+  for (; p < k; p++) {
+    const x0 = f32x4.splat(load<f32>(x + <usize>p * xs));
+    const bo = b + <usize>p * ld + (<usize>j0 << 2) - yb;
+    let yp = yb;
+    for (; yp < vecEnd; yp += 16) v128.store(yp, madd(x0, v128.load(bo + yp), v128.load(yp)));
+    for (; yp < ye; yp += 4) {
+      store<f32>(yp, f32x4.extract_lane(madd(x0, f32x4.splat(load<f32>(bo + yp)), f32x4.splat(load<f32>(yp))), 0));
+    }
+  }
+}
+
+/** Horizontal sum of the four lanes as (l0 + l2) + (l1 + l3). */
+@inline function hsum(v: v128): f32 {
+  const h = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
+  return f32x4.extract_lane(h, 0) + f32x4.extract_lane(h, 1);
+}
+
+/**
+ * y[j] (+)= dot(x[0:k], B[j, 0:k]) for j in [j0, j1), B stored [n,k], x contiguous.
+ * Per j: two v128 accumulators over alternating 4-float chunks of k, then the scalar tail; rows are
+ * done four at a time, or one at a time at the end, with the same summation order either way.
+ */
+function rowDotRows(x: usize, b: usize, y: usize, k: i32, j0: i32, j1: i32, accumulate: i32): void {
+  const ld = <usize>k << 2;
+  const k8 = k & ~7, k4 = k & ~3;
+  let j = j0;
+  for (; j + 4 <= j1; j += 4) {
+    const b0 = b + <usize>j * ld, b1 = b0 + ld, b2 = b1 + ld, b3 = b2 + ld;
+    let e0 = f32x4.splat(0), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;
+    let p = 0;
+    for (; p < k8; p += 8) {
+      const o = <usize>p << 2;
+      const xe = v128.load(x + o), xo = v128.load(x + o, 16);
+      e0 = madd(xe, v128.load(b0 + o), e0);
+      o0 = madd(xo, v128.load(b0 + o, 16), o0);
+      e1 = madd(xe, v128.load(b1 + o), e1);
+      o1 = madd(xo, v128.load(b1 + o, 16), o1);
+      e2 = madd(xe, v128.load(b2 + o), e2);
+      o2 = madd(xo, v128.load(b2 + o, 16), o2);
+      e3 = madd(xe, v128.load(b3 + o), e3);
+      o3 = madd(xo, v128.load(b3 + o, 16), o3);
+    }
+    if (p < k4) {
+      const o = <usize>p << 2;
+      const xe = v128.load(x + o);
+      e0 = madd(xe, v128.load(b0 + o), e0);
+      e1 = madd(xe, v128.load(b1 + o), e1);
+      e2 = madd(xe, v128.load(b2 + o), e2);
+      e3 = madd(xe, v128.load(b3 + o), e3);
+    }
+    let s0 = hsum(f32x4.add(e0, o0)), s1 = hsum(f32x4.add(e1, o1)), s2 = hsum(f32x4.add(e2, o2)), s3 = hsum(f32x4.add(e3, o3));
+    for (p = k4; p < k; p++) {
+      const o = <usize>p << 2;
+      const xv = load<f32>(x + o);
+      s0 += xv * load<f32>(b0 + o);
+      s1 += xv * load<f32>(b1 + o);
+      s2 += xv * load<f32>(b2 + o);
+      s3 += xv * load<f32>(b3 + o);
+    }
+    const yp = y + (<usize>j << 2);
+    if (accumulate) {
+      s0 = load<f32>(yp) + s0;
+      s1 = load<f32>(yp, 4) + s1;
+      s2 = load<f32>(yp, 8) + s2;
+      s3 = load<f32>(yp, 12) + s3;
+    }
+    store<f32>(yp, s0);
+    store<f32>(yp, s1, 4);
+    store<f32>(yp, s2, 8);
+    store<f32>(yp, s3, 12);
+  }
+  for (; j < j1; j++) {
+    const b0 = b + <usize>j * ld;
+    let e0 = f32x4.splat(0), o0 = e0;
+    let p = 0;
+    for (; p < k8; p += 8) {
+      const o = <usize>p << 2;
+      e0 = madd(v128.load(x + o), v128.load(b0 + o), e0);
+      o0 = madd(v128.load(x + o, 16), v128.load(b0 + o, 16), o0);
+    }
+    if (p < k4) {
+      const o = <usize>p << 2;
+      e0 = madd(v128.load(x + o), v128.load(b0 + o), e0);
+    }
+    let s0 = hsum(f32x4.add(e0, o0));
+    for (p = k4; p < k; p++) {
+      const o = <usize>p << 2;
+      s0 += load<f32>(x + o) * load<f32>(b0 + o);
+    }
+    const yp = y + (<usize>j << 2);
+    if (accumulate) s0 = load<f32>(yp) + s0;
+    store<f32>(yp, s0);
   }
 }

@@ -1,0 +1,232 @@
+/**
+ * Tensors and the reverse-mode tape.
+ *
+ * A Tensor is a shape plus a backend buffer (contiguous, row-major, f32). Every tensor belongs to a
+ * Graph, which owns the tape of backward closures and the intermediate buffers of one step:
+ *   forward ops append to the tape -> graph.backward(loss) runs it in reverse -> optimizer step ->
+ *   graph.release() returns every intermediate buffer to the backend's pool.
+ * Because a step allocates the same sizes in the same order each time, the pool hands the same
+ * buffers back and a training loop stops allocating after its first step.
+ */
+import type { Backend, Buf } from '../kernels/backend.js';
+
+export type Shape = readonly number[];
+
+export class Tensor {
+  /** Gradient, same shape; created lazily by backward. */
+  grad: Tensor | null = null;
+  /** True once grad holds a value (the first contribution may overwrite instead of accumulate). */
+  gradReady = false;
+
+  constructor(
+    readonly graph: Graph,
+    readonly shape: Shape,
+    readonly buf: Buf,
+    readonly requiresGrad: boolean,
+    /** Set for parameters and for debugging; errors name it. */
+    public name = '',
+    /** For views: the tensor whose buffer this one shares (gradients go to the base). */
+    readonly base: Tensor | null = null,
+    /** Intermediate of one step, freed by graph.release(); parameters are not. */
+    readonly temporary = false,
+  ) {}
+
+  get size(): number {
+    return sizeOf(this.shape);
+  }
+
+  /** A copy of the data as a Float32Array. */
+  toArray(): Float32Array {
+    return this.graph.backend.read(this.buf, 0, this.size);
+  }
+
+  /** The only element of a one-element tensor. */
+  item(): number {
+    if (this.size !== 1) throw new Error(`item: tensor ${describe(this)} has ${this.size} elements, not 1`);
+    return this.graph.backend.read(this.buf, 0, 1)[0];
+  }
+
+  toString(): string {
+    return describe(this);
+  }
+}
+
+export function sizeOf(shape: Shape): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function describe(t: Tensor): string {
+  return `${t.name ? t.name + ' ' : ''}[${t.shape.join(', ')}]`;
+}
+
+/** Raised when an op produces NaN or Inf, naming the op and the training step. */
+export class NonFiniteError extends Error {
+  constructor(
+    readonly op: string,
+    readonly step: number,
+    readonly where: 'forward' | 'backward',
+  ) {
+    super(`non-finite value (NaN or Inf) produced by ${op} in the ${where} pass at step ${step}`);
+    this.name = 'NonFiniteError';
+  }
+}
+
+interface TapeEntry {
+  op: string;
+  inputs: Tensor[];
+  backward: () => void;
+}
+
+export class Graph {
+  private tape: TapeEntry[] = [];
+  private temps: Tensor[] = [];
+  private gradEnabled = true;
+  /** Check every op's output (and every gradient) for NaN/Inf; slow, used to locate a bad op. */
+  detectAnomaly = false;
+  /** The training step, for error messages. */
+  step = 0;
+
+  constructor(readonly backend: Backend) {}
+
+  get recording(): boolean {
+    return this.gradEnabled;
+  }
+
+  /** Runs fn without recording a tape (inference, evaluation). */
+  noGrad<T>(fn: () => T): T {
+    const was = this.gradEnabled;
+    this.gradEnabled = false;
+    try {
+      return fn();
+    } finally {
+      this.gradEnabled = was;
+    }
+  }
+
+  /** A persistent tensor (a parameter when requiresGrad): not released by release(). */
+  param(name: string, shape: Shape, data?: ArrayLike<number>, requiresGrad = true): Tensor {
+    const n = sizeOf(shape);
+    const buf = this.backend.alloc(n);
+    if (data) {
+      if (data.length !== n) throw new Error(`param ${name}: ${data.length} values for shape [${shape.join(', ')}] (${n} elements)`);
+      this.backend.write(buf, data);
+    } else this.backend.fill(buf, 0);
+    return new Tensor(this, shape, buf, requiresGrad, name);
+  }
+
+  /** An intermediate tensor of this step (freed by release()). Contents unspecified. */
+  temp(shape: Shape, requiresGrad = false, name = ''): Tensor {
+    const t = new Tensor(this, shape, this.backend.alloc(sizeOf(shape)), requiresGrad, name, null, true);
+    this.temps.push(t);
+    return t;
+  }
+
+  /** An intermediate tensor with the given values (inputs, constants). */
+  constant(shape: Shape, data: ArrayLike<number>, name = ''): Tensor {
+    const t = this.temp(shape, false, name);
+    if (data.length !== t.size) throw new Error(`constant ${name}: ${data.length} values for shape [${shape.join(', ')}]`);
+    this.backend.write(t.buf, data);
+    return t;
+  }
+
+  /** A view of t with another shape of the same size (shares the buffer and the gradient). */
+  view(t: Tensor, shape: Shape): Tensor {
+    if (sizeOf(shape) !== t.size) throw new Error(`reshape: cannot view ${describe(t)} (${t.size} elements) as [${shape.join(', ')}]`);
+    const base = t.base ?? t;
+    return new Tensor(this, shape, t.buf, t.requiresGrad, t.name, base, base.temporary);
+  }
+
+  /**
+   * Creates the output of an op. requiresGrad follows the inputs while recording.
+   * `backward` runs during graph.backward() when the output got a gradient.
+   */
+  record(op: string, inputs: Tensor[], out: Tensor, backward: () => void): void {
+    if (this.detectAnomaly) this.checkFinite(op, out, 'forward');
+    if (out.requiresGrad) this.tape.push({ op, inputs, backward });
+  }
+
+  /** Whether an op on these inputs must record a backward pass. */
+  needsGrad(...inputs: Tensor[]): boolean {
+    return this.gradEnabled && inputs.some((t) => t.requiresGrad);
+  }
+
+  /**
+   * Where an op's gradient contribution for t goes. A kernel that overwrites its output may write
+   * straight into the gradient when it is the first contribution (overwrite: true); otherwise it
+   * writes to a scratch buffer and adds it with accumulateGrad.
+   */
+  gradTarget(t: Tensor): { grad: Tensor; overwrite: boolean } {
+    const base = t.base ?? t;
+    if (!base.grad) {
+      base.grad = new Tensor(this, base.shape, this.backend.alloc(base.size), false, base.name ? `${base.name}.grad` : '', null, base.temporary);
+      if (base.temporary) this.temps.push(base.grad);
+    }
+    return { grad: base.grad, overwrite: !base.gradReady };
+  }
+
+  /** Marks t's gradient as holding a value. */
+  gradWritten(t: Tensor): void {
+    (t.base ?? t).gradReady = true;
+  }
+
+  /** The gradient of t zero-filled if it holds nothing yet, for kernels that accumulate. */
+  gradForAccumulate(t: Tensor): Tensor {
+    const { grad, overwrite } = this.gradTarget(t);
+    if (overwrite) this.backend.fill(grad.buf, 0);
+    this.gradWritten(t);
+    return grad;
+  }
+
+  /** Adds the contribution in `src` (size of t) to t's gradient. */
+  accumulateGrad(t: Tensor, src: Buf): void {
+    const { grad, overwrite } = this.gradTarget(t);
+    if (overwrite) this.backend.copy(src, 0, grad.buf, 0, t.size);
+    else this.backend.axpy(src, 1, grad.buf, t.size);
+    this.gradWritten(t);
+  }
+
+  /** A scratch buffer freed at release(). */
+  scratch(n: number): Buf {
+    return this.temp([n]).buf;
+  }
+
+  /** Runs the tape backwards from a scalar loss (d loss = 1). */
+  backward(loss: Tensor): void {
+    if (loss.size !== 1) throw new Error(`backward: loss must have one element, got ${describe(loss)}`);
+    if (!loss.requiresGrad) throw new Error('backward: the loss does not depend on any parameter that requires a gradient');
+    const { grad } = this.gradTarget(loss);
+    this.backend.fill(grad.buf, 1);
+    this.gradWritten(loss);
+    for (let i = this.tape.length - 1; i >= 0; i--) {
+      const e = this.tape[i];
+      e.backward();
+      if (this.detectAnomaly) for (const t of e.inputs) if ((t.base ?? t).grad && (t.base ?? t).gradReady) this.checkFinite(e.op, (t.base ?? t).grad!, 'backward');
+    }
+    this.tape.length = 0;
+  }
+
+  private checkFinite(op: string, t: Tensor, where: 'forward' | 'backward'): void {
+    if (!Number.isFinite(this.backend.sumSquares(t.buf, t.size))) throw new NonFiniteError(op, this.step, where);
+  }
+
+  /** Zeroes the gradients of these parameters (before accumulating a new step). */
+  zeroGrad(params: Tensor[]): void {
+    for (const p of params) {
+      if (p.grad) p.gradReady = false;
+    }
+  }
+
+  /** Frees every intermediate tensor of the step and clears the tape. Parameters stay. */
+  release(): void {
+    for (const t of this.temps) this.backend.free(t.buf);
+    this.temps.length = 0;
+    this.tape.length = 0;
+  }
+
+  /** Number of intermediate tensors alive (for tests). */
+  get liveTemps(): number {
+    return this.temps.length;
+  }
+}
