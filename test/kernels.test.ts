@@ -194,10 +194,20 @@ describe('wasm backend equals the reference backend', () => {
       { batch: 3, tq: 33, tk: 33, heads: 2, kvHeads: 2, headDim: 17, qPos0: 0 },
       { batch: 1, tq: 3, tk: 12, heads: 4, kvHeads: 1, headDim: 16, qPos0: 9 },
       { batch: 2, tq: 64, tk: 64, heads: 4, kvHeads: 4, headDim: 32, qPos0: 0 },
+      // several backward row blocks, GQA groups of 3, headDim a multiple of 16 but not of 32
+      { batch: 2, tq: 70, tk: 70, heads: 6, kvHeads: 2, headDim: 48, qPos0: 0 },
+      // headDim above the wasm kernel's packing limit (strided K/V path)
+      { batch: 1, tq: 41, tk: 41, heads: 4, kvHeads: 2, headDim: 80, qPos0: 0 },
+      // a prompt chunk after a cache (packed forward with an offset)
+      { batch: 2, tq: 9, tk: 20, heads: 4, kvHeads: 2, headDim: 20, qPos0: 11 },
+      // decode steps: GQA over a long cache; a cache buffer longer than tk (kvBatchStride)
+      { batch: 1, tq: 1, tk: 300, heads: 8, kvHeads: 2, headDim: 32, qPos0: 299 },
+      { batch: 3, tq: 1, tk: 5, heads: 4, kvHeads: 4, headDim: 33, qPos0: 4, kvBatchStride: 8 * 4 * 33 },
     ];
     for (const c of cases) {
       const args = { ...c, scale: 1 / Math.sqrt(c.headDim) };
-      const qn = c.batch * c.tq * c.heads * c.headDim, kn = c.batch * c.tk * c.kvHeads * c.headDim;
+      const kvStride = c.kvBatchStride ?? c.tk * c.kvHeads * c.headDim;
+      const qn = c.batch * c.tq * c.heads * c.headDim, kn = c.batch * kvStride;
       const q = random(rng, qn), k = random(rng, kn), v = random(rng, kn), dout = random(rng, qn);
       const training = c.qPos0 === 0;
       check(`attention ${JSON.stringify(c)}`, (be, io) => {

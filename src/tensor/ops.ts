@@ -298,3 +298,14 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, batch: number, heads:
   });
   return out;
 }
+
+/** Inverted dropout: zeroes each element with probability p and scales the rest by 1/(1-p). */
+export function dropout(x: Tensor, p: number, random: () => number): Tensor {
+  const g = x.graph;
+  if (p <= 0 || !g.recording) return x;
+  if (p >= 1) throw new Error(`dropout: probability ${p} must be below 1`);
+  const n = x.size, keep = 1 / (1 - p);
+  const mask = new Float32Array(n);
+  for (let i = 0; i < n; i++) mask[i] = random() < p ? 0 : keep;
+  return mul(x, g.constant(x.shape, mask, 'dropout mask'));
+}

@@ -31,6 +31,9 @@
 // split across threads.
 import { KC, MC, MR, NC, NR, microKernel } from './generated/gemm_micro';
 
+/** Peak-FLOP microbenchmark (bench/gemm.ts); not used by the kernels. */
+export { gemmPeak } from './generated/gemm_micro';
+
 // Per-thread scratch: packed A block, packed B block, one edge tile of C.
 const AP_BYTES: i32 = MC * KC * 4;
 const BP_BYTES: i32 = KC * NC * 4;

@@ -1,0 +1,42 @@
+/** `stlm generate`: streams a continuation of the prompt to stdout. */
+import { generate } from '../generate/generate.js';
+import type { Backend } from '../kernels/backend.js';
+import { loadModel } from '../models/io.js';
+import { Llama } from '../models/llama.js';
+import { Graph } from '../tensor/tensor.js';
+
+export interface GenerateCliOptions {
+  model: string;
+  prompt: string;
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repeatPenalty: number;
+  repeatWindow: number;
+  seed: number;
+  stop?: string[];
+  stats: boolean;
+}
+
+export async function runGenerate(o: GenerateCliOptions, be: Backend): Promise<void> {
+  try {
+    const loaded = await loadModel(o.model);
+    const model = new Llama(new Graph(be), loaded.config, loaded.weights);
+    process.stdout.write(o.prompt);
+    const r = generate(model, loaded.tokenizer, o.prompt, {
+      maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, minP: o.minP,
+      repetitionPenalty: o.repeatPenalty, repetitionWindow: o.repeatWindow, seed: o.seed, stop: o.stop,
+      onText: (t) => process.stdout.write(t),
+    });
+    process.stdout.write('\n');
+    if (r.promptTruncated) process.stderr.write(`note: the prompt was longer than the context (${loaded.config.ctx}); its first ${r.promptTruncated} tokens were dropped\n`);
+    if (o.stats) {
+      process.stderr.write(`prompt ${r.promptTokens} tokens in ${(r.prefillSeconds * 1000).toFixed(1)} ms; ` +
+        `${r.tokens.length} tokens in ${(r.decodeSeconds * 1000).toFixed(1)} ms (${(r.tokens.length / r.decodeSeconds).toFixed(1)} tok/s); finish: ${r.finishReason}\n`);
+    }
+  } finally {
+    be.dispose();
+  }
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+/**
+ * The `stlm` command: train, generate, info. Errors print one clear line and exit non-zero
+ * (set STLM_DEBUG=1 for the stack trace).
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { createBackend } from '../kernels/index.js';
+import { runGenerate } from './generate.js';
+import { runInfo } from './info.js';
+import { runTrain } from './train.js';
+
+/** The embedded default model, shipped in the package. */
+export const DEFAULT_MODEL = fileURLToPath(new URL('../../../models/default.gguf', import.meta.url));
+
+function int(name: string, min = 0) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got '${v}'`);
+    return n;
+  };
+}
+function num(name: string, min = -Infinity, max = Infinity) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}], got '${v}'`);
+    return n;
+  };
+}
+
+export async function backendFrom(opts: { backend: string; threads?: number }) {
+  return createBackend(opts.backend as 'wasm' | 'reference', { threads: opts.threads });
+}
+
+const program = new Command();
+program.name('stlm').description('Super tiny language models: train on a CPU, generate, inspect.').version(readVersion()).showHelpAfterError();
+
+const backendOpts = (c: Command) =>
+  c
+    .addOption(new Option('--backend <name>', 'compute backend').choices(['wasm', 'reference']).default('wasm'))
+    .option('--threads <n>', 'threads (default: all cores)', int('--threads', 1));
+
+backendOpts(
+  program
+    .command('train')
+    .description('train a byte-level model on text files')
+    .requiredOption('--data <path>', 'a text file or a folder of text files')
+    .option('--config <preset|json|file>', 'nano, micro, tiny, small, base, or JSON (inline or a file) with overrides, e.g. {"preset":"tiny","n_layers":2}', 'tiny')
+    .requiredOption('--out <model.gguf>', 'the model file to write (the checkpoint goes to <out>.ckpt)')
+    .option('--steps <n>', 'optimizer steps', int('--steps', 1))
+    .option('--minutes <m>', 'train for this many minutes (sets the schedule from the measured speed)', num('--minutes', 0.01))
+    .option('--resume', 'continue from <out>.ckpt', false)
+    .option('--batch <n>', 'sequences per micro-batch', int('--batch', 1), 16)
+    .option('--ctx <n>', 'window length (default: the config context)', int('--ctx', 1))
+    .option('--accum <n>', 'micro-batches per step (gradient accumulation)', int('--accum', 1), 1)
+    .option('--lr <x>', 'peak learning rate', num('--lr', 0), 1e-3)
+    .option('--min-lr <x>', 'final learning rate (default lr/10)', num('--min-lr', 0))
+    .option('--warmup <n>', 'warmup steps', int('--warmup', 0), 100)
+    .option('--weight-decay <x>', 'AdamW weight decay (matrices only)', num('--weight-decay', 0), 0.1)
+    .option('--clip <x>', 'clip the global gradient norm (0 = off)', num('--clip', 0), 1)
+    .option('--seed <n>', 'seed for init, data and dropout', int('--seed', 0), 1)
+    .option('--eval-every <n>', 'validation bits per byte every n steps (0 = only at the end)', int('--eval-every', 0), 200)
+    .option('--eval-windows <n>', 'validation windows per periodic evaluation', int('--eval-windows', 1), 32)
+    .option('--save-every <n>', 'checkpoint every n steps (0 = only at the end)', int('--save-every', 0), 500),
+).action(async (o) => runTrain(o, await backendFrom(o)));
+
+backendOpts(
+  program
+    .command('generate')
+    .description('generate text from a prompt (the embedded default model unless --model is given)')
+    .option('--model <file>', 'model file (GGUF)', DEFAULT_MODEL)
+    .option('--prompt <text>', 'the prompt', '')
+    .option('--max-tokens <n>', 'tokens to generate', int('--max-tokens', 0), 256)
+    .option('--temperature <t>', '0 = greedy', num('--temperature', 0), 0.8)
+    .option('--top-k <k>', '0 = off', int('--top-k', 0), 0)
+    .option('--top-p <p>', '1 = off', num('--top-p', 0, 1), 0.95)
+    .option('--min-p <p>', '0 = off', num('--min-p', 0, 1), 0.05)
+    .option('--repeat-penalty <r>', '1 = off', num('--repeat-penalty', 0), 1)
+    .option('--repeat-window <n>', 'tokens the repeat penalty looks back', int('--repeat-window', 0), 64)
+    .option('--seed <n>', 'sampling seed', int('--seed', 0), 1)
+    .option('--stop <s...>', 'stop strings')
+    .option('--stats', 'print prompt and decode speed to stderr', false),
+).action(async (o) => runGenerate(o, await backendFrom(o)));
+
+program
+  .command('info')
+  .description('show a model file: config, parameters, bytes, tokenizer')
+  .argument('[model]', 'model file (GGUF)', DEFAULT_MODEL)
+  .option('--json', 'print JSON', false)
+  .action(async (model, o) => runInfo(model, o));
+
+function readVersion(): string {
+  const pkg = fileURLToPath(new URL('../../../package.json', import.meta.url));
+  return existsSync(pkg) ? (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version : '0.0.0';
+}
+
+program.parseAsync(process.argv).then(
+  () => process.exit(process.exitCode ?? 0),
+  (e: unknown) => {
+    const err = e as Error;
+    process.stderr.write(`stlm: error: ${err?.message ?? String(e)}\n`);
+    if (process.env.STLM_DEBUG) process.stderr.write(`${err?.stack}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,108 @@
+/** `stlm train`: reads data, trains with a progress display, writes the model and its checkpoint. */
+import cliProgress from 'cli-progress';
+import { existsSync, readFileSync } from 'node:fs';
+import type { Backend } from '../kernels/backend.js';
+import { type LlamaConfig, resolveConfig } from '../models/config.js';
+import { saveModel } from '../models/io.js';
+import { ByteTokenizer } from '../tokenizers/byte.js';
+import { readTextData } from '../train/data.js';
+import { type StepInfo, train } from '../train/trainer.js';
+
+export interface TrainCliOptions {
+  data: string;
+  config: string;
+  out: string;
+  steps?: number;
+  minutes?: number;
+  resume: boolean;
+  batch: number;
+  ctx?: number;
+  accum: number;
+  lr: number;
+  minLr?: number;
+  warmup: number;
+  weightDecay: number;
+  clip: number;
+  seed: number;
+  evalEvery: number;
+  evalWindows: number;
+  saveEvery: number;
+}
+
+/** --config: a preset name, inline JSON, or a JSON file. */
+export function parseConfigArg(arg: string): LlamaConfig {
+  const text = arg.trim();
+  if (text.startsWith('{')) {
+    let obj: unknown;
+    try {
+      obj = JSON.parse(text);
+    } catch (e) {
+      throw new Error(`--config: invalid JSON: ${(e as Error).message}`);
+    }
+    return resolveConfig(obj as Record<string, unknown>);
+  }
+  if (text.endsWith('.json')) {
+    if (!existsSync(text)) throw new Error(`--config: file '${text}' does not exist`);
+    return parseConfigArg(readFileSync(text, 'utf8'));
+  }
+  return resolveConfig(text);
+}
+
+export function formatDuration(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  s = Math.round(s);
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  return h ? `${h}h${String(m).padStart(2, '0')}m` : m ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
+}
+
+export async function runTrain(o: TrainCliOptions, be: Backend): Promise<void> {
+  if (!o.steps && !o.minutes) throw new Error('train: give --steps N or --minutes N');
+  const config = parseConfigArg(o.config);
+  const tokenizer = new ByteTokenizer();
+  const tokens = readTextData(o.data);
+  const seqLen = o.ctx ?? config.ctx;
+  const log = (line: string) => process.stderr.write(line + '\n');
+  const tty = process.stderr.isTTY;
+  const bar = tty
+    ? new cliProgress.SingleBar({
+        format: 'step {value}/{total} |{bar}| loss {loss} | val bpb {bpb} | {tps} tok/s | {elapsed} elapsed | ETA {eta}',
+        hideCursor: true, clearOnComplete: false, barsize: 20,
+      }, cliProgress.Presets.shades_classic)
+    : null;
+  let lastBpb = '-', lastLine = 0;
+  let stopRequested = false;
+  const onSigint = () => {
+    if (stopRequested) process.exit(130);
+    stopRequested = true;
+    log('\ninterrupted: finishing this step and saving the checkpoint (Ctrl-C again to quit without saving)');
+  };
+  process.on('SIGINT', onSigint);
+  const onStep = (s: StepInfo) => {
+    if (s.valBpb !== undefined) lastBpb = s.valBpb.toFixed(3);
+    const payload = { loss: s.loss.toFixed(4), bpb: lastBpb, tps: Math.round(s.tokensPerSecond).toLocaleString('en-US'), elapsed: formatDuration(s.elapsedSeconds), eta: formatDuration(s.etaSeconds) };
+    if (bar) {
+      if (s.step === 1 || !bar.getTotal()) bar.start(s.totalSteps, s.step, payload);
+      bar.setTotal(s.totalSteps);
+      bar.update(s.step, payload);
+    } else if (s.valBpb !== undefined || s.step === 1 || s.step === s.totalSteps || performance.now() - lastLine > 10_000) {
+      lastLine = performance.now();
+      log(`step ${s.step}/${s.totalSteps} | loss ${payload.loss} | val bpb ${payload.bpb} | lr ${s.lr.toExponential(2)} | ${payload.tps} tok/s | ${payload.elapsed} elapsed | ETA ${payload.eta}`);
+    }
+  };
+  try {
+    const r = await train(be, {
+      tokens, config, checkpointPath: `${o.out}.ckpt`, steps: o.steps, minutes: o.minutes, batch: o.batch, seqLen,
+      lr: o.lr, minLr: o.minLr ?? o.lr / 10, warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, accum: o.accum, seed: o.seed,
+      evalEvery: o.evalEvery, evalWindows: o.evalWindows, saveEvery: o.saveEvery, resume: o.resume, tokenizer,
+      log, onStep, shouldStop: () => stopRequested,
+    });
+    bar?.stop();
+    await saveModel(o.out, r.model.config, r.model.weights(), tokenizer);
+    log(`${r.stoppedEarly ? 'stopped' : 'done'}: ${r.steps} steps in ${formatDuration(r.seconds)}, final loss ${r.losses.at(-1)?.toFixed(4)}, validation ${r.finalValBpb.toFixed(4)} bits/byte`);
+    log(`wrote ${o.out} (model) and ${o.out}.ckpt (checkpoint for --resume)`);
+  } finally {
+    bar?.stop();
+    process.off('SIGINT', onSigint);
+    be.dispose();
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * Bits per byte on held-out tokens: the mean next-token cross-entropy over non-overlapping windows,
+ * in bits, divided by the bytes each token stands for. Comparable across tokenizers, unlike loss.
+ */
+import type { Llama } from '../models/llama.js';
+
+export interface BpbOptions {
+  batch: number;
+  seqLen: number;
+  /** Evaluate at most this many windows (from the start of the split); default all. */
+  maxWindows?: number;
+  /** Total bytes of text the evaluated tokens decode to, per token; 1 for the byte tokenizer. */
+  bytesPerToken?: number;
+}
+
+export function evaluateBpb(model: Llama, tokens: ArrayLike<number>, o: BpbOptions): { bpb: number; tokens: number } {
+  const T = o.seqLen;
+  let windows = Math.floor((tokens.length - 1) / T);
+  if (windows < 1) throw new Error(`eval: ${tokens.length} tokens are fewer than one window of ${T + 1}`);
+  if (o.maxWindows) windows = Math.min(windows, o.maxWindows);
+  const g = model.graph;
+  let nats = 0, count = 0;
+  for (let w0 = 0; w0 < windows; w0 += o.batch) {
+    const b = Math.min(o.batch, windows - w0);
+    const ids = new Int32Array(b * T), targets = new Int32Array(b * T);
+    for (let i = 0; i < b; i++) {
+      const s = (w0 + i) * T;
+      for (let t = 0; t < T; t++) {
+        ids[i * T + t] = tokens[s + t];
+        targets[i * T + t] = tokens[s + t + 1];
+      }
+    }
+    const loss = g.noGrad(() => model.loss(ids, targets, b)).item();
+    g.release();
+    nats += loss * b * T;
+    count += b * T;
+  }
+  return { bpb: nats / count / Math.LN2 / (o.bytesPerToken ?? 1), tokens: count };
+}

@@ -1,0 +1,131 @@
+/**
+ * The generation loop: prefill the prompt into the KV cache in one pass, then one token at a time
+ * (the prefix is never recomputed), sampling, streaming text that never splits a UTF-8 character,
+ * and stopping at EOS, a stop string or maxTokens.
+ *
+ * Context overflow is a sliding window: a prompt longer than the context keeps its last ctx − 1 tokens
+ * (reported in `promptTruncated`), and when the cache fills during generation it is rebuilt from the
+ * most recent half of the context, so generation can run past ctx tokens.
+ */
+import { KvCache, type Llama } from '../models/llama.js';
+import { TokenStreamDecoder, type Tokenizer } from '../tokenizers/tokenizer.js';
+import { Sampler, type SamplerOptions } from './sampler.js';
+import { StopMatcher } from './stop.js';
+
+export interface GenerateOptions extends SamplerOptions {
+  /** Tokens to generate at most. Default 256. */
+  maxTokens?: number;
+  /** Generation ends before any of these strings; the stop string is not returned. */
+  stop?: string[];
+  /** Prepend BOS to the prompt. Default false (stlm's byte models train on raw text windows); an empty prompt starts from BOS. */
+  addBos?: boolean;
+  /** Called with each piece of text as soon as it is complete. */
+  onText?: (text: string) => void;
+}
+
+export interface GenerateResult {
+  text: string;
+  tokens: number[];
+  promptTokens: number;
+  /** Prompt tokens dropped from the front because the prompt was longer than the context. */
+  promptTruncated: number;
+  finishReason: 'stop' | 'length' | 'eos';
+  /** Seconds spent in the prompt pass and in decoding. */
+  prefillSeconds: number;
+  decodeSeconds: number;
+}
+
+/** Generates a continuation of `prompt`, calling onText as text streams. */
+export function generate(model: Llama, tok: Tokenizer, prompt: string, o: GenerateOptions = {}): GenerateResult {
+  const it = generateSteps(model, tok, prompt, o);
+  let r = it.next();
+  while (!r.done) {
+    o.onText?.(r.value);
+    r = it.next();
+  }
+  return r.value;
+}
+
+/** The same as an async iterator of text pieces (for `for await` streaming). */
+export async function* generateStream(model: Llama, tok: Tokenizer, prompt: string, o: GenerateOptions = {}): AsyncGenerator<string, GenerateResult> {
+  const it = generateSteps(model, tok, prompt, o);
+  let r = it.next();
+  while (!r.done) {
+    yield r.value;
+    await new Promise<void>((res) => setTimeout(res, 0)); // let the consumer's I/O run between tokens
+    r = it.next();
+  }
+  return r.value;
+}
+
+function* generateSteps(model: Llama, tok: Tokenizer, prompt: string, o: GenerateOptions): Generator<string, GenerateResult> {
+  const maxTokens = o.maxTokens ?? 256;
+  if (!(Number.isInteger(maxTokens) && maxTokens >= 0)) throw new Error(`maxTokens must be an integer >= 0, got ${maxTokens}`);
+  const sampler = new Sampler(o);
+  const ctx = model.config.ctx;
+  let ids = Array.from(tok.encode(prompt, { bos: o.addBos ?? false }));
+  if (ids.length === 0 && tok.bos !== null) ids = [tok.bos];
+  if (ids.length === 0) throw new Error('generate: the prompt is empty and the tokenizer has no BOS token to start from');
+  const promptTokens = ids.length;
+  let promptTruncated = 0;
+  if (ids.length > ctx - 1) {
+    promptTruncated = ids.length - (ctx - 1);
+    ids = ids.slice(promptTruncated);
+  }
+  const g = model.graph;
+  const cache = new KvCache(g, model.config);
+  const decoder = new TokenStreamDecoder(tok);
+  const stop = new StopMatcher(o.stop ?? []);
+  const out: number[] = [];
+  const history = ids.slice();
+  let text = '';
+  let finishReason: GenerateResult['finishReason'] = 'length';
+  const t0 = performance.now();
+  let logits = model.forward(Int32Array.from(ids), cache).toArray();
+  g.release();
+  const prefillSeconds = (performance.now() - t0) / 1000;
+  const t1 = performance.now();
+  try {
+    for (let i = 0; i < maxTokens; i++) {
+      const next = sampler.sample(logits, history);
+      if (next === tok.eos) {
+        finishReason = 'eos';
+        break;
+      }
+      out.push(next);
+      history.push(next);
+      const piece = stop.push(decoder.push(next));
+      if (piece.text) {
+        text += piece.text;
+        yield piece.text;
+      }
+      if (piece.stopped) {
+        finishReason = 'stop';
+        break;
+      }
+      if (i === maxTokens - 1) break;
+      if (cache.length >= ctx) {
+        // Sliding window: rebuild the cache from the most recent half of the context.
+        const keep = history.slice(history.length - Math.floor(ctx / 2));
+        cache.reset();
+        logits = model.forward(Int32Array.from(keep), cache).toArray();
+      } else {
+        logits = model.forward(Int32Array.of(next), cache).toArray();
+      }
+      g.release();
+    }
+    if (finishReason !== 'stop') {
+      const tail = stop.push(decoder.flush());
+      const rest = tail.text + (tail.stopped ? '' : stop.flush());
+      if (tail.stopped) finishReason = 'stop';
+      if (rest) {
+        text += rest;
+        yield rest;
+      }
+    }
+  } finally {
+    g.release();
+    cache.dispose();
+  }
+  return { text, tokens: out, promptTokens, promptTruncated, finishReason, prefillSeconds, decodeSeconds: (performance.now() - t1) / 1000 };
+}

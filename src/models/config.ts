@@ -1,0 +1,125 @@
+/**
+ * The Llama-style decoder's configuration: one type with every knob, named presets, and validation
+ * that names the offending key.
+ */
+
+export interface LlamaConfig {
+  /** Tokens in the vocabulary (259 for the byte tokenizer: 256 bytes + BOS, EOS, PAD). */
+  vocabSize: number;
+  /** Width of the residual stream. */
+  dModel: number;
+  nLayers: number;
+  /** Query heads; headDim = dModel / nHeads. */
+  nHeads: number;
+  /** Key/value heads (grouped-query attention); nHeads must be a multiple. Equal to nHeads is plain MHA. */
+  nKvHeads: number;
+  /** Hidden width of the SwiGLU MLP. */
+  mlpHidden: number;
+  /** Context length (positions) the model is trained for. */
+  ctx: number;
+  /** Output head shares the token embedding (weight tying), saving vocab·dModel parameters. */
+  tieEmbeddings: boolean;
+  /** RoPE base. */
+  ropeTheta: number;
+  normEps: number;
+  /** Dropout probability on the residual branches during training (0 = off). */
+  dropout: number;
+}
+
+const BYTE_VOCAB = 259;
+
+const base = { vocabSize: BYTE_VOCAB, tieEmbeddings: true, ropeTheta: 10000, normEps: 1e-5, dropout: 0 };
+
+/** Named presets; tiny and small have the same shapes as the PyTorch anchor (../shared/anchors/torch). */
+export const PRESETS: Record<string, LlamaConfig> = {
+  /** About 20k parameters: for tests that must overfit in seconds. */
+  nano: { ...base, dModel: 32, nLayers: 1, nHeads: 2, nKvHeads: 2, mlpHidden: 96, ctx: 64 },
+  /** About 50k parameters. */
+  micro: { ...base, dModel: 40, nLayers: 2, nHeads: 4, nKvHeads: 4, mlpHidden: 112, ctx: 128 },
+  tiny: { ...base, dModel: 128, nLayers: 4, nHeads: 4, nKvHeads: 4, mlpHidden: 384, ctx: 256 },
+  small: { ...base, dModel: 256, nLayers: 6, nHeads: 8, nKvHeads: 8, mlpHidden: 768, ctx: 256 },
+  base: { ...base, dModel: 512, nLayers: 8, nHeads: 8, nKvHeads: 8, mlpHidden: 1536, ctx: 512 },
+};
+
+const KEYS: (keyof LlamaConfig)[] = ['vocabSize', 'dModel', 'nLayers', 'nHeads', 'nKvHeads', 'mlpHidden', 'ctx', 'tieEmbeddings', 'ropeTheta', 'normEps', 'dropout'];
+
+/** Accepted spellings: camelCase and the snake_case of the issue/llama world (d_model, n_layers, ...). */
+const ALIASES: Record<string, keyof LlamaConfig> = {
+  vocab: 'vocabSize', vocab_size: 'vocabSize', d_model: 'dModel', dim: 'dModel', n_layers: 'nLayers', n_heads: 'nHeads',
+  n_kv_heads: 'nKvHeads', mlp_hidden: 'mlpHidden', hidden_dim: 'mlpHidden', tie_embeddings: 'tieEmbeddings',
+  rope_theta: 'ropeTheta', norm_eps: 'normEps',
+};
+
+/**
+ * Builds a config from a preset name plus overrides (an object, e.g. parsed JSON). Unknown keys are an
+ * error that lists the valid ones; the result is validated.
+ */
+export function resolveConfig(spec: string | Record<string, unknown>): LlamaConfig {
+  let preset = 'tiny';
+  let overrides: Record<string, unknown> = {};
+  if (typeof spec === 'string') preset = spec;
+  else {
+    overrides = { ...spec };
+    if (typeof overrides.preset === 'string') preset = overrides.preset;
+    delete overrides.preset;
+  }
+  const start = PRESETS[preset];
+  if (!start) throw new Error(`unknown config preset '${preset}' (valid: ${Object.keys(PRESETS).join(', ')})`);
+  const cfg: Record<string, unknown> = { ...start };
+  let kvGiven = false;
+  for (const [k, v] of Object.entries(overrides)) {
+    const key = (KEYS as string[]).includes(k) ? (k as keyof LlamaConfig) : ALIASES[k];
+    if (!key) throw new Error(`unknown config key '${k}' (valid keys: preset, ${KEYS.join(', ')}; snake_case also accepted)`);
+    cfg[key] = v;
+    if (key === 'nKvHeads') kvGiven = true;
+  }
+  if (!kvGiven && 'nHeads' in overrides) cfg.nKvHeads = cfg.nHeads;
+  if (!kvGiven && 'n_heads' in overrides) cfg.nKvHeads = cfg.nHeads;
+  return validateConfig(cfg as unknown as LlamaConfig);
+}
+
+export function validateConfig(c: LlamaConfig): LlamaConfig {
+  const ints: (keyof LlamaConfig)[] = ['vocabSize', 'dModel', 'nLayers', 'nHeads', 'nKvHeads', 'mlpHidden', 'ctx'];
+  for (const k of ints) {
+    const v = c[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 1 << 24) throw new Error(`config ${k} must be a positive integer, got ${JSON.stringify(v)}`);
+  }
+  if (c.dModel % c.nHeads) throw new Error(`config dModel ${c.dModel} must be a multiple of nHeads ${c.nHeads}`);
+  if ((c.dModel / c.nHeads) % 2) throw new Error(`config head dimension dModel/nHeads = ${c.dModel / c.nHeads} must be even (rotary embeddings rotate pairs)`);
+  if (c.nHeads % c.nKvHeads) throw new Error(`config nHeads ${c.nHeads} must be a multiple of nKvHeads ${c.nKvHeads}`);
+  if (typeof c.tieEmbeddings !== 'boolean') throw new Error(`config tieEmbeddings must be true or false, got ${JSON.stringify(c.tieEmbeddings)}`);
+  for (const k of ['ropeTheta', 'normEps'] as const) if (!(typeof c[k] === 'number' && c[k] > 0)) throw new Error(`config ${k} must be a positive number, got ${JSON.stringify(c[k])}`);
+  if (!(typeof c.dropout === 'number' && c.dropout >= 0 && c.dropout < 1)) throw new Error(`config dropout must be in [0, 1), got ${JSON.stringify(c.dropout)}`);
+  return c;
+}
+
+export function headDim(c: LlamaConfig): number {
+  return c.dModel / c.nHeads;
+}
+
+/** Every parameter's name and shape ([out, in] for matrices), in a fixed order (GGUF tensor names). */
+export function parameterShapes(c: LlamaConfig): [string, number[]][] {
+  const kvDim = c.nKvHeads * headDim(c);
+  const out: [string, number[]][] = [['token_embd.weight', [c.vocabSize, c.dModel]]];
+  for (let i = 0; i < c.nLayers; i++) {
+    out.push(
+      [`blk.${i}.attn_norm.weight`, [c.dModel]],
+      [`blk.${i}.attn_q.weight`, [c.dModel, c.dModel]],
+      [`blk.${i}.attn_k.weight`, [kvDim, c.dModel]],
+      [`blk.${i}.attn_v.weight`, [kvDim, c.dModel]],
+      [`blk.${i}.attn_output.weight`, [c.dModel, c.dModel]],
+      [`blk.${i}.ffn_norm.weight`, [c.dModel]],
+      [`blk.${i}.ffn_gate.weight`, [c.mlpHidden, c.dModel]],
+      [`blk.${i}.ffn_up.weight`, [c.mlpHidden, c.dModel]],
+      [`blk.${i}.ffn_down.weight`, [c.dModel, c.mlpHidden]],
+    );
+  }
+  out.push(['output_norm.weight', [c.dModel]]);
+  if (!c.tieEmbeddings) out.push(['output.weight', [c.vocabSize, c.dModel]]);
+  return out;
+}
+
+/** Exact number of parameters. */
+export function parameterCount(c: LlamaConfig): number {
+  return parameterShapes(c).reduce((s, [, shape]) => s + shape.reduce((a, b) => a * b, 1), 0);
+}

@@ -1,0 +1,188 @@
+/**
+ * A Llama-style decoder in one file: token embedding -> n × [RMSNorm -> GQA attention with RoPE ->
+ * residual -> RMSNorm -> SwiGLU MLP -> residual] -> RMSNorm -> output head (tied to the embedding by
+ * default). Activations are 2-D, [rows = batch·time, features], so each projection is one matmul.
+ *
+ * Two forward passes share the weights: `loss` (training, on the tape) and `forward` (inference with a
+ * KV cache: the prefix is never recomputed).
+ */
+import type { Buf } from '../kernels/backend.js';
+import * as ops from '../tensor/ops.js';
+import type { Graph, Tensor } from '../tensor/tensor.js';
+import { Rng } from '../util/rng.js';
+import { headDim, parameterShapes, type LlamaConfig } from './config.js';
+
+interface Layer {
+  attnNorm: Tensor; // [d]
+  wq: Tensor; // [d, d]
+  wk: Tensor; // [kvDim, d]
+  wv: Tensor; // [kvDim, d]
+  wo: Tensor; // [d, d]
+  ffnNorm: Tensor; // [d]
+  wGate: Tensor; // [hidden, d]
+  wUp: Tensor; // [hidden, d]
+  wDown: Tensor; // [d, hidden]
+}
+
+/** Keys and values of past positions, per layer: [ctx, kvHeads·headDim] each. */
+export class KvCache {
+  readonly k: Buf[] = [];
+  readonly v: Buf[] = [];
+  /** Positions filled. */
+  length = 0;
+
+  constructor(
+    private readonly graph: Graph,
+    readonly config: LlamaConfig,
+    /** Positions it can hold (default: the model's context). */
+    readonly capacity = config.ctx,
+  ) {
+    const kvDim = config.nKvHeads * headDim(config);
+    for (let i = 0; i < config.nLayers; i++) {
+      this.k.push(graph.backend.alloc(capacity * kvDim));
+      this.v.push(graph.backend.alloc(capacity * kvDim));
+    }
+  }
+
+  reset(): void {
+    this.length = 0;
+  }
+
+  dispose(): void {
+    for (const b of [...this.k, ...this.v]) this.graph.backend.free(b);
+    this.k.length = 0;
+    this.v.length = 0;
+  }
+}
+
+export class Llama {
+  readonly params = new Map<string, Tensor>();
+  readonly embedding: Tensor;
+  readonly layers: Layer[] = [];
+  readonly outNorm: Tensor;
+  /** The output head: the embedding itself when tied. */
+  readonly head: Tensor;
+  /** Draws dropout masks; part of the training state a checkpoint saves. */
+  readonly dropoutRng = new Rng(0x5eed);
+
+  /**
+   * Creates the model's parameters in `graph`. With `weights`, they are loaded by name (GGUF names,
+   * [out, in] layout); otherwise initialized N(0, 0.02), output projections N(0, 0.02/√(2·layers)),
+   * norm gains 1, from `seed`.
+   */
+  constructor(
+    readonly graph: Graph,
+    readonly config: LlamaConfig,
+    weights?: Map<string, Float32Array>,
+    seed = 1,
+  ) {
+    const rng = new Rng(seed);
+    const residualStd = 0.02 / Math.sqrt(2 * config.nLayers);
+    for (const [name, shape] of parameterShapes(config)) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      let data: Float32Array;
+      if (weights) {
+        const w = weights.get(name);
+        if (!w) throw new Error(`model weights: missing tensor '${name}'`);
+        if (w.length !== n) throw new Error(`model weights: tensor '${name}' has ${w.length} values, expected [${shape.join(', ')}] = ${n}`);
+        data = w;
+      } else if (shape.length === 1) {
+        data = new Float32Array(n).fill(1);
+      } else {
+        const std = /attn_output|ffn_down/.test(name) ? residualStd : 0.02;
+        data = new Float32Array(n);
+        for (let i = 0; i < n; i++) data[i] = rng.normal() * std;
+      }
+      this.params.set(name, graph.param(name, shape, data));
+    }
+    const p = (n: string) => this.params.get(n)!;
+    this.embedding = p('token_embd.weight');
+    for (let i = 0; i < config.nLayers; i++) {
+      const b = `blk.${i}.`;
+      this.layers.push({
+        attnNorm: p(b + 'attn_norm.weight'), wq: p(b + 'attn_q.weight'), wk: p(b + 'attn_k.weight'), wv: p(b + 'attn_v.weight'),
+        wo: p(b + 'attn_output.weight'), ffnNorm: p(b + 'ffn_norm.weight'), wGate: p(b + 'ffn_gate.weight'),
+        wUp: p(b + 'ffn_up.weight'), wDown: p(b + 'ffn_down.weight'),
+      });
+    }
+    this.outNorm = p('output_norm.weight');
+    this.head = config.tieEmbeddings ? this.embedding : p('output.weight');
+  }
+
+  /** Parameters as name -> values (a copy), for saving. */
+  weights(): Map<string, Float32Array> {
+    return new Map([...this.params].map(([n, t]) => [n, t.toArray()]));
+  }
+
+  /** Parameters that get weight decay: matrices, not norm gains. */
+  decayed(t: Tensor): boolean {
+    return t.shape.length >= 2;
+  }
+
+  private mlp(l: Layer, x: Tensor): Tensor {
+    const h = ops.rmsNorm(x, l.ffnNorm, this.config.normEps);
+    return ops.linear(ops.swiglu(ops.linear(h, l.wGate), ops.linear(h, l.wUp)), l.wDown);
+  }
+
+  private residual(x: Tensor, branch: Tensor): Tensor {
+    return ops.add(x, ops.dropout(branch, this.config.dropout, () => this.dropoutRng.next()));
+  }
+
+  /**
+   * Training forward: ids and targets [batch·t] (t ≤ ctx, sequences back to back). Returns the mean
+   * cross-entropy in nats as a [1] tensor on the tape. Targets < 0 are ignored.
+   */
+  loss(ids: Int32Array, targets: Int32Array, batch: number): Tensor {
+    const c = this.config, hd = headDim(c);
+    const t = ids.length / batch;
+    if (!Number.isInteger(t) || t < 1) throw new Error(`loss: ${ids.length} ids do not split into ${batch} sequences`);
+    if (t > c.ctx) throw new Error(`loss: sequence length ${t} exceeds the model context ${c.ctx}`);
+    let x = ops.embedding(this.embedding, ids); // [B·T, d]
+    for (const l of this.layers) {
+      const h = ops.rmsNorm(x, l.attnNorm, c.normEps);
+      const q = ops.rope(ops.linear(h, l.wq), c.nHeads, hd, t, 0, c.ropeTheta); // [B·T, H·hd]
+      const k = ops.rope(ops.linear(h, l.wk), c.nKvHeads, hd, t, 0, c.ropeTheta); // [B·T, KV·hd]
+      const v = ops.linear(h, l.wv);
+      const a = ops.attention(q, k, v, batch, c.nHeads, c.nKvHeads, hd); // [B·T, H·hd]
+      x = this.residual(x, ops.linear(a, l.wo));
+      x = this.residual(x, this.mlp(l, x));
+    }
+    const logits = ops.linear(ops.rmsNorm(x, this.outNorm, c.normEps), this.head); // [B·T, vocab]
+    return ops.crossEntropy(logits, targets);
+  }
+
+  /**
+   * Inference forward of new tokens after the cache's positions; appends their keys and values.
+   * Returns logits [ids.length, vocab] (or only the last row with lastOnly), valid until graph.release().
+   */
+  forward(ids: Int32Array, cache: KvCache, lastOnly = true): Tensor {
+    const c = this.config, g = this.graph, be = g.backend, hd = headDim(c);
+    const n = ids.length, pos0 = cache.length, kvDim = c.nKvHeads * hd;
+    if (n < 1) throw new Error('forward: no tokens');
+    if (pos0 + n > cache.capacity) throw new Error(`forward: ${pos0 + n} positions exceed the KV cache's ${cache.capacity} (the model context is ${c.ctx})`);
+    return g.noGrad(() => {
+      let x = ops.embedding(this.embedding, ids);
+      this.layers.forEach((l, i) => {
+        const h = ops.rmsNorm(x, l.attnNorm, c.normEps);
+        const q = ops.rope(ops.linear(h, l.wq), c.nHeads, hd, n, pos0, c.ropeTheta);
+        const k = ops.rope(ops.linear(h, l.wk), c.nKvHeads, hd, n, pos0, c.ropeTheta);
+        const v = ops.linear(h, l.wv);
+        be.copy(k.buf, 0, cache.k[i], pos0 * kvDim, n * kvDim);
+        be.copy(v.buf, 0, cache.v[i], pos0 * kvDim, n * kvDim);
+        const a = g.temp([n, c.dModel]);
+        be.attention(q.buf, cache.k[i], cache.v[i], a.buf, g.scratch(n * c.nHeads), {
+          batch: 1, tq: n, tk: pos0 + n, heads: c.nHeads, kvHeads: c.nKvHeads, headDim: hd, qPos0: pos0, scale: 1 / Math.sqrt(hd), kvBatchStride: cache.capacity * kvDim,
+        });
+        x = ops.add(x, ops.linear(a, l.wo));
+        x = ops.add(x, this.mlp(l, x));
+      });
+      cache.length = pos0 + n;
+      if (lastOnly && n > 1) {
+        const last = g.temp([1, c.dModel]);
+        be.copy(x.buf, (n - 1) * c.dModel, last.buf, 0, c.dModel);
+        x = last;
+      }
+      return ops.linear(ops.rmsNorm(x, this.outNorm, c.normEps), this.head);
+    });
+  }
+}

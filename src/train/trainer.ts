@@ -1,0 +1,185 @@
+/**
+ * The training loop, in plain sight: sample windows -> forward -> backward (with accumulation) ->
+ * clip -> AdamW with warmup + cosine -> progress, evaluation and atomic checkpoints.
+ * Seeded: the same seed, backend and thread count give the same loss curve, and --resume continues it.
+ */
+import type { Backend } from '../kernels/backend.js';
+import { evaluateBpb } from '../eval/bpb.js';
+import { type LlamaConfig, parameterCount } from '../models/config.js';
+import { Llama } from '../models/llama.js';
+import * as ops from '../tensor/ops.js';
+import { Graph, NonFiniteError } from '../tensor/tensor.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
+import { Rng } from '../util/rng.js';
+import { AdamW } from './adamw.js';
+import { type Checkpoint, checkpointExists, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { WindowSampler, splitTrainVal } from './data.js';
+import { learningRate } from './schedule.js';
+
+export interface TrainOptions {
+  /** Training tokens (the whole corpus; split train/validation here). */
+  tokens: Int32Array | Uint8Array;
+  config: LlamaConfig;
+  /** Checkpoint path (weights + optimizer + RNG + step). */
+  checkpointPath: string;
+  steps?: number;
+  minutes?: number;
+  batch: number;
+  seqLen: number;
+  lr: number;
+  minLr: number;
+  warmup: number;
+  weightDecay: number;
+  clip: number;
+  /** Micro-batches per optimizer step (gradient accumulation). */
+  accum: number;
+  seed: number;
+  /** Validation bits per byte every this many steps (0 = only at the end). */
+  evalEvery: number;
+  /** Windows of validation per periodic evaluation (the final one uses all). */
+  evalWindows: number;
+  /** Checkpoint every this many steps (0 = only at the end). */
+  saveEvery: number;
+  resume: boolean;
+  /** Bytes of text per token (1 for the byte tokenizer), for bits per byte. */
+  bytesPerToken?: number;
+  /** The tokenizer the tokens came from (saved with the model). */
+  tokenizer: Tokenizer;
+  log?: (line: string) => void;
+  /** Called after every step (for progress bars and tests). */
+  onStep?: (s: StepInfo) => void;
+  /** Polled after every step; true stops the run, saving a checkpoint (Ctrl-C). */
+  shouldStop?: () => boolean;
+}
+
+export interface StepInfo {
+  step: number;
+  totalSteps: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerSecond: number;
+  elapsedSeconds: number;
+  etaSeconds: number;
+  valBpb?: number;
+}
+
+export interface TrainResult {
+  model: Llama;
+  graph: Graph;
+  steps: number;
+  losses: number[];
+  finalValBpb: number;
+  seconds: number;
+  stoppedEarly: boolean;
+}
+
+/** Trains (or resumes) a model; returns it with its loss curve and final validation bits per byte. */
+export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> {
+  const log = o.log ?? (() => {});
+  const { train: trainTokens, val: valTokens } = splitTrainVal(o.tokens);
+  if (valTokens.length < o.seqLen + 1) throw new Error(`data: the validation split has ${valTokens.length} tokens, fewer than one window of ${o.seqLen + 1}`);
+  if (o.seqLen > o.config.ctx) throw new Error(`--ctx ${o.seqLen} exceeds the model context ${o.config.ctx}`);
+  const g = new Graph(be);
+  let ckpt: Checkpoint | null = null;
+  if (o.resume) {
+    if (!checkpointExists(o.checkpointPath)) throw new Error(`--resume: no checkpoint at '${o.checkpointPath}'`);
+    ckpt = await loadCheckpoint(o.checkpointPath);
+    log(`resuming from ${o.checkpointPath} at step ${ckpt.step}`);
+  }
+  const config = ckpt?.config ?? o.config;
+  const model = new Llama(g, config, ckpt?.weights, o.seed);
+  const params = [...model.params.values()];
+  const opt = new AdamW(params, (t) => model.decayed(t), { weightDecay: o.weightDecay, clip: o.clip });
+  const dataRng = new Rng(o.seed);
+  const sampler = new WindowSampler(trainTokens, o.batch, o.seqLen, dataRng);
+  let step = 0;
+  let plannedSteps = o.steps ?? 0;
+  const losses: number[] = [];
+  if (ckpt) {
+    opt.loadState(ckpt.optimizerStep, ckpt.moments);
+    dataRng.setState(ckpt.dataRng);
+    model.dropoutRng.setState(ckpt.dropoutRng);
+    step = ckpt.step;
+    plannedSteps = o.steps ?? ckpt.plannedSteps;
+    losses.push(...ckpt.losses);
+  }
+  log(`model: ${parameterCount(config).toLocaleString('en-US')} parameters (d ${config.dModel}, ${config.nLayers} layers, ${config.nHeads} heads, ctx ${config.ctx}); backend ${be.name} × ${be.threads} threads`);
+  log(`data: ${trainTokens.length.toLocaleString('en-US')} train / ${valTokens.length.toLocaleString('en-US')} validation tokens; batch ${o.batch} × ${o.seqLen}${o.accum > 1 ? ` × ${o.accum} accumulated` : ''}`);
+
+  const save = () =>
+    saveCheckpoint(o.checkpointPath, {
+      config, weights: model.weights(), moments: opt.state(), optimizerStep: opt.step, step, plannedSteps,
+      dataRng: dataRng.getState(), dropoutRng: model.dropoutRng.getState(), losses,
+    }, o.tokenizer);
+
+  const tokensPerStep = o.batch * o.seqLen * o.accum;
+  const t0 = performance.now();
+  const startStep = step;
+  const deadline = o.minutes ? t0 + o.minutes * 60_000 : Infinity;
+  let stoppedEarly = false;
+
+  /** One optimizer step's forward and backward passes; returns the mean loss. */
+  const forwardBackward = (): number => {
+    let lossSum = 0;
+    for (let a = 0; a < o.accum; a++) {
+      sampler.next();
+      const loss = model.loss(sampler.ids, sampler.targets, o.batch);
+      lossSum += loss.item();
+      g.backward(o.accum > 1 ? ops.scale(loss, 1 / o.accum) : loss);
+      g.release();
+    }
+    return lossSum / o.accum;
+  };
+
+  while (true) {
+    if (plannedSteps && step >= plannedSteps) break;
+    if (performance.now() >= deadline) break;
+    g.step = step;
+    g.zeroGrad(params);
+    const rngBefore = dataRng.getState();
+    let loss: number, gradNorm: number;
+    const lr = learningRate(step, { lr: o.lr, minLr: o.minLr, warmup: o.warmup, totalSteps: plannedSteps || step + 1 });
+    try {
+      loss = forwardBackward();
+      if (!Number.isFinite(loss)) throw new NonFiniteError('the loss', step, 'forward');
+      gradNorm = opt.update(lr);
+    } catch (e) {
+      if (!(e instanceof NonFiniteError)) throw e;
+      // Replay the same batch op by op to name the op that first produced NaN/Inf.
+      g.release();
+      dataRng.setState(rngBefore);
+      g.detectAnomaly = true;
+      g.zeroGrad(params);
+      forwardBackward();
+      throw e;
+    }
+    losses.push(loss);
+    step++;
+    const elapsed = (performance.now() - t0) / 1000;
+    const done = step - startStep;
+    const tps = (done * tokensPerStep) / elapsed;
+    if (!plannedSteps && o.minutes && done === 10) {
+      // Time-budgeted run: fix the schedule's length from the measured speed.
+      plannedSteps = step + Math.max(1, Math.floor(((deadline - performance.now()) / 1000) * (done / elapsed)));
+      log(`planned ${plannedSteps} steps for ${o.minutes} minutes`);
+    }
+    const total = plannedSteps || step;
+    const eta = o.minutes ? Math.max(0, (deadline - performance.now()) / 1000) : ((total - step) * elapsed) / done;
+    let valBpb: number | undefined;
+    if (o.evalEvery && step % o.evalEvery === 0 && step < total) {
+      valBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, maxWindows: o.evalWindows, bytesPerToken: o.bytesPerToken }).bpb;
+    }
+    const info: StepInfo = { step, totalSteps: total, loss, lr, gradNorm, tokensPerSecond: tps, elapsedSeconds: elapsed, etaSeconds: eta, valBpb };
+    o.onStep?.(info);
+    if (o.saveEvery && step % o.saveEvery === 0) await save();
+    if (o.shouldStop?.()) {
+      stoppedEarly = true;
+      log(`stopping at step ${step}: saving ${o.checkpointPath}`);
+      break;
+    }
+  }
+  await save();
+  const finalValBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, bytesPerToken: o.bytesPerToken }).bpb;
+  return { model, graph: g, steps: step, losses, finalValBpb, seconds: (performance.now() - t0) / 1000, stoppedEarly };
+}

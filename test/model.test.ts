@@ -1,0 +1,141 @@
+// The Llama model end to end on the WebAssembly backend: parameter counts against the PyTorch anchor's,
+// overfitting, the KV cache against full recomputation, memory stability, and NaN reporting.
+import assert from 'node:assert/strict';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { after, before, describe, test } from 'node:test';
+import type { Backend } from '../src/kernels/backend.js';
+import { createWasmBackend } from '../src/kernels/wasm/backend.js';
+import { PRESETS, parameterCount, resolveConfig } from '../src/models/config.js';
+import { KvCache, Llama } from '../src/models/llama.js';
+import { Graph, NonFiniteError } from '../src/tensor/tensor.js';
+import { AdamW } from '../src/train/adamw.js';
+import { Rng } from '../src/util/rng.js';
+
+const TEXT = Buffer.from('To be, or not to be, that is the question: whether tis nobler in the mind to suffer the slings and arrows. ');
+
+function windows(batch: number, t: number, offset = 0): { ids: Int32Array; targets: Int32Array } {
+  const ids = new Int32Array(batch * t), targets = new Int32Array(batch * t);
+  for (let b = 0; b < batch; b++) for (let i = 0; i < t; i++) {
+    const s = (offset + b * 13 + i) % TEXT.length;
+    ids[b * t + i] = TEXT[s];
+    targets[b * t + i] = TEXT[(s + 1) % TEXT.length];
+  }
+  return { ids, targets };
+}
+
+describe('llama model', () => {
+  let be: Backend;
+  before(async () => {
+    be = await createWasmBackend({ threads: 2 });
+  });
+  after(() => be.dispose());
+
+  test('parameter counts: the anchor shapes (vocab 256) give the anchor counts exactly', () => {
+    // ../shared/anchors/torch/README.md: tiny 885,888, small 5,180,672, base 27,402,752 (vocab 256, tied).
+    assert.equal(parameterCount({ ...PRESETS.tiny, vocabSize: 256 }), 885_888);
+    assert.equal(parameterCount({ ...PRESETS.small, vocabSize: 256 }), 5_180_672);
+    assert.equal(parameterCount({ ...PRESETS.base, vocabSize: 256 }), 27_402_752);
+    assert.equal(parameterCount(PRESETS.tiny), 885_888 + 3 * 128);
+    assert.equal(parameterCount({ ...PRESETS.tiny, tieEmbeddings: false }), 885_888 + 3 * 128 + 259 * 128);
+    assert.ok(Math.abs(parameterCount(PRESETS.micro) - 50_000) < 2_000);
+  });
+
+  test('config errors list the valid keys', () => {
+    assert.throws(() => resolveConfig({ preset: 'tiny', d_modle: 3 }), /unknown config key 'd_modle' \(valid keys: preset, vocabSize, dModel/);
+    assert.throws(() => resolveConfig('huge'), /unknown config preset 'huge' \(valid: nano, micro, tiny, small, base\)/);
+    assert.throws(() => resolveConfig({ n_heads: 3 }), /dModel 128 must be a multiple of nHeads 3/);
+  });
+
+  test('a 50k-parameter model overfits a short text (loss < 0.1)', () => {
+    const g = new Graph(be);
+    const model = new Llama(g, PRESETS.micro, undefined, 3);
+    const params = [...model.params.values()];
+    const opt = new AdamW(params, (t) => model.decayed(t), { weightDecay: 0 });
+    const { ids, targets } = windows(4, 64);
+    let loss = Infinity;
+    for (let step = 0; step < 300 && loss > 0.05; step++) {
+      g.zeroGrad(params);
+      const l = model.loss(ids, targets, 4);
+      loss = l.item();
+      g.backward(l);
+      opt.update(3e-3);
+      g.release();
+    }
+    assert.ok(loss < 0.1, `loss after training is ${loss}`);
+  });
+
+  test('KV-cache decoding equals full recomputation (logits to 1e-5), with GQA', () => {
+    const cfg = { ...PRESETS.micro, nHeads: 4, nKvHeads: 2, dModel: 48, ctx: 40 };
+    const g = new Graph(be);
+    const model = new Llama(g, cfg, undefined, 5);
+    const seq = Int32Array.from(TEXT.subarray(0, 30));
+    // Cached: a prompt of 7 in one pass, then one token at a time.
+    const cache = new KvCache(g, cfg);
+    const cached: Float32Array[] = [];
+    const all = model.forward(seq.subarray(0, 7), cache, false).toArray();
+    for (let i = 0; i < 7; i++) cached.push(all.subarray(i * cfg.vocabSize, (i + 1) * cfg.vocabSize));
+    g.release();
+    for (let i = 7; i < seq.length; i++) {
+      cached.push(model.forward(seq.subarray(i, i + 1), cache).toArray());
+      g.release();
+    }
+    // Uncached: the whole prefix recomputed from scratch for every position.
+    for (const i of [0, 6, 7, 15, 29]) {
+      const fresh = new KvCache(g, cfg);
+      const full = model.forward(seq.subarray(0, i + 1), fresh).toArray();
+      g.release();
+      fresh.dispose();
+      let err = 0, scale = 0;
+      for (let j = 0; j < full.length; j++) {
+        err = Math.max(err, Math.abs(full[j] - cached[i][j]));
+        scale = Math.max(scale, Math.abs(full[j]));
+      }
+      assert.ok(err <= 1e-5 * Math.max(1, scale), `position ${i}: cached logits differ by ${err}`);
+    }
+    assert.throws(() => model.forward(Int32Array.of(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11), cache), /41 positions exceed the KV cache's 40/);
+  });
+
+  test('training memory is stable over 200 steps (wasm memory and JS heap)', () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const g = new Graph(be);
+    const model = new Llama(g, PRESETS.nano, undefined, 7);
+    const params = [...model.params.values()];
+    const opt = new AdamW(params, (t) => model.decayed(t));
+    const rng = new Rng(1);
+    let wasmAt10 = 0, heapAt10 = 0;
+    for (let step = 0; step < 200; step++) {
+      const { ids, targets } = windows(4, 32, rng.int(50));
+      g.zeroGrad(params);
+      const l = model.loss(ids, targets, 4);
+      g.backward(l);
+      opt.update(1e-3);
+      g.release();
+      if (step === 10) {
+        gc();
+        wasmAt10 = be.memoryBytes();
+        heapAt10 = process.memoryUsage().heapUsed;
+      }
+    }
+    gc();
+    const heapGrowth = process.memoryUsage().heapUsed - heapAt10;
+    assert.equal(be.memoryBytes(), wasmAt10, 'wasm memory grew after step 10');
+    assert.equal(g.liveTemps, 0);
+    assert.ok(heapGrowth < 2 * 1024 * 1024, `JS heap grew by ${heapGrowth} bytes over 190 steps`);
+  });
+
+  test('a NaN in the weights is reported with the op and the step', () => {
+    const g = new Graph(be);
+    const model = new Llama(g, PRESETS.nano, undefined, 9);
+    const w = model.params.get('blk.0.ffn_up.weight')!;
+    const data = w.toArray();
+    data[5] = Number.NaN;
+    be.write(w.buf, data);
+    g.detectAnomaly = true;
+    g.step = 12;
+    const { ids, targets } = windows(2, 16);
+    assert.throws(() => model.loss(ids, targets, 2), (e: unknown) => e instanceof NonFiniteError && /produced by matmul in the forward pass at step 12/.test(e.message));
+    g.release();
+  });
+});
