@@ -1,0 +1,13 @@
+/** stlm: super tiny language models in TypeScript. The main entry re-exports the common pieces. */
+export { createBackend, createWasmBackend, ReferenceBackend, type Backend } from './kernels/index.js';
+export { Graph, Tensor, NonFiniteError, ops } from './tensor/index.js';
+export { PRESETS, resolveConfig, parameterCount, type LlamaConfig } from './models/config.js';
+export { Llama, KvCache } from './models/llama.js';
+export { loadModel, parseModel, saveModel, type LoadedModel } from './models/io.js';
+export { ByteTokenizer } from './tokenizers/byte.js';
+export { TokenStreamDecoder, Utf8StreamDecoder, type Tokenizer } from './tokenizers/tokenizer.js';
+export { generate, generateStream, type GenerateOptions, type GenerateResult } from './generate/generate.js';
+export { Sampler, type SamplerOptions } from './generate/sampler.js';
+export { train, type TrainOptions, type TrainResult } from './train/trainer.js';
+export { evaluateBpb } from './eval/bpb.js';
+export { readGguf, writeGguf } from './formats/gguf.js';

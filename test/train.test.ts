@@ -1,0 +1,102 @@
+// The training loop: determinism, resume equal to an uninterrupted run, data errors, and the CLI's
+// handling of bad input (clear message, non-zero exit, no stack trace).
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import type { Backend } from '../src/kernels/backend.js';
+import { createWasmBackend } from '../src/kernels/wasm/backend.js';
+import { PRESETS } from '../src/models/config.js';
+import { loadModel } from '../src/models/io.js';
+import { ByteTokenizer } from '../src/tokenizers/byte.js';
+import { readTextData } from '../src/train/data.js';
+import { type TrainOptions, train } from '../src/train/trainer.js';
+
+const CLI = fileURLToPath(new URL('../src/cli/index.js', import.meta.url));
+const TEXT = 'First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n'.repeat(40);
+
+describe('training', () => {
+  let be: Backend;
+  let dir: string;
+  before(async () => {
+    be = await createWasmBackend({ threads: 2 });
+    dir = mkdtempSync(join(tmpdir(), 'stlm-train-'));
+  });
+  after(() => {
+    be.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const options = (ckpt: string, steps: number, resume = false): TrainOptions => ({
+    tokens: new TextEncoder().encode(TEXT), config: { ...PRESETS.nano, dropout: 0.1 }, checkpointPath: ckpt, steps, batch: 4, seqLen: 32,
+    lr: 3e-3, minLr: 3e-4, warmup: 5, weightDecay: 0.1, clip: 1, accum: 2, seed: 11, evalEvery: 0, evalWindows: 4, saveEvery: 0,
+    resume, tokenizer: new ByteTokenizer(),
+  });
+
+  test('the same seed gives the same loss curve; a resumed run continues it exactly', async () => {
+    const full = await train(be, options(join(dir, 'a.ckpt'), 24));
+    const again = await train(be, options(join(dir, 'b.ckpt'), 24));
+    assert.deepEqual(again.losses, full.losses, 'two runs with the same seed differ');
+    // Interrupted at step 12 of 24 (as Ctrl-C does), then resumed.
+    let steps = 0;
+    const first = await train(be, { ...options(join(dir, 'c.ckpt'), 24), onStep: () => steps++, shouldStop: () => steps >= 12 });
+    assert.ok(first.stoppedEarly);
+    const resumed = await train(be, options(join(dir, 'c.ckpt'), 24, true));
+    // The checkpoint stores the first half's losses as f32; the resumed half must match bit for bit.
+    assert.deepEqual(resumed.losses.slice(12), full.losses.slice(12), 'resumed run left the uninterrupted curve');
+    assert.equal(resumed.finalValBpb, full.finalValBpb);
+    assert.ok(full.losses[23] < full.losses[0], 'loss did not decrease');
+  });
+
+  test('data errors: missing, empty, too small for one window', () => {
+    assert.throws(() => readTextData(join(dir, 'nope.txt')), /data: '.*nope.txt' does not exist/);
+    writeFileSync(join(dir, 'empty.txt'), '');
+    assert.throws(() => readTextData(join(dir, 'empty.txt')), /data: '.*empty.txt' is empty/);
+    return assert.rejects(
+      train(be, { ...options(join(dir, 'd.ckpt'), 2), tokens: new TextEncoder().encode('tiny text'.repeat(5)) }),
+      /fewer than one window of 33/,
+    );
+  });
+
+  test('CLI: bad input gives one clear line and a non-zero exit', async () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+    writeFileSync(join(dir, 'data.txt'), TEXT);
+    writeFileSync(join(dir, 'junk.gguf'), 'this is not a model file at all');
+    const cases: [string[], RegExp][] = [
+      [['train', '--data', join(dir, 'missing'), '--out', join(dir, 'x.gguf'), '--steps', '1'], /data: '.*missing' does not exist/],
+      [['train', '--data', join(dir, 'data.txt'), '--out', join(dir, 'x.gguf'), '--steps', '1', '--config', '{"preset":"nano","layers":2}'], /unknown config key 'layers' \(valid keys: preset, vocabSize/],
+      [['train', '--data', join(dir, 'data.txt'), '--out', join(dir, 'x.gguf'), '--steps', 'ten'], /--steps must be an integer >= 1, got 'ten'/],
+      [['train', '--data', join(dir, 'data.txt'), '--out', join(dir, 'x.gguf')], /give --steps N or --minutes N/],
+      [['generate', '--model', join(dir, 'junk.gguf'), '--prompt', 'hi'], /junk.gguf/],
+      [['generate', '--model', join(dir, 'none.gguf'), '--prompt', 'hi'], /cannot read model file '.*none.gguf': ENOENT/],
+      [['info', join(dir, 'junk.gguf')], /junk.gguf/],
+      [['generate', '--top-p', '1.5'], /--top-p must be a number in \[0, 1\], got '1.5'/],
+    ];
+    for (const [args, re] of cases) {
+      const r = run(...args);
+      assert.notEqual(r.status, 0, `${args.join(' ')} exited 0`);
+      assert.match(r.stderr, re, `${args.join(' ')}: ${r.stderr}`);
+      assert.doesNotMatch(r.stderr, /^\s+at .*:\d+:\d+\)?$/m, `${args.join(' ')} printed a stack trace`);
+    }
+  });
+
+  test('CLI: train, info and generate end to end; the model file reloads', async () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+    writeFileSync(join(dir, 'data.txt'), TEXT);
+    const out = join(dir, 'm.gguf');
+    const t = run('train', '--data', join(dir, 'data.txt'), '--config', 'nano', '--out', out, '--steps', '5', '--batch', '2', '--ctx', '32', '--warmup', '1', '--threads', '1');
+    assert.equal(t.status, 0, t.stderr);
+    assert.match(t.stderr, /validation \d\.\d+ bits\/byte/);
+    const i = run('info', out);
+    assert.equal(i.status, 0, i.stderr);
+    assert.match(i.stdout, /21,696 parameters/);
+    const g = run('generate', '--model', out, '--prompt', 'All:', '--max-tokens', '20', '--temperature', '0');
+    assert.equal(g.status, 0, g.stderr);
+    assert.ok(g.stdout.startsWith('All:'));
+    const loaded = await loadModel(out);
+    assert.deepEqual(loaded.config, PRESETS.nano);
+  });
+});
