@@ -15,6 +15,8 @@
 
 export const EPOCH = 0, DONE = 1, FN = 2, ARGC = 3, FAILED = 4, SLEEPING = 5;
 export const EXIT = -1;
+/** Spins of the calling thread before it sleeps while waiting for workers. */
+const MAIN_SPIN_LIMIT = 20_000;
 /** Bytes of the control block: 16 i32 slots, then the f64 argument slots. */
 export const ARGS_OFFSET = 64;
 export const MAX_ARGS = 32;
@@ -61,6 +63,8 @@ export class WorkerPool {
   private readonly ctrl: Int32Array;
   private readonly args: Float64Array;
   private readonly fnIndex = new Map<string, number>();
+  /** Atomics.wait is allowed here (Node's main thread, any worker) but not on a browser's main thread. */
+  private readonly canBlock = (typeof process !== 'undefined' && !!process.versions?.node) || 'WorkerGlobalScope' in globalThis;
 
   private constructor(
     private readonly exports: Record<string, (...a: number[]) => unknown>,
@@ -116,8 +120,11 @@ export class WorkerPool {
       mainError = e;
     }
     const others = nth - 1;
-    while (Atomics.load(c, DONE) < others) {
-      /* spin: the other shares are as long as ours */
+    let spins = 0;
+    for (let done = Atomics.load(c, DONE); done < others; done = Atomics.load(c, DONE)) {
+      // Spin: the other shares are as long as ours. If a worker was descheduled (a busy machine),
+      // sleep instead of burning the core it needs, where this thread may block (Node, workers).
+      if (++spins > MAIN_SPIN_LIMIT && this.canBlock) Atomics.wait(c, DONE, done, 1);
     }
     if (mainError) throw mainError;
     if (Atomics.load(c, FAILED)) throw new Error(`stlm: kernel '${name}' failed in a worker thread`);

@@ -37,6 +37,7 @@ function serve(init: WorkerInit): void {
       Atomics.store(ctrl, FAILED, 1);
     }
     Atomics.add(ctrl, DONE, 1);
+    Atomics.notify(ctrl, DONE); // wakes the caller if it stopped spinning
   }
 }
 
