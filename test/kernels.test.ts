@@ -203,6 +203,9 @@ describe('wasm backend equals the reference backend', () => {
       // decode steps: GQA over a long cache; a cache buffer longer than tk (kvBatchStride)
       { batch: 1, tq: 1, tk: 300, heads: 8, kvHeads: 2, headDim: 32, qPos0: 299 },
       { batch: 3, tq: 1, tk: 5, heads: 4, kvHeads: 4, headDim: 33, qPos0: 4, kvBatchStride: 8 * 4 * 33 },
+      // decode with more query rows than the wasm kernel takes at once (batched, many heads)
+      { batch: 3, tq: 1, tk: 40, heads: 32, kvHeads: 8, headDim: 16, qPos0: 39 },
+      { batch: 2, tq: 1, tk: 70, heads: 40, kvHeads: 40, headDim: 8, qPos0: 69 },
     ];
     for (const c of cases) {
       const args = { ...c, scale: 1 / Math.sqrt(c.headDim) };

@@ -14,18 +14,22 @@
 //             element in the same order, so which one ran never changes a result bit.
 //   expf4     util.ts's exp4 with cheaper x86 lowerings (pmin/pmax clamps, round-by-magic-add): bit-identical.
 //
-// Forward. Work unit = one (batch, head); threads take contiguous ranges of units. Rows go two at a time:
-//   s = scale·q·Kᵀ for both rows (row i+1 sees one key more; row i's extra score is masked to p = 0),
-//   m = max s, p = exp(s - m), l = Σp, out = (Σ_j p_j v_j)/l, lse = m + log l.
+// Forward. Work unit = one (batch, head), or with GQA one (batch, pair of query heads sharing a kv head);
+// threads take contiguous ranges of units. Query rows go two at a time, consecutive rows of one head
+// (row i+1 sees one key more; row i's extra score is masked to p = 0) or, with GQA, the same row of the
+// two heads; for each pair:
+//   s = scale·q·Kᵀ, m = max s, p = exp(s - m), l = Σp, out = (Σ_j p_j v_j)/l, lse = m + log l.
 // Only two rows of scores exist at a time (O(tk) scratch). When a head has ≥ PACK_MIN_ROWS query rows,
 // its K and V are first copied to contiguous scratch (the interleaved [tk, kvHeads, D] layout puts rows
 // kvHeads·D·4 bytes apart, which maps them onto few L1 sets); GQA heads of one kv head reuse the copy.
-// Decode (tq = 1) is the same path with one row per head, unpacked, heads split across threads.
+// Decode (tq = 1): the same units split across threads (one score row per head), but the keys go in
+// blocks of DEC_KEYS, each used by all of the thread's units before the next, so the cache is read
+// in memory order (all heads of a position are adjacent) instead of one head-strided pass per head.
 //
 // Backward (flash-attention style, probabilities recomputed from lse). Work unit = one (batch, kv head)
 // with all the query heads that share it, so the thread owns those dk/dv rows and dq rows outright.
-// K, V are packed and dK, dV accumulated in contiguous scratch (copied out at the end). For each query
-// head, query rows go in blocks of BWD_ROWS (their q and dO rows packed too):
+// Its K and V are packed into contiguous scratch. For each query head, query rows go in blocks of
+// BWD_ROWS (their q and dO rows packed too):
 //   row pass, two rows at a time:  P[r,j] = exp(scale·q_r·k_j - lse_r),   dP[r,j] = dO_r·v_j,
 //                                  dS[r,j] = scale·P[r,j]·(dP[r,j] - dO_r·O_r),   dq_r = Σ_j dS[r,j]·k_j
 //   column pass, two keys at a time over the rows that see them:
@@ -35,20 +39,21 @@
 //
 // Scratch, per thread (attentionScratchBytes(tk) bytes at scratch + tid·that). tkp = tk rounded up to 4,
 // R = BWD_ROWS, PD = PACK_MAX_D; byte offsets from off*():
-//   [0, R·tkp)                 P block, row r at r·tkp (forward: rows 0 and 1 hold the two score rows)
+//   [0, R·tkp)                 P block, row r at r·tkp (forward: rows 0 and 1 hold the two score rows;
+//                              decode: score rows run on through the dS block, 2·R rows in all)
 //   offDS: R·tkp floats        dS block, same layout
 //   offK, offV: tk·PD each     packed K, V rows (D floats each)
-//   offDK, offDV: tk·PD each   packed dK, dV accumulators (backward)
-//   offQB, offGB: R·PD each    packed q and dO rows of the current block (backward)
+//   offQB, offGB: R·PD each    packed q and dO rows of the current block (backward); decode keeps
+//                              1/Σp of its score rows at offQB
 // Packing needs D ≤ PACK_MAX_D; larger heads use the strided layout directly (same results).
 //
-// Results do not depend on the thread count: units are whole (batch, head) / (batch, kv head), and each
-// row, block and reduction is computed in the same order whichever thread takes it.
+// Results do not depend on the thread count: the units (fixed by the shape alone) are never split, and
+// each row, block and reduction is computed in the same order whichever thread takes it.
 import { at, rowPart } from './util';
 
 /** Query rows per backward block. */
 const BWD_ROWS: i32 = 32;
-/** headDim up to this is packed into contiguous scratch; it sizes the scratch (4·PACK_MAX_D floats per key). */
+/** headDim up to this is packed into contiguous scratch; it sizes the scratch (2·PACK_MAX_D floats per key). */
 const PACK_MAX_D: i32 = 64;
 /** The forward packs a head's K and V only when at least this many query rows reuse them. */
 const PACK_MIN_ROWS: i32 = 8;
@@ -408,9 +413,7 @@ function probsAndDs(p: usize, ds: usize, n: i32, nz: i32, lse: f32, delta: f32, 
 @inline function offDS(tk: i32): usize { return <usize>(BWD_ROWS * tkPadded(tk)) << 2; }
 @inline function offK(tk: i32): usize { return offDS(tk) << 1; }
 @inline function offV(tk: i32): usize { return offK(tk) + (<usize>(tk * PACK_MAX_D) << 2); }
-@inline function offDK(tk: i32): usize { return offV(tk) + (<usize>(tk * PACK_MAX_D) << 2); }
-@inline function offDV(tk: i32): usize { return offDK(tk) + (<usize>(tk * PACK_MAX_D) << 2); }
-@inline function offQB(tk: i32): usize { return offDV(tk) + (<usize>(tk * PACK_MAX_D) << 2); }
+@inline function offQB(tk: i32): usize { return offV(tk) + (<usize>(tk * PACK_MAX_D) << 2); }
 @inline function offGB(tk: i32): usize { return offQB(tk) + (<usize>(BWD_ROWS * PACK_MAX_D) << 2); }
 @inline function offEnd(tk: i32): usize { return offGB(tk) + (<usize>(BWD_ROWS * PACK_MAX_D) << 2); }
 
@@ -432,19 +435,154 @@ function copyRows(dst: usize, ds: usize, src: usize, ss: usize, n: i32, D: i32):
 
 // ---- kernels -------------------------------------------------------------------------------------
 
+// Work unit of the forward, decoded by unitOf(u) into these globals (per instance, so per thread):
+// batch item, query head, and the second query head of a GQA pair (-1 if none).
+let unitB: i32 = 0, unitH: i32 = 0, unitH1: i32 = -1;
+
+/**
+ * Forward work units: with GQA (group ≥ 2) pairs of query heads of one kv head, so each K/V load serves
+ * two heads (decode included); otherwise single heads. unitCount gives how many, unitOf decodes one.
+ */
+@inline function unitCount(batch: i32, heads: i32, kvHeads: i32): i32 {
+  const group = heads / kvHeads;
+  return group >= 2 ? batch * kvHeads * ((group + 1) >> 1) : batch * heads;
+}
+function unitOf(u: i32, heads: i32, kvHeads: i32): void {
+  const group = heads / kvHeads;
+  if (group >= 2) {
+    const perKv = (group + 1) >> 1;
+    unitB = u / (kvHeads * perKv);
+    const w = u % (kvHeads * perKv), kvh = w / perKv;
+    unitH = kvh * group + 2 * (w % perKv);
+    unitH1 = unitH + 1 < (kvh + 1) * group ? unitH + 1 : -1;
+  } else {
+    unitB = u / heads;
+    unitH = u % heads;
+    unitH1 = -1;
+  }
+}
+
+/** Keys per block in the decode path; a multiple of 4, so blocks keep a whole row's 4-key groups. */
+const DEC_KEYS: i32 = 32;
+
+/**
+ * Decode step (tq = 1, every row sees n keys) for units [u0, u1). Rather than one head after another,
+ * the keys go in blocks of DEC_KEYS and each block is used by all the units before the next: K and V
+ * rows of one position (all heads) are adjacent in memory, so the cache is read as one stream and each
+ * page is visited once instead of once per head. Units go in chunks of up to 2·BWD_ROWS score rows.
+ * The out rows accumulate block by block (the same additions in the same order as one combine) and are
+ * normalized at the end.
+ */
+function decode(q: usize, k: usize, v: usize, out: usize, lse: usize, heads: i32, kvHeads: i32, D: i32, n: i32,
+                scale: f32, kvBatchStride: i32, tk: i32, base: usize, u0: i32, u1: i32): void {
+  const group = heads / kvHeads;
+  const rs = <usize>tkPadded(tk) << 2, kvs = <usize>(kvHeads * D) << 2;
+  const inv = base + offQB(tk); // 1/Σp per score row
+  let c0 = u0;
+  while (c0 < u1) {
+    let c1 = c0, rows = 0;
+    for (; c1 < u1; c1++) {
+      unitOf(c1, heads, kvHeads);
+      const add = unitH1 >= 0 ? 2 : 1;
+      if (rows + add > 2 * BWD_ROWS) break;
+      rows += add;
+    }
+    for (let j0 = 0; j0 < n; j0 += DEC_KEYS) {
+      const m = minI(DEC_KEYS, n - j0);
+      let sr = base + (<usize>j0 << 2);
+      for (let u = c0; u < c1; u++) {
+        unitOf(u, heads, kvHeads);
+        const row = unitB * heads + unitH;
+        const kb = at(k, unitB * kvBatchStride + (unitH / group) * D) + <usize>j0 * kvs;
+        if (unitH1 >= 0) {
+          scoreRow2(at(q, row * D), at(q, (row + 1) * D), kb, kvs, m, D, scale, sr, sr + rs);
+          sr += rs << 1;
+        } else {
+          scoreRow(at(q, row * D), kb, kvs, m, D, scale, sr);
+          sr += rs;
+        }
+      }
+    }
+    let r = 0;
+    for (let u = c0; u < c1; u++) {
+      unitOf(u, heads, kvHeads);
+      const row = unitB * heads + unitH;
+      for (let t = 0; t < (unitH1 >= 0 ? 2 : 1); t++) {
+        const sum = softmaxRow(base + <usize>r * rs, n, n);
+        store<f32>(at(lse, row + t), rowMax + Mathf.log(sum));
+        store<f32>(at(inv, r), <f32>1 / sum);
+        r++;
+      }
+    }
+    for (let j0 = 0; j0 < n; j0 += DEC_KEYS) {
+      const m = minI(DEC_KEYS, n - j0);
+      let sr = base + (<usize>j0 << 2);
+      for (let u = c0; u < c1; u++) {
+        unitOf(u, heads, kvHeads);
+        const row = unitB * heads + unitH;
+        const vb = at(v, unitB * kvBatchStride + (unitH / group) * D) + <usize>j0 * kvs;
+        if (unitH1 >= 0) {
+          combine2(at(out, row * D), at(out, (row + 1) * D), sr, sr + rs, 4, vb, kvs, m, D, j0 > 0, 1, 1);
+          sr += rs << 1;
+        } else {
+          combine(at(out, row * D), sr, 4, vb, kvs, m, D, j0 > 0, 1);
+          sr += rs;
+        }
+      }
+    }
+    r = 0;
+    for (let u = c0; u < c1; u++) {
+      unitOf(u, heads, kvHeads);
+      const row = unitB * heads + unitH;
+      for (let t = 0; t < (unitH1 >= 0 ? 2 : 1); t++) {
+        const o = at(out, (row + t) * D), f = load<f32>(at(inv, r)), vf = f32x4.splat(f);
+        let e = 0;
+        for (; e + 4 <= D; e += 4) v128.store(at(o, e), f32x4.mul(v128.load(at(o, e)), vf));
+        for (; e < D; e++) store<f32>(at(o, e), load<f32>(at(o, e)) * f);
+        r++;
+      }
+    }
+    c0 = c1;
+  }
+}
+
+/** Forward for two query rows over the same K/V (row 0 sees n0 ≤ n1 keys, row 1 sees n1). */
+function forwardPair(q0: usize, q1: usize, o0: usize, o1: usize, lse0: usize, lse1: usize, n0: i32, n1: i32,
+                     kb: usize, vb: usize, ks: usize, D: i32, scale: f32, s0: usize, s1: usize): void {
+  scoreRow2(q0, q1, kb, ks, n1, D, scale, s0, s1);
+  const sum0 = softmaxRow(s0, n0, n1);
+  store<f32>(lse0, rowMax + Mathf.log(sum0));
+  const sum1 = softmaxRow(s1, n1, n1);
+  store<f32>(lse1, rowMax + Mathf.log(sum1));
+  combine2(o0, o1, s0, s1, 4, vb, ks, n1, D, false, <f32>1 / sum0, <f32>1 / sum1);
+}
+
+/** Forward for one query row seeing n keys. */
+function forwardOne(q0: usize, o0: usize, lse0: usize, n: i32, kb: usize, vb: usize, ks: usize, D: i32, scale: f32, s0: usize): void {
+  scoreRow(q0, kb, ks, n, D, scale, s0);
+  const sum = softmaxRow(s0, n, n);
+  store<f32>(lse0, rowMax + Mathf.log(sum));
+  combine(o0, s0, 4, vb, ks, n, D, false, <f32>1 / sum);
+}
+
 export function attention(q: usize, k: usize, v: usize, out: usize, lse: usize, batch: i32, tq: i32, tk: i32, heads: i32,
                           kvHeads: i32, headDim: i32, qPos0: i32, scale: f32, kvBatchStride: i32, scratch: usize,
                           tid: i32, nth: i32): void {
   const D = headDim, group = heads / kvHeads;
   const base = scratch + <usize>tid * <usize>attentionScratchBytes(tk);
+  const units = unitCount(batch, heads, kvHeads), u0 = rowPart(units, tid, nth), u1 = rowPart(units, tid + 1, nth);
+  if (tq == 1) {
+    decode(q, k, v, out, lse, heads, kvHeads, D, minI(qPos0 + 1, tk), scale, kvBatchStride, tk, base, u0, u1);
+    return;
+  }
   const s0 = base, s1 = base + (<usize>tkPadded(tk) << 2); // the two score rows
   const kvs = <usize>(kvHeads * D) << 2; // k/v row stride in memory (bytes)
   const pack = tq >= PACK_MIN_ROWS && D <= PACK_MAX_D;
   const ks = pack ? <usize>D << 2 : kvs; // k/v row stride as read below
   let packed = -1; // (b, kv head) whose K and V are in scratch
-  const units = batch * heads, end = rowPart(units, tid + 1, nth);
-  for (let u = rowPart(units, tid, nth); u < end; u++) {
-    const b = u / heads, h = u % heads, kvh = h / group;
+  for (let u = u0; u < u1; u++) {
+    unitOf(u, heads, kvHeads);
+    const b = unitB, h = unitH, h1 = unitH1, kvh = h / group;
     let kb = at(k, b * kvBatchStride + kvh * D), vb = at(v, b * kvBatchStride + kvh * D);
     if (pack) {
       if (packed != b * kvHeads + kvh) {
@@ -455,24 +593,26 @@ export function attention(q: usize, k: usize, v: usize, out: usize, lse: usize, 
       kb = base + offK(tk);
       vb = base + offV(tk);
     }
+    if (h1 >= 0) {
+      // GQA pair: the same query row of both heads.
+      for (let i = 0; i < tq; i++) {
+        const row = (b * tq + i) * heads + h, row1 = row + 1;
+        const n = minI(qPos0 + i + 1, tk);
+        forwardPair(at(q, row * D), at(q, row1 * D), at(out, row * D), at(out, row1 * D), at(lse, row), at(lse, row1),
+                    n, n, kb, vb, ks, D, scale, s0, s1);
+      }
+      continue;
+    }
     let i = 0;
     for (; i + 2 <= tq; i += 2) {
+      // Row i+1 sees one key more than row i; row i's score for it is computed and then masked (p = 0).
       const row = (b * tq + i) * heads + h, row1 = row + heads;
-      const n0 = minI(qPos0 + i + 1, tk), n1 = minI(qPos0 + i + 2, tk);
-      scoreRow2(at(q, row * D), at(q, row1 * D), kb, ks, n1, D, scale, s0, s1);
-      const sum0 = softmaxRow(s0, n0, n1);
-      store<f32>(at(lse, row), rowMax + Mathf.log(sum0));
-      const sum1 = softmaxRow(s1, n1, n1);
-      store<f32>(at(lse, row1), rowMax + Mathf.log(sum1));
-      combine2(at(out, row * D), at(out, row1 * D), s0, s1, 4, vb, ks, n1, D, false, <f32>1 / sum0, <f32>1 / sum1);
+      forwardPair(at(q, row * D), at(q, row1 * D), at(out, row * D), at(out, row1 * D), at(lse, row), at(lse, row1),
+                  minI(qPos0 + i + 1, tk), minI(qPos0 + i + 2, tk), kb, vb, ks, D, scale, s0, s1);
     }
     if (i < tq) {
       const row = (b * tq + i) * heads + h;
-      const n = minI(qPos0 + i + 1, tk);
-      scoreRow(at(q, row * D), kb, ks, n, D, scale, s0);
-      const sum = softmaxRow(s0, n, n);
-      store<f32>(at(lse, row), rowMax + Mathf.log(sum));
-      combine(at(out, row * D), s0, 4, vb, ks, n, D, false, <f32>1 / sum);
+      forwardOne(at(q, row * D), at(out, row * D), at(lse, row), minI(qPos0 + i + 1, tk), kb, vb, ks, D, scale, s0);
     }
   }
 }
@@ -491,18 +631,17 @@ export function attentionBackward(q: usize, k: usize, v: usize, out: usize, lse:
   for (let u = rowPart(units, tid, nth); u < end; u++) {
     const b = u / kvHeads, kvh = u % kvHeads;
     const kvOff = b * kvBatchStride + kvh * D;
-    let kb = at(k, kvOff), vb = at(v, kvOff), dkb = at(dk, kvOff), dvb = at(dv, kvOff);
+    let kb = at(k, kvOff), vb = at(v, kvOff);
+    const dkb = at(dk, kvOff), dvb = at(dv, kvOff);
     if (pack) {
       copyRows(base + offK(tk), ks, kb, kvs, tk, D);
       copyRows(base + offV(tk), ks, vb, kvs, tk, D);
       kb = base + offK(tk);
       vb = base + offV(tk);
-      dkb = base + offDK(tk);
-      dvb = base + offDV(tk);
     }
     for (let j = 0; j < tk; j++) {
-      memory.fill(dkb + <usize>j * ks, 0, <usize>D << 2);
-      memory.fill(dvb + <usize>j * ks, 0, <usize>D << 2);
+      memory.fill(dkb + <usize>j * kvs, 0, <usize>D << 2);
+      memory.fill(dvb + <usize>j * kvs, 0, <usize>D << 2);
     }
     for (let h = kvh * group; h < (kvh + 1) * group; h++) {
       for (let i0 = 0; i0 < tq; i0 += R) {
@@ -545,20 +684,16 @@ export function attentionBackward(q: usize, k: usize, v: usize, out: usize, lse:
           const cnt = rows - r0;
           const pc = at(pBlk + <usize>r0 * rs, j), dc = at(dsBlk + <usize>r0 * rs, j);
           const gr = gb + <usize>r0 * bs, qr = qb + <usize>r0 * bs;
-          const dvj = dvb + <usize>j * ks, dkj = dkb + <usize>j * ks;
+          const dvj = dvb + <usize>j * kvs, dkj = dkb + <usize>j * kvs;
           if (j + 1 < nMax) {
-            combine2(dvj, dvj + ks, pc, pc + 4, rs, gr, bs, cnt, D, true, 1, 1);
-            combine2(dkj, dkj + ks, dc, dc + 4, rs, qr, bs, cnt, D, true, 1, 1);
+            combine2(dvj, dvj + kvs, pc, pc + 4, rs, gr, bs, cnt, D, true, 1, 1);
+            combine2(dkj, dkj + kvs, dc, dc + 4, rs, qr, bs, cnt, D, true, 1, 1);
           } else {
             combine(dvj, pc, rs, gr, bs, cnt, D, true, 1);
             combine(dkj, dc, rs, qr, bs, cnt, D, true, 1);
           }
         }
       }
-    }
-    if (pack) {
-      copyRows(at(dk, kvOff), kvs, dkb, ks, tk, D);
-      copyRows(at(dv, kvOff), kvs, dvb, ks, tk, D);
     }
   }
 }
