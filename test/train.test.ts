@@ -98,5 +98,9 @@ describe('training', () => {
     assert.ok(g.stdout.startsWith('All:'));
     const loaded = await loadModel(out);
     assert.deepEqual(loaded.config, PRESETS.nano);
+    // A prompt longer than the context (64) keeps its last 63 tokens, says so, and generation slides on.
+    const long = run('generate', '--model', out, '--prompt', 'x'.repeat(100), '--max-tokens', '80', '--temperature', '0');
+    assert.equal(long.status, 0, long.stderr);
+    assert.match(long.stderr, /the prompt was longer than the context \(64\); its first 37 tokens were dropped/);
   });
 });
