@@ -6,17 +6,21 @@
 //
 // Why 2×16 and no unrolling of the k loop (measured on Zen 4, Node 20 / V8 11.3, see bench/gemm.ts):
 // - V8 allocates 15 xmm registers. 2×16 needs 8 accumulators + 4 B vectors + 1 broadcast A + 1 product
-//   temporary = 14. Larger tiles (3×16, 4×12, 6×8, 2×24, 5×8) make V8 spill inside the loop and run at
-//   half speed; 4×8 and 3×12 fit but were no faster (more broadcast loads per multiply).
+//   temporary = 14. Larger tiles (3×16, 4×12, 6×8, 2×24, 2×20, 5×8) make V8 spill inside the loop and
+//   run at half speed; 3×12 spills too with mul+add (it matches 2×16 with relaxed SIMD); 4×8 fits but
+//   is slower (four broadcast loads per step, and V8 adds an address computation for each).
 // - Unrolling k in the source does not help: Binaryen fuses each accumulator's updates across the
 //   unrolled steps into one expression tree, which hoists every load of the body to its top; V8 keeps
 //   that load order and spills. (Unrolling with an exit test between steps avoids the fusion but
 //   measured no faster than the plain loop below, whose overhead is 2 pointer bumps, one compare and
 //   V8's stack check.)
-// Result: ~46 GFLOP/s per core with mul+add (SIMD), ~55 with relaxed-SIMD fused multiply-add, on data in L1.
+// Result: ~46 GFLOP/s per core with mul+add (SIMD), ~55 with relaxed-SIMD fused multiply-add, on data in
+// L1 (about 41 and 46 in a whole GEMM). KC, MC, NC barely matter here (KC 192..512, MC 32..256 and NC
+// 512..1024 measured within noise); KC·NR·4 = 16 KiB keeps a B panel in the 32 KiB L1.
 //
-// The shape can be overridden for experiments (GEMM_MR, GEMM_NR, GEMM_KC, GEMM_MC, GEMM_NC, GEMM_ORDER),
-// e.g. `GEMM_MR=4 GEMM_NR=8 npm run build:wasm`; gemm.ts is written for any MR, NR (NR a multiple of 4).
+// The shape can be overridden for experiments (GEMM_MR, GEMM_NR, GEMM_KC, GEMM_MC, GEMM_NC, GEMM_ORDER,
+// GEMM_PEAK_CHAINS), e.g. `GEMM_MR=4 GEMM_NR=8 npm run build:wasm`; gemm.ts works for any MR ≥ 1 and
+// NR a multiple of 4 (checked with 1×4, 2×16, 3×12, 4×8).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,25 +58,26 @@ e('/** Columns of B packed at a time (one packed B block is KC×NC floats). */')
 e(`export const NC: i32 = ${NC};`);
 e();
 e('/**');
-e(` * C[0:${MR}, 0:${NR}] = (load ? C : 0) + Σ_{p<kc} Ap[p][0:${MR}]ᵀ · Bp[p][0:${NR}], summed in p order.`);
+e(` * C[0:${MR}, 0:${NR}] = (addC ? C : 0) + Σ_{p<kc} Ap[p][0:${MR}]ᵀ · Bp[p][0:${NR}], summed in p order.`);
 e(` * pa: packed A panel, ${MR} floats per p. pb: packed B panel, ${NR} floats per p.`);
 e(' * c: top-left of the tile, ldc: row stride of C in bytes. Every lane of every row is read and written,');
 e(' * so edge tiles go through a scratch tile (see gemm.ts). In the relaxed-SIMD build each step is one');
 e(' * fused multiply-add per accumulator, otherwise a multiply then an add.');
 e(' */');
-e('export function microKernel(kc: i32, pa: usize, pb: usize, c: usize, ldc: usize, load: bool): void {');
+e('export function microKernel(kc: i32, pa: usize, pb: usize, c: usize, ldc: usize, addC: bool): void {');
 for (let i = 1; i < MR; i++) e(`  const r${i} = c + ${i === 1 ? 'ldc' : `ldc * ${i}`};`);
 const row = (i) => (i === 0 ? 'c' : `r${i}`);
 const decl = [];
 for (let i = 0; i < MR; i++) for (let j = 0; j < NV; j++) decl.push(acc(i, j));
 e(`  let ${decl.map((d) => `${d}: v128`).join(', ')};`);
-e('  if (load) {');
+e('  if (addC) {');
 for (let i = 0; i < MR; i++) for (let j = 0; j < NV; j++) e(`    ${acc(i, j)} = v128.load(${row(i)}, ${16 * j});`);
 e('  } else {');
 e(`    ${decl.join(' = ')} = f32x4.splat(0);`);
 e('  }');
 e(`  const pbEnd = pb + <usize>kc * ${NR * 4};`);
 e('  while (pb < pbEnd) {');
+e('    // One step of depth: the tile += Ap[p] (a column of MR values) × Bp[p] (a row of NR values).');
 if (ORDER === 'b') {
   for (let j = 0; j < NV; j++) e(`    const b${j} = v128.load(pb, ${16 * j});`);
   for (let i = 0; i < MR; i++) {
@@ -92,23 +97,29 @@ e('  }');
 for (let i = 0; i < MR; i++) for (let j = 0; j < NV; j++) e(`  v128.store(${row(i)}, ${acc(i, j)}, ${16 * j});`);
 e('}');
 
+e();
+e(`/** Copies one ${NR}-float row of a B panel (unaligned source, ${NR * 4} bytes). */`);
+e('@inline export function copyPanelRow(src: usize, dst: usize): void {');
+for (let j = 0; j < NV; j++) e(`  v128.store(dst, v128.load(src, ${16 * j}), ${16 * j});`);
+e('}');
+
 // ---- peak microbenchmark ------------------------------------------------------------------------------
-const CH = 12;
+const CH = env('GEMM_PEAK_CHAINS', 12);
 e();
 e('/**');
 e(' * Peak-throughput microbenchmark for bench/gemm.ts; returns the floating-point operations done.');
-e(` * variant 0: ${CH} independent chains c = c·b + a (${CH} multiply-adds per iteration, no memory traffic).`);
+e(` * variant 0: ${CH} independent chains x = x·b + a (${CH} multiply-adds per iteration, no memory traffic).`);
 e(' * variant 1: the micro-kernel on one L1-resident A and B panel (kc = 256) at buf, called iters times:');
 e(` * ${MR * NV} independent multiply-add chains fed from L1 — the best this instruction mix can do here.`);
 e(' */');
-e('export function gemmPeak(variant: i32, iters: i32, buf: usize): f64 {');
+e('export function gemmPeak(variant: i32, iters: i32, buf: usize, seed: f32): f64 {');
 e('  if (variant == 1) {');
 e(`    const pa = buf, pb = buf + ${MR * 256 * 4}, c = pb + ${NR * 256 * 4};`);
 e('    for (let i = 0; i < iters; i++) microKernel(256, pa, pb, c, ' + NR * 4 + ', true);');
 e(`    return <f64>iters * ${2 * MR * NR * 256};`);
 e('  }');
-e('  // Operands derived from an argument, so V8 keeps them in registers instead of rematerializing constants.');
-e('  const a = f32x4.splat(<f32>buf * 1e-9 + 0.5), b = f32x4.splat(0.999 - <f32>buf * 1e-12);');
+e('  // a comes from an argument (seed = 0.5) so the chains cannot be folded; they converge to a / (1 - b).');
+e('  const a = f32x4.splat(seed), b = f32x4.splat(0.999);');
 for (let i = 0; i < CH; i++) e(`  let x${i} = f32x4.splat(${(i + 1).toFixed(1)});`);
 e('  for (let i = 0; i < iters; i++) {');
 for (let i = 0; i < CH; i++) e(`    x${i} = ASC_FEATURE_RELAXED_SIMD ? f32x4.relaxed_madd(x${i}, b, a) : f32x4.add(f32x4.mul(x${i}, b), a);`);

@@ -3,10 +3,12 @@
 // Two paths, chosen from the shape alone (never from the thread count, so 1 and N threads give
 // bit-identical results):
 //
-// 1. Small m (decode-time matrix-vector products), no packing, each thread owns a column range of C:
-//    - B not transposed: C row += x[p] · B[p, :], streaming four rows of B at a time, sequentially in
-//      memory, with the C row (a few KiB) kept in L1.
-//    - B transposed ([n,k], the nn.Linear weight layout): dot products along k, four rows of B at a time.
+// 1. Small m (decode-time matrix-vector products): no packing, each thread owns a range of columns of C
+//    (whole 64-byte lines, so threads never write the same cache line):
+//    - B not transposed, m ≤ 4: each row of C += x[p] · B[p, :], streaming four rows of B at a time,
+//      sequentially in memory, with the C row segment (a few KiB) kept in L1.
+//    - B transposed ([n,k], the nn.Linear weight layout), m = 1: dot products along k, four rows of B
+//      at a time.
 //
 // 2. Everything else: a Goto/BLIS-style packed GEMM around an MR×NR register-blocked micro-kernel
 //    (generated into generated/gemm_micro.ts by scripts/gen-gemm.mjs; MR, NR, KC, MC, NC come from there).
@@ -29,7 +31,7 @@
 // (whole batch items when there are enough of them, else a range of NR-panels of columns when n ≥ m,
 // else a range of MR-panels of rows) and packs what it needs itself into its own scratch. K is never
 // split across threads.
-import { KC, MC, MR, NC, NR, microKernel } from './generated/gemm_micro';
+import { KC, MC, MR, NC, NR, copyPanelRow, microKernel } from './generated/gemm_micro';
 
 /** Peak-FLOP microbenchmark (bench/gemm.ts); not used by the kernels. */
 export { gemmPeak } from './generated/gemm_micro';
@@ -40,10 +42,8 @@ const BP_BYTES: i32 = KC * NC * 4;
 const TILE_BYTES: i32 = MR * NR * 4;
 const SCRATCH_BYTES: i32 = (AP_BYTES + BP_BYTES + TILE_BYTES + 63) & ~63;
 
-/** m up to this uses the unpacked matrix-vector path (when B is not transposed). */
-const SMALL_M_NN: i32 = 2;
-/** m up to this uses the dot-product path (B transposed). */
-const SMALL_M_NT: i32 = 2;
+/** m up to this uses the unpacked row-times-matrix path when B is not transposed (m = 1 when it is). */
+const SMALL_M_NN: i32 = 4;
 
 /** Scratch bytes one thread needs (the caller provides nth times this, 64-byte aligned). */
 export function matmulScratchBytes(): i32 {
@@ -105,8 +105,9 @@ function one(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, transA: i32, 
     }
     return;
   }
+  // Small-m paths: columns split in 16-float units (whole cache lines of C), the remainder to the last thread.
+  const j0 = share(n >> 4, tid, nth) << 4, j1 = tid + 1 >= nth ? n : share(n >> 4, tid + 1, nth) << 4;
   if (!transB && m <= SMALL_M_NN) {
-    const j0 = share(n >> 2, tid, nth) << 2, j1 = tid + 1 >= nth ? n : share(n >> 2, tid + 1, nth) << 2;
     for (let i = 0; i < m; i++) {
       const x = transA ? a + (<usize>i << 2) : a + (<usize>(<i64>i * k) << 2);
       const xs: usize = transA ? <usize>m << 2 : 4;
@@ -114,26 +115,23 @@ function one(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, transA: i32, 
     }
     return;
   }
-  if (transB && (m == 1 || (m <= SMALL_M_NT && !transA))) {
-    const j0 = share(n >> 2, tid, nth) << 2, j1 = tid + 1 >= nth ? n : share(n >> 2, tid + 1, nth) << 2;
-    for (let i = 0; i < m; i++) {
-      rowDotRows(a + (<usize>(<i64>i * k) << 2), b, c + (<usize>(<i64>i * n) << 2), k, j0, j1, accumulate);
-    }
+  if (transB && m == 1) {
+    rowDotRows(a, b, c, k, j0, j1, accumulate);
     return;
   }
   // Packed GEMM on a block of C.
   const np = (n + NR - 1) / NR, mp = (m + MR - 1) / MR;
-  let i0 = 0, i1 = m, j0 = 0, j1 = n;
+  let i0 = 0, i1 = m, jb = 0, je = n;
   if (nth > 1) {
     if (m <= n ? np >= nth || mp < nth : mp < nth) {
-      j0 = share(np, tid, nth) * NR;
-      j1 = min32(share(np, tid + 1, nth) * NR, n);
+      jb = share(np, tid, nth) * NR;
+      je = min32(share(np, tid + 1, nth) * NR, n);
     } else {
       i0 = share(mp, tid, nth) * MR;
       i1 = min32(share(mp, tid + 1, nth) * MR, m);
     }
   }
-  if (i0 < i1 && j0 < j1) gemmBlock(a, b, c, m, k, n, transA, transB, accumulate, ws, i0, i1, j0, j1);
+  if (i0 < i1 && jb < je) gemmBlock(a, b, c, m, k, n, transA, transB, accumulate, ws, i0, i1, jb, je);
 }
 
 /** C[i0:i1, j0:j1] of one product by the packed algorithm (see the top of the file). */
@@ -193,7 +191,7 @@ function packB(src: usize, ldb: i32, kc: i32, nc: i32, dst: usize): void {
     let s = src + (<usize>j << 2), d = dst;
     if (nr == NR) {
       for (let p = 0; p < kc; p++) {
-        for (let v = 0; v < NR; v += 4) v128.store(d + <usize>(v << 2), v128.load(s + <usize>(v << 2)));
+        copyPanelRow(s, d);
         s += ld;
         d += <usize>(NR << 2);
       }
@@ -418,78 +416,53 @@ function rowTimesMatrix(x: usize, xs: usize, b: usize, y: usize, k: i32, n: i32,
 
 /**
  * y[j] (+)= dot(x[0:k], B[j, 0:k]) for j in [j0, j1), B stored [n,k], x contiguous.
- * Per j: two v128 accumulators over alternating 4-float chunks of k, then the scalar tail; rows are
- * done four at a time, or one at a time at the end, with the same summation order either way.
+ * Per j: one v128 accumulator over the 4-float chunks of k (lane l sums p ≡ l mod 4), reduced as
+ * (l0 + l2) + (l1 + l3), then the scalar tail. Rows go four at a time (four streams of B, one load of
+ * x), or one at a time at the end, with the same summation order either way. (More rows or a second
+ * accumulator per row make V8 spill: it issues all loads of the loop body first.)
  */
 function rowDotRows(x: usize, b: usize, y: usize, k: i32, j0: i32, j1: i32, accumulate: i32): void {
   const ld = <usize>k << 2;
-  const k8 = k & ~7, k4 = k & ~3;
+  const kb = <usize>(k & ~3) << 2;
   let j = j0;
   for (; j + 4 <= j1; j += 4) {
     const b0 = b + <usize>j * ld, b1 = b0 + ld, b2 = b1 + ld, b3 = b2 + ld;
-    let e0 = f32x4.splat(0), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;
-    let p = 0;
-    for (; p < k8; p += 8) {
-      const o = <usize>p << 2;
-      const xe = v128.load(x + o), xo = v128.load(x + o, 16);
-      e0 = madd(xe, v128.load(b0 + o), e0);
-      o0 = madd(xo, v128.load(b0 + o, 16), o0);
-      e1 = madd(xe, v128.load(b1 + o), e1);
-      o1 = madd(xo, v128.load(b1 + o, 16), o1);
-      e2 = madd(xe, v128.load(b2 + o), e2);
-      o2 = madd(xo, v128.load(b2 + o, 16), o2);
-      e3 = madd(xe, v128.load(b3 + o), e3);
-      o3 = madd(xo, v128.load(b3 + o, 16), o3);
+    let s0 = f32x4.splat(0), s1 = s0, s2 = s0, s3 = s0;
+    for (let o: usize = 0; o < kb; o += 16) {
+      const xv = v128.load(x + o);
+      s0 = madd(xv, v128.load(b0 + o), s0);
+      s1 = madd(xv, v128.load(b1 + o), s1);
+      s2 = madd(xv, v128.load(b2 + o), s2);
+      s3 = madd(xv, v128.load(b3 + o), s3);
     }
-    if (p < k4) {
-      const o = <usize>p << 2;
-      const xe = v128.load(x + o);
-      e0 = madd(xe, v128.load(b0 + o), e0);
-      e1 = madd(xe, v128.load(b1 + o), e1);
-      e2 = madd(xe, v128.load(b2 + o), e2);
-      e3 = madd(xe, v128.load(b3 + o), e3);
-    }
-    let s0 = hsum(f32x4.add(e0, o0)), s1 = hsum(f32x4.add(e1, o1)), s2 = hsum(f32x4.add(e2, o2)), s3 = hsum(f32x4.add(e3, o3));
-    for (p = k4; p < k; p++) {
-      const o = <usize>p << 2;
+    let r0 = hsum(s0), r1 = hsum(s1), r2 = hsum(s2), r3 = hsum(s3);
+    for (let o = kb; o < ld; o += 4) {
       const xv = load<f32>(x + o);
-      s0 += xv * load<f32>(b0 + o);
-      s1 += xv * load<f32>(b1 + o);
-      s2 += xv * load<f32>(b2 + o);
-      s3 += xv * load<f32>(b3 + o);
+      r0 += xv * load<f32>(b0 + o);
+      r1 += xv * load<f32>(b1 + o);
+      r2 += xv * load<f32>(b2 + o);
+      r3 += xv * load<f32>(b3 + o);
     }
     const yp = y + (<usize>j << 2);
     if (accumulate) {
-      s0 = load<f32>(yp) + s0;
-      s1 = load<f32>(yp, 4) + s1;
-      s2 = load<f32>(yp, 8) + s2;
-      s3 = load<f32>(yp, 12) + s3;
+      r0 = load<f32>(yp) + r0;
+      r1 = load<f32>(yp, 4) + r1;
+      r2 = load<f32>(yp, 8) + r2;
+      r3 = load<f32>(yp, 12) + r3;
     }
-    store<f32>(yp, s0);
-    store<f32>(yp, s1, 4);
-    store<f32>(yp, s2, 8);
-    store<f32>(yp, s3, 12);
+    store<f32>(yp, r0);
+    store<f32>(yp, r1, 4);
+    store<f32>(yp, r2, 8);
+    store<f32>(yp, r3, 12);
   }
   for (; j < j1; j++) {
     const b0 = b + <usize>j * ld;
-    let e0 = f32x4.splat(0), o0 = e0;
-    let p = 0;
-    for (; p < k8; p += 8) {
-      const o = <usize>p << 2;
-      e0 = madd(v128.load(x + o), v128.load(b0 + o), e0);
-      o0 = madd(v128.load(x + o, 16), v128.load(b0 + o, 16), o0);
-    }
-    if (p < k4) {
-      const o = <usize>p << 2;
-      e0 = madd(v128.load(x + o), v128.load(b0 + o), e0);
-    }
-    let s0 = hsum(f32x4.add(e0, o0));
-    for (p = k4; p < k; p++) {
-      const o = <usize>p << 2;
-      s0 += load<f32>(x + o) * load<f32>(b0 + o);
-    }
+    let s0 = f32x4.splat(0);
+    for (let o: usize = 0; o < kb; o += 16) s0 = madd(v128.load(x + o), v128.load(b0 + o), s0);
+    let r0 = hsum(s0);
+    for (let o = kb; o < ld; o += 4) r0 += load<f32>(x + o) * load<f32>(b0 + o);
     const yp = y + (<usize>j << 2);
-    if (accumulate) s0 = load<f32>(yp) + s0;
-    store<f32>(yp, s0);
+    if (accumulate) r0 = load<f32>(yp) + r0;
+    store<f32>(yp, r0);
   }
 }
