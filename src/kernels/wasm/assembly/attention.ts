@@ -49,7 +49,7 @@
 //
 // Results do not depend on the thread count: the units (fixed by the shape alone) are never split, and
 // each row, block and reduction is computed in the same order whichever thread takes it.
-import { at, rowPart } from './util';
+import { at, exp4, rowPart } from './util';
 
 /** Query rows per backward block. */
 const BWD_ROWS: i32 = 32;
@@ -88,31 +88,6 @@ const PACK_MIN_ROWS: i32 = 8;
 /** All-ones in lanes 0..k-1 (0 < k < 4), zero above. */
 @inline function laneMask(k: i32): v128 {
   return i32x4.lt_s(i32x4(0, 1, 2, 3), i32x4.splat(k));
-}
-
-/**
- * exp on four lanes: util.ts's exp4 (same clamp, range reduction and polynomial, bit-identical results)
- * with instructions that lower cheaply on x86: pmin/pmax instead of NaN-propagating min/max, and
- * n = round(x·log2e) by adding 1.5·2²³ (the add rounds to nearest even exactly as f32x4.nearest), whose
- * low bits are n itself, so 2ⁿ needs no float-to-int conversion.
- */
-@inline function expf4(x: v128): v128 {
-  x = f32x4.pmin(f32x4.pmax(x, f32x4.splat(-87.3)), f32x4.splat(88.7));
-  const magic = f32x4.splat(12582912.0);
-  const t = f32x4.add(f32x4.mul(x, f32x4.splat(1.44269504088896341)), magic);
-  const n = f32x4.sub(t, magic);
-  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375)));
-  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
-  let p = f32x4.splat(1.9875691500e-4);
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
-  const r2 = f32x4.mul(r, r);
-  p = f32x4.add(f32x4.add(f32x4.mul(p, r2), r), f32x4.splat(1.0));
-  // bits(t) = bits(1.5·2²³) + n; shifting (bits + 127) left by 23 leaves (n + 127) << 23 = bits(2ⁿ).
-  return f32x4.mul(p, i32x4.shl(i32x4.add(t, i32x4.splat(127)), 23));
 }
 
 @inline function minI(a: i32, b: i32): i32 {
@@ -363,13 +338,13 @@ function softmaxRow(s: usize, n: i32, nz: i32): f32 {
   const m = hmax(mv), vm = f32x4.splat(m);
   let sv = f32x4.splat(0);
   for (let j = 0; j < nv; j += 4) {
-    const p = expf4(f32x4.sub(v128.load(at(s, j)), vm));
+    const p = exp4(f32x4.sub(v128.load(at(s, j)), vm));
     v128.store(at(s, j), p);
     sv = f32x4.add(sv, p);
   }
   let j = nv;
   if (rem) {
-    const p = v128.and(expf4(f32x4.sub(v128.load(at(s, nv)), vm)), laneMask(rem));
+    const p = v128.and(exp4(f32x4.sub(v128.load(at(s, nv)), vm)), laneMask(rem));
     v128.store(at(s, nv), p);
     sv = f32x4.add(sv, p);
     j += 4;
@@ -387,14 +362,14 @@ function probsAndDs(p: usize, ds: usize, n: i32, nz: i32, lse: f32, delta: f32, 
   const vl = f32x4.splat(lse), vd = f32x4.splat(delta), vs = f32x4.splat(scale);
   const nv = n & ~3, rem = n - nv;
   for (let j = 0; j < nv; j += 4) {
-    const pj = expf4(f32x4.sub(v128.load(at(p, j)), vl));
+    const pj = exp4(f32x4.sub(v128.load(at(p, j)), vl));
     v128.store(at(p, j), pj);
     v128.store(at(ds, j), f32x4.mul(f32x4.mul(pj, f32x4.sub(v128.load(at(ds, j)), vd)), vs));
   }
   let j = nv;
   if (rem) {
     const mask = laneMask(rem);
-    const pj = v128.and(expf4(f32x4.sub(v128.load(at(p, nv)), vl)), mask);
+    const pj = v128.and(exp4(f32x4.sub(v128.load(at(p, nv)), vl)), mask);
     v128.store(at(p, nv), pj);
     v128.store(at(ds, nv), v128.and(f32x4.mul(f32x4.mul(pj, f32x4.sub(v128.load(at(ds, nv)), vd)), vs), mask));
     j += 4;
