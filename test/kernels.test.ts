@@ -222,6 +222,16 @@ describe('wasm backend equals the reference backend', () => {
     }
   });
 
+  test('the wasm allocator refuses a double free and reuses freed buffers', () => {
+    const b = w1.alloc(100);
+    w1.free(b);
+    assert.throws(() => w1.free(b), /double free/);
+    w1.free(w1.alloc(100_000));
+    const again = w1.memoryBytes();
+    for (let i = 0; i < 1000; i++) w1.free(w1.alloc(100_000));
+    assert.equal(w1.memoryBytes(), again, 'alloc/free of one size grew the memory');
+  });
+
   test('adamw', () => {
     const rng = new Rng(7);
     for (const n of [1, 17, 257, 50_001]) {

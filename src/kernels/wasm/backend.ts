@@ -86,6 +86,8 @@ export class WasmBackend implements Backend {
   readonly name: string;
   private top = HEAP_BASE;
   private readonly freeLists = new Map<number, number[]>();
+  /** Start addresses of buffers handed out by alloc and not yet freed. */
+  private readonly live = new Set<number>();
   private f32!: Float32Array;
   private i32!: Int32Array;
   private f64!: Float64Array;
@@ -152,10 +154,14 @@ export class WasmBackend implements Backend {
   alloc(length: number): Buf {
     if (!Number.isInteger(length) || length < 0) throw new RangeError(`alloc: invalid length ${length}`);
     const bytes = Math.max(ALIGN, Math.ceil((length * 4) / ALIGN) * ALIGN);
-    return new WasmBuf(this.rawAlloc(bytes), length, bytes);
+    const b = new WasmBuf(this.rawAlloc(bytes), length, bytes);
+    this.live.add(b.ptr);
+    return b;
   }
   free(buf: Buf): void {
     const b = buf as WasmBuf;
+    // A double free would hand one range to two owners later: fail loudly instead.
+    if (!this.live.delete(b.ptr)) throw new Error(`free: buffer at ${b.ptr} (${b.length} elements) is not allocated (double free?)`);
     this.rawFree(b.ptr, b.bytes);
   }
   write(buf: Buf, src: ArrayLike<number>, offset = 0): void {
