@@ -36,12 +36,17 @@ function arg(argv: string[], name: string, fallback: string): string {
   return i >= 0 && argv[i + 1] ? argv[i + 1] : fallback;
 }
 
+/**
+ * Debian's PyTorch does its fp32 GEMMs through libblas.so.3; without OpenBLAS that is the netlib
+ * reference BLAS, ~15x slower, which would make the anchor meaningless. So both are required.
+ */
 function ensureTorch(): void {
-  const ok = spawnSync(PY, ['-c', 'import torch, numpy'], { stdio: 'ignore' }).status === 0;
-  if (ok) return;
-  console.error('python3-torch is missing: installing it with apt-get (Debian\'s PyTorch is the anchor)…');
+  const torch = spawnSync(PY, ['-c', 'import torch, numpy'], { stdio: 'ignore' }).status === 0;
+  const openblas = existsSync('/usr/lib/x86_64-linux-gnu/libopenblas.so.0');
+  if (torch && openblas) return;
+  console.error(`${torch ? '' : 'python3-torch '}${openblas ? '' : 'libopenblas0-pthread '}missing: installing with apt-get (Debian's PyTorch on OpenBLAS is the anchor)…`);
   execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
-  execFileSync('apt-get', ['install', '-y', '-qq', 'python3-torch', 'python3-numpy'], { stdio: 'inherit' });
+  execFileSync('apt-get', ['install', '-y', '-qq', 'python3-torch', 'python3-numpy', 'libopenblas0-pthread'], { stdio: 'inherit' });
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
