@@ -5,7 +5,8 @@
  *      last 10% validation), then validation bits per byte on the whole split.
  * Both sides use 2 threads; the anchor runs with OMP_WAIT_POLICY=PASSIVE as its README prescribes.
  *
- *   npm run bench -- train-vs-torch [--configs tiny,small] [--minutes 10] [--no-budget] [--steps 10] [--threads 2] [--json]
+ *   npm run bench -- train-vs-torch [--configs tiny,small] [--minutes 10] [--no-budget] [--steps 10] [--threads 2] [--sides stlm,torch] [--json]
+ * (--sides stlm skips the anchor: only for re-running our side; a comparison needs both in one run.)
  * With --json the last stdout line is
  *   {"results":[{"config":"tiny","side":"stlm","tokens_per_s":…,"val_bpb_10min":…}, …],"ratio":{"tiny":…}}
  * (ratio = stlm tokens/s ÷ torch tokens/s; val_bpb_10min is for the budget given by --minutes).
@@ -98,8 +99,10 @@ export async function main(argv: string[]): Promise<void> {
   const budget = !argv.includes('--no-budget');
   const steps = Number(arg(argv, '--steps', '10'));
   const threads = Number(arg(argv, '--threads', '2'));
+  const sides = arg(argv, '--sides', 'stlm,torch').split(',');
+  const withTorch = sides.includes('torch');
   if (!existsSync(CORPUS) || !existsSync(ANCHOR)) throw new Error(`needs ../shared (fixtures and anchors) beside the project: ${CORPUS}`);
-  ensureTorch();
+  if (withTorch) ensureTorch();
   const text = new Uint8Array(readFileSync(CORPUS));
   const cut = Math.floor(text.length * 0.9);
   const dir = join(tmpdir(), 'stlm-train-vs-torch');
@@ -114,8 +117,7 @@ export async function main(argv: string[]): Promise<void> {
   for (const config of configs) {
     if (!PRESETS[config]) throw new Error(`unknown config '${config}'`);
     console.error(`== ${config}: throughput (batch 16 × ctx ${PRESETS[config].ctx}, ${threads} threads)`);
-    const torch = runAnchor('bench_train.py', [config, String(threads), '3', String(steps)], env);
-    const torchTps = torch.tokens_per_s_median as number;
+    const torchTps = withTorch ? (runAnchor('bench_train.py', [config, String(threads), '3', String(steps)], env).tokens_per_s_median as number) : NaN;
     const ours = await stlmThroughput(config, threads, 3, steps, text.subarray(0, cut));
     ratio[config] = ours / torchTps;
     const rowT = { config, side: 'torch' as const, tokens_per_s: torchTps, val_bpb_10min: null as number | null, steps_in_budget: undefined as number | undefined };
@@ -123,9 +125,11 @@ export async function main(argv: string[]): Promise<void> {
     if (budget) {
       console.error(`== ${config}: ${minutes} minutes of training per side, then validation bits per byte`);
       const planned = Math.max(200, Math.round((torchTps * minutes * 60) / (16 * PRESETS[config].ctx)));
-      const t = runAnchor('train.py', [config, String(planned), String(minutes), String(threads)], env);
-      rowT.val_bpb_10min = t.val_bpb as number;
-      rowT.steps_in_budget = t.steps as number;
+      if (withTorch) {
+        const t = runAnchor('train.py', [config, String(planned), String(minutes), String(threads)], env);
+        rowT.val_bpb_10min = t.val_bpb as number;
+        rowT.steps_in_budget = t.steps as number;
+      }
       const be = await createWasmBackend({ threads });
       const r = await train(be, {
         tokens: text, config: { ...PRESETS[config], vocabSize: 259 }, checkpointPath: join(dir, `stlm-${config}.ckpt`), minutes, batch: 16, seqLen: PRESETS[config].ctx,
@@ -137,7 +141,8 @@ export async function main(argv: string[]): Promise<void> {
       rowS.val_bpb_10min = r.finalValBpb;
       rowS.steps_in_budget = r.steps;
     }
-    results.push(rowS, rowT);
+    results.push(rowS);
+    if (withTorch) results.push(rowT);
   }
 
   console.log('config | side  | tokens/s | ratio | steps in budget | val bpb after budget');

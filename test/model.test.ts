@@ -8,6 +8,8 @@ import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { PRESETS, parameterCount, resolveConfig } from '../src/models/config.js';
 import { KvCache, Llama } from '../src/models/llama.js';
+import { generate, generateStream } from '../src/generate/generate.js';
+import { ByteTokenizer } from '../src/tokenizers/byte.js';
 import { Graph, NonFiniteError } from '../src/tensor/tensor.js';
 import { AdamW } from '../src/train/adamw.js';
 import { Rng } from '../src/util/rng.js';
@@ -137,5 +139,25 @@ describe('llama model', () => {
     const { ids, targets } = windows(2, 16);
     assert.throws(() => model.loss(ids, targets, 2), (e: unknown) => e instanceof NonFiniteError && /produced by matmul in the forward pass at step 12/.test(e.message));
     g.release();
+  });
+
+  test('streaming: the callback and the async iterator give the same seeded text; stop strings end it', async () => {
+    const g = new Graph(be);
+    const model = new Llama(g, PRESETS.nano, undefined, 13);
+    const tok = new ByteTokenizer();
+    const pieces: string[] = [];
+    const r = generate(model, tok, 'To be', { maxTokens: 40, temperature: 1, seed: 5, onText: (t) => pieces.push(t) });
+    assert.equal(pieces.join(''), r.text);
+    const it = generateStream(model, tok, 'To be', { maxTokens: 40, temperature: 1, seed: 5 });
+    let streamed = '';
+    for await (const t of it) streamed += t;
+    assert.equal(streamed, r.text);
+    assert.equal(r.tokens.length, 40);
+    // Greedy text, then the same with a stop string taken from its middle: it ends just before it.
+    const greedy = generate(model, tok, 'To be', { maxTokens: 40, temperature: 0 }).text;
+    const stop = greedy.slice(10, 13);
+    const cut = generate(model, tok, 'To be', { maxTokens: 40, temperature: 0, stop: [stop] });
+    assert.equal(cut.finishReason, 'stop');
+    assert.equal(cut.text, greedy.slice(0, greedy.indexOf(stop)));
   });
 });

@@ -1,8 +1,8 @@
 // The training loop: determinism, resume equal to an uninterrupted run, data errors, and the CLI's
 // handling of bad input (clear message, non-zero exit, no stack trace).
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -102,5 +102,26 @@ describe('training', () => {
     const long = run('generate', '--model', out, '--prompt', 'x'.repeat(100), '--max-tokens', '80', '--temperature', '0');
     assert.equal(long.status, 0, long.stderr);
     assert.match(long.stderr, /the prompt was longer than the context \(64\); its first 37 tokens were dropped/);
+  });
+
+  test('CLI: Ctrl-C saves a checkpoint and exits cleanly; --resume continues from it', async () => {
+    writeFileSync(join(dir, 'data.txt'), TEXT);
+    const out = join(dir, 'int.gguf');
+    const child = spawn(process.execPath, [CLI, 'train', '--data', join(dir, 'data.txt'), '--config', 'nano', '--out', out, '--steps', '100000', '--batch', '2', '--ctx', '32', '--threads', '1', '--eval-every', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await new Promise<void>((resolve) => child.stderr.on('data', (d: string) => {
+      stderr += d;
+      if (/step \d+\/100000/.test(stderr)) resolve();
+    }));
+    child.kill('SIGINT');
+    assert.equal(await exited, 0, stderr);
+    assert.match(stderr, /interrupted: finishing this step and saving the checkpoint/);
+    assert.match(stderr, /stopped: \d+ steps/);
+    assert.ok(existsSync(`${out}.ckpt`) && existsSync(out));
+    const resumed = spawnSync(process.execPath, [CLI, 'train', '--data', join(dir, 'data.txt'), '--config', 'nano', '--out', out, '--steps', '3', '--resume', '--batch', '2', '--ctx', '32', '--threads', '1'], { encoding: 'utf8' });
+    assert.equal(resumed.status, 0, resumed.stderr);
+    assert.match(resumed.stderr, /resuming from .*int.gguf.ckpt at step \d+/);
   });
 });

@@ -132,8 +132,12 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
     return lossSum / o.accum;
   };
 
+  // With --minutes the run lasts until the deadline (like the PyTorch anchor): the planned length only
+  // shapes the schedule, and steps past it run at minLr. With --steps (and no --minutes) it is exact.
+  const timeBudgeted = !!o.minutes && !o.steps;
+  let warmStart = t0, warmStep = step;
   while (true) {
-    if (plannedSteps && step >= plannedSteps) break;
+    if (plannedSteps && step >= plannedSteps && !timeBudgeted) break;
     if (performance.now() >= deadline) break;
     g.step = step;
     g.zeroGrad(params);
@@ -159,12 +163,17 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
     const elapsed = (performance.now() - t0) / 1000;
     const done = step - startStep;
     const tps = (done * tokensPerStep) / elapsed;
-    if (!plannedSteps && o.minutes && done === 10) {
-      // Time-budgeted run: fix the schedule's length from the measured speed.
-      plannedSteps = step + Math.max(1, Math.floor(((deadline - performance.now()) / 1000) * (done / elapsed)));
-      log(`planned ${plannedSteps} steps for ${o.minutes} minutes`);
+    if (!plannedSteps && o.minutes) {
+      // Time-budgeted run: fix the schedule's length from the speed measured after a few warm-up steps
+      // (the first steps are slower while the JIT and the buffer pool warm up).
+      if (done === 3) [warmStart, warmStep] = [performance.now(), step];
+      if (done === 13) {
+        const stepsPerSecond = (step - warmStep) / ((performance.now() - warmStart) / 1000);
+        plannedSteps = step + Math.max(1, Math.floor(((deadline - performance.now()) / 1000) * stepsPerSecond));
+        log(`planned ${plannedSteps} steps for ${o.minutes} minutes`);
+      }
     }
-    const total = plannedSteps || step;
+    const total = Math.max(plannedSteps, step);
     const eta = o.minutes ? Math.max(0, (deadline - performance.now()) / 1000) : ((total - step) * elapsed) / done;
     let valBpb: number | undefined;
     if (o.evalEvery && step % o.evalEvery === 0 && step < total) {
