@@ -96,6 +96,7 @@ const cases: Case[] = [
     },
   },
   { name: 'rope', inputs: [[6, 2 * 4]], op: (_, [x]) => ops.rope(x, 2, 4, 3, 2, 10000), ref: ([x]) => ropeRef(x, 6, 2, 4, 3, 2) },
+  { name: 'swiglu with one tensor as both inputs', inputs: [[4, 3]], op: (_, [a]) => ops.swiglu(a, a), ref: ([a]) => a.map((x) => x * sig(x) * x) },
   { name: 'swiglu', inputs: [[4, 3], [4, 3]], op: (_, [a, b]) => ops.swiglu(a, b), ref: ([a, b]) => a.map((x, i) => x * sig(x) * b[i]) },
   {
     name: 'embedding', inputs: [[5, 3]], op: (_, [t]) => ops.embedding(t, ids),

@@ -156,13 +156,9 @@ export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
   g.record('rmsNorm', [x, w], out, () => {
     const dw = w.requiresGrad ? g.gradForAccumulate(w).buf : g.scratch(dim);
     if (!w.requiresGrad) be.fill(dw, 0, 0, dim);
-    const t = x.requiresGrad ? g.gradTarget(x) : null;
-    const dx = t?.overwrite ? t.grad.buf : g.scratch(x.size);
+    const dx = g.gradDestination(x);
     be.rmsNormBackward(x.buf, w.buf, rstd, out.grad!.buf, dx, dw, rows, dim);
-    if (t) {
-      if (t.overwrite) g.gradWritten(x);
-      else g.accumulateGrad(x, dx);
-    }
+    g.commitGrad(x, dx);
   });
   return out;
 }
@@ -201,11 +197,9 @@ export function rope(x: Tensor, heads: number, headDim: number, seqLen: number, 
   be.rope(x.buf, out.buf, rows, heads, headDim, seqLen, pos0, theta, false);
   g.record('rope', [x], out, () => {
     // The rotation is orthogonal: its gradient is the inverse rotation.
-    const t = g.gradTarget(x);
-    const dx = t.overwrite ? t.grad.buf : g.scratch(x.size);
+    const dx = g.gradDestination(x);
     be.rope(out.grad!.buf, dx, rows, heads, headDim, seqLen, pos0, theta, true);
-    if (t.overwrite) g.gradWritten(x);
-    else g.accumulateGrad(x, dx);
+    g.commitGrad(x, dx);
   });
   return out;
 }
@@ -218,15 +212,10 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
   const out = g.temp(gate.shape, g.needsGrad(gate, up));
   be.swiglu(gate.buf, up.buf, out.buf, n);
   g.record('swiglu', [gate, up], out, () => {
-    const tg = gate.requiresGrad ? g.gradTarget(gate) : null, tu = up.requiresGrad ? g.gradTarget(up) : null;
-    const dg = tg?.overwrite ? tg.grad.buf : g.scratch(n);
-    const du = tu?.overwrite ? tu.grad.buf : g.scratch(n);
+    const dg = g.gradDestination(gate), du = g.gradDestination(up);
     be.swigluBackward(gate.buf, up.buf, out.grad!.buf, dg, du, n);
-    for (const [t, target, buf] of [[gate, tg, dg], [up, tu, du]] as const) {
-      if (!target) continue;
-      if (target.overwrite) g.gradWritten(t);
-      else g.accumulateGrad(t, buf);
-    }
+    g.commitGrad(gate, dg);
+    g.commitGrad(up, du);
   });
   return out;
 }
@@ -286,15 +275,11 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, batch: number, heads:
   const lse = g.scratch(rows * heads);
   be.attention(q.buf, k.buf, v.buf, out.buf, lse, args);
   g.record('attention', [q, k, v], out, () => {
-    const targets = [q, k, v].map((x) => (x.requiresGrad ? g.gradTarget(x) : null));
-    const bufs = [q, k, v].map((x, i) => (targets[i]?.overwrite ? targets[i]!.grad.buf : g.scratch(x.size)));
-    be.attentionBackward(q.buf, k.buf, v.buf, out.buf, lse, out.grad!.buf, bufs[0], bufs[1], bufs[2], args);
-    [q, k, v].forEach((x, i) => {
-      const target = targets[i];
-      if (!target) return;
-      if (target.overwrite) g.gradWritten(x);
-      else g.accumulateGrad(x, bufs[i]);
-    });
+    const [dq, dk, dv] = [q, k, v].map((x) => g.gradDestination(x));
+    be.attentionBackward(q.buf, k.buf, v.buf, out.buf, lse, out.grad!.buf, dq, dk, dv, args);
+    g.commitGrad(q, dq);
+    g.commitGrad(k, dk);
+    g.commitGrad(v, dv);
   });
   return out;
 }

@@ -179,6 +179,25 @@ export class Graph {
     return grad;
   }
 
+  /**
+   * Where an overwriting kernel should write its gradient contribution for t: straight into the gradient
+   * when it is the first one, else (or when t needs no gradient) a scratch buffer. Pair with commitGrad.
+   */
+  gradDestination(t: Tensor): Buf {
+    if (!t.requiresGrad) return this.scratch(t.size);
+    const { grad, overwrite } = this.gradTarget(t);
+    if (!overwrite) return this.scratch(t.size);
+    // Claimed now, so a second input that is the same tensor (swiglu(x, x)) gets a scratch buffer.
+    this.gradWritten(t);
+    return grad.buf;
+  }
+
+  /** Completes a contribution written to gradDestination(t): adds it to the gradient unless written in place. */
+  commitGrad(t: Tensor, written: Buf): void {
+    if (!t.requiresGrad) return;
+    if (written !== (t.base ?? t).grad?.buf) this.accumulateGrad(t, written);
+  }
+
   /** Adds the contribution in `src` (size of t) to t's gradient. */
   accumulateGrad(t: Tensor, src: Buf): void {
     const { grad, overwrite } = this.gradTarget(t);
