@@ -11,7 +11,7 @@
  *   {"results":[{"config":"tiny","side":"stlm","tokens_per_s":…,"val_bpb_10min":…}, …],"ratio":{"tiny":…}}
  * (ratio = stlm tokens/s ÷ torch tokens/s; val_bpb_10min is for the budget given by --minutes).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,36 +20,17 @@ import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { PRESETS } from '../src/models/config.js';
 import { Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
-import { ByteTokenizer } from '../src/tokenizers/byte.js';
+import { byteVocab } from '../src/models/io.js';
 import { AdamW } from '../src/train/adamw.js';
 import { WindowSampler } from '../src/train/data.js';
 import { train } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
+import { PY, arg, ensureTorch } from './lib/torch.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SHARED = join(ROOT, '..', 'shared');
 const ANCHOR = join(SHARED, 'anchors', 'torch');
 const CORPUS = join(SHARED, 'fixtures', 'corpora', 'tinyshakespeare', 'input.txt');
-const PY = '/usr/bin/python3';
-
-function arg(argv: string[], name: string, fallback: string): string {
-  const i = argv.indexOf(name);
-  return i >= 0 && argv[i + 1] ? argv[i + 1] : fallback;
-}
-
-/**
- * Debian's PyTorch does its fp32 GEMMs through libblas.so.3; without OpenBLAS that is the netlib
- * reference BLAS, ~15x slower, which would make the anchor meaningless. So both are required.
- */
-function ensureTorch(): void {
-  const torch = spawnSync(PY, ['-c', 'import torch, numpy'], { stdio: 'ignore' }).status === 0;
-  const openblas = existsSync('/usr/lib/x86_64-linux-gnu/libopenblas.so.0');
-  if (torch && openblas) return;
-  console.error(`${torch ? '' : 'python3-torch '}${openblas ? '' : 'libopenblas0-pthread '}missing: installing with apt-get (Debian's PyTorch on OpenBLAS is the anchor)…`);
-  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
-  execFileSync('apt-get', ['install', '-y', '-qq', 'python3-torch', 'python3-numpy', 'libopenblas0-pthread'], { stdio: 'inherit' });
-}
-
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Our training throughput: the same step the anchor times (zero grad, forward, backward, AdamW). */
@@ -134,7 +115,7 @@ export async function main(argv: string[]): Promise<void> {
       const r = await train(be, {
         tokens: text, config: { ...PRESETS[config], vocabSize: 259 }, checkpointPath: join(dir, `stlm-${config}.ckpt`), minutes, batch: 16, seqLen: PRESETS[config].ctx,
         lr: 1e-3, minLr: 1e-4, warmup: 100, weightDecay: 0.1, clip: 1, accum: 1, seed: 0, evalEvery: 0, evalWindows: 1, saveEvery: 0, resume: false,
-        tokenizer: new ByteTokenizer(), log: (l) => console.error(`  ${l}`),
+        vocab: byteVocab(), log: (l) => console.error(`  ${l}`),
         onStep: (s) => { if (s.step % 100 === 0) console.error(`  stlm step ${s.step}/${s.totalSteps} loss ${s.loss.toFixed(4)} ${Math.round(s.tokensPerSecond)} tok/s`); },
       });
       be.dispose();

@@ -3,7 +3,7 @@ export { createBackend, createWasmBackend, ReferenceBackend, type Backend } from
 export { Graph, Tensor, NonFiniteError, ops } from './tensor/index.js';
 export { PRESETS, resolveConfig, parameterCount, type LlamaConfig } from './models/config.js';
 export { Llama, KvCache } from './models/llama.js';
-export { loadModel, parseModel, saveModel, type LoadedModel } from './models/io.js';
+export { byteVocab, loadModel, parseGgufModel, saveModel, type LoadedModel, type ModelBundle } from './models/io.js';
 export { ByteTokenizer } from './tokenizers/byte.js';
 export { TokenStreamDecoder, Utf8StreamDecoder, type Tokenizer } from './tokenizers/tokenizer.js';
 export { generate, generateStream, type GenerateOptions, type GenerateResult } from './generate/generate.js';

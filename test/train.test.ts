@@ -10,8 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { PRESETS } from '../src/models/config.js';
-import { loadModel } from '../src/models/io.js';
-import { ByteTokenizer } from '../src/tokenizers/byte.js';
+import { byteVocab, loadModel } from '../src/models/io.js';
 import { readTextData } from '../src/train/data.js';
 import { type TrainOptions, train } from '../src/train/trainer.js';
 
@@ -33,7 +32,7 @@ describe('training', () => {
   const options = (ckpt: string, steps: number, resume = false): TrainOptions => ({
     tokens: new TextEncoder().encode(TEXT), config: { ...PRESETS.nano, dropout: 0.1 }, checkpointPath: ckpt, steps, batch: 4, seqLen: 32,
     lr: 3e-3, minLr: 3e-4, warmup: 5, weightDecay: 0.1, clip: 1, accum: 2, seed: 11, evalEvery: 0, evalWindows: 4, saveEvery: 0,
-    resume, tokenizer: new ByteTokenizer(),
+    resume, vocab: byteVocab(),
   });
 
   test('the same seed gives the same loss curve; a resumed run continues it exactly', async () => {

@@ -7,7 +7,9 @@ import { Graph } from '../tensor/tensor.js';
 
 export interface GenerateCliOptions {
   model: string;
+  tokenizer?: string;
   prompt: string;
+  bos?: boolean;
   maxTokens: number;
   temperature: number;
   topK: number;
@@ -22,12 +24,12 @@ export interface GenerateCliOptions {
 
 export async function runGenerate(o: GenerateCliOptions, be: Backend): Promise<void> {
   try {
-    const loaded = await loadModel(o.model);
+    const loaded = await loadModel(o.model, { tokenizer: o.tokenizer });
     const model = new Llama(new Graph(be), loaded.config, loaded.weights);
     process.stdout.write(o.prompt);
     const r = generate(model, loaded.tokenizer, o.prompt, {
       maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, minP: o.minP,
-      repetitionPenalty: o.repeatPenalty, repetitionWindow: o.repeatWindow, seed: o.seed, stop: o.stop,
+      repetitionPenalty: o.repeatPenalty, repetitionWindow: o.repeatWindow, seed: o.seed, stop: o.stop, addBos: o.bos ?? loaded.vocab.addBos ?? false,
       onText: (t) => process.stdout.write(t),
     });
     process.stdout.write('\n');

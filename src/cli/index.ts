@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 /**
- * The `stlm` command: train, generate, info. Errors print one clear line and exit non-zero
+ * The `stlm` command: train, generate, info, convert. Errors print one clear line and exit non-zero
  * (set STLM_DEBUG=1 for the stack trace).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createBackend } from '../kernels/index.js';
+import { runConvert } from './convert.js';
 import { runGenerate } from './generate.js';
 import { runInfo } from './info.js';
 import { runTrain } from './train.js';
@@ -44,9 +45,10 @@ const backendOpts = (c: Command) =>
 backendOpts(
   program
     .command('train')
-    .description('train a byte-level model on text files')
+    .description('train a model on text files (byte-level or BPE)')
     .requiredOption('--data <path>', 'a text file or a folder of text files')
     .option('--config <preset|json|file>', 'nano, micro, tiny, small, base, or JSON (inline or a file) with overrides, e.g. {"preset":"tiny","n_layers":2}', 'tiny')
+    .option('--tokenizer <byte|bpe:N>', "'byte' (256 bytes + 3 specials) or 'bpe:N' (byte-level BPE of N tokens learned from the training split)", 'byte')
     .requiredOption('--out <model.gguf>', 'the model file to write (the checkpoint goes to <out>.ckpt)')
     .option('--steps <n>', 'optimizer steps', int('--steps', 1))
     .option('--minutes <m>', 'train for this many minutes (sets the schedule from the measured speed)', num('--minutes', 0.01))
@@ -69,8 +71,11 @@ backendOpts(
   program
     .command('generate')
     .description('generate text from a prompt (the embedded default model unless --model is given)')
-    .option('--model <file>', 'model file (GGUF)', DEFAULT_MODEL)
+    .option('--model <file>', 'model: GGUF, llama2.c .bin, or a Hugging Face directory', DEFAULT_MODEL)
+    .option('--tokenizer <file>', 'tokenizer file for models without one inside (llama2.c tokenizer.bin, or a GGUF vocabulary)')
     .option('--prompt <text>', 'the prompt', '')
+    .option('--bos', 'prepend BOS to the prompt (default: as the vocabulary says)')
+    .option('--no-bos', 'do not prepend BOS')
     .option('--max-tokens <n>', 'tokens to generate', int('--max-tokens', 0), 256)
     .option('--temperature <t>', '0 = greedy', num('--temperature', 0), 0.8)
     .option('--top-k <k>', '0 = off', int('--top-k', 0), 0)
@@ -86,9 +91,20 @@ backendOpts(
 program
   .command('info')
   .description('show a model file: config, parameters, bytes, tokenizer')
-  .argument('[model]', 'model file (GGUF)', DEFAULT_MODEL)
+  .argument('[model]', 'model: GGUF, llama2.c .bin, or a Hugging Face directory', DEFAULT_MODEL)
+  .option('--tokenizer <file>', 'tokenizer file for models without one inside')
   .option('--json', 'print JSON', false)
   .action(async (model, o) => runInfo(model, o));
+
+program
+  .command('convert')
+  .description('convert a model between GGUF, llama2.c and Hugging Face safetensors')
+  .argument('<in>', 'model: GGUF, llama2.c .bin, or a Hugging Face directory')
+  .argument('<out>', 'output: .gguf, .bin (llama2.c, with tok<vocab>.bin beside it), or a directory (Hugging Face)')
+  .option('--tokenizer <file>', 'tokenizer file for models without one inside')
+  .addOption(new Option('--to <format>', 'output format (default: from the output path)').choices(['gguf', 'llama2c', 'hf']))
+  .addOption(new Option('--type <type>', 'tensor type of the matrices').choices(['f32', 'f16', 'bf16']).default('f32'))
+  .action(async (input, output, o) => runConvert(input, output, o));
 
 function readVersion(): string {
   const pkg = fileURLToPath(new URL('../../../package.json', import.meta.url));

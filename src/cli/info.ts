@@ -1,24 +1,33 @@
 /** `stlm info`: what a model file holds. */
-import { statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { ggmlTypeName, metaString } from '../formats/gguf.js';
-import { headDim, parameterCount } from '../models/config.js';
+import { headDim, parameterCount, parameterShapes } from '../models/config.js';
 import { loadModel } from '../models/io.js';
 
-export async function runInfo(path: string, o: { json: boolean }): Promise<void> {
-  const { config, tokenizer, file } = await loadModel(path);
-  const types = [...new Set(file.tensors.map((t) => ggmlTypeName(t.type)))];
+const FORMAT_NAMES = { gguf: 'GGUF', llama2c: 'llama2.c checkpoint', safetensors: 'Hugging Face safetensors' };
+
+/** A file's size, or the total of a directory's files (a Hugging Face export). */
+function sizeOf(path: string): number {
+  const s = statSync(path);
+  return s.isDirectory() ? readdirSync(path).reduce((n, f) => n + statSync(join(path, f)).size, 0) : s.size;
+}
+
+export async function runInfo(path: string, o: { json: boolean; tokenizer?: string }): Promise<void> {
+  const { config, tokenizer, file, format } = await loadModel(path, { tokenizer: o.tokenizer });
+  const types = file ? [...new Set(file.tensors.map((t) => ggmlTypeName(t.type)))] : ['F32'];
   const info = {
     file: path,
-    format: `GGUF v${file.version}`,
-    bytes: statSync(path).size,
-    name: metaString(file, 'general.name', ''),
+    format: file ? `GGUF v${file.version}` : FORMAT_NAMES[format],
+    bytes: sizeOf(path),
+    name: file ? metaString(file, 'general.name', '') : '',
     architecture: 'llama',
     parameters: parameterCount(config),
-    tensors: file.tensors.length,
+    tensors: file ? file.tensors.length : parameterShapes(config).length,
     tensorTypes: types,
     tokenizer: { kind: tokenizer.kind, vocabSize: tokenizer.vocabSize, bos: tokenizer.bos, eos: tokenizer.eos },
     config: { ...config, headDim: headDim(config) },
-    checkpoint: file.metadata.has('stlm.train.step'),
+    checkpoint: file?.metadata.has('stlm.train.step') ?? false,
   };
   if (o.json) {
     process.stdout.write(JSON.stringify(info, null, 1) + '\n');

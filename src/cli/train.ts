@@ -3,14 +3,18 @@ import cliProgress from 'cli-progress';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Backend } from '../kernels/backend.js';
 import { type LlamaConfig, resolveConfig } from '../models/config.js';
-import { saveModel } from '../models/io.js';
-import { ByteTokenizer } from '../tokenizers/byte.js';
-import { readTextData } from '../train/data.js';
+import { byteVocab, saveModel } from '../models/io.js';
+import { bpeToVocab, trainBpe } from '../tokenizers/bpe-train.js';
+import { tokenizerFromVocab } from '../tokenizers/from-vocab.js';
+import type { VocabSpec } from '../tokenizers/vocab.js';
+import { readTextData, splitTrainVal } from '../train/data.js';
+import { loadCheckpoint } from '../train/checkpoint.js';
 import { type StepInfo, train } from '../train/trainer.js';
 
 export interface TrainCliOptions {
   data: string;
   config: string;
+  tokenizer: string;
   out: string;
   steps?: number;
   minutes?: number;
@@ -48,6 +52,44 @@ export function parseConfigArg(arg: string): LlamaConfig {
   return resolveConfig(text);
 }
 
+/** --tokenizer: 'byte' or 'bpe:<vocab size>'. */
+export function parseTokenizerArg(arg: string): { kind: 'byte' } | { kind: 'bpe'; size: number } {
+  if (arg === 'byte') return { kind: 'byte' };
+  const m = /^bpe:(\d+)$/.exec(arg);
+  if (!m) throw new Error(`--tokenizer must be 'byte' or 'bpe:<vocab size>' (e.g. bpe:2048), got '${arg}'`);
+  const size = Number(m[1]);
+  if (size < 258 || size > 65536) throw new Error(`--tokenizer bpe:${size}: the vocabulary must hold 256 bytes + 1 special token and at most 65536 tokens`);
+  return { kind: 'bpe', size };
+}
+
+/**
+ * The vocabulary and token streams for training. A BPE vocabulary is learned from the training split
+ * only (the validation text stays unseen), then both splits are encoded separately. On --resume the
+ * checkpoint's vocabulary is reused, so the token ids cannot drift.
+ */
+async function tokenize(o: TrainCliOptions, bytes: Uint8Array, log: (l: string) => void): Promise<{ vocab: VocabSpec; train: Int32Array | Uint8Array; val?: Int32Array; tokenBytes?: Int32Array }> {
+  const spec = parseTokenizerArg(o.tokenizer);
+  const ckptPath = `${o.out}.ckpt`;
+  const resumed = o.resume && existsSync(ckptPath) ? (await loadCheckpoint(ckptPath)).vocab : undefined;
+  if (spec.kind === 'byte' && (!resumed || resumed.model === 'byte')) return { vocab: byteVocab(), train: bytes };
+  const { train, val } = splitTrainVal(bytes);
+  const decoder = new TextDecoder();
+  const trainText = decoder.decode(train), valText = decoder.decode(val);
+  let vocab = resumed;
+  if (!vocab) {
+    const t0 = performance.now();
+    if (spec.kind !== 'bpe') throw new Error('unreachable');
+    const r = trainBpe(trainText, { vocabSize: spec.size, specialTokens: ['<|endoftext|>'] });
+    vocab = bpeToVocab(r);
+    log(`tokenizer: learned ${vocab.tokens.length} BPE tokens from ${train.length.toLocaleString('en-US')} bytes in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  const tok = tokenizerFromVocab(vocab);
+  const trainIds = tok.encode(trainText), valIds = tok.encode(valText);
+  const tokenBytes = Int32Array.from({ length: vocab.tokens.length }, (_, id) => tok.tokenBytes(id).length);
+  log(`tokenizer: ${(train.length / trainIds.length).toFixed(2)} bytes per token on the training split`);
+  return { vocab, train: trainIds, val: valIds, tokenBytes };
+}
+
 export function formatDuration(s: number): string {
   if (!Number.isFinite(s)) return '?';
   s = Math.round(s);
@@ -57,11 +99,16 @@ export function formatDuration(s: number): string {
 
 export async function runTrain(o: TrainCliOptions, be: Backend): Promise<void> {
   if (!o.steps && !o.minutes) throw new Error('train: give --steps N or --minutes N');
-  const config = parseConfigArg(o.config);
-  const tokenizer = new ByteTokenizer();
-  const tokens = readTextData(o.data);
-  const seqLen = o.ctx ?? config.ctx;
+  let config = parseConfigArg(o.config);
   const log = (line: string) => process.stderr.write(line + '\n');
+  const data = await tokenize(o, readTextData(o.data), log);
+  const { vocab } = data;
+  if (config.vocabSize !== vocab.tokens.length) {
+    // Presets are sized for the byte vocabulary; a learned vocabulary sets the size, unless the config insists otherwise.
+    if (/vocab/i.test(o.config)) throw new Error(`--config vocabSize ${config.vocabSize} does not match the tokenizer's ${vocab.tokens.length} tokens`);
+    config = { ...config, vocabSize: vocab.tokens.length };
+  }
+  const seqLen = o.ctx ?? config.ctx;
   const tty = process.stderr.isTTY;
   const bar = tty
     ? new cliProgress.SingleBar({
@@ -91,13 +138,13 @@ export async function runTrain(o: TrainCliOptions, be: Backend): Promise<void> {
   };
   try {
     const r = await train(be, {
-      tokens, config, checkpointPath: `${o.out}.ckpt`, steps: o.steps, minutes: o.minutes, batch: o.batch, seqLen,
+      tokens: data.train, valTokens: data.val, tokenBytes: data.tokenBytes, config, checkpointPath: `${o.out}.ckpt`, steps: o.steps, minutes: o.minutes, batch: o.batch, seqLen,
       lr: o.lr, minLr: o.minLr ?? o.lr / 10, warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, accum: o.accum, seed: o.seed,
-      evalEvery: o.evalEvery, evalWindows: o.evalWindows, saveEvery: o.saveEvery, resume: o.resume, tokenizer,
+      evalEvery: o.evalEvery, evalWindows: o.evalWindows, saveEvery: o.saveEvery, resume: o.resume, vocab,
       log, onStep, shouldStop: () => stopRequested,
     });
     bar?.stop();
-    await saveModel(o.out, r.model.config, r.model.weights(), tokenizer);
+    await saveModel(o.out, { config: r.model.config, weights: r.model.weights(), vocab });
     log(`${r.stoppedEarly ? 'stopped' : 'done'}: ${r.steps} steps in ${formatDuration(r.seconds)}, final loss ${r.losses.at(-1)?.toFixed(4)}, validation ${r.finalValBpb.toFixed(4)} bits/byte`);
     log(`wrote ${o.out} (model) and ${o.out}.ckpt (checkpoint for --resume)`);
   } finally {

@@ -1,6 +1,7 @@
 /**
  * Bits per byte on held-out tokens: the mean next-token cross-entropy over non-overlapping windows,
- * in bits, divided by the bytes each token stands for. Comparable across tokenizers, unlike loss.
+ * in bits, divided by the bytes of text the scored tokens stand for. Comparable across tokenizers,
+ * unlike loss.
  */
 import type { Llama } from '../models/llama.js';
 
@@ -9,8 +10,11 @@ export interface BpbOptions {
   seqLen: number;
   /** Evaluate at most this many windows (from the start of the split); default all. */
   maxWindows?: number;
-  /** Total bytes of text the evaluated tokens decode to, per token; 1 for the byte tokenizer. */
-  bytesPerToken?: number;
+  /**
+   * Bytes of text each token id stands for (tokenizer.tokenBytes(id).length), so the divisor is the
+   * exact byte count of the scored targets; absent, every token is one byte (the byte tokenizer).
+   */
+  tokenBytes?: ArrayLike<number>;
 }
 
 export function evaluateBpb(model: Llama, tokens: ArrayLike<number>, o: BpbOptions): { bpb: number; tokens: number } {
@@ -19,7 +23,7 @@ export function evaluateBpb(model: Llama, tokens: ArrayLike<number>, o: BpbOptio
   if (windows < 1) throw new Error(`eval: ${tokens.length} tokens are fewer than one window of ${T + 1}`);
   if (o.maxWindows) windows = Math.min(windows, o.maxWindows);
   const g = model.graph;
-  let nats = 0, count = 0;
+  let nats = 0, count = 0, bytes = 0;
   for (let w0 = 0; w0 < windows; w0 += o.batch) {
     const b = Math.min(o.batch, windows - w0);
     const ids = new Int32Array(b * T), targets = new Int32Array(b * T);
@@ -28,6 +32,7 @@ export function evaluateBpb(model: Llama, tokens: ArrayLike<number>, o: BpbOptio
       for (let t = 0; t < T; t++) {
         ids[i * T + t] = tokens[s + t];
         targets[i * T + t] = tokens[s + t + 1];
+        bytes += o.tokenBytes ? o.tokenBytes[tokens[s + t + 1]] : 1;
       }
     }
     const loss = g.noGrad(() => model.loss(ids, targets, b)).item();
@@ -35,5 +40,6 @@ export function evaluateBpb(model: Llama, tokens: ArrayLike<number>, o: BpbOptio
     nats += loss * b * T;
     count += b * T;
   }
-  return { bpb: nats / count / Math.LN2 / (o.bytesPerToken ?? 1), tokens: count };
+  if (bytes === 0) throw new Error('eval: the scored tokens stand for no bytes of text (only special tokens)');
+  return { bpb: nats / Math.LN2 / bytes, tokens: count };
 }

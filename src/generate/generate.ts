@@ -17,7 +17,10 @@ export interface GenerateOptions extends SamplerOptions {
   maxTokens?: number;
   /** Generation ends before any of these strings; the stop string is not returned. */
   stop?: string[];
-  /** Prepend BOS to the prompt. Default false (stlm's byte models train on raw text windows); an empty prompt starts from BOS. */
+  /**
+   * Prepend BOS to the prompt. Default false (stlm's byte models train on raw text windows; pass the
+   * vocabulary's addBos for models that expect it); an empty prompt starts from BOS.
+   */
   addBos?: boolean;
   /** Called with each piece of text as soon as it is complete. */
   onText?: (text: string) => void;
@@ -94,7 +97,9 @@ function* generateSteps(model: Llama, tok: Tokenizer, prompt: string, o: Generat
       }
       out.push(next);
       history.push(next);
-      const piece = stop.push(decoder.push(next));
+      // SentencePiece vocabularies mark word starts with a space; the text's first word has none.
+      const afterBos = tok.kind === 'llama' && history[history.length - 2] === tok.bos;
+      const piece = stop.push(decoder.push(next, afterBos));
       if (piece.text) {
         text += piece.text;
         yield piece.text;

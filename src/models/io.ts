@@ -1,36 +1,45 @@
 /**
- * Model files: an stlm model is a GGUF v3 file with `general.architecture = llama` and the standard
- * llama.* keys (so llama.cpp can read its shape), the tokenizer in tokenizer.ggml.* form, and stlm.*
- * keys for what llama.cpp has no key for (the full config as JSON, the tokenizer kind).
- * Tensors keep GGUF's names; our [out, in] matrices are GGUF's ne = [in, out], the same bytes.
+ * Model files. stlm's own format is GGUF v3 with `general.architecture = llama` and the standard llama.*
+ * keys (so llama.cpp can read its shape), the tokenizer in tokenizer.ggml.* form, and stlm.* keys for
+ * what llama.cpp has no key for (the full config as JSON, the byte tokenizer's kind). Tensors keep GGUF's
+ * names; our [out, in] matrices are GGUF's ne = [in, out], the same bytes.
+ *
+ * Other formats come in through the same door (`loadModel` tells them apart by their first bytes):
+ * llama2.c checkpoints (with a separate tokenizer file) and Hugging Face directories (config.json +
+ * model.safetensors). Every loader returns one ModelBundle: config, weights by GGUF name, vocabulary.
  */
 import { GGML_TYPE, type GgufFile, type GgufTensorInput, type GgufValue, gguf, metaNumber, metaString, readGguf, tensorToF32, writeGgufFile } from '../formats/gguf.js';
-import { ByteTokenizer } from '../tokenizers/byte.js';
+import { looksLikeLlama2c, readLlama2c } from '../formats/llama2c.js';
+import { tokenizerFromVocab } from '../tokenizers/from-vocab.js';
+import { byteToUnicode, byteVocab } from '../tokenizers/gpt2.js';
+import { readLlama2cTokenizer } from '../tokenizers/llama2c-tokenizer.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
+import { type VocabSpec, vocabFromGguf, vocabToGguf } from '../tokenizers/vocab.js';
 import { type LlamaConfig, headDim, parameterShapes, validateConfig } from './config.js';
 
-export interface LoadedModel {
+/** Re-exported: model code and tests reach the byte vocabulary through the model layer. */
+export { byteToUnicode, byteVocab };
+
+export type ModelFormat = 'gguf' | 'llama2c' | 'safetensors';
+
+/** A model as data, whatever file it came from: what every reader returns and every writer takes. */
+export interface ModelBundle {
   config: LlamaConfig;
+  /** GGUF tensor names, [out, in] layout, f32. */
   weights: Map<string, Float32Array>;
-  tokenizer: Tokenizer;
-  /** The parsed file, for `stlm info` and for readers of extra tensors (checkpoints). */
-  file: GgufFile;
+  vocab: VocabSpec;
 }
 
-/** GPT-2's printable stand-in for each byte, so a byte vocabulary reads as a gpt2-style BPE vocab. */
-export function byteToUnicode(): string[] {
-  const printable = (b: number) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-  const out: string[] = new Array(256);
-  let n = 0;
-  for (let b = 0; b < 256; b++) out[b] = String.fromCodePoint(printable(b) ? b : 256 + n++);
-  return out;
+export interface LoadedModel extends ModelBundle {
+  tokenizer: Tokenizer;
+  format: ModelFormat;
+  /** The parsed GGUF file (GGUF only), for `stlm info` and for readers of extra tensors (checkpoints). */
+  file?: GgufFile;
 }
 
 /** Metadata describing the model's shape and tokenizer (shared by model files and checkpoints). */
-export function modelMetadata(config: LlamaConfig, tokenizer: Tokenizer, name = 'stlm'): [string, GgufValue][] {
-  if (tokenizer.kind !== 'byte') throw new Error(`saving a model with a '${tokenizer.kind}' tokenizer is not supported yet`);
-  const tokens = [...byteToUnicode(), '<s>', '</s>', '<pad>'];
-  const types = Int32Array.from(tokens, (_, i) => (i < 256 ? 1 : 3)); // 1 normal, 3 control
+export function modelMetadata(config: LlamaConfig, vocab: VocabSpec, name = 'stlm'): [string, GgufValue][] {
+  if (vocab.tokens.length !== config.vocabSize) throw new Error(`the tokenizer has ${vocab.tokens.length} tokens but the model's vocabulary is ${config.vocabSize}`);
   return [
     ['general.architecture', gguf.str('llama')],
     ['general.name', gguf.str(name)],
@@ -45,28 +54,37 @@ export function modelMetadata(config: LlamaConfig, tokenizer: Tokenizer, name = 
     ['llama.rope.dimension_count', gguf.u32(headDim(config))],
     ['llama.rope.freq_base', gguf.f32(config.ropeTheta)],
     ['llama.attention.layer_norm_rms_epsilon', gguf.f32(config.normEps)],
-    ['tokenizer.ggml.model', gguf.str('gpt2')],
-    ['tokenizer.ggml.pre', gguf.str('default')],
-    ['tokenizer.ggml.tokens', gguf.arr('string', tokens)],
-    ['tokenizer.ggml.token_type', gguf.arr('i32', types)],
-    ['tokenizer.ggml.merges', gguf.arr('string', [])],
-    ['tokenizer.ggml.bos_token_id', gguf.u32(256)],
-    ['tokenizer.ggml.eos_token_id', gguf.u32(257)],
-    ['tokenizer.ggml.padding_token_id', gguf.u32(258)],
-    ['tokenizer.ggml.add_bos_token', gguf.bool(true)],
-    ['stlm.tokenizer', gguf.str('byte')],
+    ...vocabToGguf(vocab),
     ['stlm.config', gguf.str(JSON.stringify(config))],
   ];
 }
 
-/** The model's tensors in GGUF form (F32), in the canonical order. */
-export function modelTensors(config: LlamaConfig, weights: Map<string, Float32Array>): GgufTensorInput[] {
-  return parameterShapes(config).map(([name, shape]) => ({ name, shape: [...shape].reverse(), type: GGML_TYPE.F32, data: weights.get(name)! }));
+/**
+ * The model's tensors in GGUF form, in the canonical order. `matrixType` applies to the matrices;
+ * norm gains stay F32 (as llama.cpp keeps them: they are tiny and precision-sensitive).
+ */
+export function modelTensors(config: LlamaConfig, weights: Map<string, Float32Array>, matrixType: number = GGML_TYPE.F32): GgufTensorInput[] {
+  return parameterShapes(config).map(([name, shape]) => {
+    const data = weights.get(name);
+    if (!data) throw new Error(`model weights: tensor '${name}' is missing`);
+    return { name, shape: [...shape].reverse(), type: shape.length >= 2 ? matrixType : GGML_TYPE.F32, data };
+  });
 }
 
-/** Writes a model file atomically (temporary file, then rename). */
-export async function saveModel(path: string, config: LlamaConfig, weights: Map<string, Float32Array>, tokenizer: Tokenizer, name?: string): Promise<void> {
-  await writeGgufFile(path, modelMetadata(config, tokenizer, name), modelTensors(config, weights));
+/** Writes a GGUF model file atomically (temporary file, then rename); matrices in `matrixType` (F32 default). */
+export async function saveModel(path: string, m: ModelBundle, opts: { name?: string; matrixType?: number } = {}): Promise<void> {
+  const meta = modelMetadata(m.config, m.vocab, opts.name);
+  const type = opts.matrixType ?? GGML_TYPE.F32;
+  meta[meta.findIndex(([k]) => k === 'general.file_type')] = ['general.file_type', gguf.u32(fileTypeOf(type))];
+  await writeGgufFile(path, meta, modelTensors(m.config, m.weights, type));
+}
+
+/** llama.cpp's general.file_type (enum llama_ftype) for a file whose matrices are all of one type. */
+function fileTypeOf(type: number): number {
+  const ftype: Record<number, number> = { [GGML_TYPE.F32]: 0, [GGML_TYPE.F16]: 1, [GGML_TYPE.Q4_0]: 2, [GGML_TYPE.Q8_0]: 7, [GGML_TYPE.BF16]: 32 };
+  const t = ftype[type];
+  if (t === undefined) throw new Error(`no llama.cpp file type for tensor type ${type}`);
+  return t;
 }
 
 /** The config stored in a file: stlm's own JSON when present, else derived from the llama.* keys. */
@@ -87,8 +105,14 @@ export function configFromGguf(file: GgufFile): LlamaConfig {
     }
   }
   const n = (k: string, fallback?: number) => metaNumber(file, `llama.${k}`, fallback);
-  const tokens = file.metadata.get('tokenizer.ggml.tokens');
-  const vocab = n('vocab_size', tokens?.type === 'array' ? tokens.value.length : undefined);
+  // Older llama.cpp files have no vocab_size key: the vocabulary is the embedding's row count.
+  const embd = file.tensors.find((t) => t.name === 'token_embd.weight');
+  const vocab = n('vocab_size', embd?.shape[1]);
+  const scaling = metaString(file, 'llama.rope.scaling.type', 'none');
+  if (scaling !== 'none') throw new Error(`${file.fileName}: RoPE scaling '${scaling}' (llama.rope.scaling.type) is not supported`);
+  const heads = n('attention.head_count');
+  const ropeDims = n('rope.dimension_count', n('embedding_length') / heads);
+  if (ropeDims !== n('embedding_length') / heads) throw new Error(`${file.fileName}: llama.rope.dimension_count ${ropeDims} differs from the head dimension ${n('embedding_length') / heads} (partial rotary embeddings are not supported)`);
   return validateConfig({
     vocabSize: vocab, dModel: n('embedding_length'), nLayers: n('block_count'), nHeads: n('attention.head_count'),
     nKvHeads: n('attention.head_count_kv', n('attention.head_count')), mlpHidden: n('feed_forward_length'), ctx: n('context_length'),
@@ -97,14 +121,11 @@ export function configFromGguf(file: GgufFile): LlamaConfig {
   });
 }
 
-/** Parses model bytes (any GGUF Llama with a tokenizer stlm knows). */
-export function parseModel(bytes: Uint8Array, fileName: string): LoadedModel {
+/** Parses a GGUF model (any Llama with a tokenizer stlm knows). */
+export function parseGgufModel(bytes: Uint8Array, fileName: string): LoadedModel {
   const file = readGguf(bytes, fileName);
   const config = configFromGguf(file);
-  const kind = metaString(file, 'stlm.tokenizer', '');
-  if (kind !== 'byte') throw new Error(`${fileName}: tokenizer '${kind || metaString(file, 'tokenizer.ggml.model', 'none')}' is not supported yet (stlm reads byte-level models)`);
-  const tokenizer = new ByteTokenizer();
-  if (config.vocabSize !== tokenizer.vocabSize) throw new Error(`${fileName}: vocabulary of ${config.vocabSize} does not match the byte tokenizer's ${tokenizer.vocabSize}`);
+  const vocab = vocabFromGguf(file);
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
   const weights = new Map<string, Float32Array>();
   for (const [name, shape] of parameterShapes(config)) {
@@ -116,17 +137,98 @@ export function parseModel(bytes: Uint8Array, fileName: string): LoadedModel {
     }
     weights.set(name, tensorToF32(file, info));
   }
-  return { config, weights, tokenizer, file };
+  return withTokenizer({ config, weights, vocab, format: 'gguf', file }, fileName);
 }
 
-/** Reads a model file from disk (Node). */
-export async function loadModel(path: string): Promise<LoadedModel> {
-  const { readFile } = await import('node:fs/promises');
-  let buf: Buffer;
+function withTokenizer(m: Omit<LoadedModel, 'tokenizer'>, fileName: string): LoadedModel {
+  if (m.vocab.tokens.length !== m.config.vocabSize) {
+    throw new Error(`${fileName}: the tokenizer has ${m.vocab.tokens.length} tokens but the model's vocabulary is ${m.config.vocabSize}`);
+  }
+  return { ...m, tokenizer: tokenizerFromVocab(m.vocab) };
+}
+
+/** The formats a model file can be in, told apart by their first bytes (or a directory for Hugging Face). */
+export function detectFormat(bytes: Uint8Array): ModelFormat | undefined {
+  if (bytes.length >= 4 && bytes[0] === 0x47 && bytes[1] === 0x47 && bytes[2] === 0x55 && bytes[3] === 0x46) return 'gguf';
+  if (looksLikeLlama2c(bytes)) return 'llama2c';
+  if (bytes.length >= 9 && bytes[8] === 0x7b) return 'safetensors';
+  return undefined;
+}
+
+export interface LoadOptions {
+  /** A tokenizer file for formats that keep it apart (llama2.c's tokenizer.bin). */
+  tokenizer?: string;
+}
+
+/** Reads a model from disk (Node): a GGUF file, a llama2.c checkpoint, or a Hugging Face directory / safetensors file. */
+export async function loadModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  // Node modules load on demand, so this module (and parseGgufModel) also runs in browsers.
+  const { readFile, stat } = await import('node:fs/promises');
+  const { existsSync } = await import('node:fs');
+  const { dirname, join } = await import('node:path');
+  const read = async (p: string, what: string) => {
+    try {
+      const buf = await readFile(p);
+      return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    } catch (e) {
+      throw new Error(`cannot read ${what} '${p}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  };
+  let isDir = false;
   try {
-    buf = await readFile(path);
+    isDir = (await stat(path)).isDirectory();
   } catch (e) {
     throw new Error(`cannot read model file '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  return parseModel(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), path);
+  const tokenizerFile = async (vocabSize: number, fallback?: string) => {
+    const p = opts.tokenizer ?? fallback;
+    return p === undefined ? undefined : readTokenizerFile(await read(p, 'tokenizer file'), p, vocabSize);
+  };
+  const hf = async (dir: string) => {
+    const { importHf } = await import('../formats/hf-llama.js');
+    const { config, weights } = await importHf(dir);
+    const beside = join(dir, HF_VOCAB_FILE);
+    const vocab = (await tokenizerFile(config.vocabSize, existsSync(beside) ? beside : undefined)) ?? defaultVocab(config, dir);
+    return withTokenizer({ config, weights, vocab, format: 'safetensors' }, dir);
+  };
+  if (isDir) return hf(path);
+  const bytes = await read(path, 'model file');
+  const format = detectFormat(bytes);
+  if (format === 'gguf') {
+    const m = parseGgufModel(bytes, path);
+    if (!opts.tokenizer) return m;
+    return withTokenizer({ ...m, vocab: (await tokenizerFile(m.config.vocabSize))! }, path);
+  }
+  if (format === 'safetensors') return hf(dirname(path));
+  if (format === 'llama2c') {
+    const { config, weights } = readLlama2c(bytes, path);
+    const vocab = (await tokenizerFile(config.vocabSize, findLlama2cTokenizer(dirname(path), config.vocabSize, join, existsSync))) ?? defaultVocab(config, path);
+    return withTokenizer({ config, weights, vocab, format: 'llama2c' }, path);
+  }
+  throw new Error(`${path}: not a model file stlm reads (GGUF, llama2.c checkpoint, safetensors with config.json)`);
+}
+
+/** Where a Hugging Face export keeps stlm's tokenizer: a vocab-only GGUF, like llama.cpp's ggml-vocab-*.gguf files. */
+export const HF_VOCAB_FILE = 'tokenizer.gguf';
+
+/** A tokenizer file: a GGUF (vocab-only or a whole model) or a llama2.c tokenizer.bin. */
+export function readTokenizerFile(bytes: Uint8Array, fileName: string, vocabSize: number): VocabSpec {
+  if (detectFormat(bytes) === 'gguf') {
+    const vocab = vocabFromGguf(readGguf(bytes, fileName));
+    if (vocab.tokens.length !== vocabSize) throw new Error(`${fileName}: the tokenizer has ${vocab.tokens.length} tokens but the model's vocabulary is ${vocabSize}`);
+    return vocab;
+  }
+  return readLlama2cTokenizer(bytes, fileName, vocabSize);
+}
+
+/** Without a tokenizer file, only a byte-level model can be run: its vocabulary is implied by its size. */
+function defaultVocab(config: LlamaConfig, fileName: string): VocabSpec {
+  if (config.vocabSize === byteVocab().tokens.length) return byteVocab();
+  throw new Error(`${fileName}: no tokenizer found for a vocabulary of ${config.vocabSize}: give one with --tokenizer (a GGUF vocabulary or a llama2.c tokenizer.bin, e.g. tok${config.vocabSize}.bin)`);
+}
+
+/** llama2.c keeps the tokenizer beside the model: tok<vocab>.bin (tinyllamas) or tokenizer.bin (run.c's default). */
+function findLlama2cTokenizer(dir: string, vocab: number, join: (...p: string[]) => string, exists: (p: string) => boolean): string | undefined {
+  for (const name of [`tok${vocab}.bin`, 'tokenizer.bin']) if (exists(join(dir, name))) return join(dir, name);
+  return undefined;
 }

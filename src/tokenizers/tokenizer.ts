@@ -128,9 +128,13 @@ export class TokenStreamDecoder {
 
   constructor(private readonly tok: Tokenizer) {}
 
-  /** Feeds one token; returns the text that is complete so far (possibly ''). */
-  push(id: number): string {
-    return this.utf8.write(this.tok.tokenBytes(id));
+  /**
+   * Feeds one token; returns the text that is complete so far (possibly ''). `afterBos` drops a
+   * leading space, as SentencePiece does for the dummy prefix at the start of a text.
+   */
+  push(id: number, afterBos = false): string {
+    const bytes = this.tok.tokenBytes(id);
+    return this.utf8.write(afterBos && bytes[0] === 0x20 ? bytes.subarray(1) : bytes);
   }
 
   /** Ends the stream, emitting what is held back (a truncated sequence becomes U+FFFD). */

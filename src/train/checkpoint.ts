@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { GGML_TYPE, type GgufTensorInput, type GgufValue, getTensor, gguf, metaArray, metaNumber, tensorToF32 } from '../formats/gguf.js';
 import type { LlamaConfig } from '../models/config.js';
 import { loadModel, modelMetadata, modelTensors } from '../models/io.js';
-import type { Tokenizer } from '../tokenizers/tokenizer.js';
+import type { VocabSpec } from '../tokenizers/vocab.js';
 
 export interface Checkpoint {
   config: LlamaConfig;
@@ -21,16 +21,18 @@ export interface Checkpoint {
   dataRng: number[];
   dropoutRng: number[];
   losses: number[];
+  /** The vocabulary saved with it (filled by loadCheckpoint; saveCheckpoint takes it separately). */
+  vocab?: VocabSpec;
 }
 
 export function checkpointExists(path: string): boolean {
   return existsSync(path);
 }
 
-export async function saveCheckpoint(path: string, c: Checkpoint, tokenizer: Tokenizer): Promise<void> {
+export async function saveCheckpoint(path: string, c: Checkpoint, vocab: VocabSpec): Promise<void> {
   const { writeGgufFile } = await import('../formats/gguf.js');
   const meta: [string, GgufValue][] = [
-    ...modelMetadata(c.config, tokenizer, 'stlm checkpoint'),
+    ...modelMetadata(c.config, vocab, 'stlm checkpoint'),
     ['stlm.train.step', gguf.u32(c.step)],
     ['stlm.train.planned_steps', gguf.u32(c.plannedSteps)],
     ['stlm.train.optimizer_step', gguf.u32(c.optimizerStep)],
@@ -48,8 +50,8 @@ export async function saveCheckpoint(path: string, c: Checkpoint, tokenizer: Tok
 }
 
 export async function loadCheckpoint(path: string): Promise<Checkpoint> {
-  const { config, weights, file } = await loadModel(path);
-  if (!file.metadata.has('stlm.train.step')) throw new Error(`${path}: a model file, not a training checkpoint (no stlm.train.* metadata)`);
+  const { config, weights, file, vocab } = await loadModel(path);
+  if (!file?.metadata.has('stlm.train.step')) throw new Error(`${path}: a model file, not a training checkpoint (no stlm.train.* metadata)`);
   const moments = new Map<string, [Float32Array, Float32Array]>();
   for (const name of weights.keys()) {
     moments.set(name, [tensorToF32(file, getTensor(file, `optim.m.${name}`)), tensorToF32(file, getTensor(file, `optim.v.${name}`))]);
@@ -63,5 +65,6 @@ export async function loadCheckpoint(path: string): Promise<Checkpoint> {
     dataRng: Array.from(metaArray(file, 'stlm.train.data_rng', 'u32')),
     dropoutRng: Array.from(metaArray(file, 'stlm.train.dropout_rng', 'u32')),
     losses: Array.from(metaArray(file, 'stlm.train.losses', 'f32')),
+    vocab,
   };
 }

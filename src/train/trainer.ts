@@ -9,7 +9,7 @@ import { type LlamaConfig, parameterCount } from '../models/config.js';
 import { Llama } from '../models/llama.js';
 import * as ops from '../tensor/ops.js';
 import { Graph, NonFiniteError } from '../tensor/tensor.js';
-import type { Tokenizer } from '../tokenizers/tokenizer.js';
+import type { VocabSpec } from '../tokenizers/vocab.js';
 import { Rng } from '../util/rng.js';
 import { AdamW } from './adamw.js';
 import { type Checkpoint, checkpointExists, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -17,7 +17,7 @@ import { WindowSampler, splitTrainVal } from './data.js';
 import { learningRate } from './schedule.js';
 
 export interface TrainOptions {
-  /** Training tokens (the whole corpus; split train/validation here). */
+  /** Training tokens (the whole corpus, split train/validation here, unless valTokens is given). */
   tokens: Int32Array | Uint8Array;
   config: LlamaConfig;
   /** Checkpoint path (weights + optimizer + RNG + step). */
@@ -41,10 +41,12 @@ export interface TrainOptions {
   /** Checkpoint every this many steps (0 = only at the end). */
   saveEvery: number;
   resume: boolean;
-  /** Bytes of text per token (1 for the byte tokenizer), for bits per byte. */
-  bytesPerToken?: number;
-  /** The tokenizer the tokens came from (saved with the model). */
-  tokenizer: Tokenizer;
+  /** Bytes of text each token id stands for, for bits per byte (absent: one byte each, the byte tokenizer). */
+  tokenBytes?: ArrayLike<number>;
+  /** Validation tokens; when given, `tokens` is the training split (else `tokens` is split 90/10 here). */
+  valTokens?: Int32Array | Uint8Array;
+  /** The vocabulary of the tokenizer the tokens came from (saved with the model). */
+  vocab: VocabSpec;
   log?: (line: string) => void;
   /** Called after every step (for progress bars and tests). */
   onStep?: (s: StepInfo) => void;
@@ -77,7 +79,7 @@ export interface TrainResult {
 /** Trains (or resumes) a model; returns it with its loss curve and final validation bits per byte. */
 export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> {
   const log = o.log ?? (() => {});
-  const { train: trainTokens, val: valTokens } = splitTrainVal(o.tokens);
+  const { train: trainTokens, val: valTokens } = o.valTokens ? { train: o.tokens, val: o.valTokens } : splitTrainVal(o.tokens);
   if (valTokens.length < o.seqLen + 1) throw new Error(`data: the validation split has ${valTokens.length} tokens, fewer than one window of ${o.seqLen + 1}`);
   if (o.seqLen > o.config.ctx) throw new Error(`--ctx ${o.seqLen} exceeds the model context ${o.config.ctx}`);
   const g = new Graph(be);
@@ -111,7 +113,7 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
     saveCheckpoint(o.checkpointPath, {
       config, weights: model.weights(), moments: opt.state(), optimizerStep: opt.step, step, plannedSteps,
       dataRng: dataRng.getState(), dropoutRng: model.dropoutRng.getState(), losses,
-    }, o.tokenizer);
+    }, o.vocab);
 
   const tokensPerStep = o.batch * o.seqLen * o.accum;
   const t0 = performance.now();
@@ -177,7 +179,7 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
     const eta = o.minutes ? Math.max(0, (deadline - performance.now()) / 1000) : ((total - step) * elapsed) / done;
     let valBpb: number | undefined;
     if (o.evalEvery && step % o.evalEvery === 0 && step < total) {
-      valBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, maxWindows: o.evalWindows, bytesPerToken: o.bytesPerToken }).bpb;
+      valBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, maxWindows: o.evalWindows, tokenBytes: o.tokenBytes }).bpb;
     }
     const info: StepInfo = { step, totalSteps: total, loss, lr, gradNorm, tokensPerSecond: tps, elapsedSeconds: elapsed, etaSeconds: eta, valBpb };
     o.onStep?.(info);
@@ -189,6 +191,6 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
     }
   }
   await save();
-  const finalValBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, bytesPerToken: o.bytesPerToken }).bpb;
+  const finalValBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, tokenBytes: o.tokenBytes }).bpb;
   return { model, graph: g, steps: step, losses, finalValBpb, seconds: (performance.now() - t0) / 1000, stoppedEarly };
 }
