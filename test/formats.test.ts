@@ -18,7 +18,9 @@ import type { Backend } from '../src/kernels/backend.js';
 import { Llama2cError, readLlama2c, writeLlama2c } from '../src/formats/llama2c.js';
 import { exportModel } from '../src/models/export.js';
 import { PRESETS } from '../src/models/config.js';
-import { type LoadedModel, loadModel, saveModel } from '../src/models/io.js';
+import { type LoadedModel, loadModel, parseGgufModel, saveModel } from '../src/models/io.js';
+import { readGguf } from '../src/formats/gguf.js';
+import { readLlama2cTokenizer } from '../src/tokenizers/llama2c-tokenizer.js';
 import { bpeToVocab, trainBpe } from '../src/tokenizers/bpe-train.js';
 import { KvCache, Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
@@ -188,6 +190,38 @@ describe('llama2.c reader: bad input', () => {
         assert.ok(e instanceof Llama2cError, `case ${i}: ${String(e)}`);
       }
     }
+  });
+});
+
+describe('fuzz: every model and tokenizer reader fails cleanly', () => {
+  /** Seeded byte flips in the first `span` bytes and truncations; each input loads or throws an Error naming the file. */
+  const fuzz = (bytes: Uint8Array, span: number, cases: number, parse: (b: Uint8Array) => unknown, errorType: new (...a: never[]) => Error = Error) => {
+    const rng = new Rng(7);
+    let ok = 0;
+    for (let i = 0; i < cases; i++) {
+      let b = bytes.slice();
+      if (i % 4 === 0) b = b.subarray(0, Math.floor(rng.next() * b.length));
+      for (let f = 1 + Math.floor(rng.next() * 3); f > 0 && b.length; f--) b[Math.floor(rng.next() * Math.min(span, b.length))] = Math.floor(rng.next() * 256);
+      try {
+        parse(b);
+        ok++;
+      } catch (e) {
+        assert.ok(e instanceof errorType, `case ${i}: ${String(e)}`);
+        assert.match((e as Error).message, /^fuzz\.bin: |fuzz\.bin/, `case ${i}: the message names the file: ${(e as Error).message}`);
+      }
+    }
+    return ok;
+  };
+
+  test('llama2.c tokenizer files (tok512.bin)', { skip: absent(TOK512) }, () => {
+    const ok = fuzz(new Uint8Array(readFileSync(TOK512)), 6000, 3000, (b) => readLlama2cTokenizer(b, 'fuzz.bin', 512));
+    assert.ok(ok > 0, 'some mutations (in scores) must still parse');
+  });
+
+  test('GGUF model files (the embedded model): header, metadata and tensor infos', { skip: absent(DEFAULT_MODEL) && 'the embedded default model is absent' }, () => {
+    const bytes = new Uint8Array(readFileSync(DEFAULT_MODEL));
+    const headerEnd = readGguf(bytes, 'x').dataOffset;
+    fuzz(bytes, headerEnd, 600, (b) => parseGgufModel(b, 'fuzz.bin'));
   });
 });
 

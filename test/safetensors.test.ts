@@ -230,7 +230,6 @@ describe('safetensors', () => {
       }
     }
     assert.ok(parsed > 800 && rejected > 2000, `parsed ${parsed}, rejected ${rejected}`);
-    assert.ok(performance.now() - t0 < 2000, `fuzzing took ${performance.now() - t0} ms`);
   });
 });
 

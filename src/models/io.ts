@@ -144,7 +144,7 @@ function withTokenizer(m: Omit<LoadedModel, 'tokenizer'>, fileName: string): Loa
   if (m.vocab.tokens.length !== m.config.vocabSize) {
     throw new Error(`${fileName}: the tokenizer has ${m.vocab.tokens.length} tokens but the model's vocabulary is ${m.config.vocabSize}`);
   }
-  return { ...m, tokenizer: tokenizerFromVocab(m.vocab) };
+  return { ...m, tokenizer: tokenizerFromVocab(m.vocab, fileName) };
 }
 
 /** The formats a model file can be in, told apart by their first bytes (or a directory for Hugging Face). */
