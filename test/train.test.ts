@@ -82,6 +82,31 @@ describe('training', () => {
     }
   });
 
+  test('CLI: --tokenizer bpe:N learns a vocabulary from the training split, trains, resumes with the same vocabulary', async () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+    writeFileSync(join(dir, 'bpe.txt'), TEXT.repeat(4));
+    const out = join(dir, 'bpe.gguf');
+    const args = ['train', '--data', join(dir, 'bpe.txt'), '--config', 'nano', '--tokenizer', 'bpe:300', '--out', out, '--batch', '2', '--ctx', '16', '--warmup', '1', '--threads', '1', '--eval-windows', '2'];
+    const t = run(...args, '--steps', '3');
+    assert.equal(t.status, 0, t.stderr);
+    assert.match(t.stderr, /learned 300 BPE tokens/);
+    const loaded = await loadModel(out);
+    assert.equal(loaded.vocab.model, 'gpt2');
+    assert.equal(loaded.config.vocabSize, 300);
+    const text = 'All: we are accounted poor citizens';
+    assert.equal(new TextDecoder().decode(loaded.tokenizer.decode(loaded.tokenizer.encode(text))), text);
+    assert.ok(loaded.tokenizer.encode(text).length < text.length, 'merges shorten the text');
+    const r = run(...args, '--steps', '5', '--resume');
+    assert.equal(r.status, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /learned/, 'a resumed run reuses the checkpoint vocabulary');
+    assert.deepEqual((await loadModel(out)).vocab.merges, loaded.vocab.merges);
+    for (const [bad, re] of [['bpe:x', /--tokenizer must be 'byte' or 'bpe:<vocab size>'/], ['bpe:100', /256 bytes \+ 1 special token/]] as const) {
+      const b = run('train', '--data', join(dir, 'bpe.txt'), '--out', join(dir, 'x.gguf'), '--steps', '1', '--tokenizer', bad);
+      assert.equal(b.status, 1);
+      assert.match(b.stderr, re);
+    }
+  });
+
   test('CLI: train, info and generate end to end; the model file reloads', async () => {
     const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
     writeFileSync(join(dir, 'data.txt'), TEXT);
