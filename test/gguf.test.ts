@@ -294,7 +294,7 @@ describe('writer -> reader round trip', () => {
       { name: 'c.bf16', shape: [3], type: GGML_TYPE.BF16, data: bf16 },
       { name: 'd.q8', shape: [32, 3], type: GGML_TYPE.Q8_0, data: q8 },
       { name: 'e.q4', shape: [64], type: GGML_TYPE.Q4_0, data: q4 },
-      { name: 'f.q4k.raw', shape: [256], type: GGML_TYPE.Q4_K, data: new Uint8Array(144).fill(3) },
+      { name: 'f.q5k.raw', shape: [256], type: GGML_TYPE.Q5_K, data: new Uint8Array(176).fill(3) },
     ];
     const bytes = writeGguf([['general.architecture', gguf.str('test')]], tensors);
     const f = readGguf(bytes, 'tensors.gguf');
@@ -309,8 +309,8 @@ describe('writer -> reader round trip', () => {
     assert.deepEqual(tensorBytes(f, getTensor(f, 'd.q8')), quantizeQ8_0(q8));
     assert.deepEqual(tensorToF32(f, getTensor(f, 'd.q8')), decodeTensor(GGML_TYPE.Q8_0, quantizeQ8_0(q8), 96));
     assert.deepEqual(tensorToF32(f, getTensor(f, 'e.q4')), decodeTensor(GGML_TYPE.Q4_0, quantizeQ4_0(q4), 64));
-    assert.deepEqual(tensorBytes(f, getTensor(f, 'f.q4k.raw')), new Uint8Array(144).fill(3));
-    throwsGguf(() => tensorToF32(f, getTensor(f, 'f.q4k.raw')), 'tensors.gguf', /'f\.q4k\.raw': cannot dequantize Q4_K/);
+    assert.deepEqual(tensorBytes(f, getTensor(f, 'f.q5k.raw')), new Uint8Array(176).fill(3));
+    throwsGguf(() => tensorToF32(f, getTensor(f, 'f.q5k.raw')), 'tensors.gguf', /'f\.q5k\.raw': cannot dequantize Q5_K/);
     // tensorBytes is a view, not a copy
     assert.equal(tensorBytes(f, f.tensors[0]).buffer, bytes.buffer);
     // re-write from the raw bytes: identical file
@@ -386,7 +386,8 @@ describe('writer -> reader round trip', () => {
       [() => writeGguf([], [{ name: 'x', shape: [3], type: GGML_TYPE.F32, data: new Float32Array(2) }]), /2 values given/],
       [() => writeGguf([], [{ name: 'x', shape: [3], type: 99, data: new Float32Array(3) }]), /unknown ggml type 99/],
       [() => writeGguf([], [{ name: 'x', shape: [33], type: GGML_TYPE.Q8_0, data: new Float32Array(33) }]), /not a multiple of the Q8_0 block size 32/],
-      [() => writeGguf([], [{ name: 'x', shape: [256], type: GGML_TYPE.Q4_K, data: new Float32Array(256) }]), /cannot encode Q4_K/],
+      [() => writeGguf([], [{ name: 'x', shape: [256], type: GGML_TYPE.Q5_K, data: new Float32Array(256) }]), /cannot encode Q5_K/],
+      [() => writeGguf([], [{ name: 'x', shape: [256], type: GGML_TYPE.Q4_K, data: new Float32Array(256).fill(NaN) }]), /tensor #0 'x': Q4_K: value 0 is NaN/],
       [() => writeGguf([], [{ name: 'x', shape: [32], type: GGML_TYPE.Q8_0, data: new Uint8Array(33) }]), /33 bytes given; Q8_0 shape \[32\] takes 34/],
       [() => writeGguf([], [{ name: 'x', shape: [0], type: GGML_TYPE.F32, data: new Float32Array(0) }]), /positive integers/],
       [() => writeGguf([], [{ name: 'x', shape: [1, 1, 1, 1, 1], type: GGML_TYPE.F32, data: new Float32Array(1) }]), /5 dimensions/],

@@ -24,8 +24,8 @@ export interface GenerateCliOptions {
 
 export async function runGenerate(o: GenerateCliOptions, be: Backend): Promise<void> {
   try {
-    const loaded = await loadModel(o.model, { tokenizer: o.tokenizer });
-    const model = new Llama(new Graph(be), loaded.config, loaded.weights);
+    const loaded = await loadModel(o.model, { tokenizer: o.tokenizer, keepQuantized: true });
+    const model = Llama.fromModel(new Graph(be), loaded);
     process.stdout.write(o.prompt);
     const r = generate(model, loaded.tokenizer, o.prompt, {
       maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, minP: o.minP,

@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 /**
- * The `stlm` command: train, generate, info, convert. Errors print one clear line and exit non-zero
+ * The `stlm` command: train, generate, info, convert, quantize, eval. Errors print one clear line and exit non-zero
  * (set STLM_DEBUG=1 for the stack trace).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createBackend } from '../kernels/index.js';
+import { QUANT_TARGETS } from '../models/quantize.js';
 import { runConvert } from './convert.js';
+import { runEvalBpb } from './eval.js';
+import { runQuantize } from './quantize.js';
 import { runGenerate } from './generate.js';
 import { runInfo } from './info.js';
 import { runTrain } from './train.js';
@@ -105,6 +108,31 @@ program
   .addOption(new Option('--to <format>', 'output format (default: from the output path)').choices(['gguf', 'llama2c', 'hf']))
   .addOption(new Option('--type <type>', 'tensor type of the matrices').choices(['f32', 'f16', 'bf16']).default('f32'))
   .action(async (input, output, o) => runConvert(input, output, o));
+
+program
+  .command('quantize')
+  .description('write a quantized GGUF (Q8_0, Q4_0, Q4_K) from an f32/f16 model; norms stay F32')
+  .argument('<in>', 'model: GGUF, llama2.c .bin, or a Hugging Face directory')
+  .argument('<out>', 'output GGUF file')
+  .addOption(new Option('--type <type>', 'type of the matrices').choices(QUANT_TARGETS).makeOptionMandatory())
+  .addOption(new Option('--embedding-type <type>', 'type of the token embedding / tied output head (default: q8_0 for 4-bit types, else --type)').choices(QUANT_TARGETS))
+  .option('--tokenizer <file>', 'tokenizer file for models without one inside')
+  .option('--allow-requantize', 'quantize a model that is already quantized', false)
+  .action(async (input, output, o) => runQuantize(input, output, o));
+
+const evalCmd = program.command('eval').description('evaluate a model');
+backendOpts(
+  evalCmd
+    .command('bpb')
+    .description('bits per byte of a model on a text (non-overlapping windows of the context)')
+    .option('--model <file>', 'model: GGUF (quantized ones run quantized), llama2.c .bin, or a Hugging Face directory', DEFAULT_MODEL)
+    .option('--tokenizer <file>', 'tokenizer file for models without one inside')
+    .requiredOption('--data <path>', 'a text file or a folder of text files')
+    .addOption(new Option('--split <which>', "'val': the last 10% (the training split's complement), 'all': everything").choices(['val', 'all']).default('val'))
+    .option('--ctx <n>', 'window length (default: the model context)', int('--ctx', 1))
+    .option('--batch <n>', 'windows per forward pass', int('--batch', 1), 8)
+    .option('--json', 'print JSON', false),
+).action(async (o) => runEvalBpb(o, await backendFrom(o)));
 
 function readVersion(): string {
   const pkg = fileURLToPath(new URL('../../../package.json', import.meta.url));

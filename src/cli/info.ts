@@ -14,7 +14,7 @@ function sizeOf(path: string): number {
 }
 
 export async function runInfo(path: string, o: { json: boolean; tokenizer?: string }): Promise<void> {
-  const { config, tokenizer, file, format } = await loadModel(path, { tokenizer: o.tokenizer });
+  const { config, tokenizer, file, format } = await loadModel(path, { tokenizer: o.tokenizer, keepQuantized: true });
   const types = file ? [...new Set(file.tensors.map((t) => ggmlTypeName(t.type)))] : ['F32'];
   const info = {
     file: path,

@@ -22,6 +22,7 @@
  *     Q8_0 (32 values, 34 bytes): f16 d, then 32 x int8 q;            x = q * d
  *     Q4_0 (32 values, 18 bytes): f16 d, then 16 bytes; value j (0..15) is the low nibble of byte j,
  *                                 value j + 16 its high nibble;       x = (nibble - 8) * d
+ *     Q4_K (256 values, 144 bytes): see kquants.ts;                   x = d * sc * q - dmin * m
  *
  * `readGguf` and `writeGguf` are pure functions on Uint8Array (they run in browsers); only
  * `readGgufFile` / `writeGgufFile` touch the file system, through a dynamic import of node:fs.
@@ -34,6 +35,7 @@
  * the writer does the same, so write(read(x)) reproduces such files byte for byte.
  */
 import { bf16ToF32, f16ToF32Table, f32ToBf16, f32ToF16 } from './f16.js';
+import { dequantizeQ4_K, quantizeQ4_K } from './kquants.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Types
@@ -93,7 +95,10 @@ export interface GgufFile {
   alignment: number;
   /** Absolute byte offset of the data section. */
   dataOffset: number;
+  /** The file's bytes, or only its first part (header and metadata) when parsed with readGgufHeader. */
   bytes: Uint8Array;
+  /** The whole file's size (bytes.length unless only the header was read). */
+  fileSize: number;
 }
 
 export interface GgufTensorInput {
@@ -483,11 +488,13 @@ function alignUp(n: number, alignment: number): number {
  * Parses a GGUF v3 (or v2) file. Tensor data is not copied: use tensorBytes / tensorToF32.
  * Throws GgufError naming `fileName` and the field on any malformed input.
  */
-export function readGguf(input: Uint8Array, fileName = '<buffer>'): GgufFile {
+export function readGguf(input: Uint8Array, fileName = '<buffer>', fileSize?: number): GgufFile {
   if (!(input instanceof Uint8Array)) throw new GgufError(`${fileName}: expected the file's bytes as a Uint8Array`);
   // A plain Uint8Array view: subclasses such as Node's Buffer give slice() view semantics.
   const bytes = input.constructor === Uint8Array ? input : new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
   const c: Cursor = new Cursor(bytes, fileName);
+  // With fileSize, `bytes` may be the file's first part: tensor data is checked against the whole file.
+  const size = fileSize ?? bytes.length;
   const magic = c.u32('magic');
   if (magic !== MAGIC) {
     const shown = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ');
@@ -550,20 +557,20 @@ export function readGguf(input: Uint8Array, fileName = '<buffer>'): GgufFile {
     const byteLength = (elements / BigInt(traits.blockSize)) * BigInt(traits.typeSize);
     const offset = c.u64(`${field}: offset`);
     if (offset % BigInt(alignment) !== 0n) c.fail(`${field}: offset`, `${offset} is not a multiple of the alignment ${alignment}`);
-    if (offset + byteLength > BigInt(bytes.length)) {
-      c.fail(field, `data offset ${offset} + ${byteLength} bytes is past the end of the file (${bytes.length} bytes)`);
+    if (offset + byteLength > BigInt(size)) {
+      c.fail(field, `data offset ${offset} + ${byteLength} bytes is past the end of the file (${size} bytes)`);
     }
     tensors.push({ name, shape, type, offset: Number(offset), byteLength: Number(byteLength) });
   }
 
   const dataOffset = alignUp(c.pos, alignment);
   for (const t of tensors) {
-    if (dataOffset + t.offset + t.byteLength > bytes.length) {
-      c.fail(`tensor '${t.name}'`, `offset ${dataOffset + t.offset} + ${t.byteLength} bytes is past the end of the file (${bytes.length} bytes)`);
+    if (dataOffset + t.offset + t.byteLength > size) {
+      c.fail(`tensor '${t.name}'`, `offset ${dataOffset + t.offset} + ${t.byteLength} bytes is past the end of the file (${size} bytes)`);
     }
   }
   checkNoOverlap(c, tensors);
-  return { fileName, version, metadata, tensors, alignment, dataOffset, bytes };
+  return { fileName, version, metadata, tensors, alignment, dataOffset, bytes, fileSize: size };
 }
 
 function checkNoOverlap(c: Cursor, tensors: GgufTensorInfo[]): void {
@@ -579,6 +586,7 @@ function checkNoOverlap(c: Cursor, tensors: GgufTensorInfo[]): void {
 /** The raw bytes of a tensor: a view into file.bytes, no copy. */
 export function tensorBytes(file: GgufFile, info: GgufTensorInfo): Uint8Array {
   const start = file.dataOffset + info.offset;
+  if (start + info.byteLength > file.bytes.length) throw new GgufError(`${file.fileName}: tensor '${info.name}': its data was not read (only the header was parsed)`);
   return file.bytes.subarray(start, start + info.byteLength);
 }
 
@@ -595,6 +603,30 @@ export function tensorToF32(file: GgufFile, info: GgufTensorInfo): Float32Array 
     throw new GgufError(`${file.fileName}: tensor '${info.name}': cannot dequantize ${ggmlTypeName(info.type)} (supported: ${Object.keys(DECODERS).map((t) => ggmlTypeName(Number(t))).join(', ')})`);
   }
   return decodeTensor(info.type, tensorBytes(file, info), n);
+}
+
+/**
+ * Parses only the header, metadata and tensor infos of a GGUF file on disk (Node only), reading as
+ * little of the file as that takes, so tensors can then be read one at a time (streaming loads).
+ */
+export async function readGgufHeader(path: string): Promise<GgufFile> {
+  const fs = await import('node:fs/promises');
+  const fh = await fs.open(path, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    for (let want = Math.min(size, 1 << 20); ; want = Math.min(size, want * 4)) {
+      const prefix = new Uint8Array(want);
+      const { bytesRead } = await fh.read(prefix, 0, want, 0);
+      try {
+        return readGguf(prefix.subarray(0, bytesRead), path, size);
+      } catch (e) {
+        // A header longer than the prefix reads as truncated: read more, until the whole file.
+        if (!(e instanceof GgufError) || want >= size) throw e;
+      }
+    }
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Reads and parses a GGUF file from disk (Node only). */
@@ -614,6 +646,7 @@ const DECODERS: Record<number, (b: Uint8Array, n: number) => Float32Array> = {
   [GGML_TYPE.BF16]: decodeBf16,
   [GGML_TYPE.Q8_0]: dequantizeQ8_0,
   [GGML_TYPE.Q4_0]: dequantizeQ4_0,
+  [GGML_TYPE.Q4_K]: dequantizeQ4_K,
 };
 
 /** Encoders by ggml type id: Float32Array -> bytes. */
@@ -623,6 +656,7 @@ const ENCODERS: Record<number, (x: Float32Array) => Uint8Array> = {
   [GGML_TYPE.BF16]: encodeBf16,
   [GGML_TYPE.Q8_0]: quantizeQ8_0,
   [GGML_TYPE.Q4_0]: quantizeQ4_0,
+  [GGML_TYPE.Q4_K]: quantizeQ4_K,
 };
 
 /** Decodes `n` values of ggml type `type` from `bytes` (exactly ggmlByteLength(type, n) bytes). */
@@ -634,7 +668,7 @@ export function decodeTensor(type: number, bytes: Uint8Array, n: number): Float3
   return decode(bytes, n);
 }
 
-/** Encodes f32 values as ggml type `type` (F32, F16, BF16, Q8_0, Q4_0). */
+/** Encodes f32 values as ggml type `type` (F32, F16, BF16, Q8_0, Q4_0, Q4_K). */
 export function encodeTensor(type: number, x: Float32Array): Uint8Array {
   const encode = ENCODERS[type];
   if (!encode) throw new GgufError(`cannot encode ${ggmlTypeName(type)} from f32 values; pass the encoded bytes`);
@@ -876,7 +910,11 @@ function encodeTensorInput(t: GgufTensorInput, index: number): EncodedTensor {
   if (t.data instanceof Float32Array) {
     if (t.data.length !== n) bad(`${t.data.length} values given for shape [${shape.join(', ')}] (${n} values)`);
     if (!ENCODERS[t.type]) bad(`cannot encode ${traits!.name} from f32 values; pass the encoded bytes as a Uint8Array`);
-    bytes = ENCODERS[t.type](t.data);
+    try {
+      bytes = ENCODERS[t.type](t.data);
+    } catch (e) {
+      return bad((e as Error).message); // e.g. a non-finite value the quantizer refuses
+    }
   } else if (t.data instanceof Uint8Array) {
     if (t.data.length !== expected) bad(`${t.data.length} bytes given; ${traits!.name} shape [${shape.join(', ')}] takes ${expected}`);
     bytes = t.data;

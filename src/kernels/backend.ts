@@ -6,7 +6,8 @@
  * native heap, or in plain Float32Arrays without the caller knowing. Nothing here names WebAssembly.
  *
  * Conventions, shared by every backend and checked against the reference backend in tests:
- * - All buffers hold f32. Element offsets and counts are in elements, not bytes.
+ * - All buffers hold f32, except quantized weights uploaded as raw bytes (uploadBytes) for the
+ *   quantized ops. Element offsets and counts are in elements, not bytes.
  * - Matrices are row-major. "Rows" of a 2-D op are the leading dimensions flattened.
  * - Integer inputs (token ids, targets) are passed as Int32Array from JavaScript.
  * - Ops never allocate a Buf; outputs are caller-provided. Gradients named `accumulate` add into
@@ -74,6 +75,40 @@ export interface AdamWArgs {
   gradScale?: number;
 }
 
+/**
+ * A GGUF block-quantized weight type, in llama.cpp's layouts (ggml-common.h), blocks of 32 values:
+ * - 'q8_0': 34 bytes, an f16 scale d then 32 int8 q; value = q·d.
+ * - 'q4_0': 18 bytes, an f16 scale d then 16 bytes; value j (0..15) is the low nibble of byte j, value
+ *   j+16 its high nibble; value = (nibble − 8)·d.
+ * A quantized matrix [rows, k] is row-major: each row is k/32 consecutive blocks (k a multiple of 32).
+ */
+export type QuantType = 'q8_0' | 'q4_0';
+
+/**
+ * How {@link Backend.matmulQuant} computes:
+ * - 'int8' (llama.cpp's way, bit for bit as its x86 quantize_row_q8_0): each block of 32 values of a
+ *   row of x is itself quantized, q = round-half-to-even(x·(127/max|x|)) (product and multiplier
+ *   rounded to f32) and d_x = max|x|/127 rounded to f16 (llama.cpp stores it in an f16 field), then
+ *   out = Σ_blocks d_w·d_x·Σ q_w·q_x. Each x is off by at most d/2 + 127·|d_x − d| ≤ d·(1/2 + 2⁻⁴),
+ *   d = max|x|/127.
+ * - 'f32': W is dequantized and multiplied with x unrounded (only float rounding).
+ * - 'auto' (default): the backend's choice for the shape (never for the thread count); the reference
+ *   backend computes 'auto' as 'f32'.
+ */
+export type QuantStrategy = 'auto' | 'int8' | 'f32';
+
+/** out[m, n] = x[m, k] · Wᵀ with W [n, k] quantized (the nn.Linear layout, as GGUF stores weights). */
+export interface QuantMatmulArgs {
+  m: number;
+  n: number;
+  /** A multiple of 32 (whole blocks per row). */
+  k: number;
+  type: QuantType;
+  /** out += product instead of out = product. */
+  accumulate?: boolean;
+  strategy?: QuantStrategy;
+}
+
 export interface Backend {
   readonly name: string;
   /** Threads this backend computes with (1 for single-threaded backends). */
@@ -91,6 +126,12 @@ export interface Backend {
   copy(src: Buf, srcOffset: number, dst: Buf, dstOffset: number, length: number): void;
   /** Bytes currently held from the system by this backend (for leak checks). */
   memoryBytes(): number;
+
+  /**
+   * A buffer holding raw bytes (quantized weights) in backend memory; its `length` counts f32 slots,
+   * ceil(bytes / 4). Freed with `free` like any buffer; only the quantized ops read it as bytes.
+   */
+  uploadBytes(bytes: Uint8Array): Buf;
 
   // ---- elementwise (n elements from offset 0) ------------------------------------------------
   /** out = a + b */
@@ -110,6 +151,16 @@ export interface Backend {
 
   // ---- matmul ----------------------------------------------------------------------------------
   matmul(a: Buf, b: Buf, c: Buf, args: MatmulArgs): void;
+  /**
+   * out[m, n] (+)= x[m, k] · Wᵀ, W [n, k] quantized (`w` from {@link uploadBytes}). k must be a
+   * multiple of 32; x, w and out must be large enough (both throw RangeError). x and out must not overlap.
+   */
+  matmulQuant(x: Buf, w: Buf, out: Buf, args: QuantMatmulArgs): void;
+  /**
+   * out[i, :] = row ids[i] of the quantized matrix W [rows, k] dequantized to f32 (an embedding lookup
+   * from a quantized table). Exact: each value is q·d correctly rounded to f32. Ids out of range throw.
+   */
+  dequantizeRows(w: Buf, ids: Int32Array, out: Buf, args: { k: number; type: QuantType }): void;
 
   // ---- normalization and activations ---------------------------------------------------------
   /** out[r] = x[r] / rms(x[r]) ⊙ w, and rstd[r] = 1/rms (kept for the backward pass). */

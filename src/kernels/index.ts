@@ -1,5 +1,5 @@
 /** The kernels layer: one Backend interface, a reference backend and the WebAssembly SIMD backend. */
-export type { AdamWArgs, AttentionArgs, Backend, Buf, MatmulArgs } from './backend.js';
+export type { AdamWArgs, AttentionArgs, Backend, Buf, MatmulArgs, QuantMatmulArgs, QuantStrategy, QuantType } from './backend.js';
 export { ReferenceBackend } from './reference.js';
 export { createWasmBackend, WasmBackend, type WasmBackendOptions } from './wasm/backend.js';
 import type { Backend } from './backend.js';

@@ -3,7 +3,8 @@
  * the fast backends are tested against, so every function here reads like its definition.
  * Accumulations use float64 locals so the reference is at least as accurate as anything it checks.
  */
-import type { AdamWArgs, AttentionArgs, Backend, Buf, MatmulArgs } from './backend.js';
+import { f16ToF32, f16ToF32Table, f32ToF16 } from '../formats/f16.js';
+import type { AdamWArgs, AttentionArgs, Backend, Buf, MatmulArgs, QuantMatmulArgs, QuantType } from './backend.js';
 
 class RefBuf implements Buf {
   constructor(public data: Float32Array) {}
@@ -13,6 +14,52 @@ class RefBuf implements Buf {
 }
 
 const d = (b: Buf): Float32Array => (b as RefBuf).data;
+const bytesOf = (b: Buf): Uint8Array => new Uint8Array(d(b).buffer, d(b).byteOffset, d(b).byteLength);
+
+/** Bytes per 32-value block of a quantized type; throws for an unknown type or k not a multiple of 32. */
+function quantBlockBytes(op: string, type: QuantType, k: number): number {
+  const bytes = type === 'q8_0' ? 34 : type === 'q4_0' ? 18 : 0;
+  if (!bytes) throw new RangeError(`${op}: unknown quantized type '${type as string}' (valid: q8_0, q4_0)`);
+  if (!(Number.isInteger(k) && k > 0 && k % 32 === 0)) throw new RangeError(`${op}: k = ${k} must be a positive multiple of 32 (the ${type} block size)`);
+  return bytes;
+}
+
+/** Value j (0..31) of the block starting at byte o, as f32 (q·d is exact in f32: 8 × 11 significant bits). */
+function blockValue(b: Uint8Array, o: number, type: QuantType, j: number, f16: Float32Array): number {
+  const scale = f16[b[o] | (b[o + 1] << 8)];
+  if (type === 'q8_0') return ((b[o + 2 + j] << 24) >> 24) * scale;
+  const byte = b[o + 2 + (j & 15)];
+  return ((j < 16 ? byte & 15 : byte >> 4) - 8) * scale;
+}
+
+/** Round to nearest, ties to even (f32x4.nearest). */
+function roundEven(v: number): number {
+  const f = Math.floor(v), r = v - f;
+  return r < 0.5 ? f : r > 0.5 ? f + 1 : f % 2 === 0 ? f : f + 1;
+}
+
+/**
+ * One row of x quantized as the 'int8' strategy defines it (llama.cpp's quantize_row_q8_0 on x86): per
+ * block of 32, d = f16(fround(max|x|/127)) (NaN if any x is NaN) and q = roundEven(fround(x·fround(127/max|x|)))
+ * (0 for a block of zeros, and where the product is NaN).
+ */
+function quantizeActivationRow(x: Float32Array, o: number, k: number): { q: Int32Array; scale: Float64Array } {
+  const q = new Int32Array(k), scale = new Float64Array(k / 32);
+  for (let b = 0; b < k / 32; b++) {
+    let amax = 0;
+    for (let j = 0; j < 32; j++) {
+      const a = Math.abs(x[o + b * 32 + j]);
+      amax = Number.isNaN(a) || Number.isNaN(amax) ? NaN : Math.max(amax, a);
+    }
+    scale[b] = f16ToF32(f32ToF16(Math.fround(amax / 127)));
+    const inv = amax !== 0 ? Math.fround(127 / amax) : 0;
+    for (let j = 0; j < 32; j++) {
+      const v = Math.fround(x[o + b * 32 + j] * inv);
+      q[b * 32 + j] = Number.isNaN(v) ? 0 : Math.max(-32768, Math.min(32767, roundEven(v)));
+    }
+  }
+  return { q, scale };
+}
 
 export class ReferenceBackend implements Backend {
   readonly name = 'reference';
@@ -40,6 +87,11 @@ export class ReferenceBackend implements Backend {
   }
   memoryBytes(): number {
     return this.held;
+  }
+  uploadBytes(bytes: Uint8Array): Buf {
+    const b = this.alloc(Math.ceil(bytes.length / 4));
+    bytesOf(b).set(bytes);
+    return b;
   }
 
   add(a: Buf, b: Buf, out: Buf, n: number): void {
@@ -96,6 +148,45 @@ export class ReferenceBackend implements Backend {
           C[oC + i * n + j] = args.accumulate ? C[oC + i * n + j] + s : s;
         }
       }
+    }
+  }
+
+  /** 'f32' and 'auto': Σ x·dequantized w in float64. 'int8': x quantized per block, then Σ_b d_x·Σ q_x·w. */
+  matmulQuant(x: Buf, w: Buf, out: Buf, args: QuantMatmulArgs): void {
+    const { m, n, k, type } = args;
+    const bb = quantBlockBytes('matmulQuant', type, k);
+    const rowBytes = (k / 32) * bb;
+    if (m * k > x.length) throw new RangeError(`matmulQuant: x holds ${x.length} elements, m·k = ${m}·${k} needed`);
+    if (m * n > out.length) throw new RangeError(`matmulQuant: out holds ${out.length} elements, m·n = ${m}·${n} needed`);
+    if (n * rowBytes > w.length * 4) throw new RangeError(`matmulQuant: w holds ${w.length * 4} bytes, a ${type} matrix [${n}, ${k}] needs ${n * rowBytes}`);
+    const X = d(x), O = d(out), W = bytesOf(w), f16 = f16ToF32Table();
+    const int8 = args.strategy === 'int8';
+    for (let i = 0; i < m; i++) {
+      const xq = int8 ? quantizeActivationRow(X, i * k, k) : null;
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let b = 0; b < k / 32; b++) {
+          let t = 0;
+          for (let e = 0; e < 32; e++) {
+            const wv = blockValue(W, j * rowBytes + b * bb, type, e, f16);
+            t += (xq ? xq.q[b * 32 + e] : X[i * k + b * 32 + e]) * wv;
+          }
+          s += xq ? xq.scale[b] * t : t;
+        }
+        O[i * n + j] = args.accumulate ? O[i * n + j] + s : s;
+      }
+    }
+  }
+  dequantizeRows(w: Buf, ids: Int32Array, out: Buf, args: { k: number; type: QuantType }): void {
+    const { k, type } = args;
+    const bb = quantBlockBytes('dequantizeRows', type, k);
+    const rowBytes = (k / 32) * bb, rows = Math.floor((w.length * 4) / rowBytes);
+    if (ids.length * k > out.length) throw new RangeError(`dequantizeRows: out holds ${out.length} elements, ${ids.length}·${k} needed`);
+    const W = bytesOf(w), O = d(out), f16 = f16ToF32Table();
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (!(Number.isInteger(id) && id >= 0 && id < rows)) throw new RangeError(`dequantizeRows: row id ${id} at ${i} is outside the table [0, ${rows})`);
+      for (let e = 0; e < k; e++) O[i * k + e] = blockValue(W, id * rowBytes + (e >> 5) * bb, type, e & 31, f16);
     }
   }
 

@@ -8,7 +8,12 @@
  * llama2.c checkpoints (with a separate tokenizer file) and Hugging Face directories (config.json +
  * model.safetensors). Every loader returns one ModelBundle: config, weights by GGUF name, vocabulary.
  */
-import { GGML_TYPE, type GgufFile, type GgufTensorInput, type GgufValue, gguf, metaNumber, metaString, readGguf, tensorToF32, writeGgufFile } from '../formats/gguf.js';
+import {
+  GGML_TYPE, type GgufFile, type GgufTensorInfo, type GgufTensorInput, type GgufValue, decodeTensor, elementCount, gguf, metaNumber,
+  metaString, readGguf, readGgufHeader, tensorBytes, writeGgufFile,
+} from '../formats/gguf.js';
+import type { QuantType } from '../kernels/backend.js';
+import type { QuantizedWeight } from '../tensor/quant.js';
 import { looksLikeLlama2c, readLlama2c } from '../formats/llama2c.js';
 import { tokenizerFromVocab } from '../tokenizers/from-vocab.js';
 import { byteToUnicode, byteVocab } from '../tokenizers/gpt2.js';
@@ -31,6 +36,8 @@ export interface ModelBundle {
 }
 
 export interface LoadedModel extends ModelBundle {
+  /** Matrices kept quantized (LoadOptions.keepQuantized); these names are absent from `weights`. */
+  quantized: Map<string, QuantizedWeight>;
   tokenizer: Tokenizer;
   format: ModelFormat;
   /** The parsed GGUF file (GGUF only), for `stlm info` and for readers of extra tensors (checkpoints). */
@@ -63,25 +70,31 @@ export function modelMetadata(config: LlamaConfig, vocab: VocabSpec, name = 'stl
  * The model's tensors in GGUF form, in the canonical order. `matrixType` applies to the matrices;
  * norm gains stay F32 (as llama.cpp keeps them: they are tiny and precision-sensitive).
  */
-export function modelTensors(config: LlamaConfig, weights: Map<string, Float32Array>, matrixType: number = GGML_TYPE.F32): GgufTensorInput[] {
+export function modelTensors(config: LlamaConfig, weights: Map<string, Float32Array>, matrixType: number | ((name: string) => number) = GGML_TYPE.F32): GgufTensorInput[] {
   return parameterShapes(config).map(([name, shape]) => {
     const data = weights.get(name);
     if (!data) throw new Error(`model weights: tensor '${name}' is missing`);
-    return { name, shape: [...shape].reverse(), type: shape.length >= 2 ? matrixType : GGML_TYPE.F32, data };
+    const type = shape.length < 2 ? GGML_TYPE.F32 : typeof matrixType === 'number' ? matrixType : matrixType(name);
+    return { name, shape: [...shape].reverse(), type, data };
   });
 }
 
-/** Writes a GGUF model file atomically (temporary file, then rename); matrices in `matrixType` (F32 default). */
-export async function saveModel(path: string, m: ModelBundle, opts: { name?: string; matrixType?: number } = {}): Promise<void> {
+/**
+ * Writes a GGUF model file atomically (temporary file, then rename). Matrices are written in
+ * `matrixType` (F32 default; a function picks per tensor), `fileType` is llama.cpp's general.file_type
+ * (by default the one matching a single matrixType).
+ */
+export async function saveModel(path: string, m: ModelBundle, opts: { name?: string; matrixType?: number | ((name: string) => number); fileType?: number } = {}): Promise<void> {
   const meta = modelMetadata(m.config, m.vocab, opts.name);
   const type = opts.matrixType ?? GGML_TYPE.F32;
-  meta[meta.findIndex(([k]) => k === 'general.file_type')] = ['general.file_type', gguf.u32(fileTypeOf(type))];
+  const fileType = opts.fileType ?? (typeof type === 'number' ? fileTypeOf(type) : 0);
+  meta[meta.findIndex(([k]) => k === 'general.file_type')] = ['general.file_type', gguf.u32(fileType)];
   await writeGgufFile(path, meta, modelTensors(m.config, m.weights, type));
 }
 
-/** llama.cpp's general.file_type (enum llama_ftype) for a file whose matrices are all of one type. */
-function fileTypeOf(type: number): number {
-  const ftype: Record<number, number> = { [GGML_TYPE.F32]: 0, [GGML_TYPE.F16]: 1, [GGML_TYPE.Q4_0]: 2, [GGML_TYPE.Q8_0]: 7, [GGML_TYPE.BF16]: 32 };
+/** llama.cpp's general.file_type (enum llama_ftype) for a file whose matrices are (mostly) of one type. */
+export function fileTypeOf(type: number): number {
+  const ftype: Record<number, number> = { [GGML_TYPE.F32]: 0, [GGML_TYPE.F16]: 1, [GGML_TYPE.Q4_0]: 2, [GGML_TYPE.Q8_0]: 7, [GGML_TYPE.Q4_K]: 14, [GGML_TYPE.BF16]: 32 };
   const t = ftype[type];
   if (t === undefined) throw new Error(`no llama.cpp file type for tensor type ${type}`);
   return t;
@@ -121,13 +134,21 @@ export function configFromGguf(file: GgufFile): LlamaConfig {
   });
 }
 
-/** Parses a GGUF model (any Llama with a tokenizer stlm knows). */
-export function parseGgufModel(bytes: Uint8Array, fileName: string): LoadedModel {
-  const file = readGguf(bytes, fileName);
+/** GGUF tensor types a model can run from without dequantizing (the backend's quantized kernels). */
+const RUNNABLE_QUANT: Partial<Record<number, QuantType>> = { [GGML_TYPE.Q8_0]: 'q8_0', [GGML_TYPE.Q4_0]: 'q4_0' };
+
+/**
+ * A GGUF Llama as a bundle. `readTensor` gives a tensor's bytes (a view of the file in memory, or a read
+ * from disk). With `keepQuantized`, Q8_0/Q4_0 matrices stay quantized and are read only when the model
+ * uploads them; everything else is decoded to f32.
+ */
+function ggufModel(file: GgufFile, readTensor: (info: GgufTensorInfo) => Uint8Array, keepQuantized: boolean): LoadedModel {
+  const fileName = file.fileName;
   const config = configFromGguf(file);
   const vocab = vocabFromGguf(file);
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
   const weights = new Map<string, Float32Array>();
+  const quantized = new Map<string, QuantizedWeight>();
   for (const [name, shape] of parameterShapes(config)) {
     const info = byName.get(name);
     if (!info) throw new Error(`${fileName}: tensor '${name}' is missing`);
@@ -135,16 +156,31 @@ export function parseGgufModel(bytes: Uint8Array, fileName: string): LoadedModel
     if (info.shape.length !== want.length || info.shape.some((d, i) => d !== want[i])) {
       throw new Error(`${fileName}: tensor '${name}' has shape [${info.shape.join(', ')}], the config needs [${want.join(', ')}]`);
     }
-    weights.set(name, tensorToF32(file, info));
+    const qtype = RUNNABLE_QUANT[info.type];
+    if (keepQuantized && qtype && shape.length === 2) {
+      quantized.set(name, { type: qtype, byteLength: info.byteLength, bytes: () => readTensor(info) });
+    } else {
+      try {
+        weights.set(name, decodeTensor(info.type, readTensor(info), elementCount(info.shape)));
+      } catch (e) {
+        throw new Error(`${fileName}: tensor '${name}': ${(e as Error).message}`);
+      }
+    }
   }
-  return withTokenizer({ config, weights, vocab, format: 'gguf', file }, fileName);
+  return withTokenizer({ config, weights, quantized, vocab, format: 'gguf', file }, fileName);
 }
 
-function withTokenizer(m: Omit<LoadedModel, 'tokenizer'>, fileName: string): LoadedModel {
+/** Parses a GGUF model in memory (any Llama with a tokenizer stlm knows); matrices decoded to f32. */
+export function parseGgufModel(bytes: Uint8Array, fileName: string, opts: { keepQuantized?: boolean } = {}): LoadedModel {
+  const file = readGguf(bytes, fileName);
+  return ggufModel(file, (info) => tensorBytes(file, info), opts.keepQuantized ?? false);
+}
+
+function withTokenizer(m: Omit<LoadedModel, 'tokenizer' | 'quantized'> & { quantized?: Map<string, QuantizedWeight> }, fileName: string): LoadedModel {
   if (m.vocab.tokens.length !== m.config.vocabSize) {
     throw new Error(`${fileName}: the tokenizer has ${m.vocab.tokens.length} tokens but the model's vocabulary is ${m.config.vocabSize}`);
   }
-  return { ...m, tokenizer: tokenizerFromVocab(m.vocab, fileName) };
+  return { ...m, quantized: m.quantized ?? new Map(), tokenizer: tokenizerFromVocab(m.vocab, fileName) };
 }
 
 /** The formats a model file can be in, told apart by their first bytes (or a directory for Hugging Face). */
@@ -158,6 +194,12 @@ export function detectFormat(bytes: Uint8Array): ModelFormat | undefined {
 export interface LoadOptions {
   /** A tokenizer file for formats that keep it apart (llama2.c's tokenizer.bin). */
   tokenizer?: string;
+  /**
+   * Keep a GGUF's Q8_0/Q4_0 matrices quantized (in `quantized`, for inference) instead of decoding
+   * them to f32. The file is then read tensor by tensor, when the model uploads it: no copy of the
+   * whole file is held, so peak memory stays near the quantized size.
+   */
+  keepQuantized?: boolean;
 }
 
 /** Reads a model from disk (Node): a GGUF file, a llama2.c checkpoint, or a Hugging Face directory / safetensors file. */
@@ -192,6 +234,27 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     return withTokenizer({ config, weights, vocab, format: 'safetensors' }, dir);
   };
   if (isDir) return hf(path);
+  if (opts.keepQuantized && (await readMagic(path)) === 'GGUF') {
+    const file = await readGgufHeader(path);
+    const { openSync, readSync, closeSync } = await import('node:fs');
+    const readRange = (info: GgufTensorInfo) => {
+      const out = new Uint8Array(info.byteLength);
+      const fd = openSync(path, 'r');
+      try {
+        let done = 0;
+        while (done < out.length) {
+          const n = readSync(fd, out, done, out.length - done, file.dataOffset + info.offset + done);
+          if (n === 0) throw new Error(`${path}: tensor '${info.name}': the file ended early (changed while loading?)`);
+          done += n;
+        }
+      } finally {
+        closeSync(fd);
+      }
+      return out;
+    };
+    const m = ggufModel(file, readRange, true);
+    return opts.tokenizer ? withTokenizer({ ...m, vocab: (await tokenizerFile(m.config.vocabSize))! }, path) : m;
+  }
   const bytes = await read(path, 'model file');
   const format = detectFormat(bytes);
   if (format === 'gguf') {
@@ -225,6 +288,19 @@ export function readTokenizerFile(bytes: Uint8Array, fileName: string, vocabSize
 function defaultVocab(config: LlamaConfig, fileName: string): VocabSpec {
   if (config.vocabSize === byteVocab().tokens.length) return byteVocab();
   throw new Error(`${fileName}: no tokenizer found for a vocabulary of ${config.vocabSize}: give one with --tokenizer (a GGUF vocabulary or a llama2.c tokenizer.bin, e.g. tok${config.vocabSize}.bin)`);
+}
+
+/** The first four bytes of a file as text ('GGUF' for GGUF). */
+async function readMagic(path: string): Promise<string> {
+  const fs = await import('node:fs/promises');
+  const fh = await fs.open(path, 'r');
+  try {
+    const b = new Uint8Array(4);
+    await fh.read(b, 0, 4, 0);
+    return String.fromCharCode(...b);
+  } finally {
+    await fh.close();
+  }
 }
 
 /** llama2.c keeps the tokenizer beside the model: tok<vocab>.bin (tinyllamas) or tokenizer.bin (run.c's default). */

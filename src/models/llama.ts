@@ -8,20 +8,22 @@
  */
 import type { Buf } from '../kernels/backend.js';
 import * as ops from '../tensor/ops.js';
+import { QuantMatrix, type QuantizedWeight, type Weight, embeddingQuant, project } from '../tensor/quant.js';
 import type { Graph, Tensor } from '../tensor/tensor.js';
 import { Rng } from '../util/rng.js';
 import { headDim, parameterShapes, type LlamaConfig } from './config.js';
 
+/** Matrices are f32 Tensors (trainable) or quantized (inference only); norm gains are always f32. */
 interface Layer {
   attnNorm: Tensor; // [d]
-  wq: Tensor; // [d, d]
-  wk: Tensor; // [kvDim, d]
-  wv: Tensor; // [kvDim, d]
-  wo: Tensor; // [d, d]
+  wq: Weight; // [d, d]
+  wk: Weight; // [kvDim, d]
+  wv: Weight; // [kvDim, d]
+  wo: Weight; // [d, d]
   ffnNorm: Tensor; // [d]
-  wGate: Tensor; // [hidden, d]
-  wUp: Tensor; // [hidden, d]
-  wDown: Tensor; // [d, hidden]
+  wGate: Weight; // [hidden, d]
+  wUp: Weight; // [hidden, d]
+  wDown: Weight; // [d, hidden]
 }
 
 /** Keys and values of past positions, per layer: [ctx, kvHeads·headDim] each. */
@@ -55,35 +57,48 @@ export class KvCache {
   }
 }
 
+/** x · Wᵀ for an f32 or a quantized weight. */
+const lin = (x: Tensor, w: Weight): Tensor => project(x, w, ops.linear);
+
 export class Llama {
   readonly params = new Map<string, Tensor>();
-  readonly embedding: Tensor;
+  /** Matrices loaded quantized (inference only); they are not in `params`. */
+  readonly quantized = new Map<string, QuantMatrix>();
+  readonly embedding: Weight;
   readonly layers: Layer[] = [];
   readonly outNorm: Tensor;
   /** The output head: the embedding itself when tied. */
-  readonly head: Tensor;
+  readonly head: Weight;
   /** Draws dropout masks; part of the training state a checkpoint saves. */
   readonly dropoutRng = new Rng(0x5eed);
 
   /**
    * Creates the model's parameters in `graph`. With `weights`, they are loaded by name (GGUF names,
-   * [out, in] layout); otherwise initialized N(0, 0.02), output projections N(0, 0.02/√(2·layers)),
-   * norm gains 1, from `seed`.
+   * [out, in] layout; matrices may be quantized, which makes the model inference-only); otherwise
+   * initialized N(0, 0.02), output projections N(0, 0.02/√(2·layers)), norm gains 1, from `seed`.
    */
   constructor(
     readonly graph: Graph,
     readonly config: LlamaConfig,
-    weights?: Map<string, Float32Array>,
+    weights?: Map<string, Float32Array | QuantizedWeight>,
     seed = 1,
   ) {
     const rng = new Rng(seed);
     const residualStd = 0.02 / Math.sqrt(2 * config.nLayers);
+    const all = new Map<string, Weight>();
     for (const [name, shape] of parameterShapes(config)) {
       const n = shape.reduce((a, b) => a * b, 1);
       let data: Float32Array;
       if (weights) {
         const w = weights.get(name);
         if (!w) throw new Error(`model weights: missing tensor '${name}'`);
+        if (!(w instanceof Float32Array)) {
+          if (shape.length !== 2) throw new Error(`model weights: tensor '${name}' is ${w.type}, but only matrices can be quantized`);
+          const q = new QuantMatrix(graph, name, w.type, [shape[0], shape[1]], w.bytes());
+          this.quantized.set(name, q);
+          all.set(name, q);
+          continue;
+        }
         if (w.length !== n) throw new Error(`model weights: tensor '${name}' has ${w.length} values, expected [${shape.join(', ')}] = ${n}`);
         data = w;
       } else if (shape.length === 1) {
@@ -93,24 +108,33 @@ export class Llama {
         data = new Float32Array(n);
         for (let i = 0; i < n; i++) data[i] = rng.normal() * std;
       }
-      this.params.set(name, graph.param(name, shape, data));
+      const t = graph.param(name, shape, data);
+      this.params.set(name, t);
+      all.set(name, t);
     }
-    const p = (n: string) => this.params.get(n)!;
+    const p = (n: string) => all.get(n)!;
+    const gain = (n: string) => this.params.get(n)!; // norm gains are never quantized (checked above)
     this.embedding = p('token_embd.weight');
     for (let i = 0; i < config.nLayers; i++) {
       const b = `blk.${i}.`;
       this.layers.push({
-        attnNorm: p(b + 'attn_norm.weight'), wq: p(b + 'attn_q.weight'), wk: p(b + 'attn_k.weight'), wv: p(b + 'attn_v.weight'),
-        wo: p(b + 'attn_output.weight'), ffnNorm: p(b + 'ffn_norm.weight'), wGate: p(b + 'ffn_gate.weight'),
+        attnNorm: gain(b + 'attn_norm.weight'), wq: p(b + 'attn_q.weight'), wk: p(b + 'attn_k.weight'), wv: p(b + 'attn_v.weight'),
+        wo: p(b + 'attn_output.weight'), ffnNorm: gain(b + 'ffn_norm.weight'), wGate: p(b + 'ffn_gate.weight'),
         wUp: p(b + 'ffn_up.weight'), wDown: p(b + 'ffn_down.weight'),
       });
     }
-    this.outNorm = p('output_norm.weight');
+    this.outNorm = gain('output_norm.weight');
     this.head = config.tieEmbeddings ? this.embedding : p('output.weight');
+  }
+
+  /** A model from a loaded bundle: f32 weights plus any matrices kept quantized. */
+  static fromModel(graph: Graph, m: { config: LlamaConfig; weights: Map<string, Float32Array>; quantized?: Map<string, QuantizedWeight> }): Llama {
+    return new Llama(graph, m.config, m.quantized?.size ? new Map<string, Float32Array | QuantizedWeight>([...m.weights, ...m.quantized]) : m.weights);
   }
 
   /** Parameters as name -> values (a copy), for saving. */
   weights(): Map<string, Float32Array> {
+    if (this.quantized.size) throw new Error('this model holds quantized weights: save it from the bundle it was loaded from');
     return new Map([...this.params].map(([n, t]) => [n, t.toArray()]));
   }
 
@@ -121,7 +145,11 @@ export class Llama {
 
   private mlp(l: Layer, x: Tensor): Tensor {
     const h = ops.rmsNorm(x, l.ffnNorm, this.config.normEps);
-    return ops.linear(ops.swiglu(ops.linear(h, l.wGate), ops.linear(h, l.wUp)), l.wDown);
+    return lin(ops.swiglu(lin(h, l.wGate), lin(h, l.wUp)), l.wDown);
+  }
+
+  private embed(ids: Int32Array): Tensor {
+    return this.embedding instanceof QuantMatrix ? embeddingQuant(this.embedding, ids) : ops.embedding(this.embedding, ids);
   }
 
   private residual(x: Tensor, branch: Tensor): Tensor {
@@ -137,17 +165,18 @@ export class Llama {
     const t = ids.length / batch;
     if (!Number.isInteger(t) || t < 1) throw new Error(`loss: ${ids.length} ids do not split into ${batch} sequences`);
     if (t > c.ctx) throw new Error(`loss: sequence length ${t} exceeds the model context ${c.ctx}`);
-    let x = ops.embedding(this.embedding, ids); // [B·T, d]
+    if (this.quantized.size && this.graph.recording) throw new Error('loss: this model holds quantized weights and cannot be trained (load it in f32 to fine-tune)');
+    let x = this.embed(ids); // [B·T, d]
     for (const l of this.layers) {
       const h = ops.rmsNorm(x, l.attnNorm, c.normEps);
-      const q = ops.rope(ops.linear(h, l.wq), c.nHeads, hd, t, 0, c.ropeTheta); // [B·T, H·hd]
-      const k = ops.rope(ops.linear(h, l.wk), c.nKvHeads, hd, t, 0, c.ropeTheta); // [B·T, KV·hd]
-      const v = ops.linear(h, l.wv);
+      const q = ops.rope(lin(h, l.wq), c.nHeads, hd, t, 0, c.ropeTheta); // [B·T, H·hd]
+      const k = ops.rope(lin(h, l.wk), c.nKvHeads, hd, t, 0, c.ropeTheta); // [B·T, KV·hd]
+      const v = lin(h, l.wv);
       const a = ops.attention(q, k, v, batch, c.nHeads, c.nKvHeads, hd); // [B·T, H·hd]
-      x = this.residual(x, ops.linear(a, l.wo));
+      x = this.residual(x, lin(a, l.wo));
       x = this.residual(x, this.mlp(l, x));
     }
-    const logits = ops.linear(ops.rmsNorm(x, this.outNorm, c.normEps), this.head); // [B·T, vocab]
+    const logits = lin(ops.rmsNorm(x, this.outNorm, c.normEps), this.head); // [B·T, vocab]
     return ops.crossEntropy(logits, targets);
   }
 
@@ -161,19 +190,19 @@ export class Llama {
     if (n < 1) throw new Error('forward: no tokens');
     if (pos0 + n > cache.capacity) throw new Error(`forward: ${pos0 + n} positions exceed the KV cache's ${cache.capacity} (the model context is ${c.ctx})`);
     return g.noGrad(() => {
-      let x = ops.embedding(this.embedding, ids);
+      let x = this.embed(ids);
       this.layers.forEach((l, i) => {
         const h = ops.rmsNorm(x, l.attnNorm, c.normEps);
-        const q = ops.rope(ops.linear(h, l.wq), c.nHeads, hd, n, pos0, c.ropeTheta);
-        const k = ops.rope(ops.linear(h, l.wk), c.nKvHeads, hd, n, pos0, c.ropeTheta);
-        const v = ops.linear(h, l.wv);
+        const q = ops.rope(lin(h, l.wq), c.nHeads, hd, n, pos0, c.ropeTheta);
+        const k = ops.rope(lin(h, l.wk), c.nKvHeads, hd, n, pos0, c.ropeTheta);
+        const v = lin(h, l.wv);
         be.copy(k.buf, 0, cache.k[i], pos0 * kvDim, n * kvDim);
         be.copy(v.buf, 0, cache.v[i], pos0 * kvDim, n * kvDim);
         const a = g.temp([n, c.dModel]);
         be.attention(q.buf, cache.k[i], cache.v[i], a.buf, g.scratch(n * c.nHeads), {
           batch: 1, tq: n, tk: pos0 + n, heads: c.nHeads, kvHeads: c.nKvHeads, headDim: hd, qPos0: pos0, scale: 1 / Math.sqrt(hd), kvBatchStride: cache.capacity * kvDim,
         });
-        x = ops.add(x, ops.linear(a, l.wo));
+        x = ops.add(x, lin(a, l.wo));
         x = ops.add(x, this.mlp(l, x));
       });
       cache.length = pos0 + n;
@@ -182,7 +211,7 @@ export class Llama {
         be.copy(x.buf, (n - 1) * c.dModel, last.buf, 0, c.dModel);
         x = last;
       }
-      return ops.linear(ops.rmsNorm(x, this.outNorm, c.normEps), this.head);
+      return lin(ops.rmsNorm(x, this.outNorm, c.normEps), this.head);
     });
   }
 }

@@ -3,3 +3,4 @@ export * from './elementwise';
 export * from './rows';
 export * from './gemm';
 export * from './attention';
+export * from './quant';

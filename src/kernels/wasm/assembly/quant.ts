@@ -1,0 +1,482 @@
+// Matrix products with GGUF-quantized weights (Q8_0, Q4_0), and row dequantization.
+//
+// Weight layout (ggml's, as src/formats/gguf.ts writes it): W is [n rows (outputs), k (inputs)],
+// each row k/32 consecutive blocks of 32 values:
+//   Q8_0, 34 bytes: f16 scale d, then 32 int8 q;                    w = q·d
+//   Q4_0, 18 bytes: f16 scale d, then 16 bytes; value j (0..15) is the low nibble of byte j and value
+//                   j+16 its high nibble;                            w = (nibble − 8)·d
+// Blocks are not 4-byte aligned (34 and 18 bytes); wasm loads of any width are fine unaligned.
+// The type code is 0 for Q8_0 and 1 for Q4_0.
+//
+// out[m, n] (+)= x[m, k] · Wᵀ by one of two strategies (the backend picks one from the shape alone, so
+// the result never depends on the thread count):
+//
+// int8 (llama.cpp's way, bit for bit; used for small m): quantizeActivations first rounds every block of
+//   32 values of x to int8 exactly as llama.cpp's x86 quantize_row_q8_0 does: q = round-to-nearest-even(
+//   x·(127/max|x|)), and the block scale d = max|x|/127 is stored rounded to f16 (llama.cpp keeps it in
+//   an f16 field), so our products equal llama.cpp's up to float summation order. Stored
+//   pre-widened to int16. qmatmulInt8 then takes integer dot products per block with
+//   i32x4.dot_i16x8_s (8 multiply-adds per instruction, exact in i32), and scales each block's sum by
+//   d_w·d_x in f32. For Q4_0 the nibbles are widened unsigned (0..15) and the −8 is applied once per
+//   block as −8·Σq_x (precomputed per x block), which saves a subtraction per vector. Block scales are
+//   read from an f16 → f32 table. Decode is bound by instruction throughput (Q4_0) or by memory
+//   bandwidth (Q8_0), at about 1 instruction per weight.
+//
+// f32: the weights are dequantized on the fly and multiplied in f32 (no rounding of x).
+//   m = 1: each row of W is streamed once, block by block, converted in registers (kept for
+//   comparison: the int8 path is 2-3x faster there).
+//   m > 1 (prefill): the Goto/BLIS loop of gemm.ts with the same micro-kernel, except that the packed
+//   B panels are produced by dequantizing W rows (transposed by 4×4 register transposes), so each
+//   weight is decoded once per thread and reused for all m rows of x.
+//
+// Threads: work is split over n (rows of W = columns of out) in 16-column units (whole 64-byte lines of
+// out for m = 1; whole NR-panels for the packed path), never over k, so every output is computed by the
+// same instruction sequence whatever the thread count.
+import { KC, MC, MR, NC, NR, microKernel } from './generated/gemm_micro';
+import { rowPart } from './util';
+
+const Q8_BYTES: i32 = 34;
+const Q4_BYTES: i32 = 18;
+
+/** Depth of one packed block in the prefill path: the GEMM's KC rounded down to whole 32-value blocks. */
+const QKC: i32 = KC >= 32 ? KC & ~31 : 32;
+const AP_BYTES: i32 = MC * QKC * 4;
+const BP_BYTES: i32 = QKC * NC * 4;
+const TILE_BYTES: i32 = MR * NR * 4;
+/** Four dequantized blocks (4 rows × 32 f32), the input of one 4×4-transposing pack step. */
+const TMP_BYTES: i32 = 4 * 32 * 4;
+const SCRATCH_BYTES: i32 = (AP_BYTES + BP_BYTES + TILE_BYTES + TMP_BYTES + 63) & ~63;
+
+/** Per-thread scratch bytes of qmatmulF32 (the caller provides nth times this, 64-byte aligned). */
+export function qmatmulScratchBytes(): i32 {
+  return SCRATCH_BYTES;
+}
+
+@inline function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  else return f32x4.add(c, f32x4.mul(a, b));
+}
+
+@inline function min32(a: i32, b: i32): i32 {
+  return a < b ? a : b;
+}
+
+/** Start of share t of `units` units among nth (t = nth gives units). */
+@inline function share(units: i32, t: i32, nth: i32): i32 {
+  return <i32>((<i64>units * t) / nth);
+}
+
+/** First column of thread t's share of n columns, in units of 16 (the remainder goes to the last thread). */
+@inline function colStart(n: i32, t: i32, nth: i32): i32 {
+  return t >= nth ? n : share(n >> 4, t, nth) << 4;
+}
+
+// ---- f16 scales -----------------------------------------------------------------------------------
+
+/**
+ * f16 bits (the low 16 bits of each i32 lane) → f32, exactly, for every input: the exponent and
+ * mantissa bits shifted into f32 position and scaled by 2^112 rebase the exponent bias from 15 to 127
+ * (f16 subnormals become f32 subnormals first, and the product is exact); exponent 31 (±Inf, NaN) is
+ * patched to 255; the sign is or-ed back.
+ */
+@inline function f16x4(h: v128): v128 {
+  const em = i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13);
+  let f = f32x4.mul(em, f32x4.splat(5.192296858534828e33)); // 2^112
+  const special = i32x4.eq(v128.and(h, i32x4.splat(0x7c00)), i32x4.splat(0x7c00));
+  f = v128.bitselect(v128.or(em, i32x4.splat(0x7f800000)), f, special);
+  return v128.or(f, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+}
+
+/** Bytes of the f16 → f32 table (every f16 bit pattern). */
+export function f16TableBytes(): i32 {
+  return 65536 * 4;
+}
+
+/**
+ * Fills the f16 → f32 table the kernels read block scales from (exact, via f16x4). In the inner loops a
+ * lookup (two scalar loads) is cheaper than the vector conversion, whose five constants would have to
+ * stay in vector registers next to the loop's own values (V8 allocates 15; a spill costs more).
+ */
+export function initF16Table(table: usize): void {
+  let h = i32x4(0, 1, 2, 3);
+  for (let i: usize = 0; i < 65536; i += 4) {
+    v128.store(table + (i << 2), f16x4(h));
+    h = i32x4.add(h, i32x4.splat(4));
+  }
+}
+
+/** The f16 scale at p, as f32. */
+@inline function scaleAt(table: usize, p: usize): f32 {
+  return load<f32>(table + (<usize>load<u16>(p) << 2));
+}
+
+/** (l0 + l2) + (l1 + l3). */
+@inline function hsumf(v: v128): f32 {
+  const h = f32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
+  return f32x4.extract_lane(h, 0) + f32x4.extract_lane(h, 1);
+}
+
+@inline function hsumi(v: v128): i32 {
+  const h = i32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
+  return i32x4.extract_lane(h, 0) + i32x4.extract_lane(h, 1);
+}
+
+// ---- activation quantization (int8 strategy) ------------------------------------------------------
+
+/** Bytes of one row of quantized activations (see quantizeActivations), a multiple of 16. */
+export function quantizedRowBytes(k: i32): i32 {
+  return (2 * k + 20 * (k >> 5) + 15) & ~15;
+}
+
+/**
+ * |x| rounded to the nearest f16 value (ties to even), as f32, with x's sign: what llama.cpp's
+ * GGML_FP32_TO_FP16 stores as a Q8_0 block scale. f16 subnormals are multiples of 2⁻²⁴, rounded as such.
+ */
+@inline function roundToF16(x: f32): f32 {
+  const bits = reinterpret<u32>(x);
+  const sign = bits & 0x80000000;
+  const a = reinterpret<f32>(bits ^ sign);
+  let r: f32;
+  if (a >= 65520) r = a != a ? a : Infinity; // at or past the f16 overflow threshold (NaN stays NaN)
+  else if (a < 6.103515625e-5) r = nearest<f32>(a * 16777216) / 16777216; // subnormal: exact scaling by 2^24
+  else {
+    const u = bits ^ sign;
+    r = reinterpret<f32>((u + 0xfff + ((u >> 13) & 1)) & ~0x1fff); // keep 10 mantissa bits, ties to even
+  }
+  return reinterpret<f32>(reinterpret<u32>(r) | sign);
+}
+
+/**
+ * Rows of x [m, k] f32 → quantized rows of `stride` bytes at dst. Per block b of 32 values:
+ * d = f16(max|x|/127) and q = nearest-even(x·(127/max|x|)) as int16 (pre-widened for i32x4.dot_i16x8_s), then
+ * layout per row: q [k × i16] | c [nb × i32x4] = (8·Σq, 0, 0, 0), Q4_0's −8 offset | d [nb × f32].
+ * The max propagates NaN (f32x4.max), so a NaN in x gives a NaN scale and a NaN output rather than a
+ * silently zeroed block. A block of zeros has max 0: the multiplier is 0 (as in llama.cpp), so q = 0.
+ */
+export function quantizeActivations(x: usize, m: i32, k: i32, dst: usize, stride: i32, tid: i32, nth: i32): void {
+  const nb = k >> 5;
+  const end = rowPart(m, tid + 1, nth);
+  for (let i = rowPart(m, tid, nth); i < end; i++) {
+    const xr = x + (<usize>(<i64>i * k) << 2);
+    const q = dst + <usize>(<i64>i * stride);
+    const cs = q + (<usize>k << 1), ds = cs + (<usize>nb << 4);
+    for (let b = 0; b < nb; b++) {
+      const xb = xr + (<usize>b << 7);
+      let mx = f32x4.max(f32x4.abs(v128.load(xb)), f32x4.abs(v128.load(xb, 16)));
+      mx = f32x4.max(mx, f32x4.max(f32x4.abs(v128.load(xb, 32)), f32x4.abs(v128.load(xb, 48))));
+      mx = f32x4.max(mx, f32x4.max(f32x4.abs(v128.load(xb, 64)), f32x4.abs(v128.load(xb, 80))));
+      mx = f32x4.max(mx, f32x4.max(f32x4.abs(v128.load(xb, 96)), f32x4.abs(v128.load(xb, 112))));
+      mx = f32x4.max(mx, i32x4.shuffle(mx, mx, 2, 3, 0, 1));
+      const amax = max<f32>(f32x4.extract_lane(mx, 0), f32x4.extract_lane(mx, 1));
+      store<f32>(ds + (<usize>b << 2), roundToF16(amax / 127));
+      const dv = f32x4.splat(amax != 0 ? <f32>127 / amax : 0);
+      const qb = q + (<usize>b << 6);
+      let sum = i32x4.splat(0);
+      for (let c = 0; c < 4; c++) {
+        const o = <usize>c << 5;
+        const lo = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + o), dv)));
+        const hi = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + o, 16), dv)));
+        const v = i16x8.narrow_i32x4_s(lo, hi);
+        v128.store(qb + (<usize>c << 4), v);
+        sum = i32x4.add(sum, i32x4.extadd_pairwise_i16x8_s(v));
+      }
+      v128.store(cs + (<usize>b << 4), i32x4.replace_lane(i32x4.splat(0), 0, hsumi(sum) << 3));
+    }
+  }
+}
+
+// ---- int8 dot products ----------------------------------------------------------------------------
+//
+// One block per loop step, its scale applied by a splat. (Handling four blocks per step and reducing
+// their sums with a 4×4 transpose costs fewer instructions on paper, but V8 issues every load of the
+// step before the arithmetic that consumes it, and 32 loaded vectors do not fit in 15 registers.)
+
+/** Σ q_w·q_x over one Q8_0 block (w: block start, x: 32 int16), as four i32 partial sums. */
+@inline function blockQ8(w: usize, x: usize): v128 {
+  let s = i32x4.dot_i16x8_s(v128.load8x8_s(w, 2), v128.load(x));
+  s = i32x4.add(s, i32x4.dot_i16x8_s(v128.load8x8_s(w, 10), v128.load(x, 16)));
+  s = i32x4.add(s, i32x4.dot_i16x8_s(v128.load8x8_s(w, 18), v128.load(x, 32)));
+  return i32x4.add(s, i32x4.dot_i16x8_s(v128.load8x8_s(w, 26), v128.load(x, 48)));
+}
+
+/** Σ nibble·q_x over one Q4_0 block (nibbles 0..15 widened unsigned; the −8 is applied by the caller). */
+@inline function blockQ4(w: usize, x: usize): v128 {
+  const b0 = v128.load8x8_u(w, 2), b1 = v128.load8x8_u(w, 10); // bytes 0..7, 8..15 as u16
+  const lowMask = i16x8.splat(0x0f);
+  let s = i32x4.dot_i16x8_s(v128.and(b0, lowMask), v128.load(x)); // values 0..7
+  s = i32x4.add(s, i32x4.dot_i16x8_s(v128.and(b1, lowMask), v128.load(x, 16))); // 8..15
+  s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.shr_u(b0, 4), v128.load(x, 32))); // 16..23
+  return i32x4.add(s, i32x4.dot_i16x8_s(i16x8.shr_u(b1, 4), v128.load(x, 48))); // 24..31
+}
+
+/**
+ * One row of W · one quantized row of x: Σ_b (d_w·d_x)_b · Σ q_w·q_x, lanes accumulated in f32 and
+ * summed at the end. The block sums are exact integers (|Σ| ≤ 32·128·127 < 2²⁴, so exact in f32 too).
+ * Pointers advance by a block per step (V8 would otherwise recompute each address with a multiply).
+ */
+function dotRowInt8(w: usize, xq: usize, nb: i32, type: i32, table: usize): f32 {
+  const xe = xq + (<usize>nb << 6);
+  let xc = xe, xd = xe + (<usize>nb << 4);
+  let acc = f32x4.splat(0);
+  if (type == 0) {
+    for (let wb = w, xb = xq; xb < xe; wb += Q8_BYTES, xb += 64, xd += 4) {
+      const scale = scaleAt(table, wb) * load<f32>(xd);
+      acc = madd(f32x4.convert_i32x4_s(blockQ8(wb, xb)), f32x4.splat(scale), acc);
+    }
+  } else {
+    for (let wb = w, xb = xq; xb < xe; wb += Q4_BYTES, xb += 64, xc += 16, xd += 4) {
+      // Σ(nibble − 8)·q = Σ nibble·q − 8·Σq; the correction sits in lane 0 of c_b.
+      const s = i32x4.sub(blockQ4(wb, xb), v128.load(xc));
+      const scale = scaleAt(table, wb) * load<f32>(xd);
+      acc = madd(f32x4.convert_i32x4_s(s), f32x4.splat(scale), acc);
+    }
+  }
+  return hsumf(acc);
+}
+
+/**
+ * out[m, n] (+)= x̂ · Wᵀ with x̂ the quantized activations (quantizeActivations, `stride` bytes per row).
+ * Thread tid takes a range of W rows; within it, W rows go in groups that fit in L1 (about 16 KiB) and
+ * each group is swept over every row of x, so for prefill a weight is read from memory once per thread.
+ */
+export function qmatmulInt8(xq: usize, stride: i32, w: usize, out: usize, m: i32, n: i32, k: i32, type: i32,
+                            accumulate: i32, table: usize, tid: i32, nth: i32): void {
+  const nb = k >> 5;
+  const rowBytes = <usize>(nb * (type == 0 ? Q8_BYTES : Q4_BYTES));
+  const j0 = colStart(n, tid, nth), j1 = colStart(n, tid + 1, nth);
+  const group = max<i32>(1, 16384 / <i32>rowBytes);
+  for (let jb = j0; jb < j1; jb += group) {
+    const je = min32(jb + group, j1);
+    for (let i = 0; i < m; i++) {
+      const xr = xq + <usize>(<i64>i * stride);
+      const o = out + (<usize>(<i64>i * n) << 2);
+      let wr = w + <usize>jb * rowBytes;
+      for (let j = jb; j < je; j++) {
+        let r = dotRowInt8(wr, xr, nb, type, table);
+        const op = o + (<usize>j << 2);
+        if (accumulate) r = load<f32>(op) + r;
+        store<f32>(op, r);
+        wr += rowBytes;
+      }
+    }
+  }
+}
+
+// ---- dequantization -------------------------------------------------------------------------------
+
+/** One block at p → 32 f32 at dst (16-byte aligned not required), each q·d correctly rounded. */
+@inline function dequantBlock(p: usize, type: i32, dst: usize, table: usize): void {
+  const dv = f32x4.splat(scaleAt(table, p));
+  if (type == 0) {
+    for (let c: usize = 0; c < 4; c++) {
+      const t = v128.load8x8_s(p + 2 + (c << 3));
+      v128.store(dst + (c << 5), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(t)), dv));
+      v128.store(dst + (c << 5), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(t)), dv), 16);
+    }
+  } else {
+    const b0 = v128.load8x8_u(p, 2), b1 = v128.load8x8_u(p, 10);
+    const lowMask = i16x8.splat(0x0f), eight = i16x8.splat(8);
+    const v0 = i16x8.sub(v128.and(b0, lowMask), eight), v1 = i16x8.sub(v128.and(b1, lowMask), eight);
+    const v2 = i16x8.sub(i16x8.shr_u(b0, 4), eight), v3 = i16x8.sub(i16x8.shr_u(b1, 4), eight);
+    v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v0)), dv));
+    v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v0)), dv), 16);
+    v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v1)), dv), 32);
+    v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v1)), dv), 48);
+    v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v2)), dv), 64);
+    v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v2)), dv), 80);
+    v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v3)), dv), 96);
+    v128.store(dst, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v3)), dv), 112);
+  }
+}
+
+/** out[i, :] = dequantized row ids[i] of W (ids checked by the caller); rows split across threads. */
+export function dequantizeRows(w: usize, ids: usize, out: usize, count: i32, k: i32, type: i32, table: usize, tid: i32, nth: i32): void {
+  const nb = k >> 5;
+  const bb = <usize>(type == 0 ? Q8_BYTES : Q4_BYTES);
+  const rowBytes = <usize>nb * bb;
+  const end = rowPart(count, tid + 1, nth);
+  for (let i = rowPart(count, tid, nth); i < end; i++) {
+    let src = w + <usize>load<i32>(ids + (<usize>i << 2)) * rowBytes;
+    let dst = out + (<usize>(<i64>i * k) << 2);
+    for (let b = 0; b < nb; b++) {
+      dequantBlock(src, type, dst, table);
+      src += bb;
+      dst += 128;
+    }
+  }
+}
+
+// ---- f32 strategy, m = 1: stream W once ---------------------------------------------------------
+
+/** Σ q·x over one Q8_0 block as an f32x4 of partial sums (x: 32 f32). */
+@inline function blockQ8f(w: usize, x: usize): v128 {
+  const t0 = v128.load8x8_s(w, 2), t1 = v128.load8x8_s(w, 10), t2 = v128.load8x8_s(w, 18), t3 = v128.load8x8_s(w, 26);
+  let s = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(t0)), v128.load(x));
+  s = madd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(t0)), v128.load(x, 16), s);
+  s = madd(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(t1)), v128.load(x, 32), s);
+  s = madd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(t1)), v128.load(x, 48), s);
+  s = madd(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(t2)), v128.load(x, 64), s);
+  s = madd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(t2)), v128.load(x, 80), s);
+  s = madd(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(t3)), v128.load(x, 96), s);
+  return madd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(t3)), v128.load(x, 112), s);
+}
+
+/** Σ (nibble − 8)·x over one Q4_0 block as an f32x4 of partial sums. */
+@inline function blockQ4f(w: usize, x: usize): v128 {
+  const b0 = v128.load8x8_u(w, 2), b1 = v128.load8x8_u(w, 10);
+  const lowMask = i16x8.splat(0x0f), eight = i16x8.splat(8);
+  const v0 = i16x8.sub(v128.and(b0, lowMask), eight), v1 = i16x8.sub(v128.and(b1, lowMask), eight);
+  const v2 = i16x8.sub(i16x8.shr_u(b0, 4), eight), v3 = i16x8.sub(i16x8.shr_u(b1, 4), eight);
+  let s = f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v0)), v128.load(x));
+  s = madd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v0)), v128.load(x, 16), s);
+  s = madd(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v1)), v128.load(x, 32), s);
+  s = madd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v1)), v128.load(x, 48), s);
+  s = madd(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v2)), v128.load(x, 64), s);
+  s = madd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v2)), v128.load(x, 80), s);
+  s = madd(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(v3)), v128.load(x, 96), s);
+  return madd(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(v3)), v128.load(x, 112), s);
+}
+
+/** One row of W · x (f32): per block the f32x4 of partial sums Σ q·x, scaled by d_w, accumulated. */
+function dotRowF32(w: usize, x: usize, nb: i32, type: i32, table: usize): f32 {
+  let acc = f32x4.splat(0);
+  if (type == 0) {
+    for (let b = 0; b < nb; b++) {
+      const wb = w + <usize>(b * Q8_BYTES);
+      acc = madd(blockQ8f(wb, x + (<usize>b << 7)), f32x4.splat(scaleAt(table, wb)), acc);
+    }
+  } else {
+    for (let b = 0; b < nb; b++) {
+      const wb = w + <usize>(b * Q4_BYTES);
+      acc = madd(blockQ4f(wb, x + (<usize>b << 7)), f32x4.splat(scaleAt(table, wb)), acc);
+    }
+  }
+  return hsumf(acc);
+}
+
+// ---- f32 strategy, m > 1: packed GEMM on dequantized panels -----------------------------------------
+
+/**
+ * W rows j0..j0+nr (nr ≤ NR; rows past nr are zeros), depths pc..pc+kc (whole blocks) → one packed B
+ * panel [kc][NR], the layout the micro-kernel reads. Four rows at a time: each row's block is
+ * dequantized into tmp, then 4×4 transposes write four depths × four columns per step.
+ */
+function packWPanel(w: usize, rowBytes: usize, type: i32, j0: i32, nr: i32, pc: i32, kc: i32, dst: usize, tmp: usize, table: usize): void {
+  const bb = <usize>(type == 0 ? Q8_BYTES : Q4_BYTES);
+  const row = <usize>(NR << 2);
+  const b0 = pc >> 5, b1 = (pc + kc) >> 5;
+  for (let q = 0; q < NR; q += 4) {
+    let d = dst + (<usize>q << 2);
+    for (let blk = b0; blk < b1; blk++) {
+      for (let r = 0; r < 4; r++) {
+        const t = tmp + (<usize>r << 7);
+        if (q + r < nr) dequantBlock(w + <usize>(j0 + q + r) * rowBytes + <usize>blk * bb, type, t, table);
+        else memory.fill(t, 0, 128);
+      }
+      for (let c: usize = 0; c < 128; c += 16) {
+        const r0 = v128.load(tmp + c), r1 = v128.load(tmp + 128 + c), r2 = v128.load(tmp + 256 + c), r3 = v128.load(tmp + 384 + c);
+        const t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5), t1 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
+        const t2 = i32x4.shuffle(r2, r3, 0, 4, 1, 5), t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
+        v128.store(d, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+        v128.store(d + row, i32x4.shuffle(t0, t2, 2, 3, 6, 7));
+        v128.store(d + 2 * row, i32x4.shuffle(t1, t3, 0, 1, 4, 5));
+        v128.store(d + 3 * row, i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+        d += 4 * row;
+      }
+    }
+  }
+}
+
+/** x [m,k] (row stride k), block of mc rows × kc depths → MR-row panels [kc][MR], zero-padded rows. */
+function packX(src: usize, k: i32, kc: i32, mc: i32, dst: usize): void {
+  const ld = <usize>k << 2;
+  for (let i = 0; i < mc; i += MR) {
+    const mr = min32(MR, mc - i);
+    const s = src + <usize>i * ld;
+    let d = dst;
+    if (mr == 2 && MR == 2) {
+      // kc is a multiple of 32: interleave two rows four depths at a time.
+      const s1 = s + ld;
+      for (let o: usize = 0; o < (<usize>kc << 2); o += 16) {
+        const r0 = v128.load(s + o), r1 = v128.load(s1 + o);
+        v128.store(d, i32x4.shuffle(r0, r1, 0, 4, 1, 5));
+        v128.store(d, i32x4.shuffle(r0, r1, 2, 6, 3, 7), 16);
+        d += 32;
+      }
+    } else {
+      for (let p = 0; p < kc; p++) {
+        let r = 0;
+        for (; r < mr; r++) store<f32>(d + <usize>(r << 2), load<f32>(s + <usize>r * ld + (<usize>p << 2)));
+        for (; r < MR; r++) store<f32>(d + <usize>(r << 2), 0);
+        d += <usize>(MR << 2);
+      }
+    }
+    dst += <usize>kc * <usize>(MR << 2);
+  }
+}
+
+/** A partial tile through the scratch tile, with the same arithmetic as a full one (as in gemm.ts). */
+function edgeTile(kc: i32, pa: usize, pb: usize, cp: usize, ldc: usize, load: bool, mr: i32, nr: i32, tile: usize): void {
+  memory.fill(tile, 0, <usize>TILE_BYTES);
+  if (load) {
+    for (let i = 0; i < mr; i++) memory.copy(tile + <usize>(i * NR * 4), cp + <usize>i * ldc, <usize>nr << 2);
+  }
+  microKernel(kc, pa, pb, tile, <usize>(NR * 4), load);
+  for (let i = 0; i < mr; i++) memory.copy(cp + <usize>i * ldc, tile + <usize>(i * NR * 4), <usize>nr << 2);
+}
+
+/** out[:, j0:j1] (+)= x · W[j0:j1]ᵀ by the packed algorithm of gemm.ts, B panels dequantized from W. */
+function gemmDequant(x: usize, w: usize, out: usize, m: i32, k: i32, n: i32, type: i32, accumulate: i32,
+                     ws: usize, table: usize, j0: i32, j1: i32): void {
+  const ap = ws, bp = ap + <usize>AP_BYTES, tile = bp + <usize>BP_BYTES, tmp = tile + <usize>TILE_BYTES;
+  const rowBytes = <usize>((k >> 5) * (type == 0 ? Q8_BYTES : Q4_BYTES));
+  const ldc = <usize>n << 2;
+  for (let jc = j0; jc < j1; jc += NC) {
+    const nc = min32(NC, j1 - jc);
+    for (let pc = 0; pc < k; pc += QKC) {
+      const kc = min32(QKC, k - pc);
+      const panelBytes = <usize>kc << 2;
+      for (let jr = 0; jr < nc; jr += NR) packWPanel(w, rowBytes, type, jc + jr, min32(NR, nc - jr), pc, kc, bp + <usize>jr * panelBytes, tmp, table);
+      const load = accumulate != 0 || pc > 0;
+      for (let ic = 0; ic < m; ic += MC) {
+        const mc = min32(MC, m - ic);
+        packX(x + ((<usize>ic * <usize>k + <usize>pc) << 2), k, kc, mc, ap);
+        for (let jr = 0; jr < nc; jr += NR) {
+          const pb = bp + <usize>jr * panelBytes;
+          const nr = min32(NR, nc - jr);
+          let cp = out + ((<usize>ic * <usize>n + <usize>(jc + jr)) << 2);
+          for (let ir = 0; ir < mc; ir += MR) {
+            const pa = ap + <usize>ir * panelBytes;
+            const mr = min32(MR, mc - ir);
+            if (mr == MR && nr == NR) microKernel(kc, pa, pb, cp, ldc, load);
+            else edgeTile(kc, pa, pb, cp, ldc, load, mr, nr, tile);
+            cp += ldc * <usize>MR;
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * out[m, n] (+)= x[m, k] · Wᵀ with W dequantized on the fly (no rounding of x). m = 1 streams W rows;
+ * m > 1 runs the packed GEMM, each thread on a range of NR-column panels with its own scratch.
+ */
+export function qmatmulF32(x: usize, w: usize, out: usize, m: i32, n: i32, k: i32, type: i32, accumulate: i32,
+                           scratch: usize, table: usize, tid: i32, nth: i32): void {
+  const nb = k >> 5;
+  if (m == 1) {
+    const rowBytes = <usize>(nb * (type == 0 ? Q8_BYTES : Q4_BYTES));
+    const j1 = colStart(n, tid + 1, nth);
+    for (let j = colStart(n, tid, nth); j < j1; j++) {
+      let r = dotRowF32(w + <usize>j * rowBytes, x, nb, type, table);
+      const op = out + (<usize>j << 2);
+      if (accumulate) r = load<f32>(op) + r;
+      store<f32>(op, r);
+    }
+    return;
+  }
+  const np = (n + NR - 1) / NR;
+  const jb = share(np, tid, nth) * NR, je = min32(share(np, tid + 1, nth) * NR, n);
+  if (jb < je) gemmDequant(x, w, out, m, k, n, type, accumulate, scratch + <usize>tid * <usize>SCRATCH_BYTES, table, jb, je);
+}
