@@ -12,6 +12,7 @@ import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { PRESETS } from '../src/models/config.js';
 import { byteVocab, loadModel } from '../src/models/io.js';
 import { readTextData } from '../src/train/data.js';
+import { dropoutRate } from '../src/train/schedule.js';
 import { type TrainOptions, train } from '../src/train/trainer.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/index.js', import.meta.url));
@@ -48,6 +49,20 @@ describe('training', () => {
     assert.deepEqual(resumed.losses.slice(12), full.losses.slice(12), 'resumed run left the uninterrupted curve');
     assert.equal(resumed.finalValBpb, full.finalValBpb);
     assert.ok(full.losses[23] < full.losses[0], 'loss did not decrease');
+  });
+
+  test('dropout schedules: constant, linear ramp-up and triangular rates per step; resume keeps the schedule', async () => {
+    assert.deepEqual([0, 5, 10, 20].map((s) => dropoutRate(s, 20, 0.2, 'constant')), [0.2, 0.2, 0.2, 0.2]);
+    assert.deepEqual([0, 5, 10, 20].map((s) => dropoutRate(s, 20, 0.2, 'linear')), [0, 0.05, 0.1, 0.2]);
+    assert.deepEqual([0, 5, 10, 15, 20].map((s) => dropoutRate(s, 20, 0.2, 'triangular')), [0, 0.1, 0.2, 0.1, 0]);
+    const seen: number[] = [];
+    const o = { ...options(join(dir, 'd.ckpt'), 10), config: { ...PRESETS.nano, dropout: 0.3 }, dropoutSchedule: 'triangular' as const };
+    const full = await train(be, { ...o, onStep: (s) => seen.push(s.dropout) });
+    assert.deepEqual(seen, Array.from({ length: 10 }, (_, i) => dropoutRate(i, 10, 0.3, 'triangular')));
+    let n = 0;
+    await train(be, { ...o, checkpointPath: join(dir, 'e.ckpt'), onStep: () => n++, shouldStop: () => n >= 4 });
+    const resumed = await train(be, { ...o, checkpointPath: join(dir, 'e.ckpt'), resume: true });
+    assert.deepEqual(resumed.losses.slice(4), full.losses.slice(4), 'a resumed run with a dropout schedule left the curve');
   });
 
   test('data errors: missing, empty, too small for one window', () => {

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createBackend } from '../kernels/index.js';
 import { QUANT_TARGETS } from '../models/quantize.js';
+import { DROPOUT_SCHEDULES } from '../train/schedule.js';
 import { runConvert } from './convert.js';
 import { runEvalBpb } from './eval.js';
 import { runQuantize } from './quantize.js';
@@ -65,6 +66,8 @@ backendOpts(
     .option('--weight-decay <x>', 'AdamW weight decay (matrices only)', num('--weight-decay', 0), 0.1)
     .option('--clip <x>', 'clip the global gradient norm (0 = off)', num('--clip', 0), 1)
     .option('--seed <n>', 'seed for init, data and dropout', int('--seed', 0), 1)
+    .option('--dropout <p>', 'dropout on the residual branches (overrides the config)', num('--dropout', 0, 0.95))
+    .addOption(new Option('--dropout-schedule <kind>', 'constant, linear (0 -> p over the run) or triangular (0 -> p at mid-run -> 0)').choices(DROPOUT_SCHEDULES).default('constant'))
     .option('--eval-every <n>', 'validation bits per byte every n steps (0 = only at the end)', int('--eval-every', 0), 200)
     .option('--eval-windows <n>', 'validation windows per periodic evaluation', int('--eval-windows', 1), 32)
     .option('--save-every <n>', 'checkpoint every n steps (0 = only at the end)', int('--save-every', 0), 500),

@@ -9,6 +9,7 @@ import { tokenizerFromVocab } from '../tokenizers/from-vocab.js';
 import type { VocabSpec } from '../tokenizers/vocab.js';
 import { readTextData, splitTrainVal } from '../train/data.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
+import type { DropoutSchedule } from '../train/schedule.js';
 import { type StepInfo, train } from '../train/trainer.js';
 
 export interface TrainCliOptions {
@@ -28,6 +29,8 @@ export interface TrainCliOptions {
   weightDecay: number;
   clip: number;
   seed: number;
+  dropout?: number;
+  dropoutSchedule: DropoutSchedule;
   evalEvery: number;
   evalWindows: number;
   saveEvery: number;
@@ -100,6 +103,7 @@ export function formatDuration(s: number): string {
 export async function runTrain(o: TrainCliOptions, be: Backend): Promise<void> {
   if (!o.steps && !o.minutes) throw new Error('train: give --steps N or --minutes N');
   let config = parseConfigArg(o.config);
+  if (o.dropout !== undefined) config = { ...config, dropout: o.dropout };
   const log = (line: string) => process.stderr.write(line + '\n');
   const data = await tokenize(o, readTextData(o.data), log);
   const { vocab } = data;
@@ -138,7 +142,7 @@ export async function runTrain(o: TrainCliOptions, be: Backend): Promise<void> {
   };
   try {
     const r = await train(be, {
-      tokens: data.train, valTokens: data.val, tokenBytes: data.tokenBytes, config, checkpointPath: `${o.out}.ckpt`, steps: o.steps, minutes: o.minutes, batch: o.batch, seqLen,
+      dropoutSchedule: o.dropoutSchedule, tokens: data.train, valTokens: data.val, tokenBytes: data.tokenBytes, config, checkpointPath: `${o.out}.ckpt`, steps: o.steps, minutes: o.minutes, batch: o.batch, seqLen,
       lr: o.lr, minLr: o.minLr ?? o.lr / 10, warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, accum: o.accum, seed: o.seed,
       evalEvery: o.evalEvery, evalWindows: o.evalWindows, saveEvery: o.saveEvery, resume: o.resume, vocab,
       log, onStep, shouldStop: () => stopRequested,

@@ -71,6 +71,8 @@ export class Llama {
   readonly head: Weight;
   /** Draws dropout masks; part of the training state a checkpoint saves. */
   readonly dropoutRng = new Rng(0x5eed);
+  /** Dropout probability of the residual branches now (config.dropout unless a schedule sets it per step). */
+  dropoutRate: number;
 
   /**
    * Creates the model's parameters in `graph`. With `weights`, they are loaded by name (GGUF names,
@@ -83,6 +85,7 @@ export class Llama {
     weights?: Map<string, Float32Array | QuantizedWeight>,
     seed = 1,
   ) {
+    this.dropoutRate = config.dropout;
     const rng = new Rng(seed);
     const residualStd = 0.02 / Math.sqrt(2 * config.nLayers);
     const all = new Map<string, Weight>();
@@ -153,7 +156,7 @@ export class Llama {
   }
 
   private residual(x: Tensor, branch: Tensor): Tensor {
-    return ops.add(x, ops.dropout(branch, this.config.dropout, () => this.dropoutRng.next()));
+    return ops.add(x, ops.dropout(branch, this.dropoutRate, () => this.dropoutRng.next()));
   }
 
   /**

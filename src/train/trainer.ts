@@ -14,7 +14,7 @@ import { Rng } from '../util/rng.js';
 import { AdamW } from './adamw.js';
 import { type Checkpoint, checkpointExists, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { WindowSampler, splitTrainVal } from './data.js';
-import { learningRate } from './schedule.js';
+import { type DropoutSchedule, dropoutRate, learningRate } from './schedule.js';
 
 export interface TrainOptions {
   /** Training tokens (the whole corpus, split train/validation here, unless valTokens is given). */
@@ -41,6 +41,8 @@ export interface TrainOptions {
   /** Checkpoint every this many steps (0 = only at the end). */
   saveEvery: number;
   resume: boolean;
+  /** How the config's dropout rate varies over the run (default constant). */
+  dropoutSchedule?: DropoutSchedule;
   /** Bytes of text each token id stands for, for bits per byte (absent: one byte each, the byte tokenizer). */
   tokenBytes?: ArrayLike<number>;
   /** Validation tokens; when given, `tokens` is the training split (else `tokens` is split 90/10 here). */
@@ -59,6 +61,8 @@ export interface StepInfo {
   totalSteps: number;
   loss: number;
   lr: number;
+  /** The dropout rate this step trained with. */
+  dropout: number;
   gradNorm: number;
   tokensPerSecond: number;
   elapsedSeconds: number;
@@ -146,6 +150,7 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
     const rngBefore = dataRng.getState();
     let loss: number, gradNorm: number;
     const lr = learningRate(step, { lr: o.lr, minLr: o.minLr, warmup: o.warmup, totalSteps: plannedSteps || step + 1 });
+    model.dropoutRate = dropoutRate(step, plannedSteps || step + 1, config.dropout, o.dropoutSchedule ?? 'constant');
     try {
       loss = forwardBackward();
       if (!Number.isFinite(loss)) throw new NonFiniteError('the loss', step, 'forward');
@@ -181,7 +186,7 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
     if (o.evalEvery && step % o.evalEvery === 0 && step < total) {
       valBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, maxWindows: o.evalWindows, tokenBytes: o.tokenBytes }).bpb;
     }
-    const info: StepInfo = { step, totalSteps: total, loss, lr, gradNorm, tokensPerSecond: tps, elapsedSeconds: elapsed, etaSeconds: eta, valBpb };
+    const info: StepInfo = { step, totalSteps: total, loss, lr, dropout: model.dropoutRate, gradNorm, tokensPerSecond: tps, elapsedSeconds: elapsed, etaSeconds: eta, valBpb };
     o.onStep?.(info);
     if (o.saveEvery && step % o.saveEvery === 0) await save();
     if (o.shouldStop?.()) {
