@@ -6,7 +6,7 @@ import vm from 'node:vm';
 import { after, before, describe, test } from 'node:test';
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
-import { PRESETS, parameterCount, resolveConfig } from '../src/models/config.js';
+import { PRESETS, materializeSharing, parameterCount, resolveConfig } from '../src/models/config.js';
 import { KvCache, Llama } from '../src/models/llama.js';
 import { generate, generateStream } from '../src/generate/generate.js';
 import { ByteTokenizer } from '../src/tokenizers/byte.js';
@@ -96,6 +96,52 @@ describe('llama model', () => {
       assert.ok(err <= 1e-5 * Math.max(1, scale), `position ${i}: cached logits differ by ${err}`);
     }
     assert.throws(() => model.forward(Int32Array.of(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11), cache), /41 positions exceed the KV cache's 40/);
+  });
+
+  test('weight sharing: a shared model is its materialized twin (same loss, gradients summed over the copies, same cached logits)', () => {
+    const cfg = { ...PRESETS.micro, nLayers: 2, shareFfn: true, blockRepeat: 2 };
+    const plain = PRESETS.micro;
+    // Stored parameters: layer 1's FFN matrices are layer 0's; repeating blocks adds none.
+    const ffn = 3 * plain.dModel * plain.mlpHidden;
+    assert.equal(parameterCount(cfg), parameterCount(plain) - ffn);
+    assert.throws(() => resolveConfig({ preset: 'micro', block_repeat: 0 }), /blockRepeat must be an integer from 1 to 16/);
+    const g = new Graph(be);
+    const shared = new Llama(g, cfg, undefined, 9);
+    const { config: flatCfg, weights: flatW } = materializeSharing(cfg, shared.weights());
+    assert.equal(flatCfg.nLayers, 4);
+    assert.equal(flatCfg.shareFfn, undefined);
+    const flat = new Llama(g, flatCfg, flatW);
+    const { ids, targets } = windows(2, 16);
+    const params = (m: Llama) => [...m.params.values()];
+    g.zeroGrad(params(shared));
+    const l1 = shared.loss(ids, targets, 2);
+    g.backward(l1);
+    g.zeroGrad(params(flat));
+    const l2 = flat.loss(ids, targets, 2);
+    g.backward(l2);
+    assert.ok(Math.abs(l1.item() - l2.item()) < 1e-6, `loss ${l1.item()} vs ${l2.item()}`);
+    const grad = (m: Llama, n: string) => m.params.get(n)!.grad!.toArray();
+    // Stored blk.0.ffn_up is used by materialized blocks 0-3; blk.1.attn_q by blocks 2 and 3.
+    const cases: [string, string[]][] = [['blk.0.ffn_up.weight', [0, 1, 2, 3].map((i) => `blk.${i}.ffn_up.weight`)], ['blk.1.attn_q.weight', ['blk.2.attn_q.weight', 'blk.3.attn_q.weight']], ['token_embd.weight', ['token_embd.weight']]];
+    for (const [name, copies] of cases) {
+      const got = grad(shared, name);
+      const want = new Float32Array(got.length);
+      for (const c of copies) grad(flat, c).forEach((v, i) => (want[i] += v));
+      let err = 0, scale = 0;
+      for (let i = 0; i < got.length; i++) {
+        err = Math.max(err, Math.abs(got[i] - want[i]));
+        scale = Math.max(scale, Math.abs(want[i]));
+      }
+      assert.ok(err <= 1e-4 * scale, `${name}: gradient differs by ${err} (scale ${scale})`);
+    }
+    g.release();
+    const seq = Int32Array.from(TEXT.subarray(0, 12));
+    const a = shared.forward(seq, new KvCache(g, cfg), false).toArray();
+    const b = flat.forward(seq, new KvCache(g, flatCfg), false).toArray();
+    g.release();
+    let err = 0;
+    for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i] - b[i]));
+    assert.ok(err < 1e-5, `cached logits differ by ${err}`);
   });
 
   test('training memory is stable over 200 steps (wasm memory and JS heap)', () => {

@@ -38,7 +38,8 @@ export async function runInfo(path: string, o: { json: boolean; tokenizer?: stri
     `${path}: ${info.format}, ${info.bytes.toLocaleString('en-US')} bytes${info.checkpoint ? ' (training checkpoint)' : ''}`,
     `model:      Llama, ${info.parameters.toLocaleString('en-US')} parameters`,
     `shape:      d_model ${c.dModel}, ${c.nLayers} layers, ${c.nHeads} heads (${c.nKvHeads} kv, head dim ${headDim(c)}), mlp ${c.mlpHidden}, ctx ${c.ctx}`,
-    `details:    ${c.tieEmbeddings ? 'tied' : 'untied'} embeddings, rope theta ${c.ropeTheta}, norm eps ${c.normEps}`,
+    `details:    ${c.tieEmbeddings ? 'tied' : 'untied'} embeddings, rope theta ${c.ropeTheta}, norm eps ${c.normEps}` +
+      `${c.shareFfn ? ', FFN shared by all layers' : ''}${(c.blockRepeat ?? 1) > 1 ? `, each block run ${c.blockRepeat}x (${c.nLayers * c.blockRepeat!} deep)` : ''}`,
     `tokenizer:  ${tokenizer.kind}, vocab ${tokenizer.vocabSize} (bos ${tokenizer.bos}, eos ${tokenizer.eos})`,
     `tensors:    ${info.tensors} (${types.join(', ')})`,
   ];

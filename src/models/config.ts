@@ -24,6 +24,16 @@ export interface LlamaConfig {
   normEps: number;
   /** Dropout probability on the residual branches during training (0 = off). */
   dropout: number;
+  /**
+   * Weight sharing (the STLM paper's FFN sharing): every layer uses layer 0's SwiGLU matrices (stored
+   * once as blk.0.ffn_*); norms stay per layer. Default false.
+   */
+  shareFfn?: boolean;
+  /**
+   * Block-wise sharing (MobileLLM's immediate repeat): each stored block runs this many times in a row,
+   * so the model is nLayers·blockRepeat blocks deep with nLayers blocks of parameters. Default 1.
+   */
+  blockRepeat?: number;
 }
 
 const BYTE_VOCAB = 259;
@@ -41,13 +51,13 @@ export const PRESETS: Record<string, LlamaConfig> = {
   base: { ...base, dModel: 512, nLayers: 8, nHeads: 8, nKvHeads: 8, mlpHidden: 1536, ctx: 512 },
 };
 
-const KEYS: (keyof LlamaConfig)[] = ['vocabSize', 'dModel', 'nLayers', 'nHeads', 'nKvHeads', 'mlpHidden', 'ctx', 'tieEmbeddings', 'ropeTheta', 'normEps', 'dropout'];
+const KEYS: (keyof LlamaConfig)[] = ['vocabSize', 'dModel', 'nLayers', 'nHeads', 'nKvHeads', 'mlpHidden', 'ctx', 'tieEmbeddings', 'ropeTheta', 'normEps', 'dropout', 'shareFfn', 'blockRepeat'];
 
 /** Accepted spellings: camelCase and the snake_case of the issue/llama world (d_model, n_layers, ...). */
 const ALIASES: Record<string, keyof LlamaConfig> = {
   vocab: 'vocabSize', vocab_size: 'vocabSize', d_model: 'dModel', dim: 'dModel', n_layers: 'nLayers', n_heads: 'nHeads',
   n_kv_heads: 'nKvHeads', mlp_hidden: 'mlpHidden', hidden_dim: 'mlpHidden', tie_embeddings: 'tieEmbeddings',
-  rope_theta: 'ropeTheta', norm_eps: 'normEps',
+  rope_theta: 'ropeTheta', norm_eps: 'normEps', share_ffn: 'shareFfn', block_repeat: 'blockRepeat',
 };
 
 /**
@@ -90,14 +100,36 @@ export function validateConfig(c: LlamaConfig): LlamaConfig {
   if (typeof c.tieEmbeddings !== 'boolean') throw new Error(`config tieEmbeddings must be true or false, got ${JSON.stringify(c.tieEmbeddings)}`);
   for (const k of ['ropeTheta', 'normEps'] as const) if (!(typeof c[k] === 'number' && c[k] > 0)) throw new Error(`config ${k} must be a positive number, got ${JSON.stringify(c[k])}`);
   if (!(typeof c.dropout === 'number' && c.dropout >= 0 && c.dropout < 1)) throw new Error(`config dropout must be in [0, 1), got ${JSON.stringify(c.dropout)}`);
+  if (c.shareFfn !== undefined && typeof c.shareFfn !== 'boolean') throw new Error(`config shareFfn must be true or false, got ${JSON.stringify(c.shareFfn)}`);
+  if (c.blockRepeat !== undefined && !(Number.isInteger(c.blockRepeat) && c.blockRepeat >= 1 && c.blockRepeat <= 16)) {
+    throw new Error(`config blockRepeat must be an integer from 1 to 16, got ${JSON.stringify(c.blockRepeat)}`);
+  }
   return c;
+}
+
+/** Blocks the forward pass runs: nLayers, each repeated blockRepeat times. */
+export function effectiveDepth(c: LlamaConfig): number {
+  return c.nLayers * (c.blockRepeat ?? 1);
+}
+
+/** Whether the config shares weights, so files for other tools need the shared tensors written out per layer. */
+export function sharesWeights(c: LlamaConfig): boolean {
+  return !!c.shareFfn || (c.blockRepeat ?? 1) > 1;
+}
+
+/** The stored layer whose SwiGLU matrices layer i uses. */
+export function ffnSource(c: LlamaConfig, i: number): number {
+  return c.shareFfn ? 0 : i;
 }
 
 export function headDim(c: LlamaConfig): number {
   return c.dModel / c.nHeads;
 }
 
-/** Every parameter's name and shape ([out, in] for matrices), in a fixed order (GGUF tensor names). */
+/**
+ * Every stored parameter's name and shape ([out, in] for matrices), in a fixed order (GGUF tensor
+ * names). Shared weights are stored once (see shareFfn).
+ */
 export function parameterShapes(c: LlamaConfig): [string, number[]][] {
   const kvDim = c.nKvHeads * headDim(c);
   const out: [string, number[]][] = [['token_embd.weight', [c.vocabSize, c.dModel]]];
@@ -109,10 +141,14 @@ export function parameterShapes(c: LlamaConfig): [string, number[]][] {
       [`blk.${i}.attn_v.weight`, [kvDim, c.dModel]],
       [`blk.${i}.attn_output.weight`, [c.dModel, c.dModel]],
       [`blk.${i}.ffn_norm.weight`, [c.dModel]],
-      [`blk.${i}.ffn_gate.weight`, [c.mlpHidden, c.dModel]],
-      [`blk.${i}.ffn_up.weight`, [c.mlpHidden, c.dModel]],
-      [`blk.${i}.ffn_down.weight`, [c.dModel, c.mlpHidden]],
     );
+    if (ffnSource(c, i) === i) {
+      out.push(
+        [`blk.${i}.ffn_gate.weight`, [c.mlpHidden, c.dModel]],
+        [`blk.${i}.ffn_up.weight`, [c.mlpHidden, c.dModel]],
+        [`blk.${i}.ffn_down.weight`, [c.dModel, c.mlpHidden]],
+      );
+    }
   }
   out.push(['output_norm.weight', [c.dModel]]);
   if (!c.tieEmbeddings) out.push(['output.weight', [c.vocabSize, c.dModel]]);
@@ -122,4 +158,31 @@ export function parameterShapes(c: LlamaConfig): [string, number[]][] {
 /** Exact number of parameters. */
 export function parameterCount(c: LlamaConfig): number {
   return parameterShapes(c).reduce((s, [, shape]) => s + shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/**
+ * The same function as a plain (unshared) Llama: shared tensors copied into every layer that uses them,
+ * repeated blocks written out in order. What llama.cpp, llama2.c and Hugging Face files need.
+ */
+export function materializeSharing<T>(c: LlamaConfig, weights: Map<string, T>): { config: LlamaConfig; weights: Map<string, T> } {
+  if (!sharesWeights(c)) return { config: c, weights };
+  const repeat = c.blockRepeat ?? 1;
+  const config: LlamaConfig = { ...c, nLayers: effectiveDepth(c), shareFfn: undefined, blockRepeat: undefined };
+  delete config.shareFfn;
+  delete config.blockRepeat;
+  const out = new Map<string, T>();
+  const get = (name: string) => {
+    const w = weights.get(name);
+    if (w === undefined) throw new Error(`model weights: missing tensor '${name}'`);
+    return w;
+  };
+  for (const [name, w] of weights) if (!name.startsWith('blk.')) out.set(name, w);
+  for (let i = 0; i < c.nLayers; i++) {
+    for (let r = 0; r < repeat; r++) {
+      const dst = `blk.${i * repeat + r}.`;
+      for (const t of ['attn_norm', 'attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_norm']) out.set(`${dst}${t}.weight`, get(`blk.${i}.${t}.weight`));
+      for (const t of ['ffn_gate', 'ffn_up', 'ffn_down']) out.set(`${dst}${t}.weight`, get(`blk.${ffnSource(c, i)}.${t}.weight`));
+    }
+  }
+  return { config, weights: out };
 }

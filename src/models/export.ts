@@ -7,6 +7,7 @@ import { GGML_TYPE, writeGgufFile } from '../formats/gguf.js';
 import { writeLlama2c } from '../formats/llama2c.js';
 import { writeLlama2cTokenizer } from '../tokenizers/llama2c-tokenizer.js';
 import { vocabToGguf } from '../tokenizers/vocab.js';
+import { materializeSharing } from './config.js';
 import { HF_VOCAB_FILE, type ModelBundle, type ModelFormat, saveModel } from './io.js';
 
 export interface ExportOptions {
@@ -26,8 +27,10 @@ export function formatFromPath(path: string): ModelFormat {
 }
 
 /** Writes `m` to `path`; returns the files written (llama2.c and Hugging Face write more than one). */
-export async function exportModel(path: string, m: ModelBundle, o: ExportOptions = {}): Promise<string[]> {
+export async function exportModel(path: string, bundle: ModelBundle, o: ExportOptions = {}): Promise<string[]> {
   const format = o.format ?? formatFromPath(path);
+  // Other tools know only plain Llamas: shared weights are written out per layer.
+  const m = { ...bundle, ...materializeSharing(bundle.config, bundle.weights) };
   const type = o.type ?? 'f32';
   if (format === 'gguf') {
     if (type === 'bf16') throw new Error("GGUF export: --type bf16 is not supported (use f32 or f16)");

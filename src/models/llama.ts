@@ -11,7 +11,7 @@ import * as ops from '../tensor/ops.js';
 import { QuantMatrix, type QuantizedWeight, type Weight, embeddingQuant, project } from '../tensor/quant.js';
 import type { Graph, Tensor } from '../tensor/tensor.js';
 import { Rng } from '../util/rng.js';
-import { headDim, parameterShapes, type LlamaConfig } from './config.js';
+import { effectiveDepth, ffnSource, headDim, parameterShapes, type LlamaConfig } from './config.js';
 
 /** Matrices are f32 Tensors (trainable) or quantized (inference only); norm gains are always f32. */
 interface Layer {
@@ -40,7 +40,7 @@ export class KvCache {
     readonly capacity = config.ctx,
   ) {
     const kvDim = config.nKvHeads * headDim(config);
-    for (let i = 0; i < config.nLayers; i++) {
+    for (let i = 0; i < effectiveDepth(config); i++) {
       this.k.push(graph.backend.alloc(capacity * kvDim));
       this.v.push(graph.backend.alloc(capacity * kvDim));
     }
@@ -87,7 +87,7 @@ export class Llama {
   ) {
     this.dropoutRate = config.dropout;
     const rng = new Rng(seed);
-    const residualStd = 0.02 / Math.sqrt(2 * config.nLayers);
+    const residualStd = 0.02 / Math.sqrt(2 * effectiveDepth(config));
     const all = new Map<string, Weight>();
     for (const [name, shape] of parameterShapes(config)) {
       const n = shape.reduce((a, b) => a * b, 1);
@@ -119,12 +119,14 @@ export class Llama {
     const gain = (n: string) => this.params.get(n)!; // norm gains are never quantized (checked above)
     this.embedding = p('token_embd.weight');
     for (let i = 0; i < config.nLayers; i++) {
-      const b = `blk.${i}.`;
-      this.layers.push({
+      const b = `blk.${i}.`, f = `blk.${ffnSource(config, i)}.`;
+      const layer: Layer = {
         attnNorm: gain(b + 'attn_norm.weight'), wq: p(b + 'attn_q.weight'), wk: p(b + 'attn_k.weight'), wv: p(b + 'attn_v.weight'),
-        wo: p(b + 'attn_output.weight'), ffnNorm: gain(b + 'ffn_norm.weight'), wGate: p(b + 'ffn_gate.weight'),
-        wUp: p(b + 'ffn_up.weight'), wDown: p(b + 'ffn_down.weight'),
-      });
+        wo: p(b + 'attn_output.weight'), ffnNorm: gain(b + 'ffn_norm.weight'), wGate: p(f + 'ffn_gate.weight'),
+        wUp: p(f + 'ffn_up.weight'), wDown: p(f + 'ffn_down.weight'),
+      };
+      // A repeated block is the same Layer object run several times in a row (block-wise sharing).
+      for (let r = 0; r < (config.blockRepeat ?? 1); r++) this.layers.push(layer);
     }
     this.outNorm = gain('output_norm.weight');
     this.head = config.tieEmbeddings ? this.embedding : p('output.weight');
