@@ -21,7 +21,7 @@ import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { quantizeQ4_0, quantizeQ8_0 } from '../src/formats/gguf.js';
 import { Rng } from '../src/util/rng.js';
 
-type Format = 'f32' | QuantType;
+type Format = 'f32' | Exclude<QuantType, 'q4_k'>;
 type Strategy = 'matmul' | 'int8' | 'f32' | 'auto';
 
 interface Result {

@@ -1,8 +1,7 @@
 /**
  * What quantization costs in quality: bits per byte of the embedded model and stories260K in F32 and
  * quantized by `stlm quantize` (Q8_0, Q4_0, Q4_K), on tinyshakespeare's validation split (last 10%) and
- * the TinyStories validation subset. Quantized files run from their quantized weights (Q8_0/Q4_0) or
- * are decoded at load (Q4_K, which has no kernel yet).
+ * the TinyStories validation subset. Quantized files run from their quantized weights.
  *
  *   npm run bench -- quant-quality [--windows N] [--types q8_0,q4_0,q4_k] [--json]
  */

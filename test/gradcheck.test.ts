@@ -60,6 +60,7 @@ function attnRef(q: F64, k: F64, v: F64, B: number, T: number, H: number, KV: nu
 
 const ids = Int32Array.of(2, 0, 4, 2, 1);
 const targets = Int32Array.of(3, -1, 0, 6, 2);
+const teacherLogits = Float32Array.from({ length: 35 }, (_, i) => Math.sin(i * 1.7) * 3);
 const cases: Case[] = [
   { name: 'add', inputs: [[3, 5], [3, 5]], op: (_, [a, b]) => ops.add(a, b), ref: ([a, b]) => a.map((x, i) => x + b[i]) },
   { name: 'mul', inputs: [[3, 5], [3, 5]], op: (_, [a, b]) => ops.mul(a, b), ref: ([a, b]) => a.map((x, i) => x * b[i]) },
@@ -113,6 +114,24 @@ const cases: Case[] = [
         n++;
       });
       return Float64Array.of(s / n);
+    },
+  },
+  {
+    name: 'distillKl (T = 2, one row skipped)', inputs: [[5, 7]], op: (_, [l]) => ops.distillKl(l, teacherLogits, 2, targets),
+    ref: ([l]) => {
+      const logSoftmax = (row: number[]) => {
+        const m = Math.max(...row), lse = m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+        return row.map((v) => v - lse);
+      };
+      let s = 0, n = 0;
+      targets.forEach((t, r) => {
+        if (t < 0) return;
+        const ls = logSoftmax(Array.from(l.subarray(r * 7, r * 7 + 7), (v) => v / 2));
+        const lt = logSoftmax(Array.from(teacherLogits.subarray(r * 7, r * 7 + 7), (v) => v / 2));
+        s += lt.reduce((a, v, i) => a + Math.exp(v) * (v - ls[i]), 0);
+        n++;
+      });
+      return Float64Array.of((4 * s) / n);
     },
   },
   {

@@ -1,4 +1,4 @@
-// Quantized matrix products (GGUF Q8_0 / Q4_0 weights) and row dequantization: the WebAssembly backend
+// Quantized matrix products (GGUF Q8_0 / Q4_0 / Q4_K weights) and row dequantization: the WebAssembly backend
 // against the reference backend, with error bounds derived per output (not hand-picked), and the
 // 2-thread backend against the 1-thread one, bit for bit.
 //
@@ -13,21 +13,51 @@
 //   |x − x̂| ≤ d·(1/2 + 2⁻⁴) with d = max|x|/127 (q = round(x·127/max|x|) is off by at most 1/2 plus
 //   the f32 rounding of the product; x̂ = q·d_x with d_x = d rounded to f16, |q| ≤ 127, so the f16
 //   rounding adds 127·d·2⁻¹¹ < d/16), so |err| ≤ Σ|w|·d·(1/2 + 2⁻⁴) + the bound above.
+// Q4_K (w = s·q − o per value, s = d·sc, o = dmin·m, x rounded per 256 values as Q8_K):
+// - 'f32' as above (the dequantized values are exact against dequantizeQ4_K, so only the products and
+//   sums round).
+// - 'int8' vs its float64 reference: the integer sums are exact, but they are scaled by d_w·d_x and
+//   dmin_w·d_x separately, so the terms that cancel are Σ|x̂|·s·q and Σ|x̂|·o, not Σ|x̂·w|: with
+//   C = Σ (|x| + d)·(|s·q| + |o|) ≥ Σ|x̂|·(|s·q| + |o|), |err| ≤ (k/32 + 8)·u·(C + |c0|).
+// - 'int8' vs exact: x̂ = q·d_x with d_x = fround(1/iscale), iscale = fround(127/max|x|) and q =
+//   round(fround(x·iscale)), so |x − x̂| ≤ (1/2 + 254u)/iscale ≤ d·(1/2 + 2⁻¹⁶), d = max|x|/127 (no
+//   f16); the exact reference also uses w rounded to f32 (≤ u·C more). |err| ≤ Σ|w|·d·(1/2 + 2⁻¹⁰)
+//   + (k/32 + 9)·u·(C + |c0|). (A super-block of x whose iscale overflows, max|x| < 3.7e-37, is
+//   dropped: its share of the output is below 1e-29, far inside the bound of any other super-block.)
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Backend, Buf, QuantStrategy, QuantType } from '../src/kernels/backend.js';
 import { ReferenceBackend } from '../src/kernels/reference.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
-import { f32ToF16 } from '../src/formats/f16.js';
+import { f16ToF32Table, f32ToF16 } from '../src/formats/f16.js';
 import { dequantizeQ4_0, dequantizeQ8_0, quantizeQ4_0, quantizeQ8_0 } from '../src/formats/gguf.js';
+import { dequantizeQ4_K, minCode, packScalesAndMins, quantizeQ4_K, scaleCode } from '../src/formats/kquants.js';
 import { Rng } from '../src/util/rng.js';
 
 const U = 2 ** -24;
+/** The 32-value block types (Q4_K, with its 256-value super-blocks, has tests of its own below). */
 const TYPES: QuantType[] = ['q8_0', 'q4_0'];
-const BLOCK_BYTES: Record<QuantType, number> = { q8_0: 34, q4_0: 18 };
+const ALL_TYPES: QuantType[] = ['q8_0', 'q4_0', 'q4_k'];
+const BLOCK_BYTES: Record<QuantType, number> = { q8_0: 34, q4_0: 18, q4_k: 144 };
+/** Values per block (for Q4_K, per super-block). */
+const BLOCK_VALUES: Record<QuantType, number> = { q8_0: 32, q4_0: 32, q4_k: 256 };
 
-const quantize = (type: QuantType, x: Float32Array): Uint8Array => (type === 'q8_0' ? quantizeQ8_0(x) : quantizeQ4_0(x));
-const dequantize = (type: QuantType, b: Uint8Array, n: number): Float32Array => (type === 'q8_0' ? dequantizeQ8_0(b, n) : dequantizeQ4_0(b, n));
+const quantize = (type: QuantType, x: Float32Array): Uint8Array => (type === 'q8_0' ? quantizeQ8_0(x) : type === 'q4_0' ? quantizeQ4_0(x) : quantizeQ4_K(x));
+const dequantize = (type: QuantType, b: Uint8Array, n: number): Float32Array =>
+  type === 'q8_0' ? dequantizeQ8_0(b, n) : type === 'q4_0' ? dequantizeQ4_0(b, n) : dequantizeQ4_K(b, n);
+
+/** Per Q4_K weight, |s·q| + |o| with s = d·sc and o = dmin·m (the magnitudes the int8 path cancels). */
+function q4kMagnitudes(b: Uint8Array, count: number): Float64Array {
+  const f16 = f16ToF32Table(), out = new Float64Array(count);
+  for (let sb = 0; sb < count / 256; sb++) {
+    const p = sb * 144, d = f16[b[p] | (b[p + 1] << 8)], dmin = f16[b[p + 2] | (b[p + 3] << 8)];
+    for (let e = 0; e < 256; e++) {
+      const j = e >> 5, byte = b[p + 16 + 32 * (j >> 1) + (e & 31)];
+      out[sb * 256 + e] = Math.abs(d * scaleCode(b, p + 4, j) * (j & 1 ? byte >> 4 : byte & 15)) + Math.abs(dmin * minCode(b, p + 4, j));
+    }
+  }
+  return out;
+}
 
 function random(rng: Rng, n: number, scale = 1): Float32Array {
   const x = new Float32Array(n);
@@ -35,28 +65,34 @@ function random(rng: Rng, n: number, scale = 1): Float32Array {
   return x;
 }
 
-/** Per-output bound ingredients: A = Σ|x·w|, B = Σ|w|·d_x (d_x the int8 scale of x's block), |c0|. */
-function boundTerms(x: Float32Array, wf: Float32Array, m: number, n: number, k: number): { A: Float64Array; B: Float64Array } {
-  const A = new Float64Array(m * n), B = new Float64Array(m * n);
-  const dx = new Float64Array(k / 32);
+/**
+ * Per-output bound ingredients: A = Σ|x·w|, B = Σ|w|·d_x (d_x = max|x|/127 over x's block: 32 values,
+ * 256 for Q4_K), and for Q4_K C = Σ (|x| + d_x)·(|s·q| + |o|) (`mag` from q4kMagnitudes).
+ */
+function boundTerms(x: Float32Array, wf: Float32Array, m: number, n: number, k: number, type: QuantType, mag?: Float64Array): { A: Float64Array; B: Float64Array; C: Float64Array } {
+  const A = new Float64Array(m * n), B = new Float64Array(m * n), C = new Float64Array(m * n);
+  const block = type === 'q4_k' ? 256 : 32, shift = Math.log2(block);
+  const dx = new Float64Array(k / block);
   for (let i = 0; i < m; i++) {
-    for (let b = 0; b < k / 32; b++) {
+    for (let b = 0; b < k / block; b++) {
       let amax = 0;
-      for (let e = 0; e < 32; e++) amax = Math.max(amax, Math.abs(x[i * k + b * 32 + e]));
+      for (let e = 0; e < block; e++) amax = Math.max(amax, Math.abs(x[i * k + b * block + e]));
       dx[b] = Math.fround(amax / 127);
     }
     for (let j = 0; j < n; j++) {
-      let a = 0, s = 0;
+      let a = 0, s = 0, c = 0;
       for (let p = 0; p < k; p++) {
-        const w = Math.abs(wf[j * k + p]);
-        a += Math.abs(x[i * k + p]) * w;
-        s += w * dx[p >> 5];
+        const w = Math.abs(wf[j * k + p]), xa = Math.abs(x[i * k + p]);
+        a += xa * w;
+        s += w * dx[p >> shift];
+        if (mag) c += (xa + dx[p >> shift]) * mag[j * k + p];
       }
       A[i * n + j] = a;
       B[i * n + j] = s;
+      C[i * n + j] = c;
     }
   }
-  return { A, B };
+  return { A, B, C };
 }
 
 /** Asserts |got − want| ≤ bound elementwise; returns the largest error relative to its bound. */
@@ -116,13 +152,18 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
   function checkCase(c: QuantCase, wf: Float32Array, stats: { int8Exact: number; int8Approx: number; f32: number }): void {
     const { m, n, k } = c;
     const label = `${c.type} ${m}x${n}x${k} acc=${c.accumulate}`;
-    const { A, B } = boundTerms(c.x, wf, m, n, k);
+    const k4 = c.type === 'q4_k';
+    const { A, B, C } = boundTerms(c.x, wf, m, n, k, c.type, k4 ? q4kMagnitudes(c.wBytes, n * k) : undefined);
     const c0 = (o: number): number => (c.accumulate ? Math.abs(c.c0[o]) : 0);
     const exact = runQuant(ref, c, 'f32');
     const int8Ref = runQuant(ref, c, 'int8');
     const f32Bound = (o: number): number => (k + 8) * U * (A[o] + c0(o));
-    const int8Bound = (o: number): number => (k / 32 + 8) * U * (A[o] + B[o] + c0(o));
-    const int8ExactBound = (o: number): number => B[o] * (0.5 + 1 / 16) + int8Bound(o);
+    const int8Bound = k4
+      ? (o: number): number => (k / 32 + 8) * U * (C[o] + c0(o))
+      : (o: number): number => (k / 32 + 8) * U * (A[o] + B[o] + c0(o));
+    const int8ExactBound = k4
+      ? (o: number): number => B[o] * (0.5 + 2 ** -10) + (k / 32 + 9) * U * (C[o] + c0(o))
+      : (o: number): number => B[o] * (0.5 + 1 / 16) + int8Bound(o);
     for (const strategy of ['f32', 'int8', 'auto'] as const) {
       const a = runQuant(w1, c, strategy), b = runQuant(w2, c, strategy);
       bitsEqual(b, a, `${label} ${strategy}: 2 threads differ from 1 thread`);
@@ -163,9 +204,32 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
     console.log(`# ${cases} cases; worst error / bound: f32 ${stats.f32.toFixed(3)}, int8 vs int8 reference ${stats.int8Exact.toFixed(3)}, int8 vs exact ${stats.int8Approx.toFixed(3)}`);
   });
 
+  test('matmulQuant Q4_K: odd shapes, every strategy, accumulate, 1 vs 2 threads', () => {
+    const rng = new Rng(15);
+    const stats = { int8Exact: 0, int8Approx: 0, f32: 0 };
+    let cases = 0;
+    for (const k of [256, 512]) {
+      for (const n of [1, 5, 33, 257]) {
+        // A per-row offset exercises the mins (Q4_K's dmin·m term), which a zero-mean row barely uses.
+        const wf32 = random(rng, n * k, 0.05).map((v, i) => v + 0.02 * ((Math.floor(i / k) % 5) - 2));
+        const wBytes = quantize('q4_k', wf32);
+        const wf = dequantize('q4_k', wBytes, n * k);
+        for (const m of [1, 3, 17, 64]) {
+          const x = random(rng, m * k), c0 = random(rng, m * n);
+          for (const accumulate of [false, true]) {
+            checkCase({ x, wBytes, c0, m, n, k, type: 'q4_k', accumulate, strategy: 'auto' }, wf, stats);
+            cases++;
+          }
+        }
+      }
+    }
+    assert.equal(cases, 2 * 4 * 4 * 2);
+    console.log(`# ${cases} Q4_K cases; worst error / bound: f32 ${stats.f32.toFixed(3)}, int8 vs int8 reference ${stats.int8Exact.toFixed(3)}, int8 vs exact ${stats.int8Approx.toFixed(3)}`);
+  });
+
   test('matmulQuant int8 matches its float64 definition to ~1e-6 relative', () => {
     const rng = new Rng(12);
-    for (const type of TYPES) {
+    for (const type of ALL_TYPES) {
       const [m, n, k] = [5, 40, 4096];
       const wBytes = quantize(type, random(rng, n * k, 0.05));
       const x = random(rng, m * k);
@@ -226,9 +290,114 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
     }
   });
 
+  test('Q4_K int8 rounds x exactly as llama.cpp\'s quantize_row_q8_K (ties, sign of the max, equal magnitudes)', () => {
+    // W = the identity in Q4_K (d = 1, dmin = 0, row p: sub-block p/32 has sc = 1 and value p has q = 1),
+    // so out[i, p] = fround(d_x·q_x[p]) exactly: the rounded activation itself.
+    const k = 256, n = 256;
+    const eye = new Uint8Array(n * 144);
+    for (let p = 0; p < n; p++) {
+      const o = p * 144;
+      eye[o + 1] = 0x3c; // f16 1.0
+      const sc = Array.from({ length: 8 }, (_, j) => (j === p >> 5 ? 1 : 0));
+      packScalesAndMins(sc, new Array(8).fill(0), eye, o + 4);
+      const l = p & 63;
+      eye[o + 16 + 32 * (p >> 6) + (l & 31)] = l < 32 ? 0x01 : 0x10;
+    }
+    // llama.cpp's quantize_row_q8_K in f32 arithmetic, as written there: the signed value of largest
+    // magnitude (the first one wins), iscale = −127/max, q = nearest_int(iscale·x) (adding 1.5·2²³ in f32
+    // rounds to an integer, ties to even), d = 1/iscale; x̂ = d·q.
+    const q8K = (x: Float32Array): Float32Array => {
+      let max = 0, amax = 0;
+      for (const v of x) if (Math.abs(v) > amax) [amax, max] = [Math.abs(v), v];
+      const out = new Float32Array(x.length);
+      if (!amax) return out;
+      const iscale = Math.fround(-127 / max), d = Math.fround(1 / iscale);
+      x.forEach((v, j) => (out[j] = Math.fround(d * Math.min(127, Math.fround(Math.fround(iscale * v) + 12582912) - 12582912))));
+      return out;
+    };
+    const rng = new Rng(17);
+    const rows: Float32Array[] = [
+      random(rng, k),
+      random(rng, k, 0.37),
+      Float32Array.from({ length: k }, (_, j) => (j === 9 ? 127 : ((rng.nextU32() % 509) - 254) / 2)), // iscale = 1: ties at .5
+      Float32Array.from({ length: k }, (_, j) => (j === 200 ? -127 : ((rng.nextU32() % 509) - 254) / 2)), // max is negative
+      Float32Array.from({ length: k }, (_, j) => (j === 3 ? -5 : j === 4 ? 5 : rng.normal())), // ±max, the negative first
+      Float32Array.from({ length: k }, () => rng.normal() * 10 ** ((rng.nextU32() % 7) - 3)),
+      Float32Array.from({ length: k }, (_, j) => (j % 7) * 3.3e-3), // max|x| not a power of two times 127
+      ...Array.from({ length: 16 }, (_, i) => random(rng, k, 0.01 * 3 ** i)),
+    ];
+    // The test must tell d = 1/iscale from the simpler max|x|/127 (they differ for about a quarter of maxima).
+    const differs = rows.filter((r) => {
+      const amax = Math.max(...r.map(Math.abs));
+      return Math.fround(1 / Math.fround(127 / amax)) !== Math.fround(amax / 127);
+    });
+    assert.ok(differs.length >= 3, `only ${differs.length} rows tell 1/iscale from max/127`);
+    const m = rows.length;
+    const x = new Float32Array(m * k);
+    rows.forEach((r, i) => x.set(r, i * k));
+    const c: QuantCase = { x, wBytes: eye, c0: new Float32Array(m * n), m, n, k, type: 'q4_k', accumulate: false, strategy: 'int8' };
+    for (const be of [w1, w2, ref]) {
+      const got = runQuant(be, c);
+      rows.forEach((r, i) => {
+        const want = q8K(r);
+        for (let p = 0; p < k; p++) {
+          assert.ok(got[i * n + p] === want[p], `${be.name}: row ${i} value ${p} (${r[p]}) rounds to ${got[i * n + p]}, llama.cpp gives ${want[p]}`);
+        }
+      });
+    }
+  });
+
+  test('Q4_K super-blocks with d = 0, dmin = 0, codes 63, subnormal and extreme scales; x blocks that are zero or tiny', () => {
+    const rng = new Rng(16);
+    const k = 4 * 256, n = 21, m = 3, sbs = n * (k / 256);
+    const bytes = new Uint8Array(sbs * 144);
+    // d and dmin: 0, −0, the smallest subnormal, the smallest normal, ±65504 (f16 max), ordinary ones.
+    const scales = [0, 0x8000, 0x0001, 0x0400, f32ToF16(65504), f32ToF16(-65504), f32ToF16(0.01), f32ToF16(-0.003)];
+    for (let sb = 0; sb < sbs; sb++) {
+      const o = sb * 144;
+      const d = scales[sb % scales.length], dmin = scales[(sb * 3 + 1 + (sb >> 3)) % scales.length];
+      bytes[o] = d & 0xff;
+      bytes[o + 1] = d >> 8;
+      bytes[o + 2] = dmin & 0xff;
+      bytes[o + 3] = dmin >> 8;
+      // Codes: all 63, all 0, alternating extremes, random (every bit of the packed 12 bytes is used).
+      const pick = sb % 4;
+      const code = (j: number, t: number): number => (pick === 0 ? 63 : pick === 1 ? 0 : pick === 2 ? ((j + t) & 1 ? 63 : 0) : rng.nextU32() & 63);
+      const sc = Array.from({ length: 8 }, (_, j) => code(j, 0)), mn = Array.from({ length: 8 }, (_, j) => code(j, 1));
+      packScalesAndMins(sc, mn, bytes, o + 4);
+      for (let e = 16; e < 144; e++) {
+        // Nibbles 0 and 15 in both halves, mixed, and random.
+        const p = (sb + e) % 4;
+        bytes[o + e] = p === 0 ? 0xff : p === 1 ? 0x00 : p === 2 ? 0x0f : rng.nextU32() & 0xff;
+      }
+    }
+    const wf = dequantize('q4_k', bytes, n * k);
+    // x: a zero super-block (d_x = 0), one of values below 3.7e-37 (its Q8_K scale overflows: dropped),
+    // one with a huge value among tiny ones, ordinary values.
+    const x = random(rng, m * k);
+    x.fill(0, 256, 512);
+    for (let e = 512; e < 768; e++) x[e] = 1e-38 * (e % 3 - 1);
+    for (let e = k + 256; e < k + 512; e++) x[e] = 1e-30;
+    x[k + 300] = -3e20;
+    const c: QuantCase = { x, wBytes: bytes, c0: random(rng, m * n), m, n, k, type: 'q4_k', accumulate: false, strategy: 'auto' };
+    checkCase(c, wf, { int8Exact: 0, int8Approx: 0, f32: 0 });
+    checkCase({ ...c, accumulate: true }, wf, { int8Exact: 0, int8Approx: 0, f32: 0 });
+    // dequantizeRows on the same table: bit-exact against kquants.ts.
+    const ids = Int32Array.from({ length: n }, (_, i) => n - 1 - i);
+    for (const be of [w1, w2, ref]) {
+      const w = be.uploadBytes(bytes), out = be.alloc(n * k);
+      be.dequantizeRows(w, ids, out, { k, type: 'q4_k' });
+      const want = new Float32Array(n * k);
+      ids.forEach((id, i) => want.set(wf.subarray(id * k, id * k + k), i * k));
+      bitsEqual(be.read(out), want, `${be.name} q4_k dequantizeRows of extreme super-blocks`);
+      be.free(w);
+      be.free(out);
+    }
+  });
+
   test('int8 strategy: a NaN in x gives NaN outputs for its row (not a silently zeroed block)', () => {
-    for (const type of TYPES) {
-      const [m, n, k] = [2, 3, 64];
+    for (const type of ALL_TYPES) {
+      const [m, n, k] = [2, 3, BLOCK_VALUES[type] * 2];
       const x = new Float32Array(m * k).fill(0.5);
       x[5] = Number.NaN;
       const wBytes = quantize(type, new Float32Array(n * k).fill(0.25));
@@ -240,10 +409,11 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
     }
   });
 
-  test('dequantizeRows: exact against gguf.ts, repeated and unordered ids, 1 vs 2 threads', () => {
+  test('dequantizeRows: exact against gguf.ts and kquants.ts, repeated and unordered ids, 1 vs 2 threads', () => {
     const rng = new Rng(14);
-    for (const type of TYPES) {
-      for (const [rows, k, count] of [[7, 32, 5], [50, 96, 33], [300, 512, 257]]) {
+    for (const type of ALL_TYPES) {
+      const shapes = type === 'q4_k' ? [[7, 256, 5], [50, 768, 33], [300, 512, 257]] : [[7, 32, 5], [50, 96, 33], [300, 512, 257]];
+      for (const [rows, k, count] of shapes) {
         const bytes = quantize(type, random(rng, rows * k, 0.1));
         const table = dequantize(type, bytes, rows * k);
         const ids = Int32Array.from({ length: count }, (_, i) => (i === 0 ? rows - 1 : rng.nextU32() % rows));
@@ -285,6 +455,17 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
       assert.throws(() => be.dequantizeRows(w, new Int32Array([0, 1]), alloc(127), { k, type: 'q8_0' }), /out holds 127 elements/, be.name);
       // A Q4_0 view of the same bytes is a bigger table ([n·34/18] rows): the size check follows the type.
       assert.throws(() => be.matmulQuant(x, w, bigOut, { ...args, type: 'q4_0', n: 6 }), /a q4_0 matrix \[6, 64\] needs 216/, be.name);
+      // Q4_K: rows are whole 256-value super-blocks of 144 bytes.
+      const wk = be.uploadBytes(new Uint8Array(2 * 144));
+      bufs.push(wk);
+      const xk = alloc(2 * 512), outk = alloc(2 * 2);
+      assert.throws(() => be.matmulQuant(xk, wk, outk, { m: 2, n: 1, k: 96, type: 'q4_k' }), /k = 96 must be a positive multiple of 256 \(the q4_k super-block size\)/, be.name);
+      assert.throws(() => be.matmulQuant(xk, wk, outk, { m: 2, n: 2, k: 384, type: 'q4_k' }), /k = 384 must be a positive multiple of 256/, be.name);
+      assert.throws(() => be.matmulQuant(alloc(2 * 512 - 1), wk, outk, { m: 2, n: 1, k: 512, type: 'q4_k' }), /x holds 1023 elements/, be.name);
+      assert.throws(() => be.matmulQuant(xk, wk, alloc(2), { m: 2, n: 2, k: 512, type: 'q4_k' }), /out holds 2 elements/, be.name);
+      assert.throws(() => be.matmulQuant(xk, wk, outk, { m: 2, n: 2, k: 512, type: 'q4_k' }), /w holds 288 bytes, a q4_k matrix \[2, 512\] needs 576/, be.name);
+      assert.throws(() => be.dequantizeRows(wk, new Int32Array([0]), alloc(256), { k: 32, type: 'q4_k' }), /k = 32 must be a positive multiple of 256/, be.name);
+      assert.throws(() => be.dequantizeRows(wk, new Int32Array([2]), alloc(256), { k: 256, type: 'q4_k' }), /row id 2 at 0 is outside the table \[0, 2\)/, be.name);
       for (const b of bufs) be.free(b);
     }
   });

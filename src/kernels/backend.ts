@@ -80,9 +80,14 @@ export interface AdamWArgs {
  * - 'q8_0': 34 bytes, an f16 scale d then 32 int8 q; value = q·d.
  * - 'q4_0': 18 bytes, an f16 scale d then 16 bytes; value j (0..15) is the low nibble of byte j, value
  *   j+16 its high nibble; value = (nibble − 8)·d.
- * A quantized matrix [rows, k] is row-major: each row is k/32 consecutive blocks (k a multiple of 32).
+ * - 'q4_k': super-blocks of 256 values in 144 bytes (src/formats/kquants.ts): f16 d, f16 dmin, 12 bytes
+ *   of 6-bit scale and min codes (sc, m) for 8 sub-blocks of 32, then 128 bytes of nibbles q (in each
+ *   group of 64 values, the low nibbles of 32 bytes are values 0..31, the high nibbles 32..63);
+ *   value = fround(d·sc)·q − fround(dmin·m), rounded to f32 once (as llama.cpp's dequantize_row_q4_K).
+ * A quantized matrix [rows, k] is row-major: each row is k/32 consecutive blocks (k a multiple of 32),
+ * or k/256 super-blocks for 'q4_k' (k a multiple of 256).
  */
-export type QuantType = 'q8_0' | 'q4_0';
+export type QuantType = 'q8_0' | 'q4_0' | 'q4_k';
 
 /**
  * How {@link Backend.matmulQuant} computes:
@@ -91,6 +96,12 @@ export type QuantType = 'q8_0' | 'q4_0';
  *   rounded to f32) and d_x = max|x|/127 rounded to f16 (llama.cpp stores it in an f16 field), then
  *   out = Σ_blocks d_w·d_x·Σ q_w·q_x. Each x is off by at most d/2 + 127·|d_x − d| ≤ d·(1/2 + 2⁻⁴),
  *   d = max|x|/127.
+ *   For 'q4_k', x is rounded as llama.cpp's quantize_row_q8_K (its x86 build uses it unchanged, and the
+ *   AVX2 ggml_quantize_mat_q8_K_4x8 of its repacked GEMM rounds the same way) instead:
+ *   per block of 256 values iscale = 127/max|x| and d_x = 1/iscale, both rounded to f32, and q =
+ *   round-half-to-even(x·iscale); then per super-block out += d_w·d_x·Σ_j sc_j·Σ q_w·q_x −
+ *   dmin_w·d_x·Σ_j m_j·Σ q_x, integer sums exact (llama.cpp's ggml_vec_dot_q4_K_q8_K). Each x is off
+ *   by at most d·(1/2 + 2⁻¹⁶).
  * - 'f32': W is dequantized and multiplied with x unrounded (only float rounding).
  * - 'auto' (default): the backend's choice for the shape (never for the thread count); the reference
  *   backend computes 'auto' as 'f32'.
@@ -101,7 +112,7 @@ export type QuantStrategy = 'auto' | 'int8' | 'f32';
 export interface QuantMatmulArgs {
   m: number;
   n: number;
-  /** A multiple of 32 (whole blocks per row). */
+  /** A multiple of 32 (whole blocks per row); of 256 for 'q4_k'. */
   k: number;
   type: QuantType;
   /** out += product instead of out = product. */
@@ -153,12 +164,14 @@ export interface Backend {
   matmul(a: Buf, b: Buf, c: Buf, args: MatmulArgs): void;
   /**
    * out[m, n] (+)= x[m, k] · Wᵀ, W [n, k] quantized (`w` from {@link uploadBytes}). k must be a
-   * multiple of 32; x, w and out must be large enough (both throw RangeError). x and out must not overlap.
+   * multiple of 32 (256 for 'q4_k'); x, w and out must be large enough (both throw RangeError). x and
+   * out must not overlap.
    */
   matmulQuant(x: Buf, w: Buf, out: Buf, args: QuantMatmulArgs): void;
   /**
    * out[i, :] = row ids[i] of the quantized matrix W [rows, k] dequantized to f32 (an embedding lookup
-   * from a quantized table). Exact: each value is q·d correctly rounded to f32. Ids out of range throw.
+   * from a quantized table). Exact: each value is q·d correctly rounded to f32 (for 'q4_k', the value
+   * as its doc above rounds it, bit for bit). Ids out of range throw.
    */
   dequantizeRows(w: Buf, ids: Int32Array, out: Buf, args: { k: number; type: QuantType }): void;
 

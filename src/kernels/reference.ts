@@ -4,6 +4,7 @@
  * Accumulations use float64 locals so the reference is at least as accurate as anything it checks.
  */
 import { f16ToF32, f16ToF32Table, f32ToF16 } from '../formats/f16.js';
+import { minCode, scaleCode } from '../formats/kquants.js';
 import type { AdamWArgs, AttentionArgs, Backend, Buf, MatmulArgs, QuantMatmulArgs, QuantType } from './backend.js';
 
 class RefBuf implements Buf {
@@ -16,20 +17,54 @@ class RefBuf implements Buf {
 const d = (b: Buf): Float32Array => (b as RefBuf).data;
 const bytesOf = (b: Buf): Uint8Array => new Uint8Array(d(b).buffer, d(b).byteOffset, d(b).byteLength);
 
-/** Bytes per 32-value block of a quantized type; throws for an unknown type or k not a multiple of 32. */
-function quantBlockBytes(op: string, type: QuantType, k: number): number {
-  const bytes = type === 'q8_0' ? 34 : type === 'q4_0' ? 18 : 0;
-  if (!bytes) throw new RangeError(`${op}: unknown quantized type '${type as string}' (valid: q8_0, q4_0)`);
-  if (!(Number.isInteger(k) && k > 0 && k % 32 === 0)) throw new RangeError(`${op}: k = ${k} must be a positive multiple of 32 (the ${type} block size)`);
-  return bytes;
+/** Values and bytes per block of each quantized type (Q4_K's block is a 256-value super-block). */
+const QUANT_BLOCKS: Record<QuantType, { values: number; bytes: number; block: string }> = {
+  q8_0: { values: 32, bytes: 34, block: 'block' },
+  q4_0: { values: 32, bytes: 18, block: 'block' },
+  q4_k: { values: 256, bytes: 144, block: 'super-block' },
+};
+
+/** Bytes per row of k values; throws for an unknown type or k not a whole number of blocks. */
+function quantRowBytes(op: string, type: QuantType, k: number): number {
+  const layout = Object.hasOwn(QUANT_BLOCKS, type) ? QUANT_BLOCKS[type] : undefined;
+  if (!layout) throw new RangeError(`${op}: unknown quantized type '${type as string}' (valid: ${Object.keys(QUANT_BLOCKS).join(', ')})`);
+  const { values, bytes, block } = layout;
+  if (!(Number.isInteger(k) && k > 0 && k % values === 0)) throw new RangeError(`${op}: k = ${k} must be a positive multiple of ${values} (the ${type} ${block} size)`);
+  return (k / values) * bytes;
 }
 
-/** Value j (0..31) of the block starting at byte o, as f32 (q·d is exact in f32: 8 × 11 significant bits). */
-function blockValue(b: Uint8Array, o: number, type: QuantType, j: number, f16: Float32Array): number {
-  const scale = f16[b[o] | (b[o + 1] << 8)];
-  if (type === 'q8_0') return ((b[o + 2 + j] << 24) >> 24) * scale;
-  const byte = b[o + 2 + (j & 15)];
-  return ((j < 16 ? byte & 15 : byte >> 4) - 8) * scale;
+/**
+ * The k values of the quantized row at byte o, into out. Q8_0/Q4_0: q·d (exact in f32: 8 × 11
+ * significant bits). Q4_K: d·sc·q − dmin·m with d·sc and dmin·m rounded to f32 (exact: 11 × 6 bits), and
+ * the difference rounded to f32 as the f32 dequantization does, or, with `unrounded`, kept in float64
+ * (the 'int8' strategy sums integers before it scales, so no value of W is ever rounded there).
+ */
+function decodeRow(b: Uint8Array, o: number, type: QuantType, k: number, f16: Float32Array, out: Float64Array, unrounded: boolean): void {
+  if (type === 'q4_k') {
+    for (let sb = 0; sb < k / 256; sb++) {
+      const p = o + sb * 144;
+      const dw = f16[b[p] | (b[p + 1] << 8)], dmin = f16[b[p + 2] | (b[p + 3] << 8)];
+      for (let j = 0; j < 8; j++) {
+        const step = Math.fround(dw * scaleCode(b, p + 4, j)), offset = Math.fround(dmin * minCode(b, p + 4, j));
+        for (let l = 0; l < 32; l++) {
+          const byte = b[p + 16 + 32 * (j >> 1) + l];
+          const v = step * (j & 1 ? byte >> 4 : byte & 15) - offset;
+          out[sb * 256 + 32 * j + l] = unrounded ? v : Math.fround(v);
+        }
+      }
+    }
+    return;
+  }
+  const bb = QUANT_BLOCKS[type].bytes;
+  for (let e = 0; e < k; e++) {
+    const p = o + (e >> 5) * bb, j = e & 31;
+    const scale = f16[b[p] | (b[p + 1] << 8)];
+    if (type === 'q8_0') out[e] = ((b[p + 2 + j] << 24) >> 24) * scale;
+    else {
+      const byte = b[p + 2 + (j & 15)];
+      out[e] = ((j < 16 ? byte & 15 : byte >> 4) - 8) * scale;
+    }
+  }
 }
 
 /** Round to nearest, ties to even (f32x4.nearest). */
@@ -38,12 +73,19 @@ function roundEven(v: number): number {
   return r < 0.5 ? f : r > 0.5 ? f + 1 : f % 2 === 0 ? f : f + 1;
 }
 
+/** A row of x rounded as the 'int8' strategy does: integers q and one scale per block of `block` values. */
+interface QuantizedRow {
+  q: Int32Array;
+  scale: Float64Array;
+  block: number;
+}
+
 /**
  * One row of x quantized as the 'int8' strategy defines it (llama.cpp's quantize_row_q8_0 on x86): per
  * block of 32, d = f16(fround(max|x|/127)) (NaN if any x is NaN) and q = roundEven(fround(x·fround(127/max|x|)))
  * (0 for a block of zeros, and where the product is NaN).
  */
-function quantizeActivationRow(x: Float32Array, o: number, k: number): { q: Int32Array; scale: Float64Array } {
+function quantizeActivationRow(x: Float32Array, o: number, k: number): QuantizedRow {
   const q = new Int32Array(k), scale = new Float64Array(k / 32);
   for (let b = 0; b < k / 32; b++) {
     let amax = 0;
@@ -58,7 +100,33 @@ function quantizeActivationRow(x: Float32Array, o: number, k: number): { q: Int3
       q[b * 32 + j] = Number.isNaN(v) ? 0 : Math.max(-32768, Math.min(32767, roundEven(v)));
     }
   }
-  return { q, scale };
+  return { q, scale, block: 32 };
+}
+
+/**
+ * One row of x quantized as the 'int8' strategy defines it for Q4_K (llama.cpp's quantize_row_q8_K): per
+ * block of 256, iscale = fround(127/max|x|), d = fround(1/iscale) and q = roundEven(fround(x·iscale)).
+ * (llama.cpp divides by the signed value of largest magnitude: q and d both change sign, d·q does not.)
+ * A NaN gives d = NaN (q = 0 where the product is NaN); when iscale overflows (max|x| = 0 or below
+ * about 3.7e-37) the block is q = 0, d = 0.
+ */
+function quantizeActivationRowK(x: Float32Array, o: number, k: number): QuantizedRow {
+  const q = new Int32Array(k), scale = new Float64Array(k / 256);
+  for (let b = 0; b < k / 256; b++) {
+    let amax = 0;
+    for (let j = 0; j < 256; j++) {
+      const a = Math.abs(x[o + b * 256 + j]);
+      amax = Number.isNaN(a) || Number.isNaN(amax) ? NaN : Math.max(amax, a);
+    }
+    const iscale = Math.fround(127 / amax);
+    if (iscale === Infinity) continue;
+    scale[b] = Math.fround(1 / iscale);
+    for (let j = 0; j < 256; j++) {
+      const v = Math.fround(x[o + b * 256 + j] * iscale);
+      q[b * 256 + j] = Number.isNaN(v) ? 0 : roundEven(v);
+    }
+  }
+  return { q, scale, block: 256 };
 }
 
 export class ReferenceBackend implements Backend {
@@ -151,27 +219,34 @@ export class ReferenceBackend implements Backend {
     }
   }
 
-  /** 'f32' and 'auto': Σ x·dequantized w in float64. 'int8': x quantized per block, then Σ_b d_x·Σ q_x·w. */
+  /**
+   * 'f32' and 'auto': Σ x·dequantized w in float64. 'int8': x quantized per block (Q8_0's blocks of 32;
+   * for Q4_K, Q8_K's blocks of 256), then Σ_b d_x·Σ q_x·w, with Q4_K's w unrounded (see decodeRow).
+   */
   matmulQuant(x: Buf, w: Buf, out: Buf, args: QuantMatmulArgs): void {
     const { m, n, k, type } = args;
-    const bb = quantBlockBytes('matmulQuant', type, k);
-    const rowBytes = (k / 32) * bb;
+    const rowBytes = quantRowBytes('matmulQuant', type, k);
     if (m * k > x.length) throw new RangeError(`matmulQuant: x holds ${x.length} elements, m·k = ${m}·${k} needed`);
     if (m * n > out.length) throw new RangeError(`matmulQuant: out holds ${out.length} elements, m·n = ${m}·${n} needed`);
     if (n * rowBytes > w.length * 4) throw new RangeError(`matmulQuant: w holds ${w.length * 4} bytes, a ${type} matrix [${n}, ${k}] needs ${n * rowBytes}`);
     const X = d(x), O = d(out), W = bytesOf(w), f16 = f16ToF32Table();
     const int8 = args.strategy === 'int8';
-    for (let i = 0; i < m; i++) {
-      const xq = int8 ? quantizeActivationRow(X, i * k, k) : null;
-      for (let j = 0; j < n; j++) {
+    const quantizeRow = type === 'q4_k' ? quantizeActivationRowK : quantizeActivationRow;
+    const xq = int8 ? Array.from({ length: m }, (_, i) => quantizeRow(X, i * k, k)) : null;
+    const wr = new Float64Array(k);
+    for (let j = 0; j < n; j++) {
+      decodeRow(W, j * rowBytes, type, k, f16, wr, int8);
+      for (let i = 0; i < m; i++) {
         let s = 0;
-        for (let b = 0; b < k / 32; b++) {
-          let t = 0;
-          for (let e = 0; e < 32; e++) {
-            const wv = blockValue(W, j * rowBytes + b * bb, type, e, f16);
-            t += (xq ? xq.q[b * 32 + e] : X[i * k + b * 32 + e]) * wv;
+        if (xq) {
+          const { q, scale, block } = xq[i];
+          for (let b = 0; b < k / block; b++) {
+            let t = 0;
+            for (let e = b * block; e < (b + 1) * block; e++) t += q[e] * wr[e];
+            s += scale[b] * t;
           }
-          s += xq ? xq.scale[b] * t : t;
+        } else {
+          for (let e = 0; e < k; e++) s += X[i * k + e] * wr[e];
         }
         O[i * n + j] = args.accumulate ? O[i * n + j] + s : s;
       }
@@ -179,14 +254,14 @@ export class ReferenceBackend implements Backend {
   }
   dequantizeRows(w: Buf, ids: Int32Array, out: Buf, args: { k: number; type: QuantType }): void {
     const { k, type } = args;
-    const bb = quantBlockBytes('dequantizeRows', type, k);
-    const rowBytes = (k / 32) * bb, rows = Math.floor((w.length * 4) / rowBytes);
+    const rowBytes = quantRowBytes('dequantizeRows', type, k), rows = Math.floor((w.length * 4) / rowBytes);
     if (ids.length * k > out.length) throw new RangeError(`dequantizeRows: out holds ${out.length} elements, ${ids.length}·${k} needed`);
-    const W = bytesOf(w), O = d(out), f16 = f16ToF32Table();
+    const W = bytesOf(w), O = d(out), f16 = f16ToF32Table(), wr = new Float64Array(k);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
       if (!(Number.isInteger(id) && id >= 0 && id < rows)) throw new RangeError(`dequantizeRows: row id ${id} at ${i} is outside the table [0, ${rows})`);
-      for (let e = 0; e < k; e++) O[i * k + e] = blockValue(W, id * rowBytes + (e >> 5) * bb, type, e & 31, f16);
+      decodeRow(W, id * rowBytes, type, k, f16, wr, false);
+      O.set(wr, i * k);
     }
   }
 

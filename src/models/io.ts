@@ -135,11 +135,11 @@ export function configFromGguf(file: GgufFile): LlamaConfig {
 }
 
 /** GGUF tensor types a model can run from without dequantizing (the backend's quantized kernels). */
-const RUNNABLE_QUANT: Partial<Record<number, QuantType>> = { [GGML_TYPE.Q8_0]: 'q8_0', [GGML_TYPE.Q4_0]: 'q4_0' };
+const RUNNABLE_QUANT: Partial<Record<number, QuantType>> = { [GGML_TYPE.Q8_0]: 'q8_0', [GGML_TYPE.Q4_0]: 'q4_0', [GGML_TYPE.Q4_K]: 'q4_k' };
 
 /**
  * A GGUF Llama as a bundle. `readTensor` gives a tensor's bytes (a view of the file in memory, or a read
- * from disk). With `keepQuantized`, Q8_0/Q4_0 matrices stay quantized and are read only when the model
+ * from disk). With `keepQuantized`, Q8_0/Q4_0/Q4_K matrices stay quantized and are read only when the model
  * uploads them; everything else is decoded to f32.
  */
 function ggufModel(file: GgufFile, readTensor: (info: GgufTensorInfo) => Uint8Array, keepQuantized: boolean): LoadedModel {
@@ -195,7 +195,7 @@ export interface LoadOptions {
   /** A tokenizer file for formats that keep it apart (llama2.c's tokenizer.bin). */
   tokenizer?: string;
   /**
-   * Keep a GGUF's Q8_0/Q4_0 matrices quantized (in `quantized`, for inference) instead of decoding
+   * Keep a GGUF's Q8_0/Q4_0/Q4_K matrices quantized (in `quantized`, for inference) instead of decoding
    * them to f32. The file is then read tensor by tensor, when the model uploads it: no copy of the
    * whole file is held, so peak memory stays near the quantized size.
    */

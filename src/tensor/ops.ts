@@ -294,3 +294,50 @@ export function dropout(x: Tensor, p: number, random: () => number): Tensor {
   for (let i = 0; i < n; i++) mask[i] = random() < p ? 0 : keep;
   return mul(x, g.constant(x.shape, mask, 'dropout mask'));
 }
+
+/**
+ * Knowledge distillation loss (Hinton et al. 2015): T² · mean over scored rows of KL(p_t ‖ p_s), where
+ * p = softmax(logits / T), the student's logits on the tape and the teacher's given as values [rows,
+ * vocab]. Rows whose target is < 0 (padding, prompts) are skipped. The T² keeps the gradient's size
+ * independent of T: d/ds = T·(p_s − p_t) / rows scored.
+ */
+export function distillKl(student: Tensor, teacher: Float32Array, temperature: number, targets?: Int32Array): Tensor {
+  const [rows, vocab] = rowsCols(student);
+  if (teacher.length !== student.size) throw shapeError('distillKl', `teacher logits have ${teacher.length} values for ${rows}×${vocab}`, student);
+  if (!(temperature > 0)) throw new Error(`distillKl: temperature must be positive, got ${temperature}`);
+  const g = student.graph, be = g.backend;
+  const s = student.toArray();
+  const grad = g.needsGrad(student) ? new Float32Array(student.size) : null;
+  const ps = new Float64Array(vocab), pt = new Float64Array(vocab);
+  let kl = 0, count = 0;
+  for (let r = 0; r < rows; r++) if (!targets || targets[r] >= 0) count++;
+  for (let r = 0; r < rows; r++) {
+    if (targets && targets[r] < 0) continue;
+    const lseS = logSoftmaxRow(s, r * vocab, vocab, temperature, ps);
+    const lseT = logSoftmaxRow(teacher, r * vocab, vocab, temperature, pt);
+    for (let v = 0; v < vocab; v++) {
+      const logPt = teacher[r * vocab + v] / temperature - lseT, logPs = s[r * vocab + v] / temperature - lseS;
+      if (pt[v] > 0) kl += pt[v] * (logPt - logPs);
+      if (grad) grad[r * vocab + v] = (temperature * (ps[v] - pt[v])) / count;
+    }
+  }
+  const out = g.temp([1], !!grad);
+  be.write(out.buf, [count ? (temperature * temperature * kl) / count : 0]);
+  g.record('distillKl', [student], out, () => {
+    const d = out.grad!.item();
+    const tmp = g.scratch(student.size);
+    be.write(tmp, d === 1 ? grad! : grad!.map((x) => x * d));
+    g.accumulateGrad(student, tmp);
+  });
+  return out;
+}
+
+/** Writes softmax(x[o..o+n) / T) into p (float64) and returns the log-sum-exp of x / T. */
+function logSoftmaxRow(x: ArrayLike<number>, o: number, n: number, temperature: number, p: Float64Array): number {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) max = Math.max(max, x[o + i] / temperature);
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += p[i] = Math.exp(x[o + i] / temperature - max);
+  for (let i = 0; i < n; i++) p[i] /= sum;
+  return max + Math.log(sum);
+}

@@ -1,18 +1,23 @@
 /**
- * Quantized weight matrices (GGUF's Q8_0 / Q4_0 blocks) held in backend memory as raw bytes, and the two
+ * Quantized weight matrices (GGUF's Q8_0, Q4_0 and Q4_K blocks) held in backend memory as raw bytes, and the two
  * inference ops that read them: a linear layer and an embedding lookup. They never make an f32 copy of
  * the matrix: the backend multiplies straight from the blocks. Inference only: there is no gradient.
  */
 import type { Buf, QuantType } from '../kernels/backend.js';
 import type { Graph, Tensor } from './tensor.js';
 
-/** Bytes per block of 32 values. */
-const BLOCK_BYTES: Record<QuantType, number> = { q8_0: 34, q4_0: 18 };
+/** Values and bytes per block: 32 values, or a 256-value super-block of 144 bytes for Q4_K. */
+const BLOCK_BYTES: Record<QuantType, { values: number; bytes: number }> = {
+  q8_0: { values: 32, bytes: 34 },
+  q4_0: { values: 32, bytes: 18 },
+  q4_k: { values: 256, bytes: 144 },
+};
 
 /** Bytes a [rows, cols] matrix of `type` takes. */
 export function quantByteLength(type: QuantType, rows: number, cols: number): number {
-  if (cols % 32 !== 0) throw new Error(`a ${type} matrix needs rows of whole 32-value blocks; ${cols} columns is not a multiple of 32`);
-  return (rows * cols / 32) * BLOCK_BYTES[type];
+  const { values, bytes } = BLOCK_BYTES[type];
+  if (cols % values !== 0) throw new Error(`a ${type} matrix needs rows of whole ${values}-value blocks; ${cols} columns is not a multiple of ${values}`);
+  return (rows * cols / values) * bytes;
 }
 
 /** A [rows, cols] matrix in a block-quantized type, uploaded once to backend memory. */

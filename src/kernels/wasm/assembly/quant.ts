@@ -1,12 +1,16 @@
-// Matrix products with GGUF-quantized weights (Q8_0, Q4_0), and row dequantization.
+// Matrix products with GGUF-quantized weights (Q8_0, Q4_0, Q4_K), and row dequantization.
 //
 // Weight layout (ggml's, as src/formats/gguf.ts writes it): W is [n rows (outputs), k (inputs)],
-// each row k/32 consecutive blocks of 32 values:
+// each row k/32 consecutive blocks of 32 values (Q4_K: k/256 super-blocks of 256):
 //   Q8_0, 34 bytes: f16 scale d, then 32 int8 q;                    w = q·d
 //   Q4_0, 18 bytes: f16 scale d, then 16 bytes; value j (0..15) is the low nibble of byte j and value
 //                   j+16 its high nibble;                            w = (nibble − 8)·d
+//   Q4_K, 144 bytes: f16 d, f16 dmin, 12 bytes of 6-bit scale and min codes (sc, m) for 8 sub-blocks
+//                   of 32 (see src/formats/kquants.ts), then 128 bytes of nibbles: in the g-th group
+//                   of 64 values, the low nibbles of bytes 32g..32g+31 are values 0..31 (sub-block 2g)
+//                   and their high nibbles values 32..63 (sub-block 2g+1); w = d·sc·q − dmin·m
 // Blocks are not 4-byte aligned (34 and 18 bytes); wasm loads of any width are fine unaligned.
-// The type code is 0 for Q8_0 and 1 for Q4_0.
+// The type code is 0 for Q8_0, 1 for Q4_0 and 2 for Q4_K.
 //
 // out[m, n] (+)= x[m, k] · Wᵀ by one of two strategies (the backend picks one from the shape alone, so
 // the result never depends on the thread count):
@@ -21,13 +25,19 @@
 //   block as −8·Σq_x (precomputed per x block), which saves a subtraction per vector. Block scales are
 //   read from an f16 → f32 table. Decode is bound by instruction throughput (Q4_0) or by memory
 //   bandwidth (Q8_0), at about 1 instruction per weight.
+//   Q4_K pairs with llama.cpp's Q8_K instead (quantizeActivationsK, as its quantize_row_q8_K, which
+//   x86 uses unchanged; the AVX2 repacked GEMM's ggml_quantize_mat_q8_K_4x8 rounds the same way): one
+//   scale per 256 values, iscale = 127/max|x| and d = 1/iscale both rounded to f32 (no f16), q =
+//   round-to-nearest-even(x·iscale). Per super-block the integer sums
+//   S = Σ_j sc_j·Σ q_w·q_x and M = Σ_j m_j·Σ q_x are exact, and out = Σ (d_w·d_x)·S − (dmin_w·d_x)·M.
 //
 // f32: the weights are dequantized on the fly and multiplied in f32 (no rounding of x).
 //   m = 1: each row of W is streamed once, block by block, converted in registers (kept for
 //   comparison: the int8 path is 2-3x faster there).
 //   m > 1 (prefill): the Goto/BLIS loop of gemm.ts with the same micro-kernel, except that the packed
 //   B panels are produced by dequantizing W rows (transposed by 4×4 register transposes), so each
-//   weight is decoded once per thread and reused for all m rows of x.
+//   weight is decoded once per thread and reused for all m rows of x. Q4_K is packed a 32-value
+//   sub-block at a time like the other types' blocks.
 //
 // Threads: work is split over n (rows of W = columns of out) in 16-column units (whole 64-byte lines of
 // out for m = 1; whole NR-panels for the packed path), never over k, so every output is computed by the
@@ -37,6 +47,7 @@ import { rowPart } from './util';
 
 const Q8_BYTES: i32 = 34;
 const Q4_BYTES: i32 = 18;
+const Q4K_BYTES: i32 = 144;
 
 /** Depth of one packed block in the prefill path: the GEMM's KC rounded down to whole 32-value blocks. */
 const QKC: i32 = KC >= 32 ? KC & ~31 : 32;
@@ -69,6 +80,11 @@ export function qmatmulScratchBytes(): i32 {
 /** First column of thread t's share of n columns, in units of 16 (the remainder goes to the last thread). */
 @inline function colStart(n: i32, t: i32, nth: i32): i32 {
   return t >= nth ? n : share(n >> 4, t, nth) << 4;
+}
+
+/** Bytes per row of k values (k whole blocks of the type). */
+@inline function rowBytesOf(k: i32, type: i32): usize {
+  return type == 2 ? <usize>((k >> 8) * Q4K_BYTES) : <usize>((k >> 5) * (type == 0 ? Q8_BYTES : Q4_BYTES));
 }
 
 // ---- f16 scales -----------------------------------------------------------------------------------
@@ -119,6 +135,36 @@ export function initF16Table(table: usize): void {
 @inline function hsumi(v: v128): i32 {
   const h = i32x4.add(v, i32x4.shuffle(v, v, 2, 3, 0, 1));
   return i32x4.extract_lane(h, 0) + i32x4.extract_lane(h, 1);
+}
+
+// ---- Q4_K scale and min codes ------------------------------------------------------------------
+//
+// The 12 code bytes at offset 4 of a super-block: codes 0..3 are the low 6 bits of bytes 0..3 (scales)
+// and 4..7 (mins); codes 4..7 take their low 4 bits from the nibbles of bytes 8..11 (scale low, min
+// high) and their top 2 bits from the spare bits 6..7 of bytes 0..3 (scales) and 4..7 (mins).
+
+/** Sub-block j's scale code (bits 0..7) and min code (bits 8..15) of the Q4_K super-block at p. */
+@inline function scaleMinK(p: usize, j: i32): i32 {
+  const s = p + 4;
+  if (j < 4) return (<i32>load<u8>(s + j) & 63) | ((<i32>load<u8>(s + j + 4) & 63) << 8);
+  const nib = <i32>load<u8>(s + j + 4);
+  const sc = (nib & 15) | ((<i32>load<u8>(s + j - 4) >> 6) << 4);
+  return sc | (((nib >> 4) | ((<i32>load<u8>(s + j) >> 6) << 4)) << 8);
+}
+
+/**
+ * All sixteen codes of the Q4_K super-block at p at once, as u8 lanes: scales in 0..7, mins in 8..15.
+ * One 16-byte load (the 12 code bytes and 4 bytes of nibbles, all inside the block) and two swizzles
+ * that put each code's low bits (a) and top-bit source byte (b) in its lane; swizzle indices past 15
+ * give 0, so codes 0..3 and 8..11 get no top bits.
+ */
+@inline function scalesMinsK(p: usize): v128 {
+  const s = v128.load(p, 4);
+  const a = i8x16.swizzle(s, i8x16(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+  const b = i8x16.swizzle(s, i8x16(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+  const low = v128.or(v128.and(a, i8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0)),
+                      v128.and(i8x16.shr_u(a, 4), i8x16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15)));
+  return v128.or(low, i8x16.shl(i8x16.shr_u(b, 6), 4));
 }
 
 // ---- activation quantization (int8 strategy) ------------------------------------------------------
@@ -185,6 +231,51 @@ export function quantizeActivations(x: usize, m: i32, k: i32, dst: usize, stride
   }
 }
 
+/**
+ * Rows of x [m, k] f32 (k a multiple of 256) → Q8_K-quantized rows for Q4_K weights, as llama.cpp's
+ * quantize_row_q8_K: per super-block of 256 values iscale = 127/max|x| and d = 1/iscale (both f32),
+ * q = nearest-even(x·iscale) as int16. llama.cpp divides by the signed value of largest magnitude, which
+ * negates q and d together and leaves every product d·q unchanged, so max|x| serves. |q| ≤ 127: the
+ * product is at most 127·(1 + 2⁻²⁴) before rounding. Layout per row (fits in quantizedRowBytes(k)):
+ * q [k × i16] | s [k/256 × i16x8], Σq per sub-block of 32 (for the min term) | d [k/256 × f32].
+ * A NaN gives d = NaN (NaN outputs, as for Q8_0). When iscale overflows (max|x| = 0, or below
+ * 127/FLT_MAX ≈ 3.7e-37) the block is zeros with d = 0, which is also what llama.cpp's arithmetic gives.
+ */
+export function quantizeActivationsK(x: usize, m: i32, k: i32, dst: usize, stride: i32, tid: i32, nth: i32): void {
+  const nsb = k >> 8;
+  const end = rowPart(m, tid + 1, nth);
+  for (let i = rowPart(m, tid, nth); i < end; i++) {
+    const xr = x + (<usize>(<i64>i * k) << 2);
+    const q = dst + <usize>(<i64>i * stride);
+    const ss = q + (<usize>k << 1), ds = ss + (<usize>nsb << 4);
+    for (let sb = 0; sb < nsb; sb++) {
+      const xb = xr + (<usize>sb << 10);
+      let mx = f32x4.abs(v128.load(xb));
+      for (let o: usize = 16; o < 1024; o += 16) mx = f32x4.max(mx, f32x4.abs(v128.load(xb + o)));
+      mx = f32x4.max(mx, i32x4.shuffle(mx, mx, 2, 3, 0, 1));
+      const amax = max<f32>(f32x4.extract_lane(mx, 0), f32x4.extract_lane(mx, 1));
+      const iscale: f32 = <f32>127 / amax;
+      const zero = iscale == Infinity;
+      store<f32>(ds + (<usize>sb << 2), zero ? 0 : <f32>1 / iscale);
+      const mul = f32x4.splat(zero ? 0 : iscale);
+      const qb = q + (<usize>sb << 9);
+      let sums = i32x4.splat(0);
+      for (let j = 0; j < 8; j++) {
+        let sum = i32x4.splat(0);
+        for (let c = 0; c < 4; c++) {
+          const o = <usize>((j << 7) + (c << 5));
+          const lo = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + o), mul)));
+          const hi = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + o, 16), mul)));
+          const v = i16x8.narrow_i32x4_s(lo, hi);
+          v128.store(qb + (o >> 1), v);
+          sum = i32x4.add(sum, i32x4.extadd_pairwise_i16x8_s(v));
+        }
+        store<i16>(ss + (<usize>sb << 4) + (<usize>j << 1), <i16>hsumi(sum));
+      }
+    }
+  }
+}
+
 // ---- int8 dot products ----------------------------------------------------------------------------
 //
 // One block per loop step, its scale applied by a splat. (Handling four blocks per step and reducing
@@ -235,14 +326,63 @@ function dotRowInt8(w: usize, xq: usize, nb: i32, type: i32, table: usize): f32 
 }
 
 /**
- * out[m, n] (+)= x̂ · Wᵀ with x̂ the quantized activations (quantizeActivations, `stride` bytes per row).
+ * One 64-value group of a Q4_K super-block (qs: its 32 nibble bytes; x: its 64 int16 q_x) with the
+ * scale codes of its two sub-blocks splatted in s0, s1: sc_lo·Σ q_w·q_x + sc_hi·Σ q_w·q_x, as four
+ * i32 partial sums. Each byte is loaded once and feeds both sub-blocks.
+ */
+@inline function groupInt8K(qs: usize, x: usize, s0: v128, s1: v128): v128 {
+  const lowMask = i16x8.splat(0x0f);
+  let b = v128.load8x8_u(qs);
+  let lo = i32x4.dot_i16x8_s(v128.and(b, lowMask), v128.load(x));
+  let hi = i32x4.dot_i16x8_s(i16x8.shr_u(b, 4), v128.load(x, 64));
+  b = v128.load8x8_u(qs, 8);
+  lo = i32x4.add(lo, i32x4.dot_i16x8_s(v128.and(b, lowMask), v128.load(x, 16)));
+  hi = i32x4.add(hi, i32x4.dot_i16x8_s(i16x8.shr_u(b, 4), v128.load(x, 80)));
+  b = v128.load8x8_u(qs, 16);
+  lo = i32x4.add(lo, i32x4.dot_i16x8_s(v128.and(b, lowMask), v128.load(x, 32)));
+  hi = i32x4.add(hi, i32x4.dot_i16x8_s(i16x8.shr_u(b, 4), v128.load(x, 96)));
+  b = v128.load8x8_u(qs, 24);
+  lo = i32x4.add(lo, i32x4.dot_i16x8_s(v128.and(b, lowMask), v128.load(x, 48)));
+  hi = i32x4.add(hi, i32x4.dot_i16x8_s(i16x8.shr_u(b, 4), v128.load(x, 112)));
+  return i32x4.add(i32x4.mul(lo, s0), i32x4.mul(hi, s1));
+}
+
+/**
+ * One row of Q4_K W · one Q8_K row (quantizeActivationsK): per super-block the exact integer sums
+ * S = Σ_j sc_j·Σ q_w·q_x and M = Σ_j m_j·Σ q_x, then (d_w·d_x)·S − (dmin_w·d_x)·M in f32. Each lane of
+ * S sums 64 products of at most 15·127·63, M's lanes two sub-blocks of at most 63·32·127: all below
+ * 2²⁴, so their conversions to f32 are exact too.
+ */
+function dotRowInt8K(w: usize, xq: usize, nsb: i32, table: usize): f32 {
+  const xe = xq + (<usize>nsb << 9);
+  let xs = xe, xd = xe + (<usize>nsb << 4);
+  let acc = f32x4.splat(0);
+  for (let wb = w, xb = xq; xb < xe; wb += Q4K_BYTES, xb += 512, xs += 16, xd += 4) {
+    const codes = scalesMinsK(wb);
+    const sc = i16x8.extend_low_i8x16_u(codes);
+    const sc03 = i32x4.extend_low_i16x8_u(sc), sc47 = i32x4.extend_high_i16x8_u(sc);
+    let s = groupInt8K(wb + 16, xb, i32x4.shuffle(sc03, sc03, 0, 0, 0, 0), i32x4.shuffle(sc03, sc03, 1, 1, 1, 1));
+    s = i32x4.add(s, groupInt8K(wb + 48, xb + 128, i32x4.shuffle(sc03, sc03, 2, 2, 2, 2), i32x4.shuffle(sc03, sc03, 3, 3, 3, 3)));
+    s = i32x4.add(s, groupInt8K(wb + 80, xb + 256, i32x4.shuffle(sc47, sc47, 0, 0, 0, 0), i32x4.shuffle(sc47, sc47, 1, 1, 1, 1)));
+    s = i32x4.add(s, groupInt8K(wb + 112, xb + 384, i32x4.shuffle(sc47, sc47, 2, 2, 2, 2), i32x4.shuffle(sc47, sc47, 3, 3, 3, 3)));
+    const mins = i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(codes), v128.load(xs));
+    const dx = load<f32>(xd);
+    acc = madd(f32x4.convert_i32x4_s(s), f32x4.splat(scaleAt(table, wb) * dx), acc);
+    acc = madd(f32x4.convert_i32x4_s(mins), f32x4.splat(-(scaleAt(table, wb + 2) * dx)), acc);
+  }
+  return hsumf(acc);
+}
+
+/**
+ * out[m, n] (+)= x̂ · Wᵀ with x̂ the quantized activations (quantizeActivations, or quantizeActivationsK
+ * for Q4_K; `stride` bytes per row).
  * Thread tid takes a range of W rows; within it, W rows go in groups that fit in L1 (about 16 KiB) and
  * each group is swept over every row of x, so for prefill a weight is read from memory once per thread.
  */
 export function qmatmulInt8(xq: usize, stride: i32, w: usize, out: usize, m: i32, n: i32, k: i32, type: i32,
                             accumulate: i32, table: usize, tid: i32, nth: i32): void {
   const nb = k >> 5;
-  const rowBytes = <usize>(nb * (type == 0 ? Q8_BYTES : Q4_BYTES));
+  const rowBytes = rowBytesOf(k, type);
   const j0 = colStart(n, tid, nth), j1 = colStart(n, tid + 1, nth);
   const group = max<i32>(1, 16384 / <i32>rowBytes);
   for (let jb = j0; jb < j1; jb += group) {
@@ -252,7 +392,7 @@ export function qmatmulInt8(xq: usize, stride: i32, w: usize, out: usize, m: i32
       const o = out + (<usize>(<i64>i * n) << 2);
       let wr = w + <usize>jb * rowBytes;
       for (let j = jb; j < je; j++) {
-        let r = dotRowInt8(wr, xr, nb, type, table);
+        let r = type == 2 ? dotRowInt8K(wr, xr, k >> 8, table) : dotRowInt8(wr, xr, nb, type, table);
         const op = o + (<usize>j << 2);
         if (accumulate) r = load<f32>(op) + r;
         store<f32>(op, r);
@@ -289,18 +429,40 @@ export function qmatmulInt8(xq: usize, stride: i32, w: usize, out: usize, m: i32
   }
 }
 
+/**
+ * Sub-block j (32 values) of the Q4_K super-block at p → 32 f32 at dst, each d·sc·q − dmin·m rounded as
+ * llama.cpp rounds it: d·sc and dmin·m are exact in f32 (11-bit by 6-bit products) and so is (d·sc)·q,
+ * so the subtraction is the one rounding. (Hence also the same bits whether madd fuses or not.)
+ */
+@inline function dequantSubK(p: usize, j: i32, dst: usize, table: usize): void {
+  const codes = scaleMinK(p, j);
+  const step = f32x4.splat(scaleAt(table, p) * <f32>(codes & 0xff));
+  const off = f32x4.splat(scaleAt(table, p + 2) * <f32>(codes >> 8));
+  const qs = p + 16 + (<usize>(j >> 1) << 5);
+  const shift = (j & 1) << 2, lowMask = i16x8.splat(0x0f);
+  for (let c: usize = 0; c < 4; c++) {
+    const v = v128.and(i16x8.shr_u(v128.load8x8_u(qs + (c << 3)), shift), lowMask);
+    v128.store(dst + (c << 5), f32x4.sub(f32x4.mul(f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(v)), step), off));
+    v128.store(dst + (c << 5), f32x4.sub(f32x4.mul(f32x4.convert_i32x4_u(i32x4.extend_high_i16x8_u(v)), step), off), 16);
+  }
+}
+
+/** The 32-value block blk of a W row at `row` → 32 f32 at dst (for Q4_K, a sub-block of a super-block). */
+@inline function dequantBlockAt(row: usize, blk: i32, type: i32, dst: usize, table: usize): void {
+  if (type == 2) dequantSubK(row + <usize>(blk >> 3) * Q4K_BYTES, blk & 7, dst, table);
+  else dequantBlock(row + <usize>blk * <usize>(type == 0 ? Q8_BYTES : Q4_BYTES), type, dst, table);
+}
+
 /** out[i, :] = dequantized row ids[i] of W (ids checked by the caller); rows split across threads. */
 export function dequantizeRows(w: usize, ids: usize, out: usize, count: i32, k: i32, type: i32, table: usize, tid: i32, nth: i32): void {
   const nb = k >> 5;
-  const bb = <usize>(type == 0 ? Q8_BYTES : Q4_BYTES);
-  const rowBytes = <usize>nb * bb;
+  const rowBytes = rowBytesOf(k, type);
   const end = rowPart(count, tid + 1, nth);
   for (let i = rowPart(count, tid, nth); i < end; i++) {
-    let src = w + <usize>load<i32>(ids + (<usize>i << 2)) * rowBytes;
+    const src = w + <usize>load<i32>(ids + (<usize>i << 2)) * rowBytes;
     let dst = out + (<usize>(<i64>i * k) << 2);
     for (let b = 0; b < nb; b++) {
-      dequantBlock(src, type, dst, table);
-      src += bb;
+      dequantBlockAt(src, b, type, dst, table);
       dst += 128;
     }
   }
@@ -354,6 +516,50 @@ function dotRowF32(w: usize, x: usize, nb: i32, type: i32, table: usize): f32 {
   return hsumf(acc);
 }
 
+/**
+ * One 64-value group of a Q4_K super-block (qs: its 32 nibble bytes; x: its 64 f32) · x, each weight
+ * dequantized as dequantSubK does (q·step − off, with the sub-blocks' steps and negated offsets
+ * splatted), as an f32x4 of partial sums. Two chains (one per sub-block) halve the add latency.
+ */
+@inline function groupF32K(qs: usize, x: usize, s0: v128, o0: v128, s1: v128, o1: v128): v128 {
+  const lowMask = i16x8.splat(0x0f);
+  let lo = f32x4.splat(0), hi = f32x4.splat(0);
+  for (let c: usize = 0; c < 4; c++) {
+    const b = v128.load8x8_u(qs + (c << 3));
+    const l = v128.and(b, lowMask), h = i16x8.shr_u(b, 4);
+    const xc = x + (c << 5);
+    lo = madd(madd(f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(l)), s0, o0), v128.load(xc), lo);
+    lo = madd(madd(f32x4.convert_i32x4_u(i32x4.extend_high_i16x8_u(l)), s0, o0), v128.load(xc, 16), lo);
+    hi = madd(madd(f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(h)), s1, o1), v128.load(xc, 128), hi);
+    hi = madd(madd(f32x4.convert_i32x4_u(i32x4.extend_high_i16x8_u(h)), s1, o1), v128.load(xc, 144), hi);
+  }
+  return f32x4.add(lo, hi);
+}
+
+/** One row of Q4_K W · x (f32): the steps d·sc and offsets −dmin·m of a super-block as vectors, then its four groups. */
+function dotRowF32K(w: usize, x: usize, nsb: i32, table: usize): f32 {
+  let acc = f32x4.splat(0);
+  for (let sb = 0; sb < nsb; sb++) {
+    const p = w + <usize>(sb * Q4K_BYTES), xb = x + (<usize>sb << 10);
+    const codes = scalesMinsK(p);
+    const sc = i16x8.extend_low_i8x16_u(codes), mn = i16x8.extend_high_i8x16_u(codes);
+    const d = f32x4.splat(scaleAt(table, p)), nmin = f32x4.splat(-scaleAt(table, p + 2));
+    const st03 = f32x4.mul(f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(sc)), d);
+    const st47 = f32x4.mul(f32x4.convert_i32x4_u(i32x4.extend_high_i16x8_u(sc)), d);
+    const of03 = f32x4.mul(f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(mn)), nmin);
+    const of47 = f32x4.mul(f32x4.convert_i32x4_u(i32x4.extend_high_i16x8_u(mn)), nmin);
+    acc = f32x4.add(acc, groupF32K(p + 16, xb, i32x4.shuffle(st03, st03, 0, 0, 0, 0), i32x4.shuffle(of03, of03, 0, 0, 0, 0),
+                                   i32x4.shuffle(st03, st03, 1, 1, 1, 1), i32x4.shuffle(of03, of03, 1, 1, 1, 1)));
+    acc = f32x4.add(acc, groupF32K(p + 48, xb + 256, i32x4.shuffle(st03, st03, 2, 2, 2, 2), i32x4.shuffle(of03, of03, 2, 2, 2, 2),
+                                   i32x4.shuffle(st03, st03, 3, 3, 3, 3), i32x4.shuffle(of03, of03, 3, 3, 3, 3)));
+    acc = f32x4.add(acc, groupF32K(p + 80, xb + 512, i32x4.shuffle(st47, st47, 0, 0, 0, 0), i32x4.shuffle(of47, of47, 0, 0, 0, 0),
+                                   i32x4.shuffle(st47, st47, 1, 1, 1, 1), i32x4.shuffle(of47, of47, 1, 1, 1, 1)));
+    acc = f32x4.add(acc, groupF32K(p + 112, xb + 768, i32x4.shuffle(st47, st47, 2, 2, 2, 2), i32x4.shuffle(of47, of47, 2, 2, 2, 2),
+                                   i32x4.shuffle(st47, st47, 3, 3, 3, 3), i32x4.shuffle(of47, of47, 3, 3, 3, 3)));
+  }
+  return hsumf(acc);
+}
+
 // ---- f32 strategy, m > 1: packed GEMM on dequantized panels -----------------------------------------
 
 /**
@@ -362,7 +568,6 @@ function dotRowF32(w: usize, x: usize, nb: i32, type: i32, table: usize): f32 {
  * dequantized into tmp, then 4×4 transposes write four depths × four columns per step.
  */
 function packWPanel(w: usize, rowBytes: usize, type: i32, j0: i32, nr: i32, pc: i32, kc: i32, dst: usize, tmp: usize, table: usize): void {
-  const bb = <usize>(type == 0 ? Q8_BYTES : Q4_BYTES);
   const row = <usize>(NR << 2);
   const b0 = pc >> 5, b1 = (pc + kc) >> 5;
   for (let q = 0; q < NR; q += 4) {
@@ -370,7 +575,7 @@ function packWPanel(w: usize, rowBytes: usize, type: i32, j0: i32, nr: i32, pc: 
     for (let blk = b0; blk < b1; blk++) {
       for (let r = 0; r < 4; r++) {
         const t = tmp + (<usize>r << 7);
-        if (q + r < nr) dequantBlock(w + <usize>(j0 + q + r) * rowBytes + <usize>blk * bb, type, t, table);
+        if (q + r < nr) dequantBlockAt(w + <usize>(j0 + q + r) * rowBytes, blk, type, t, table);
         else memory.fill(t, 0, 128);
       }
       for (let c: usize = 0; c < 128; c += 16) {
@@ -429,7 +634,7 @@ function edgeTile(kc: i32, pa: usize, pb: usize, cp: usize, ldc: usize, load: bo
 function gemmDequant(x: usize, w: usize, out: usize, m: i32, k: i32, n: i32, type: i32, accumulate: i32,
                      ws: usize, table: usize, j0: i32, j1: i32): void {
   const ap = ws, bp = ap + <usize>AP_BYTES, tile = bp + <usize>BP_BYTES, tmp = tile + <usize>TILE_BYTES;
-  const rowBytes = <usize>((k >> 5) * (type == 0 ? Q8_BYTES : Q4_BYTES));
+  const rowBytes = rowBytesOf(k, type);
   const ldc = <usize>n << 2;
   for (let jc = j0; jc < j1; jc += NC) {
     const nc = min32(NC, j1 - jc);
@@ -466,10 +671,11 @@ export function qmatmulF32(x: usize, w: usize, out: usize, m: i32, n: i32, k: i3
                            scratch: usize, table: usize, tid: i32, nth: i32): void {
   const nb = k >> 5;
   if (m == 1) {
-    const rowBytes = <usize>(nb * (type == 0 ? Q8_BYTES : Q4_BYTES));
+    const rowBytes = rowBytesOf(k, type);
     const j1 = colStart(n, tid + 1, nth);
     for (let j = colStart(n, tid, nth); j < j1; j++) {
-      let r = dotRowF32(w + <usize>j * rowBytes, x, nb, type, table);
+      const wr = w + <usize>j * rowBytes;
+      let r = type == 2 ? dotRowF32K(wr, x, k >> 8, table) : dotRowF32(wr, x, nb, type, table);
       const op = out + (<usize>j << 2);
       if (accumulate) r = load<f32>(op) + r;
       store<f32>(op, r);
