@@ -12,6 +12,9 @@ import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { PRESETS } from '../src/models/config.js';
 import { byteVocab, loadModel } from '../src/models/io.js';
 import { readTextData } from '../src/train/data.js';
+import { Llama } from '../src/models/llama.js';
+import * as ops from '../src/tensor/ops.js';
+import { Graph } from '../src/tensor/tensor.js';
 import { dropoutRate } from '../src/train/schedule.js';
 import { type TrainOptions, train } from '../src/train/trainer.js';
 
@@ -63,6 +66,30 @@ describe('training', () => {
     await train(be, { ...o, checkpointPath: join(dir, 'e.ckpt'), onStep: () => n++, shouldStop: () => n >= 4 });
     const resumed = await train(be, { ...o, checkpointPath: join(dir, 'e.ckpt'), resume: true });
     assert.deepEqual(resumed.losses.slice(4), full.losses.slice(4), 'a resumed run with a dropout schedule left the curve');
+  });
+
+  test('distillation: weight 0 is plain training; weight 1 pulls the student toward the teacher; mismatched vocabularies are refused', async () => {
+    const teacherGraph = new Graph(be);
+    const teacher = new Llama(teacherGraph, { ...PRESETS.nano, dModel: 48, mlpHidden: 128 }, undefined, 77);
+    const base = { ...options(join(dir, 'kd0.ckpt'), 20), config: PRESETS.nano };
+    const plain = await train(be, base);
+    const zero = await train(be, { ...base, checkpointPath: join(dir, 'kd1.ckpt'), distill: { teacher, temperature: 2, weight: 0 } });
+    assert.deepEqual(zero.losses, plain.losses);
+    // KL(teacher ‖ student) on fixed windows, before and after 20 steps of pure distillation.
+    const ids = Int32Array.from(new TextEncoder().encode(TEXT.slice(0, 4 * 32)));
+    const targets = ids.map(() => 0);
+    const kl = (m: Llama) => m.graph.noGrad(() => {
+      const t = teacherGraph.noGrad(() => teacher.trainLogits(ids, 4).toArray());
+      teacherGraph.release();
+      const v = ops.distillKl(m.trainLogits(ids, 4), t, 1, targets).item();
+      m.graph.release();
+      return v;
+    });
+    const fresh = new Llama(new Graph(be), PRESETS.nano, undefined, base.seed);
+    const distilled = await train(be, { ...base, checkpointPath: join(dir, 'kd2.ckpt'), lr: 1e-2, distill: { teacher, temperature: 1, weight: 1 } });
+    assert.ok(kl(distilled.model) < 0.5 * kl(fresh), `KL ${kl(fresh)} -> ${kl(distilled.model)}`);
+    const other = new Llama(new Graph(be), { ...PRESETS.nano, vocabSize: 300 }, undefined, 1);
+    await assert.rejects(train(be, { ...base, checkpointPath: join(dir, 'kd3.ckpt'), distill: { teacher: other, temperature: 2, weight: 0.5 } }), /teacher's vocabulary \(300\) differs from the student's \(259\)/);
   });
 
   test('data errors: missing, empty, too small for one window', () => {

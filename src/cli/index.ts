@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `stlm` command: train, generate, info, convert, quantize, eval. Errors print one clear line and exit non-zero
+ * The `stlm` command: train, finetune, merge, generate, info, convert, quantize, eval. Errors print one clear line and exit non-zero
  * (set STLM_DEBUG=1 for the stack trace).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -15,6 +15,8 @@ import { runQuantize } from './quantize.js';
 import { runGenerate } from './generate.js';
 import { runInfo } from './info.js';
 import { runTrain } from './train.js';
+import { runFinetune } from './finetune.js';
+import { runMerge } from './merge.js';
 
 /** The embedded default model, shipped in the package. */
 export const DEFAULT_MODEL = fileURLToPath(new URL('../../../models/default.gguf', import.meta.url));
@@ -67,6 +69,10 @@ backendOpts(
     .option('--clip <x>', 'clip the global gradient norm (0 = off)', num('--clip', 0), 1)
     .option('--seed <n>', 'seed for init, data and dropout', int('--seed', 0), 1)
     .option('--dropout <p>', 'dropout on the residual branches (overrides the config)', num('--dropout', 0, 0.95))
+    .option('--teacher <model>', 'distill from this model (same tokenizer): the loss mixes cross-entropy with KL to its predictions')
+    .option('--distill-weight <w>', 'weight of the KL term', num('--distill-weight', 0, 1), 0.5)
+    .option('--distill-temperature <t>', 'softmax temperature of the KL term', num('--distill-temperature', 0.1, 100), 2)
+    .addOption(new Option('--distill-schedule <kind>', 'constant, or linear-decay (the weight falls to 0 over the run)').choices(['constant', 'linear-decay']).default('constant'))
     .addOption(new Option('--dropout-schedule <kind>', 'constant, linear (0 -> p over the run) or triangular (0 -> p at mid-run -> 0)').choices(DROPOUT_SCHEDULES).default('constant'))
     .option('--eval-every <n>', 'validation bits per byte every n steps (0 = only at the end)', int('--eval-every', 0), 200)
     .option('--eval-windows <n>', 'validation windows per periodic evaluation', int('--eval-windows', 1), 32)
@@ -136,6 +142,39 @@ backendOpts(
     .option('--batch <n>', 'windows per forward pass', int('--batch', 1), 8)
     .option('--json', 'print JSON', false),
 ).action(async (o) => runEvalBpb(o, await backendFrom(o)));
+
+backendOpts(
+  program
+    .command('finetune')
+    .description('fine-tune a model on prompt/completion JSONL ({"prompt": ..., "completion": ...} per line; the loss is on the completion only): LoRA adapters with --lora, else every weight')
+    .option('--model <file>', 'base model: GGUF, llama2.c .bin, or a Hugging Face directory (quantized GGUF is decoded to f32)', DEFAULT_MODEL)
+    .option('--tokenizer <file>', 'tokenizer file for models without one inside')
+    .requiredOption('--data <train.jsonl>', 'training examples')
+    .option('--test <test.jsonl>', 'held-out examples: loss and accuracy before and after')
+    .requiredOption('--out <file.gguf>', 'with --lora: the adapter (llama.cpp LoRA GGUF); else the fine-tuned model')
+    .option('--lora', 'train LoRA adapters on a frozen base instead of every weight', false)
+    .option('--rank <r>', 'LoRA rank', int('--rank', 1), 8)
+    .option('--alpha <a>', 'LoRA alpha (the update is scaled by alpha/rank)', num('--alpha', 0), 16)
+    .option('--targets <list>', 'LoRA projections, comma-separated: attn_q,attn_k,attn_v,attn_output,ffn_gate,ffn_up,ffn_down (default attn_q,attn_v)')
+    .option('--steps <n>', 'optimizer steps', int('--steps', 1))
+    .option('--epochs <n>', 'passes over the training data (default 1 unless --steps)', int('--epochs', 1))
+    .option('--lr <x>', 'peak learning rate (default 1e-3 with --lora, 1e-4 full)', num('--lr', 0))
+    .option('--min-lr <x>', 'final learning rate of the cosine (default lr/10)', num('--min-lr', 0))
+    .option('--warmup <n>', 'warmup steps (default a tenth of the run, at most 100)', int('--warmup', 0))
+    .option('--batch <n>', 'examples per step', int('--batch', 1), 8)
+    .option('--weight-decay <x>', 'AdamW weight decay', num('--weight-decay', 0), 0)
+    .option('--clip <x>', 'clip the global gradient norm (0 = off)', num('--clip', 0), 1)
+    .option('--seed <n>', 'seed for the data order and the adapter init', int('--seed', 0), 1),
+).action(async (o) => runFinetune(o, await backendFrom(o)));
+
+program
+  .command('merge')
+  .description('fold a LoRA adapter into its base model: W + (alpha/rank)·B·A, written as a plain f32 GGUF')
+  .argument('<base>', 'base model: GGUF, llama2.c .bin, or a Hugging Face directory')
+  .argument('<adapter>', 'LoRA adapter GGUF (from stlm finetune --lora, or llama.cpp\'s convert_lora_to_gguf.py)')
+  .argument('<out>', 'output GGUF file')
+  .option('--tokenizer <file>', 'tokenizer file for models without one inside')
+  .action(async (base, adapter, out, o) => runMerge(base, adapter, out, o));
 
 function readVersion(): string {
   const pkg = fileURLToPath(new URL('../../../package.json', import.meta.url));

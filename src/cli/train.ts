@@ -2,15 +2,17 @@
 import cliProgress from 'cli-progress';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Backend } from '../kernels/backend.js';
-import { type LlamaConfig, resolveConfig } from '../models/config.js';
-import { byteVocab, saveModel } from '../models/io.js';
+import { type LlamaConfig, parameterCount, resolveConfig } from '../models/config.js';
+import { byteVocab, loadModel, saveModel } from '../models/io.js';
 import { bpeToVocab, trainBpe } from '../tokenizers/bpe-train.js';
 import { tokenizerFromVocab } from '../tokenizers/from-vocab.js';
 import type { VocabSpec } from '../tokenizers/vocab.js';
 import { readTextData, splitTrainVal } from '../train/data.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import type { DropoutSchedule } from '../train/schedule.js';
-import { type StepInfo, train } from '../train/trainer.js';
+import { type DistillOptions, type StepInfo, train } from '../train/trainer.js';
+import { Llama } from '../models/llama.js';
+import { Graph } from '../tensor/tensor.js';
 
 export interface TrainCliOptions {
   data: string;
@@ -31,6 +33,10 @@ export interface TrainCliOptions {
   seed: number;
   dropout?: number;
   dropoutSchedule: DropoutSchedule;
+  teacher?: string;
+  distillWeight: number;
+  distillTemperature: number;
+  distillSchedule: 'constant' | 'linear-decay';
   evalEvery: number;
   evalWindows: number;
   saveEvery: number;
@@ -93,6 +99,16 @@ async function tokenize(o: TrainCliOptions, bytes: Uint8Array, log: (l: string) 
   return { vocab, train: trainIds, val: valIds, tokenBytes };
 }
 
+/** The --teacher model, checked to share the student's tokenizer and to cover its windows. */
+async function loadTeacher(o: TrainCliOptions, vocab: VocabSpec, be: Backend, seqLen: number, log: (l: string) => void): Promise<DistillOptions> {
+  const t = await loadModel(o.teacher!, { keepQuantized: true });
+  const same = t.vocab.model === vocab.model && t.vocab.tokens.length === vocab.tokens.length && t.vocab.tokens.every((tok, i) => tok === vocab.tokens[i]);
+  if (!same) throw new Error(`--teacher ${o.teacher}: its tokenizer (${t.vocab.model}, ${t.vocab.tokens.length} tokens) differs from the student's (${vocab.model}, ${vocab.tokens.length}); distillation needs the same tokens`);
+  if (t.config.ctx < seqLen) throw new Error(`--teacher ${o.teacher}: its context ${t.config.ctx} is shorter than the training windows (${seqLen}); use --ctx ${t.config.ctx}`);
+  log(`distilling from ${o.teacher} (${parameterCount(t.config).toLocaleString('en-US')} parameters): weight ${o.distillWeight} (${o.distillSchedule}), temperature ${o.distillTemperature}`);
+  return { teacher: Llama.fromModel(new Graph(be), t), weight: o.distillWeight, temperature: o.distillTemperature, schedule: o.distillSchedule };
+}
+
 export function formatDuration(s: number): string {
   if (!Number.isFinite(s)) return '?';
   s = Math.round(s);
@@ -113,6 +129,7 @@ export async function runTrain(o: TrainCliOptions, be: Backend): Promise<void> {
     config = { ...config, vocabSize: vocab.tokens.length };
   }
   const seqLen = o.ctx ?? config.ctx;
+  const distill = o.teacher ? await loadTeacher(o, vocab, be, seqLen, log) : undefined;
   const tty = process.stderr.isTTY;
   const bar = tty
     ? new cliProgress.SingleBar({
@@ -142,7 +159,7 @@ export async function runTrain(o: TrainCliOptions, be: Backend): Promise<void> {
   };
   try {
     const r = await train(be, {
-      dropoutSchedule: o.dropoutSchedule, tokens: data.train, valTokens: data.val, tokenBytes: data.tokenBytes, config, checkpointPath: `${o.out}.ckpt`, steps: o.steps, minutes: o.minutes, batch: o.batch, seqLen,
+      distill, dropoutSchedule: o.dropoutSchedule, tokens: data.train, valTokens: data.val, tokenBytes: data.tokenBytes, config, checkpointPath: `${o.out}.ckpt`, steps: o.steps, minutes: o.minutes, batch: o.batch, seqLen,
       lr: o.lr, minLr: o.minLr ?? o.lr / 10, warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, accum: o.accum, seed: o.seed,
       evalEvery: o.evalEvery, evalWindows: o.evalWindows, saveEvery: o.saveEvery, resume: o.resume, vocab,
       log, onStep, shouldStop: () => stopRequested,

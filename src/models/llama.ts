@@ -57,8 +57,30 @@ export class KvCache {
   }
 }
 
-/** x · Wᵀ for an f32 or a quantized weight. */
-const lin = (x: Tensor, w: Weight): Tensor => project(x, w, ops.linear);
+/** The projections an adapter (LoRA, ./lora.ts) can attach to, by their GGUF tensor names. */
+export type Projection = 'attn_q' | 'attn_k' | 'attn_v' | 'attn_output' | 'ffn_gate' | 'ffn_up' | 'ffn_down';
+
+/**
+ * Updates added to projection outputs, per block POSITION (0 .. depth−1): with block-wise sharing one
+ * Layer object runs at several positions, and each position may carry its own adapter.
+ */
+export interface ProjectionAdapters {
+  /** y = x · Wᵀ of `projection` at block `position`; returns y plus the adapter's update (or y). */
+  adapt(position: number, projection: Projection, x: Tensor, y: Tensor): Tensor;
+}
+
+/** Where a projection sits, for the adapter lookup. */
+interface AdapterSite {
+  adapters: ProjectionAdapters;
+  position: number;
+  projection: Projection;
+}
+
+/** x · Wᵀ for an f32 or a quantized weight, plus the attached adapter's update at `site`. */
+const lin = (x: Tensor, w: Weight, site?: AdapterSite): Tensor => {
+  const y = project(x, w, ops.linear);
+  return site ? site.adapters.adapt(site.position, site.projection, x, y) : y;
+};
 
 export class Llama {
   readonly params = new Map<string, Tensor>();
@@ -73,17 +95,21 @@ export class Llama {
   readonly dropoutRng = new Rng(0x5eed);
   /** Dropout probability of the residual branches now (config.dropout unless a schedule sets it per step). */
   dropoutRate: number;
+  /** Adapters applied inside the projections (LoRA), or null. */
+  adapters: ProjectionAdapters | null = null;
 
   /**
    * Creates the model's parameters in `graph`. With `weights`, they are loaded by name (GGUF names,
    * [out, in] layout; matrices may be quantized, which makes the model inference-only); otherwise
    * initialized N(0, 0.02), output projections N(0, 0.02/√(2·layers)), norm gains 1, from `seed`.
+   * With `trainable` false the parameters get no gradient (a frozen base under adapters).
    */
   constructor(
     readonly graph: Graph,
     readonly config: LlamaConfig,
     weights?: Map<string, Float32Array | QuantizedWeight>,
     seed = 1,
+    trainable = true,
   ) {
     this.dropoutRate = config.dropout;
     const rng = new Rng(seed);
@@ -111,7 +137,7 @@ export class Llama {
         data = new Float32Array(n);
         for (let i = 0; i < n; i++) data[i] = rng.normal() * std;
       }
-      const t = graph.param(name, shape, data);
+      const t = graph.param(name, shape, data, trainable);
       this.params.set(name, t);
       all.set(name, t);
     }
@@ -148,9 +174,14 @@ export class Llama {
     return t.shape.length >= 2;
   }
 
-  private mlp(l: Layer, x: Tensor): Tensor {
+  /** The adapter site of block position i's `projection` (undefined when no adapters are attached). */
+  private at(position: number, projection: Projection): AdapterSite | undefined {
+    return this.adapters ? { adapters: this.adapters, position, projection } : undefined;
+  }
+
+  private mlp(l: Layer, x: Tensor, i: number): Tensor {
     const h = ops.rmsNorm(x, l.ffnNorm, this.config.normEps);
-    return lin(ops.swiglu(lin(h, l.wGate), lin(h, l.wUp)), l.wDown);
+    return lin(ops.swiglu(lin(h, l.wGate, this.at(i, 'ffn_gate')), lin(h, l.wUp, this.at(i, 'ffn_up'))), l.wDown, this.at(i, 'ffn_down'));
   }
 
   private embed(ids: Int32Array): Tensor {
@@ -166,23 +197,27 @@ export class Llama {
    * cross-entropy in nats as a [1] tensor on the tape. Targets < 0 are ignored.
    */
   loss(ids: Int32Array, targets: Int32Array, batch: number): Tensor {
+    return ops.crossEntropy(this.trainLogits(ids, batch), targets);
+  }
+
+  /** The training forward's logits [batch·t, vocab] on the tape (what loss() scores; distillation compares them). */
+  trainLogits(ids: Int32Array, batch: number): Tensor {
     const c = this.config, hd = headDim(c);
     const t = ids.length / batch;
     if (!Number.isInteger(t) || t < 1) throw new Error(`loss: ${ids.length} ids do not split into ${batch} sequences`);
     if (t > c.ctx) throw new Error(`loss: sequence length ${t} exceeds the model context ${c.ctx}`);
     if (this.quantized.size && this.graph.recording) throw new Error('loss: this model holds quantized weights and cannot be trained (load it in f32 to fine-tune)');
     let x = this.embed(ids); // [B·T, d]
-    for (const l of this.layers) {
+    for (const [i, l] of this.layers.entries()) {
       const h = ops.rmsNorm(x, l.attnNorm, c.normEps);
-      const q = ops.rope(lin(h, l.wq), c.nHeads, hd, t, 0, c.ropeTheta); // [B·T, H·hd]
-      const k = ops.rope(lin(h, l.wk), c.nKvHeads, hd, t, 0, c.ropeTheta); // [B·T, KV·hd]
-      const v = lin(h, l.wv);
+      const q = ops.rope(lin(h, l.wq, this.at(i, 'attn_q')), c.nHeads, hd, t, 0, c.ropeTheta); // [B·T, H·hd]
+      const k = ops.rope(lin(h, l.wk, this.at(i, 'attn_k')), c.nKvHeads, hd, t, 0, c.ropeTheta); // [B·T, KV·hd]
+      const v = lin(h, l.wv, this.at(i, 'attn_v'));
       const a = ops.attention(q, k, v, batch, c.nHeads, c.nKvHeads, hd); // [B·T, H·hd]
-      x = this.residual(x, lin(a, l.wo));
-      x = this.residual(x, this.mlp(l, x));
+      x = this.residual(x, lin(a, l.wo, this.at(i, 'attn_output')));
+      x = this.residual(x, this.mlp(l, x, i));
     }
-    const logits = lin(ops.rmsNorm(x, this.outNorm, c.normEps), this.head); // [B·T, vocab]
-    return ops.crossEntropy(logits, targets);
+    return lin(ops.rmsNorm(x, this.outNorm, c.normEps), this.head); // [B·T, vocab]
   }
 
   /**
@@ -198,17 +233,17 @@ export class Llama {
       let x = this.embed(ids);
       this.layers.forEach((l, i) => {
         const h = ops.rmsNorm(x, l.attnNorm, c.normEps);
-        const q = ops.rope(lin(h, l.wq), c.nHeads, hd, n, pos0, c.ropeTheta);
-        const k = ops.rope(lin(h, l.wk), c.nKvHeads, hd, n, pos0, c.ropeTheta);
-        const v = lin(h, l.wv);
+        const q = ops.rope(lin(h, l.wq, this.at(i, 'attn_q')), c.nHeads, hd, n, pos0, c.ropeTheta);
+        const k = ops.rope(lin(h, l.wk, this.at(i, 'attn_k')), c.nKvHeads, hd, n, pos0, c.ropeTheta);
+        const v = lin(h, l.wv, this.at(i, 'attn_v'));
         be.copy(k.buf, 0, cache.k[i], pos0 * kvDim, n * kvDim);
         be.copy(v.buf, 0, cache.v[i], pos0 * kvDim, n * kvDim);
         const a = g.temp([n, c.dModel]);
         be.attention(q.buf, cache.k[i], cache.v[i], a.buf, g.scratch(n * c.nHeads), {
           batch: 1, tq: n, tk: pos0 + n, heads: c.nHeads, kvHeads: c.nKvHeads, headDim: hd, qPos0: pos0, scale: 1 / Math.sqrt(hd), kvBatchStride: cache.capacity * kvDim,
         });
-        x = ops.add(x, lin(a, l.wo));
-        x = ops.add(x, this.mlp(l, x));
+        x = ops.add(x, lin(a, l.wo, this.at(i, 'attn_output')));
+        x = ops.add(x, this.mlp(l, x, i));
       });
       cache.length = pos0 + n;
       if (lastOnly && n > 1) {

@@ -8,7 +8,7 @@ import { evaluateBpb } from '../eval/bpb.js';
 import { type LlamaConfig, parameterCount } from '../models/config.js';
 import { Llama } from '../models/llama.js';
 import * as ops from '../tensor/ops.js';
-import { Graph, NonFiniteError } from '../tensor/tensor.js';
+import { Graph, NonFiniteError, type Tensor } from '../tensor/tensor.js';
 import type { VocabSpec } from '../tokenizers/vocab.js';
 import { Rng } from '../util/rng.js';
 import { AdamW } from './adamw.js';
@@ -49,11 +49,25 @@ export interface TrainOptions {
   valTokens?: Int32Array | Uint8Array;
   /** The vocabulary of the tokenizer the tokens came from (saved with the model). */
   vocab: VocabSpec;
+  /** Knowledge distillation from a teacher with the same tokenizer (see DistillOptions). */
+  distill?: DistillOptions;
   log?: (line: string) => void;
   /** Called after every step (for progress bars and tests). */
   onStep?: (s: StepInfo) => void;
   /** Polled after every step; true stops the run, saving a checkpoint (Ctrl-C). */
   shouldStop?: () => boolean;
+}
+
+/**
+ * Distillation: the loss is (1 − w)·cross-entropy + w·T²·KL(teacher ‖ student) at temperature T, with
+ * w on a schedule over the run ('constant', or 'linear-decay' from w to 0: lean on the teacher early,
+ * on the data late). The teacher runs without gradient on the same windows.
+ */
+export interface DistillOptions {
+  teacher: Llama;
+  temperature: number;
+  weight: number;
+  schedule?: 'constant' | 'linear-decay';
 }
 
 export interface StepInfo {
@@ -125,13 +139,31 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
   const deadline = o.minutes ? t0 + o.minutes * 60_000 : Infinity;
   let stoppedEarly = false;
 
-  /** One optimizer step's forward and backward passes; returns the mean loss. */
-  const forwardBackward = (): number => {
+  if (o.distill && o.distill.teacher.config.vocabSize !== config.vocabSize) {
+    throw new Error(`distillation: the teacher's vocabulary (${o.distill.teacher.config.vocabSize}) differs from the student's (${config.vocabSize}); they must share a tokenizer`);
+  }
+  /** The training objective of one micro-batch: cross-entropy, mixed with the teacher's KL when distilling. */
+  const objective = (ids: Int32Array, targets: Int32Array, kdWeight: number): { loss: Tensor; ce: number } => {
+    if (!o.distill || kdWeight === 0) {
+      const loss = model.loss(ids, targets, o.batch);
+      return { loss, ce: loss.item() };
+    }
+    const { teacher, temperature } = o.distill;
+    const logits = model.trainLogits(ids, o.batch);
+    const ce = ops.crossEntropy(logits, targets);
+    const teacherLogits = teacher.graph.noGrad(() => teacher.trainLogits(ids, o.batch).toArray());
+    teacher.graph.release();
+    const kd = ops.distillKl(logits, teacherLogits, temperature, targets);
+    return { loss: ops.add(ops.scale(ce, 1 - kdWeight), ops.scale(kd, kdWeight)), ce: ce.item() };
+  };
+
+  /** One optimizer step's forward and backward passes; returns the mean cross-entropy. */
+  const forwardBackward = (kdWeight: number): number => {
     let lossSum = 0;
     for (let a = 0; a < o.accum; a++) {
       sampler.next();
-      const loss = model.loss(sampler.ids, sampler.targets, o.batch);
-      lossSum += loss.item();
+      const { loss, ce } = objective(sampler.ids, sampler.targets, kdWeight);
+      lossSum += ce;
       g.backward(o.accum > 1 ? ops.scale(loss, 1 / o.accum) : loss);
       g.release();
     }
@@ -151,8 +183,9 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
     let loss: number, gradNorm: number;
     const lr = learningRate(step, { lr: o.lr, minLr: o.minLr, warmup: o.warmup, totalSteps: plannedSteps || step + 1 });
     model.dropoutRate = dropoutRate(step, plannedSteps || step + 1, config.dropout, o.dropoutSchedule ?? 'constant');
+    const kdWeight = !o.distill ? 0 : o.distill.schedule === 'linear-decay' ? o.distill.weight * Math.max(0, 1 - step / (plannedSteps || step + 1)) : o.distill.weight;
     try {
-      loss = forwardBackward();
+      loss = forwardBackward(kdWeight);
       if (!Number.isFinite(loss)) throw new NonFiniteError('the loss', step, 'forward');
       gradNorm = opt.update(lr);
     } catch (e) {
@@ -162,7 +195,7 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
       dataRng.setState(rngBefore);
       g.detectAnomaly = true;
       g.zeroGrad(params);
-      forwardBackward();
+      forwardBackward(kdWeight);
       throw e;
     }
     losses.push(loss);
