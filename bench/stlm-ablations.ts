@@ -1,0 +1,98 @@
+/**
+ * Ablations of the STLM techniques against the plain byte-level model, same data, same steps, same seed
+ * (tinyshakespeare, first 90% train, validation bits per byte on the last 10%):
+ *   sharing:  FFN shared across layers, blocks repeated (MobileLLM), vs plain models of similar
+ *             parameter count or depth: bits/byte against parameters;
+ *   dropout:  none, constant, linear ramp-up, triangular;
+ *   distill:  a student alone vs the same student distilled from the embedded model (the teacher).
+ *
+ *   npm run bench -- stlm-ablations [--study sharing|dropout|distill|all] [--steps N] [--threads N] [--json]
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Backend } from '../src/kernels/backend.js';
+import { createBackend } from '../src/kernels/index.js';
+import { type LlamaConfig, PRESETS, effectiveDepth, parameterCount } from '../src/models/config.js';
+import { byteVocab, loadModel } from '../src/models/io.js';
+import { Llama } from '../src/models/llama.js';
+import { Graph } from '../src/tensor/tensor.js';
+import type { DropoutSchedule } from '../src/train/schedule.js';
+import { type DistillOptions, train } from '../src/train/trainer.js';
+import { arg } from './lib/torch.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const CORPUS = join(ROOT, '../shared/fixtures/corpora/tinyshakespeare/input.txt');
+const TEACHER = join(ROOT, 'models/default.gguf');
+
+interface Variant {
+  study: string;
+  name: string;
+  config: LlamaConfig;
+  dropoutSchedule?: DropoutSchedule;
+  distill?: () => Promise<DistillOptions>;
+}
+
+interface Result {
+  study: string;
+  variant: string;
+  params: number;
+  depth: number;
+  steps: number;
+  val_bpb: number;
+  seconds: number;
+}
+
+function variants(be: Backend): Variant[] {
+  const tiny = PRESETS.tiny;
+  const teacher = async (): Promise<DistillOptions> => {
+    const t = await loadModel(TEACHER, { keepQuantized: true });
+    return { teacher: Llama.fromModel(new Graph(be), t), temperature: 2, weight: 0.5 };
+  };
+  const student: LlamaConfig = { ...tiny, dModel: 64, nHeads: 4, nKvHeads: 4, mlpHidden: 192, nLayers: 2 };
+  return [
+    { study: 'sharing', name: 'plain tiny (4 layers)', config: tiny },
+    { study: 'sharing', name: 'tiny, FFN shared by 4 layers', config: { ...tiny, shareFfn: true } },
+    { study: 'sharing', name: 'plain 2 layers', config: { ...tiny, nLayers: 2 } },
+    { study: 'sharing', name: '2 layers, each run twice (4 deep)', config: { ...tiny, nLayers: 2, blockRepeat: 2 } },
+    { study: 'sharing', name: '2 layers run twice, FFN shared', config: { ...tiny, nLayers: 2, blockRepeat: 2, shareFfn: true } },
+    { study: 'dropout', name: 'no dropout', config: tiny },
+    { study: 'dropout', name: 'dropout 0.1 constant', config: { ...tiny, dropout: 0.1 }, dropoutSchedule: 'constant' },
+    { study: 'dropout', name: 'dropout 0.1 linear ramp-up', config: { ...tiny, dropout: 0.1 }, dropoutSchedule: 'linear' },
+    { study: 'dropout', name: 'dropout 0.1 triangular', config: { ...tiny, dropout: 0.1 }, dropoutSchedule: 'triangular' },
+    { study: 'distill', name: 'student alone (d 64, 2 layers)', config: student },
+    { study: 'distill', name: 'student distilled from the embedded model (w 0.5, T 2)', config: student, distill: teacher },
+  ];
+}
+
+export async function main(argv: string[]): Promise<void> {
+  if (!existsSync(CORPUS)) throw new Error(`needs ../shared/fixtures beside the project (${CORPUS})`);
+  const study = arg(argv, '--study', 'all');
+  const steps = Number(arg(argv, '--steps', '300'));
+  const threads = Number(arg(argv, '--threads', '2'));
+  const be = await createBackend('wasm', { threads });
+  const tokens = new Uint8Array(readFileSync(CORPUS));
+  const results: Result[] = [];
+  try {
+    for (const v of variants(be).filter((x) => study === 'all' || x.study === study)) {
+      const t0 = performance.now();
+      const r = await train(be, {
+        tokens, config: v.config, checkpointPath: join(ROOT, 'bench-results', `ablation-${results.length}.ckpt`), steps, batch: 16, seqLen: 128,
+        lr: 2e-3, minLr: 2e-4, warmup: 30, weightDecay: 0.1, clip: 1, accum: 1, seed: 1, evalEvery: 0, evalWindows: 1, saveEvery: 0, resume: false,
+        vocab: byteVocab(), dropoutSchedule: v.dropoutSchedule, distill: v.distill ? await v.distill() : undefined,
+      });
+      const res = { study: v.study, variant: v.name, params: parameterCount(v.config), depth: effectiveDepth(v.config), steps, val_bpb: r.finalValBpb, seconds: (performance.now() - t0) / 1000 };
+      results.push(res);
+      console.error(`${res.study} | ${res.variant} | ${res.params.toLocaleString('en-US')} params | depth ${res.depth} | ${res.val_bpb.toFixed(4)} bits/byte | ${res.seconds.toFixed(0)} s`);
+    }
+  } finally {
+    be.dispose();
+  }
+  if (argv.includes('--json')) {
+    for (const r of results) console.log(JSON.stringify(r));
+    return;
+  }
+  console.log('| study | variant | parameters | depth | val bits/byte | wall s |');
+  console.log('|---|---|---|---|---|---|');
+  for (const r of results) console.log(`| ${r.study} | ${r.variant} | ${r.params.toLocaleString('en-US')} | ${r.depth} | ${r.val_bpb.toFixed(4)} | ${r.seconds.toFixed(0)} |`);
+}
