@@ -3,11 +3,16 @@ export { createBackend, createWasmBackend, ReferenceBackend, type Backend } from
 export { Graph, Tensor, NonFiniteError, ops } from './tensor/index.js';
 export { PRESETS, resolveConfig, parameterCount, type LlamaConfig } from './models/config.js';
 export { Llama, KvCache } from './models/llama.js';
+export { BytePooled, PooledStream, resolvePooledConfig, type PooledConfig } from './models/byte-pooled.js';
+export { LoraAdapters, initLora, mergeLora, readLoraAdapter, saveLoraAdapter, LORA_TARGETS, type LoraData, type LoraOptions } from './models/lora.js';
 export { byteVocab, loadModel, parseGgufModel, saveModel, type LoadedModel, type ModelBundle } from './models/io.js';
 export { ByteTokenizer } from './tokenizers/byte.js';
 export { TokenStreamDecoder, Utf8StreamDecoder, type Tokenizer } from './tokenizers/tokenizer.js';
 export { generate, generateStream, type GenerateOptions, type GenerateResult } from './generate/generate.js';
+export { generatePooled } from './generate/generate-pooled.js';
 export { Sampler, type SamplerOptions } from './generate/sampler.js';
-export { train, type TrainOptions, type TrainResult } from './train/trainer.js';
+export { train, type ModelFactory, type TrainableModel, type TrainOptions, type TrainResult } from './train/trainer.js';
+export { finetune, evaluateCompletions, type FinetuneOptions, type FinetuneResult } from './train/finetune.js';
+export { parseJsonl, readJsonl, tokenizeExamples, type CompletionExample } from './train/jsonl.js';
 export { evaluateBpb } from './eval/bpb.js';
 export { readGguf, writeGguf } from './formats/gguf.js';

@@ -1,6 +1,8 @@
 /** `stlm generate`: streams a continuation of the prompt to stdout. */
 import { generate } from '../generate/generate.js';
+import { generatePooled } from '../generate/generate-pooled.js';
 import type { Backend } from '../kernels/backend.js';
+import { BytePooled, isPooledConfig } from '../models/byte-pooled.js';
 import { loadModel } from '../models/io.js';
 import { Llama } from '../models/llama.js';
 import { Graph } from '../tensor/tensor.js';
@@ -25,13 +27,16 @@ export interface GenerateCliOptions {
 export async function runGenerate(o: GenerateCliOptions, be: Backend): Promise<void> {
   try {
     const loaded = await loadModel(o.model, { tokenizer: o.tokenizer, keepQuantized: true });
-    const model = Llama.fromModel(new Graph(be), loaded);
     process.stdout.write(o.prompt);
-    const r = generate(model, loaded.tokenizer, o.prompt, {
+    const options = {
       maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, minP: o.minP,
       repetitionPenalty: o.repeatPenalty, repetitionWindow: o.repeatWindow, seed: o.seed, stop: o.stop, addBos: o.bos ?? loaded.vocab.addBos ?? false,
-      onText: (t) => process.stdout.write(t),
-    });
+      onText: (t: string) => process.stdout.write(t),
+    };
+    // A byte-pooled model (general.architecture stlm-pooled) runs its own loop: byte by byte out, chunk by chunk inside.
+    const r = isPooledConfig(loaded.config)
+      ? generatePooled(BytePooled.fromModel(new Graph(be), loaded), loaded.tokenizer, o.prompt, options)
+      : generate(Llama.fromModel(new Graph(be), loaded), loaded.tokenizer, o.prompt, options);
     process.stdout.write('\n');
     if (r.promptTruncated) process.stderr.write(`note: the prompt was longer than the context (${loaded.config.ctx}); its first ${r.promptTruncated} tokens were dropped\n`);
     if (o.stats) {

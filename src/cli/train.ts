@@ -2,6 +2,7 @@
 import cliProgress from 'cli-progress';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Backend } from '../kernels/backend.js';
+import { BytePooled, describePooled, isPooledConfig, resolvePooledConfig } from '../models/byte-pooled.js';
 import { type LlamaConfig, parameterCount, resolveConfig } from '../models/config.js';
 import { byteVocab, loadModel, saveModel } from '../models/io.js';
 import { bpeToVocab, trainBpe } from '../tokenizers/bpe-train.js';
@@ -10,13 +11,17 @@ import type { VocabSpec } from '../tokenizers/vocab.js';
 import { readTextData, splitTrainVal } from '../train/data.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import type { DropoutSchedule } from '../train/schedule.js';
-import { type DistillOptions, type StepInfo, train } from '../train/trainer.js';
+import { type DistillOptions, type ModelFactory, type StepInfo, type TrainableModel, train } from '../train/trainer.js';
 import { Llama } from '../models/llama.js';
 import { Graph } from '../tensor/tensor.js';
 
 export interface TrainCliOptions {
   data: string;
   config: string;
+  /** 'llama' (the default) or 'pooled' (the byte-pooled model, models/byte-pooled.ts). */
+  arch: 'llama' | 'pooled';
+  /** Chunking of the pooled model: 'fixed:P' or 'space[:M]'. */
+  chunk?: string;
   tokenizer: string;
   out: string;
   steps?: number;
@@ -42,8 +47,8 @@ export interface TrainCliOptions {
   saveEvery: number;
 }
 
-/** --config: a preset name, inline JSON, or a JSON file. */
-export function parseConfigArg(arg: string): LlamaConfig {
+/** --config as a preset name, or as preset + overrides (inline JSON or a JSON file), not yet resolved. */
+export function parseConfigSpec(arg: string): string | Record<string, unknown> {
   const text = arg.trim();
   if (text.startsWith('{')) {
     let obj: unknown;
@@ -52,14 +57,32 @@ export function parseConfigArg(arg: string): LlamaConfig {
     } catch (e) {
       throw new Error(`--config: invalid JSON: ${(e as Error).message}`);
     }
-    return resolveConfig(obj as Record<string, unknown>);
+    return obj as Record<string, unknown>;
   }
   if (text.endsWith('.json')) {
     if (!existsSync(text)) throw new Error(`--config: file '${text}' does not exist`);
-    return parseConfigArg(readFileSync(text, 'utf8'));
+    return parseConfigSpec(readFileSync(text, 'utf8'));
   }
-  return resolveConfig(text);
+  return text;
 }
+
+/** --config: a preset name, inline JSON, or a JSON file. */
+export function parseConfigArg(arg: string): LlamaConfig {
+  return resolveConfig(parseConfigSpec(arg));
+}
+
+/** --arch and --chunk with --config: a Llama config, or a byte-pooled one (core from --config, plus its pooling keys). */
+export function parseArchConfig(o: Pick<TrainCliOptions, 'arch' | 'config' | 'chunk' | 'tokenizer'>): LlamaConfig {
+  if (o.arch !== 'pooled') {
+    if (o.chunk !== undefined) throw new Error('--chunk applies to --arch pooled only');
+    return parseConfigArg(o.config);
+  }
+  if (parseTokenizerArg(o.tokenizer).kind !== 'byte') throw new Error(`--arch pooled reads raw bytes: use --tokenizer byte, not '${o.tokenizer}'`);
+  return resolvePooledConfig(parseConfigSpec(o.config), o.chunk);
+}
+
+/** Builds the model train() trains, by the config's kind (a resumed checkpoint's config decides). */
+const createModel: ModelFactory<TrainableModel> = (g, c, w, seed) => (isPooledConfig(c) ? new BytePooled(g, c, w, seed) : new Llama(g, c, w, seed));
 
 /** --tokenizer: 'byte' or 'bpe:<vocab size>'. */
 export function parseTokenizerArg(arg: string): { kind: 'byte' } | { kind: 'bpe'; size: number } {
@@ -118,9 +141,11 @@ export function formatDuration(s: number): string {
 
 export async function runTrain(o: TrainCliOptions, be: Backend): Promise<void> {
   if (!o.steps && !o.minutes) throw new Error('train: give --steps N or --minutes N');
-  let config = parseConfigArg(o.config);
+  let config = parseArchConfig(o);
   if (o.dropout !== undefined) config = { ...config, dropout: o.dropout };
   const log = (line: string) => process.stderr.write(line + '\n');
+  if (isPooledConfig(config) && o.teacher) throw new Error('--teacher: distillation needs a Llama student; the byte-pooled model has no next-token logits to match');
+  if (isPooledConfig(config)) log(describePooled(config));
   const data = await tokenize(o, readTextData(o.data), log);
   const { vocab } = data;
   if (config.vocabSize !== vocab.tokens.length) {
@@ -163,7 +188,7 @@ export async function runTrain(o: TrainCliOptions, be: Backend): Promise<void> {
       lr: o.lr, minLr: o.minLr ?? o.lr / 10, warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, accum: o.accum, seed: o.seed,
       evalEvery: o.evalEvery, evalWindows: o.evalWindows, saveEvery: o.saveEvery, resume: o.resume, vocab,
       log, onStep, shouldStop: () => stopRequested,
-    });
+    }, createModel);
     bar?.stop();
     await saveModel(o.out, { config: r.model.config, weights: r.model.weights(), vocab });
     log(`${r.stoppedEarly ? 'stopped' : 'done'}: ${r.steps} steps in ${formatDuration(r.seconds)}, final loss ${r.losses.at(-1)?.toFixed(4)}, validation ${r.finalValBpb.toFixed(4)} bits/byte`);

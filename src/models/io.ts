@@ -20,6 +20,7 @@ import { byteToUnicode, byteVocab } from '../tokenizers/gpt2.js';
 import { readLlama2cTokenizer } from '../tokenizers/llama2c-tokenizer.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { type VocabSpec, vocabFromGguf, vocabToGguf } from '../tokenizers/vocab.js';
+import { POOLED_ARCHITECTURE, isPooledConfig, pooledParameterShapes, validatePooledConfig } from './byte-pooled.js';
 import { type LlamaConfig, headDim, parameterShapes, validateConfig } from './config.js';
 
 /** Re-exported: model code and tests reach the byte vocabulary through the model layer. */
@@ -47,6 +48,13 @@ export interface LoadedModel extends ModelBundle {
 /** Metadata describing the model's shape and tokenizer (shared by model files and checkpoints). */
 export function modelMetadata(config: LlamaConfig, vocab: VocabSpec, name = 'stlm'): [string, GgufValue][] {
   if (vocab.tokens.length !== config.vocabSize) throw new Error(`the tokenizer has ${vocab.tokens.length} tokens but the model's vocabulary is ${config.vocabSize}`);
+  if (isPooledConfig(config)) {
+    // No engine but stlm runs the byte-pooled model: its own architecture name, its shape only in stlm.config.
+    return [
+      ['general.architecture', gguf.str(POOLED_ARCHITECTURE)], ['general.name', gguf.str(name)], ['general.file_type', gguf.u32(0)],
+      ...vocabToGguf(vocab), ['stlm.config', gguf.str(JSON.stringify(config))],
+    ];
+  }
   return [
     ['general.architecture', gguf.str('llama')],
     ['general.name', gguf.str(name)],
@@ -71,7 +79,7 @@ export function modelMetadata(config: LlamaConfig, vocab: VocabSpec, name = 'stl
  * norm gains stay F32 (as llama.cpp keeps them: they are tiny and precision-sensitive).
  */
 export function modelTensors(config: LlamaConfig, weights: Map<string, Float32Array>, matrixType: number | ((name: string) => number) = GGML_TYPE.F32): GgufTensorInput[] {
-  return parameterShapes(config).map(([name, shape]) => {
+  return modelParameterShapes(config).map(([name, shape]) => {
     const data = weights.get(name);
     if (!data) throw new Error(`model weights: tensor '${name}' is missing`);
     const type = shape.length < 2 ? GGML_TYPE.F32 : typeof matrixType === 'number' ? matrixType : matrixType(name);
@@ -100,9 +108,21 @@ export function fileTypeOf(type: number): number {
   return t;
 }
 
+/** Every stored parameter's name and shape for either architecture (Llama, or the byte-pooled model). */
+export function modelParameterShapes(config: LlamaConfig): [string, number[]][] {
+  return isPooledConfig(config) ? pooledParameterShapes(config) : parameterShapes(config);
+}
+
 /** The config stored in a file: stlm's own JSON when present, else derived from the llama.* keys. */
 export function configFromGguf(file: GgufFile): LlamaConfig {
   const arch = metaString(file, 'general.architecture', '');
+  if (arch === POOLED_ARCHITECTURE) {
+    try {
+      return validatePooledConfig(JSON.parse(metaString(file, 'stlm.config')));
+    } catch (e) {
+      throw new Error(`${file.fileName}: metadata 'stlm.config' of a byte-pooled model: ${(e as Error).message}`);
+    }
+  }
   if (arch !== 'llama') throw new Error(`${file.fileName}: not a Llama model (general.architecture is '${arch || 'missing'}')`);
   if (file.metadata.has('stlm.config')) {
     let parsed: unknown;
@@ -149,7 +169,7 @@ function ggufModel(file: GgufFile, readTensor: (info: GgufTensorInfo) => Uint8Ar
   const byName = new Map(file.tensors.map((t) => [t.name, t]));
   const weights = new Map<string, Float32Array>();
   const quantized = new Map<string, QuantizedWeight>();
-  for (const [name, shape] of parameterShapes(config)) {
+  for (const [name, shape] of modelParameterShapes(config)) {
     const info = byName.get(name);
     if (!info) throw new Error(`${fileName}: tensor '${name}' is missing`);
     const want = [...shape].reverse();

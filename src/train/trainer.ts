@@ -5,7 +5,7 @@
  */
 import type { Backend } from '../kernels/backend.js';
 import { evaluateBpb } from '../eval/bpb.js';
-import { type LlamaConfig, parameterCount } from '../models/config.js';
+import type { LlamaConfig } from '../models/config.js';
 import { Llama } from '../models/llama.js';
 import * as ops from '../tensor/ops.js';
 import { Graph, NonFiniteError, type Tensor } from '../tensor/tensor.js';
@@ -84,8 +84,29 @@ export interface StepInfo {
   valBpb?: number;
 }
 
-export interface TrainResult {
-  model: Llama;
+/**
+ * What train() needs of a model. Llama satisfies it; another kind (the byte-pooled model,
+ * models/byte-pooled.ts) comes in through a ModelFactory.
+ */
+export interface TrainableModel {
+  readonly graph: Graph;
+  readonly config: LlamaConfig;
+  readonly params: Map<string, Tensor>;
+  readonly dropoutRng: Rng;
+  dropoutRate: number;
+  /** Mean cross-entropy (nats per target) of windows ids -> targets [batch·t], on the tape; targets < 0 ignored. */
+  loss(ids: Int32Array, targets: Int32Array, batch: number): Tensor;
+  /** Next-token logits on the tape; distillation needs them (Llama has them, the byte-pooled model not). */
+  trainLogits?(ids: Int32Array, batch: number): Tensor;
+  decayed(t: Tensor): boolean;
+  weights(): Map<string, Float32Array>;
+}
+
+/** Builds the model to train from the run's config (or a resumed checkpoint's) and the checkpoint's weights, if any. */
+export type ModelFactory<M extends TrainableModel> = (graph: Graph, config: LlamaConfig, weights: Map<string, Float32Array> | undefined, seed: number) => M;
+
+export interface TrainResult<M extends TrainableModel = Llama> {
+  model: M;
   graph: Graph;
   steps: number;
   losses: number[];
@@ -95,7 +116,10 @@ export interface TrainResult {
 }
 
 /** Trains (or resumes) a model; returns it with its loss curve and final validation bits per byte. */
-export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> {
+export function train(be: Backend, o: TrainOptions): Promise<TrainResult>;
+/** The same with the model built by `createModel` (another architecture, such as the byte-pooled model). */
+export function train<M extends TrainableModel>(be: Backend, o: TrainOptions, createModel: ModelFactory<M>): Promise<TrainResult<M>>;
+export async function train(be: Backend, o: TrainOptions, createModel: ModelFactory<TrainableModel> = (g, c, w, seed) => new Llama(g, c, w, seed)): Promise<TrainResult<TrainableModel>> {
   const log = o.log ?? (() => {});
   const { train: trainTokens, val: valTokens } = o.valTokens ? { train: o.tokens, val: o.valTokens } : splitTrainVal(o.tokens);
   if (valTokens.length < o.seqLen + 1) throw new Error(`data: the validation split has ${valTokens.length} tokens, fewer than one window of ${o.seqLen + 1}`);
@@ -108,7 +132,9 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
     log(`resuming from ${o.checkpointPath} at step ${ckpt.step}`);
   }
   const config = ckpt?.config ?? o.config;
-  const model = new Llama(g, config, ckpt?.weights, o.seed);
+  const model = createModel(g, config, ckpt?.weights, o.seed);
+  // evaluateBpb reads only graph and loss(), which every TrainableModel has.
+  const evalModel = model as unknown as Llama;
   const params = [...model.params.values()];
   const opt = new AdamW(params, (t) => model.decayed(t), { weightDecay: o.weightDecay, clip: o.clip });
   const dataRng = new Rng(o.seed);
@@ -124,7 +150,7 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
     plannedSteps = o.steps ?? ckpt.plannedSteps;
     losses.push(...ckpt.losses);
   }
-  log(`model: ${parameterCount(config).toLocaleString('en-US')} parameters (d ${config.dModel}, ${config.nLayers} layers, ${config.nHeads} heads, ctx ${config.ctx}); backend ${be.name} × ${be.threads} threads`);
+  log(`model: ${params.reduce((s, p) => s + p.size, 0).toLocaleString('en-US')} parameters (d ${config.dModel}, ${config.nLayers} layers, ${config.nHeads} heads, ctx ${config.ctx}); backend ${be.name} × ${be.threads} threads`);
   log(`data: ${trainTokens.length.toLocaleString('en-US')} train / ${valTokens.length.toLocaleString('en-US')} validation tokens; batch ${o.batch} × ${o.seqLen}${o.accum > 1 ? ` × ${o.accum} accumulated` : ''}`);
 
   const save = () =>
@@ -139,6 +165,7 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
   const deadline = o.minutes ? t0 + o.minutes * 60_000 : Infinity;
   let stoppedEarly = false;
 
+  if (o.distill && !model.trainLogits) throw new Error('distillation: the student must produce next-token logits (a Llama); this model does not');
   if (o.distill && o.distill.teacher.config.vocabSize !== config.vocabSize) {
     throw new Error(`distillation: the teacher's vocabulary (${o.distill.teacher.config.vocabSize}) differs from the student's (${config.vocabSize}); they must share a tokenizer`);
   }
@@ -149,7 +176,7 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
       return { loss, ce: loss.item() };
     }
     const { teacher, temperature } = o.distill;
-    const logits = model.trainLogits(ids, o.batch);
+    const logits = model.trainLogits!(ids, o.batch); // present: checked above
     const ce = ops.crossEntropy(logits, targets);
     const teacherLogits = teacher.graph.noGrad(() => teacher.trainLogits(ids, o.batch).toArray());
     teacher.graph.release();
@@ -217,7 +244,7 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
     const eta = o.minutes ? Math.max(0, (deadline - performance.now()) / 1000) : ((total - step) * elapsed) / done;
     let valBpb: number | undefined;
     if (o.evalEvery && step % o.evalEvery === 0 && step < total) {
-      valBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, maxWindows: o.evalWindows, tokenBytes: o.tokenBytes }).bpb;
+      valBpb = evaluateBpb(evalModel, valTokens, { batch: o.batch, seqLen: o.seqLen, maxWindows: o.evalWindows, tokenBytes: o.tokenBytes }).bpb;
     }
     const info: StepInfo = { step, totalSteps: total, loss, lr, dropout: model.dropoutRate, gradNorm, tokensPerSecond: tps, elapsedSeconds: elapsed, etaSeconds: eta, valBpb };
     o.onStep?.(info);
@@ -229,6 +256,6 @@ export async function train(be: Backend, o: TrainOptions): Promise<TrainResult> 
     }
   }
   await save();
-  const finalValBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, tokenBytes: o.tokenBytes }).bpb;
+  const finalValBpb = evaluateBpb(evalModel, valTokens, { batch: o.batch, seqLen: o.seqLen, tokenBytes: o.tokenBytes }).bpb;
   return { model, graph: g, steps: step, losses, finalValBpb, seconds: (performance.now() - t0) / 1000, stoppedEarly };
 }

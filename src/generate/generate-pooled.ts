@@ -1,0 +1,94 @@
+/**
+ * Generation with the byte-pooled model: byte by byte to the caller (text streams as soon as each UTF-8
+ * character is complete), chunk by chunk inside (models/byte-pooled.ts PooledStream: the decoder runs
+ * per byte with a KV cache over the current chunk; the core runs once per completed chunk, with a KV
+ * cache over chunks, so the prefix is never recomputed).
+ *
+ * The same options and result as generate() (generate.ts); `tokens` are bytes. There is no BOS: the
+ * model starts every context from its own start chunk, so `addBos` is ignored and an empty prompt works.
+ * Context overflow is a sliding window over bytes: a prompt longer than the model's window keeps its
+ * last ctx − 1 bytes, and when the context fills during generation it restarts from the most recent
+ * half (re-chunked from there).
+ */
+import { type BytePooled, PooledStream } from '../models/byte-pooled.js';
+import { BYTE_BOS, BYTE_PAD } from '../tokenizers/byte.js';
+import { TokenStreamDecoder, type Tokenizer } from '../tokenizers/tokenizer.js';
+import type { GenerateOptions, GenerateResult } from './generate.js';
+import { Sampler } from './sampler.js';
+import { StopMatcher } from './stop.js';
+
+/** Generates a continuation of `prompt`, calling onText as text streams. */
+export function generatePooled(model: BytePooled, tok: Tokenizer, prompt: string, o: GenerateOptions = {}): GenerateResult {
+  const it = generatePooledSteps(model, tok, prompt, o);
+  let r = it.next();
+  while (!r.done) {
+    o.onText?.(r.value);
+    r = it.next();
+  }
+  return r.value;
+}
+
+/** The same as an iterator of text pieces. */
+export function* generatePooledSteps(model: BytePooled, tok: Tokenizer, prompt: string, o: GenerateOptions = {}): Generator<string, GenerateResult> {
+  if (tok.kind !== 'byte') throw new Error(`generate: the byte-pooled model reads bytes; its tokenizer must be the byte tokenizer, not '${tok.kind}'`);
+  const maxTokens = o.maxTokens ?? 256;
+  if (!(Number.isInteger(maxTokens) && maxTokens >= 0)) throw new Error(`maxTokens must be an integer >= 0, got ${maxTokens}`);
+  const sampler = new Sampler(o);
+  const ctx = model.config.ctx;
+  let bytes = Array.from(tok.encode(prompt));
+  const promptTokens = bytes.length;
+  let promptTruncated = 0;
+  if (bytes.length > ctx - 1) {
+    promptTruncated = bytes.length - (ctx - 1);
+    bytes = bytes.slice(promptTruncated);
+  }
+  const stream = new PooledStream(model);
+  const decoder = new TokenStreamDecoder(tok);
+  const stop = new StopMatcher(o.stop ?? []);
+  const out: number[] = [];
+  const history = bytes.slice();
+  let text = '';
+  let finishReason: GenerateResult['finishReason'] = 'length';
+  const t0 = performance.now();
+  let logits = stream.reset(bytes);
+  const prefillSeconds = (performance.now() - t0) / 1000;
+  const t1 = performance.now();
+  try {
+    for (let i = 0; i < maxTokens; i++) {
+      // BOS and PAD are never predicted (never targets in training) and cannot be fed back as bytes.
+      logits[BYTE_BOS] = logits[BYTE_PAD] = -Infinity;
+      const next = sampler.sample(logits, history);
+      if (next === tok.eos) {
+        finishReason = 'eos';
+        break;
+      }
+      out.push(next);
+      history.push(next);
+      const piece = stop.push(decoder.push(next));
+      if (piece.text) {
+        text += piece.text;
+        yield piece.text;
+      }
+      if (piece.stopped) {
+        finishReason = 'stop';
+        break;
+      }
+      if (i === maxTokens - 1) break;
+      // Sliding window: restart from the most recent half of the window once the context is full.
+      logits = stream.contextBytes >= ctx ? stream.reset(history.slice(history.length - Math.floor(ctx / 2))) : stream.push(next);
+    }
+    if (finishReason !== 'stop') {
+      const tail = stop.push(decoder.flush());
+      const rest = tail.text + (tail.stopped ? '' : stop.flush());
+      if (tail.stopped) finishReason = 'stop';
+      if (rest) {
+        text += rest;
+        yield rest;
+      }
+    }
+  } finally {
+    model.graph.release();
+    stream.dispose();
+  }
+  return { text, tokens: out, promptTokens, promptTruncated, finishReason, prefillSeconds, decodeSeconds: (performance.now() - t1) / 1000 };
+}
