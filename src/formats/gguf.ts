@@ -34,6 +34,7 @@
  * A file without tensors may end right after the tensor infos (llama.cpp's vocab-only files do);
  * the writer does the same, so write(read(x)) reproduces such files byte for byte.
  */
+import { writeFileAtomic } from '../util/atomic-write.js';
 import { bf16ToF32, f16ToF32Table, f32ToBf16, f32ToF16 } from './f16.js';
 import { dequantizeQ4_K, quantizeQ4_K } from './kquants.js';
 
@@ -995,27 +996,5 @@ export function writeGguf(metadata: GgufMetadataInput, tensors: readonly GgufTen
 export async function writeGgufFile(
   path: string, metadata: GgufMetadataInput, tensors: readonly GgufTensorInput[], alignment?: number,
 ): Promise<void> {
-  const bytes = writeGguf(metadata, tensors, alignment);
-  const fs = await import('node:fs/promises');
-  const { dirname } = await import('node:path');
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    const fh = await fs.open(tmp, 'w');
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, path);
-  } catch (e) {
-    await fs.rm(tmp, { force: true });
-    throw e;
-  }
-  try {
-    const dir = await fs.open(dirname(path), 'r');
-    try { await dir.sync(); } finally { await dir.close(); }
-  } catch {
-    // Directories cannot be opened or synced on some platforms (Windows); the rename is still atomic.
-  }
+  await writeFileAtomic(path, writeGguf(metadata, tensors, alignment));
 }

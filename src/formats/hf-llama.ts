@@ -16,6 +16,7 @@
  * special_tokens_map.json) and importHf returns the directory and the raw config so that a tokenizer
  * loader can read its files beside the weights.
  */
+import { writeFileAtomic } from '../util/atomic-write.js';
 import { type LlamaConfig, headDim, parameterShapes, validateConfig } from '../models/config.js';
 import { type SafetensorsFile, type SafetensorsFloatDtype, readSafetensorsFile, tensorToF32, writeSafetensors } from './safetensors.js';
 
@@ -243,24 +244,6 @@ export interface HfExportOptions {
   extraFiles?: Record<string, string | Uint8Array>;
 }
 
-/** Writes `data` to `path` through a temporary file and a rename, so readers never see half a file. */
-async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const fs = await import('node:fs/promises');
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    const fh = await fs.open(tmp, 'w');
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, path);
-  } catch (e) {
-    await fs.rm(tmp, { force: true });
-    throw e;
-  }
-}
 
 /** A plain file name (no directories), so that a file name read from a checkpoint stays inside it. */
 function checkPlainFileName(name: string, field: string): void {

@@ -5,6 +5,7 @@
  */
 import { GGML_TYPE, writeGgufFile } from '../formats/gguf.js';
 import { writeLlama2c } from '../formats/llama2c.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
 import { writeLlama2cTokenizer } from '../tokenizers/llama2c-tokenizer.js';
 import { vocabToGguf } from '../tokenizers/vocab.js';
 import { materializeSharing } from './config.js';
@@ -41,11 +42,11 @@ export async function exportModel(path: string, bundle: ModelBundle, o: ExportOp
   if (format === 'llama2c') {
     if (type !== 'f32') throw new Error(`llama2.c export: only f32 is supported (got ${type})`);
     const written = [path];
-    await writeAtomic(path, writeLlama2c(m.config, m.weights));
+    await writeFileAtomic(path, writeLlama2c(m.config, m.weights));
     // run.c reads the vocabulary from a separate file; only SentencePiece-style vocabularies fit its format.
     if (m.vocab.model === 'llama') {
       const tokPath = join(dirname(path), `tok${m.config.vocabSize}.bin`);
-      await writeAtomic(tokPath, writeLlama2cTokenizer(m.vocab));
+      await writeFileAtomic(tokPath, writeLlama2cTokenizer(m.vocab));
       written.push(tokPath);
     }
     return written;
@@ -55,16 +56,4 @@ export async function exportModel(path: string, bundle: ModelBundle, o: ExportOp
   const vocabPath = join(path, HF_VOCAB_FILE);
   await writeGgufFile(vocabPath, vocabToGguf(m.vocab), []);
   return [join(path, 'config.json'), join(path, 'model.safetensors'), vocabPath];
-}
-
-async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const fs = await import('node:fs/promises');
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    await fs.writeFile(tmp, bytes);
-    await fs.rename(tmp, path);
-  } catch (e) {
-    await fs.rm(tmp, { force: true });
-    throw new Error(`cannot write '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
 }
