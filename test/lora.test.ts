@@ -2,6 +2,7 @@
 // equals the adapter applied on the fly, the loss sees only completion tokens, LoRA learns a small task
 // in seconds, bad JSONL names its line, and llama.cpp applies our adapter files as stlm does.
 import assert from 'node:assert/strict';
+import { openLlamaCpp } from '../src/interop/llamacpp.js';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -392,71 +393,6 @@ describe('prompt/completion data and the fine-tuning loop', () => {
 
 // ---- llama.cpp as the oracle ----------------------------------------------------------------------
 
-interface AdaptedLlamaCpp {
-  logProbs(ids: readonly number[]): Promise<Float64Array[]>;
-  greedy(ids: readonly number[], n: number): Promise<number[]>;
-  dispose(): Promise<void>;
-}
-
-/**
- * llama.cpp (node-llama-cpp 3.21.1) running `modelPath` with the LoRA adapter file applied at scale 1,
- * F32 KV cache, no flash attention (as src/interop/llamacpp.ts does), or why it cannot run.
- */
-async function llamaCppWithAdapter(modelPath: string, adapterPath: string): Promise<AdaptedLlamaCpp | string> {
-  type Seq = {
-    controlledEvaluate(input: unknown[]): Promise<({ next?: { probabilities?: Map<number, number> } } | undefined)[]>;
-    evaluate(tokens: number[], o: Record<string, unknown>): AsyncGenerator<number, void, void>;
-  };
-  type Model = {
-    tokens: { eos: number | null };
-    createContext(o: Record<string, unknown>): Promise<{ getSequence(): Seq; dispose(): Promise<void> }>;
-    dispose(): Promise<void>;
-  };
-  let model: Model;
-  try {
-    const nlc = (await import('node-llama-cpp')) as unknown as { getLlama(o: Record<string, unknown>): Promise<{ loadModel(o: Record<string, unknown>): Promise<Model> }> };
-    const llama = await nlc.getLlama({ gpu: false, build: 'never', logLevel: 'error', progressLogs: false });
-    model = await llama.loadModel({ modelPath, gpuLayers: 0 });
-  } catch (e) {
-    return `node-llama-cpp is not available (${(e as Error).message.split('\n')[0]}); install the dev dependencies (npm ci)`;
-  }
-  const withSequence = async <T>(fn: (s: Seq) => Promise<T>): Promise<T> => {
-    const ctx = await model.createContext({
-      contextSize: 512, threads: 1, experimentalKvCacheKeyType: 0, experimentalKvCacheValueType: 0, flashAttention: false,
-      lora: { adapters: [{ filePath: adapterPath, scale: 1 }] },
-    });
-    try {
-      return await fn(ctx.getSequence());
-    } finally {
-      await ctx.dispose();
-    }
-  };
-  return {
-    logProbs: (ids) =>
-      withSequence(async (seq) => {
-        const out = await seq.controlledEvaluate(ids.map((t) => [t, { generateNext: { probabilities: true } }]));
-        return out.map((r, i) => {
-          const probs = r?.next?.probabilities;
-          if (!probs) throw new Error(`llama.cpp returned no probabilities at position ${i}`);
-          const row = new Float64Array(probs.size).fill(-Infinity);
-          for (const [t, p] of probs) row[t] = Math.log(p);
-          return row;
-        });
-      }),
-    greedy: (ids, n) =>
-      withSequence(async (seq) => {
-        const out: number[] = [];
-        for await (const t of seq.evaluate([...ids], { temperature: 0 })) {
-          if (t === model.tokens.eos) break;
-          out.push(t);
-          if (out.length >= n) break;
-        }
-        return out;
-      }),
-    dispose: () => model.dispose(),
-  };
-}
-
 function logSoftmaxRows(flat: Float32Array, vocab: number): Float64Array[] {
   const rows: Float64Array[] = [];
   for (let i = 0; i < flat.length / vocab; i++) {
@@ -493,7 +429,7 @@ describe('llama.cpp applies our adapter files (node-llama-cpp 3.21.1)', () => {
     const lora = randomAdapters(m.config, { rank: 8, alpha: 16, targets: LORA_TARGETS, std: 0.03, seed: 11 });
     const adapter = join(dir, 'oracle-adapter.gguf');
     await saveLoraAdapter(adapter, lora);
-    const cpp = await llamaCppWithAdapter(DEFAULT_MODEL, adapter);
+    const cpp = await openLlamaCpp(DEFAULT_MODEL, { lora: adapter });
     if (typeof cpp === 'string') return t.skip(cpp);
     try {
       const merged = mergeLora(m, lora);

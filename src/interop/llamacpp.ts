@@ -27,6 +27,8 @@ export interface LlamaCppOptions {
    * default is F32 (what stlm keeps), benchmarks may ask for llama.cpp's own default.
    */
   kvCacheType?: 'F32' | 'F16';
+  /** A LoRA adapter GGUF to apply at scale 1 (llama.cpp's --lora). */
+  lora?: string;
 }
 
 /** The subset of node-llama-cpp's API used here (its own types stay out of our public declarations). */
@@ -71,7 +73,7 @@ export async function openLlamaCpp(path: string, o: LlamaCppOptions = {}): Promi
     // A fresh context per call keeps calls independent (no KV cache carried between them).
     // The addon takes ggml type ids (GGML_TYPE_F32 = 0, F16 = 1); flash attention would compute in F16.
     const kv = (o.kvCacheType ?? 'F32') === 'F32' ? 0 : 1;
-    const ctx = await model.createContext({ contextSize, threads: o.threads ?? 1, experimentalKvCacheKeyType: kv, experimentalKvCacheValueType: kv, flashAttention: false });
+    const ctx = await model.createContext({ contextSize, threads: o.threads ?? 1, experimentalKvCacheKeyType: kv, experimentalKvCacheValueType: kv, flashAttention: false, ...(o.lora ? { lora: { adapters: [{ filePath: o.lora, scale: 1 }] } } : {}) });
     try {
       return await fn(ctx.getSequence());
     } finally {
