@@ -144,6 +144,24 @@ describe('llama model', () => {
     assert.ok(err < 1e-5, `cached logits differ by ${err}`);
   });
 
+  test('an inference forward holds one layer of activations at a time (live intermediates do not grow with depth)', () => {
+    const seq = Int32Array.from(TEXT.subarray(0, 32));
+    const live = (nLayers: number) => {
+      const cfg = { ...PRESETS.micro, nLayers, ctx: 40 };
+      const g = new Graph(be);
+      const model = new Llama(g, cfg, undefined, 3);
+      const cache = new KvCache(g, cfg);
+      model.forward(seq, cache, false);
+      const n = g.liveTemps;
+      g.release();
+      cache.dispose();
+      return n;
+    };
+    assert.equal(live(6), live(1));
+    const g = new Graph(be);
+    assert.throws(() => g.releaseSince(g.mark()), /only without a tape/);
+  });
+
   test('training memory is stable over 200 steps (wasm memory and JS heap)', () => {
     v8.setFlagsFromString('--expose-gc');
     const gc = vm.runInNewContext('gc') as () => void;

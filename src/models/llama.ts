@@ -207,6 +207,8 @@ export class Llama {
     if (!Number.isInteger(t) || t < 1) throw new Error(`loss: ${ids.length} ids do not split into ${batch} sequences`);
     if (t > c.ctx) throw new Error(`loss: sequence length ${t} exceeds the model context ${c.ctx}`);
     if (this.quantized.size && this.graph.recording) throw new Error('loss: this model holds quantized weights and cannot be trained (load it in f32 to fine-tune)');
+    // Without a tape (evaluation) a layer's activations can go as soon as it is done.
+    const mark = this.graph.recording ? -1 : this.graph.mark();
     let x = this.embed(ids); // [B·T, d]
     for (const [i, l] of this.layers.entries()) {
       const h = ops.rmsNorm(x, l.attnNorm, c.normEps);
@@ -216,6 +218,7 @@ export class Llama {
       const a = ops.attention(q, k, v, batch, c.nHeads, c.nKvHeads, hd); // [B·T, H·hd]
       x = this.residual(x, lin(a, l.wo, this.at(i, 'attn_output')));
       x = this.residual(x, this.mlp(l, x, i));
+      if (mark >= 0) this.graph.releaseSince(mark, x);
     }
     return lin(ops.rmsNorm(x, this.outNorm, c.normEps), this.head); // [B·T, vocab]
   }
@@ -230,6 +233,7 @@ export class Llama {
     if (n < 1) throw new Error('forward: no tokens');
     if (pos0 + n > cache.capacity) throw new Error(`forward: ${pos0 + n} positions exceed the KV cache's ${cache.capacity} (the model context is ${c.ctx})`);
     return g.noGrad(() => {
+      const mark = g.mark();
       let x = this.embed(ids);
       this.layers.forEach((l, i) => {
         const h = ops.rmsNorm(x, l.attnNorm, c.normEps);
@@ -244,6 +248,9 @@ export class Llama {
         });
         x = ops.add(x, lin(a, l.wo, this.at(i, 'attn_output')));
         x = ops.add(x, this.mlp(l, x, i));
+        // Only the residual stream outlives a layer: a 512-token prefill then holds one layer's
+        // activations at a time (wasm memory never shrinks, so the peak is what stays).
+        g.releaseSince(mark, x);
       });
       cache.length = pos0 + n;
       if (lastOnly && n > 1) {

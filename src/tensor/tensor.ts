@@ -237,6 +237,30 @@ export class Graph {
     }
   }
 
+  /** A position in the list of intermediates, for releaseSince (inference only). */
+  mark(): number {
+    return this.temps.length;
+  }
+
+  /**
+   * Frees the intermediates created since `mark` except `keep` (inference only: a recorded tape may
+   * still need them). An inference forward calls it after every layer, so a long prompt holds one
+   * layer's activations at a time instead of all of them until release().
+   */
+  releaseSince(mark: number, ...keep: Tensor[]): void {
+    if (this.gradEnabled) throw new Error('releaseSince: only without a tape (inside graph.noGrad)');
+    if (mark > this.temps.length) throw new Error(`releaseSince: mark ${mark} is past the ${this.temps.length} live intermediates`);
+    const kept = new Set(keep.map((t) => (t.base ?? t).buf));
+    const survivors: Tensor[] = [];
+    for (let i = mark; i < this.temps.length; i++) {
+      const t = this.temps[i];
+      if (kept.has(t.buf)) survivors.push(t);
+      else this.backend.free(t.buf);
+    }
+    this.temps.length = mark;
+    this.temps.push(...survivors);
+  }
+
   /** Frees every intermediate tensor of the step and clears the tape. Parameters stay. */
   release(): void {
     for (const t of this.temps) this.backend.free(t.buf);
