@@ -1,12 +1,16 @@
 /**
  * Ablations of the STLM techniques against the plain byte-level model, same data, same steps, same seed
  * (tinyshakespeare, first 90% train, validation bits per byte on the last 10%):
- *   sharing:  FFN shared across layers, blocks repeated (MobileLLM), vs plain models of similar
- *             parameter count or depth: bits/byte against parameters;
+ *   sharing:  FFN shared across layers, blocks repeated (MobileLLM), each with and without per-position
+ *             LoRA adapters on the shared weights, vs plain models of similar parameter count or depth:
+ *             bits/byte against parameters;
  *   dropout:  none, constant, linear ramp-up, triangular;
  *   distill:  a student alone vs the same student distilled from the embedded model (the teacher).
  *
- *   npm run bench -- stlm-ablations [--study sharing|dropout|distill|all] [--steps N] [--threads N] [--json]
+ *   npm run bench -- stlm-ablations [--study sharing|dropout|distill|all] [--steps N] [--seeds 1,2,3] [--threads N] [--json]
+ *
+ * With several seeds (init, data order and dropout all follow the seed) each variant runs once per seed
+ * and the table gives the mean and the spread (sample standard deviation) of validation bits/byte.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,6 +45,7 @@ interface Result {
   steps: number;
   val_bpb: number;
   seconds: number;
+  seed: number;
 }
 
 function variants(be: Backend): Variant[] {
@@ -56,6 +61,8 @@ function variants(be: Backend): Variant[] {
     { study: 'sharing', name: 'plain 2 layers', config: { ...tiny, nLayers: 2 } },
     { study: 'sharing', name: '2 layers, each run twice (4 deep)', config: { ...tiny, nLayers: 2, blockRepeat: 2 } },
     { study: 'sharing', name: '2 layers run twice, FFN shared', config: { ...tiny, nLayers: 2, blockRepeat: 2, shareFfn: true } },
+    { study: 'sharing', name: 'tiny, FFN shared + per-position LoRA r8', config: { ...tiny, shareFfn: true, sharedLoraRank: 8 } },
+    { study: 'sharing', name: '2 layers run twice + per-position LoRA r8', config: { ...tiny, nLayers: 2, blockRepeat: 2, sharedLoraRank: 8 } },
     { study: 'dropout', name: 'no dropout', config: tiny },
     { study: 'dropout', name: 'dropout 0.1 constant', config: { ...tiny, dropout: 0.1 }, dropoutSchedule: 'constant' },
     { study: 'dropout', name: 'dropout 0.1 linear ramp-up', config: { ...tiny, dropout: 0.1 }, dropoutSchedule: 'linear' },
@@ -70,20 +77,24 @@ export async function main(argv: string[]): Promise<void> {
   const study = arg(argv, '--study', 'all');
   const steps = Number(arg(argv, '--steps', '300'));
   const threads = Number(arg(argv, '--threads', '2'));
+  const seeds = arg(argv, '--seeds', '1').split(',').map(Number);
+  if (!seeds.every((x) => Number.isInteger(x) && x >= 0)) throw new Error(`--seeds: a comma-separated list of integers, got '${arg(argv, '--seeds', '1')}'`);
   const be = await createBackend('wasm', { threads });
   const tokens = new Uint8Array(readFileSync(CORPUS));
   const results: Result[] = [];
   try {
     for (const v of variants(be).filter((x) => study === 'all' || x.study === study)) {
-      const t0 = performance.now();
-      const r = await train(be, {
-        tokens, config: v.config, checkpointPath: join(ROOT, 'bench-results', `ablation-${results.length}.ckpt`), steps, batch: 16, seqLen: 128,
-        lr: 2e-3, minLr: 2e-4, warmup: 30, weightDecay: 0.1, clip: 1, accum: 1, seed: 1, evalEvery: 0, evalWindows: 1, saveEvery: 0, resume: false,
-        vocab: byteVocab(), dropoutSchedule: v.dropoutSchedule, distill: v.distill ? await v.distill() : undefined,
-      });
-      const res = { study: v.study, variant: v.name, params: parameterCount(v.config), depth: effectiveDepth(v.config), steps, val_bpb: r.finalValBpb, seconds: (performance.now() - t0) / 1000 };
-      results.push(res);
-      console.error(`${res.study} | ${res.variant} | ${res.params.toLocaleString('en-US')} params | depth ${res.depth} | ${res.val_bpb.toFixed(4)} bits/byte | ${res.seconds.toFixed(0)} s`);
+      for (const seed of seeds) {
+        const t0 = performance.now();
+        const r = await train(be, {
+          tokens, config: v.config, checkpointPath: join(ROOT, 'bench-results', `ablation-${results.length}.ckpt`), steps, batch: 16, seqLen: 128,
+          lr: 2e-3, minLr: 2e-4, warmup: 30, weightDecay: 0.1, clip: 1, accum: 1, seed, evalEvery: 0, evalWindows: 1, saveEvery: 0, resume: false,
+          vocab: byteVocab(), dropoutSchedule: v.dropoutSchedule, distill: v.distill ? await v.distill() : undefined,
+        });
+        const res = { study: v.study, variant: v.name, params: parameterCount(v.config), depth: effectiveDepth(v.config), steps, val_bpb: r.finalValBpb, seconds: (performance.now() - t0) / 1000, seed };
+        results.push(res);
+        console.error(`${res.study} | ${res.variant} | seed ${seed} | ${res.params.toLocaleString('en-US')} params | depth ${res.depth} | ${res.val_bpb.toFixed(4)} bits/byte | ${res.seconds.toFixed(0)} s`);
+      }
     }
   } finally {
     be.dispose();
@@ -92,7 +103,14 @@ export async function main(argv: string[]): Promise<void> {
     for (const r of results) console.log(JSON.stringify(r));
     return;
   }
-  console.log('| study | variant | parameters | depth | val bits/byte | wall s |');
-  console.log('|---|---|---|---|---|---|');
-  for (const r of results) console.log(`| ${r.study} | ${r.variant} | ${r.params.toLocaleString('en-US')} | ${r.depth} | ${r.val_bpb.toFixed(4)} | ${r.seconds.toFixed(0)} |`);
+  console.log(`| study | variant | parameters | depth | val bits/byte (mean${seeds.length > 1 ? ` ± sd over ${seeds.length} seeds` : ''}) | per seed | wall s (mean) |`);
+  console.log('|---|---|---|---|---|---|---|');
+  const byVariant = new Map<string, Result[]>();
+  for (const r of results) byVariant.set(`${r.study}/${r.variant}`, [...(byVariant.get(`${r.study}/${r.variant}`) ?? []), r]);
+  for (const rs of byVariant.values()) {
+    const bpb = rs.map((r) => r.val_bpb), mean = bpb.reduce((a, b) => a + b, 0) / bpb.length;
+    const sd = bpb.length > 1 ? Math.sqrt(bpb.reduce((a, b) => a + (b - mean) ** 2, 0) / (bpb.length - 1)) : 0;
+    const secs = rs.reduce((a, r) => a + r.seconds, 0) / rs.length, r = rs[0];
+    console.log(`| ${r.study} | ${r.variant} | ${r.params.toLocaleString('en-US')} | ${r.depth} | ${mean.toFixed(4)}${bpb.length > 1 ? ` ± ${sd.toFixed(4)}` : ''} | ${bpb.map((x) => x.toFixed(4)).join(', ')} | ${secs.toFixed(0)} |`);
+  }
 }

@@ -144,6 +144,60 @@ describe('llama model', () => {
     assert.ok(err < 1e-5, `cached logits differ by ${err}`);
   });
 
+  test('per-position adapters on shared weights: the model is its materialized twin with B·A folded in (loss, cached logits, gradients of A and B)', () => {
+    const cfg = { ...PRESETS.micro, nLayers: 2, shareFfn: true, blockRepeat: 2, sharedLoraRank: 3 };
+    const shared = { ...cfg, sharedLoraRank: 0 };
+    const depth = 4, r = 3, d = cfg.dModel, h = cfg.mlpHidden;
+    // Blocks repeat, so all 7 projections adapt at each of the 4 positions: q,k,v,o are [d,d], gate/up [h,d], down [d,h].
+    assert.equal(parameterCount(cfg), parameterCount(shared) + depth * r * (4 * 2 * d + 3 * (d + h)));
+    assert.throws(() => resolveConfig({ preset: 'micro', shared_lora_rank: 2 }), /sharedLoraRank needs shared weights/);
+    const g = new Graph(be);
+    const model = new Llama(g, cfg, undefined, 11);
+    // B starts at zero (the plainly shared model); give it values so the adapters matter.
+    const rng = new Rng(4);
+    for (const [name, t] of model.params) if (name.endsWith('.lora_b')) be.write(t.buf, Float32Array.from({ length: t.size }, () => rng.normal() * 0.05));
+    const { config: flatCfg, weights: flatW } = materializeSharing(cfg, model.weights());
+    assert.equal(flatCfg.sharedLoraRank, undefined);
+    assert.equal([...flatW.keys()].some((n) => n.includes('lora')), false);
+    const flat = new Llama(g, flatCfg, flatW);
+    const { ids, targets } = windows(2, 16);
+    g.zeroGrad([...model.params.values()]);
+    const l1 = model.loss(ids, targets, 2);
+    g.backward(l1);
+    g.zeroGrad([...flat.params.values()]);
+    const l2 = flat.loss(ids, targets, 2);
+    g.backward(l2);
+    assert.ok(Math.abs(l1.item() - l2.item()) < 1e-5, `loss ${l1.item()} vs ${l2.item()}`);
+    // Chain rule through W_pos = W + B·A: dL/dB = G·Aᵀ and dL/dA = Bᵀ·G, with G = dL/dW_pos of the twin.
+    for (const [pos, proj, out, inp] of [[3, 'attn_q', d, d], [1, 'ffn_down', d, h]] as const) {
+      const G = flat.params.get(`blk.${pos}.${proj}.weight`)!.grad!.toArray();
+      const A = model.params.get(`blk.${pos}.${proj}.lora_a`)!, B = model.params.get(`blk.${pos}.${proj}.lora_b`)!;
+      const a = A.toArray(), b = B.toArray(), ga = A.grad!.toArray(), gb = B.grad!.toArray();
+      let err = 0, scale = 0;
+      for (let o = 0; o < out; o++) for (let k = 0; k < r; k++) {
+        let want = 0;
+        for (let i = 0; i < inp; i++) want += G[o * inp + i] * a[k * inp + i];
+        err = Math.max(err, Math.abs(gb[o * r + k] - want));
+        scale = Math.max(scale, Math.abs(want));
+      }
+      for (let k = 0; k < r; k++) for (let i = 0; i < inp; i++) {
+        let want = 0;
+        for (let o = 0; o < out; o++) want += b[o * r + k] * G[o * inp + i];
+        err = Math.max(err, Math.abs(ga[k * inp + i] - want));
+        scale = Math.max(scale, Math.abs(want));
+      }
+      assert.ok(scale > 0 && err <= 1e-4 * scale, `${proj} at ${pos}: adapter gradients differ by ${err} (scale ${scale})`);
+    }
+    g.release();
+    const seq = Int32Array.from(TEXT.subarray(0, 12));
+    const x = model.forward(seq, new KvCache(g, cfg), false).toArray();
+    const y = flat.forward(seq, new KvCache(g, flatCfg), false).toArray();
+    g.release();
+    let err = 0;
+    for (let i = 0; i < x.length; i++) err = Math.max(err, Math.abs(x[i] - y[i]));
+    assert.ok(err < 1e-5, `cached logits differ by ${err}`);
+  });
+
   test('an inference forward holds one layer of activations at a time (live intermediates do not grow with depth)', () => {
     const seq = Int32Array.from(TEXT.subarray(0, 32));
     const live = (nLayers: number) => {

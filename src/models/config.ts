@@ -2,6 +2,7 @@
  * The Llama-style decoder's configuration: one type with every knob, named presets, and validation
  * that names the offending key.
  */
+import { addLowRank } from './low-rank.js';
 
 export interface LlamaConfig {
   /** Tokens in the vocabulary (259 for the byte tokenizer: 256 bytes + BOS, EOS, PAD). */
@@ -34,7 +35,19 @@ export interface LlamaConfig {
    * so the model is nLayers·blockRepeat blocks deep with nLayers blocks of parameters. Default 1.
    */
   blockRepeat?: number;
+  /**
+   * Per-position low-rank adapters on shared weights (Bae et al. 2024, "Relaxed Recursive Transformers";
+   * the LoRA-on-shared-weights option of the STLM recipe): every projection whose matrix runs at more than
+   * one block position gets, at each position, its own trainable update B·A of this rank (scale 1; B starts
+   * at 0, so training starts from the plainly shared model). Stored as blk.<position>.<projection>.lora_a
+   * [rank, in] and .lora_b [out, rank]. Needs shareFfn or blockRepeat. Default 0 (none).
+   */
+  sharedLoraRank?: number;
 }
+
+/** The projections of a block, by GGUF tensor name (what adapters attach to). */
+export const PROJECTIONS = ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'] as const;
+export type ProjectionName = (typeof PROJECTIONS)[number];
 
 const BYTE_VOCAB = 259;
 
@@ -51,13 +64,14 @@ export const PRESETS: Record<string, LlamaConfig> = {
   base: { ...base, dModel: 512, nLayers: 8, nHeads: 8, nKvHeads: 8, mlpHidden: 1536, ctx: 512 },
 };
 
-const KEYS: (keyof LlamaConfig)[] = ['vocabSize', 'dModel', 'nLayers', 'nHeads', 'nKvHeads', 'mlpHidden', 'ctx', 'tieEmbeddings', 'ropeTheta', 'normEps', 'dropout', 'shareFfn', 'blockRepeat'];
+const KEYS: (keyof LlamaConfig)[] = ['vocabSize', 'dModel', 'nLayers', 'nHeads', 'nKvHeads', 'mlpHidden', 'ctx', 'tieEmbeddings', 'ropeTheta', 'normEps', 'dropout', 'shareFfn', 'blockRepeat', 'sharedLoraRank'];
 
 /** Accepted spellings: camelCase and the snake_case of the issue/llama world (d_model, n_layers, ...). */
 const ALIASES: Record<string, keyof LlamaConfig> = {
   vocab: 'vocabSize', vocab_size: 'vocabSize', d_model: 'dModel', dim: 'dModel', n_layers: 'nLayers', n_heads: 'nHeads',
   n_kv_heads: 'nKvHeads', mlp_hidden: 'mlpHidden', hidden_dim: 'mlpHidden', tie_embeddings: 'tieEmbeddings',
   rope_theta: 'ropeTheta', norm_eps: 'normEps', share_ffn: 'shareFfn', block_repeat: 'blockRepeat',
+  shared_lora_rank: 'sharedLoraRank',
 };
 
 /**
@@ -104,6 +118,12 @@ export function validateConfig(c: LlamaConfig): LlamaConfig {
   if (c.blockRepeat !== undefined && !(Number.isInteger(c.blockRepeat) && c.blockRepeat >= 1 && c.blockRepeat <= 16)) {
     throw new Error(`config blockRepeat must be an integer from 1 to 16, got ${JSON.stringify(c.blockRepeat)}`);
   }
+  if (c.sharedLoraRank !== undefined) {
+    if (!(Number.isInteger(c.sharedLoraRank) && c.sharedLoraRank >= 0 && c.sharedLoraRank <= 256)) {
+      throw new Error(`config sharedLoraRank must be an integer from 0 to 256, got ${JSON.stringify(c.sharedLoraRank)}`);
+    }
+    if (c.sharedLoraRank > 0 && !sharesWeights(c)) throw new Error('config sharedLoraRank needs shared weights (shareFfn or blockRepeat > 1): it adapts a shared matrix per position');
+  }
   return c;
 }
 
@@ -120,6 +140,32 @@ export function sharesWeights(c: LlamaConfig): boolean {
 /** The stored layer whose SwiGLU matrices layer i uses. */
 export function ffnSource(c: LlamaConfig, i: number): number {
   return c.shareFfn ? 0 : i;
+}
+
+/**
+ * The projections whose matrix runs at more than one block position (what sharedLoraRank adapts): all of
+ * them when blocks repeat, the FFN's when it is shared, none otherwise.
+ */
+export function sharedProjections(c: LlamaConfig): ProjectionName[] {
+  if ((c.blockRepeat ?? 1) > 1) return [...PROJECTIONS];
+  if (c.shareFfn && c.nLayers > 1) return ['ffn_gate', 'ffn_up', 'ffn_down'];
+  return [];
+}
+
+/** [out, in] of a projection. */
+export function projectionShape(c: LlamaConfig, p: ProjectionName): [number, number] {
+  const kvDim = c.nKvHeads * headDim(c);
+  switch (p) {
+    case 'attn_q': case 'attn_output': return [c.dModel, c.dModel];
+    case 'attn_k': case 'attn_v': return [kvDim, c.dModel];
+    case 'ffn_gate': case 'ffn_up': return [c.mlpHidden, c.dModel];
+    case 'ffn_down': return [c.dModel, c.mlpHidden];
+  }
+}
+
+/** Names of the per-position adapter pair of shared weights (see sharedLoraRank). */
+export function sharedLoraNames(position: number, p: ProjectionName): { a: string; b: string } {
+  return { a: `blk.${position}.${p}.lora_a`, b: `blk.${position}.${p}.lora_b` };
 }
 
 export function headDim(c: LlamaConfig): number {
@@ -150,6 +196,15 @@ export function parameterShapes(c: LlamaConfig): [string, number[]][] {
       );
     }
   }
+  const r = c.sharedLoraRank ?? 0;
+  if (r > 0) {
+    for (let pos = 0; pos < effectiveDepth(c); pos++) {
+      for (const p of sharedProjections(c)) {
+        const [o, i] = projectionShape(c, p), n = sharedLoraNames(pos, p);
+        out.push([n.a, [r, i]], [n.b, [o, r]]);
+      }
+    }
+  }
   out.push(['output_norm.weight', [c.dModel]]);
   if (!c.tieEmbeddings) out.push(['output.weight', [c.vocabSize, c.dModel]]);
   return out;
@@ -162,14 +217,16 @@ export function parameterCount(c: LlamaConfig): number {
 
 /**
  * The same function as a plain (unshared) Llama: shared tensors copied into every layer that uses them,
- * repeated blocks written out in order. What llama.cpp, llama2.c and Hugging Face files need.
+ * repeated blocks written out in order, per-position adapters (sharedLoraRank) folded into each copy.
+ * What llama.cpp, llama2.c and Hugging Face files need.
  */
 export function materializeSharing<T>(c: LlamaConfig, weights: Map<string, T>): { config: LlamaConfig; weights: Map<string, T> } {
   if (!sharesWeights(c)) return { config: c, weights };
   const repeat = c.blockRepeat ?? 1;
-  const config: LlamaConfig = { ...c, nLayers: effectiveDepth(c), shareFfn: undefined, blockRepeat: undefined };
+  const config: LlamaConfig = { ...c, nLayers: effectiveDepth(c) };
   delete config.shareFfn;
   delete config.blockRepeat;
+  delete config.sharedLoraRank;
   const out = new Map<string, T>();
   const get = (name: string) => {
     const w = weights.get(name);
@@ -182,6 +239,20 @@ export function materializeSharing<T>(c: LlamaConfig, weights: Map<string, T>): 
       const dst = `blk.${i * repeat + r}.`;
       for (const t of ['attn_norm', 'attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_norm']) out.set(`${dst}${t}.weight`, get(`blk.${i}.${t}.weight`));
       for (const t of ['ffn_gate', 'ffn_up', 'ffn_down']) out.set(`${dst}${t}.weight`, get(`blk.${ffnSource(c, i)}.${t}.weight`));
+    }
+  }
+  const rank = c.sharedLoraRank ?? 0;
+  if (rank > 0) {
+    // Each position's adapter folded into its own copy: W_pos = W + B_pos·A_pos.
+    for (let pos = 0; pos < effectiveDepth(c); pos++) {
+      for (const p of sharedProjections(c)) {
+        const name = `blk.${pos}.${p}.weight`, n = sharedLoraNames(pos, p);
+        const [w, a, b] = [out.get(name), get(n.a), get(n.b)];
+        if (!(w instanceof Float32Array && a instanceof Float32Array && b instanceof Float32Array)) {
+          throw new Error(`${name}: per-position adapters can only be folded into f32 weights (dequantize the model first)`);
+        }
+        out.set(name, addLowRank(w, a, b, rank, 1) as T);
+      }
     }
   }
   return { config, weights: out };

@@ -11,7 +11,7 @@ import * as ops from '../tensor/ops.js';
 import { QuantMatrix, type QuantizedWeight, type Weight, embeddingQuant, project } from '../tensor/quant.js';
 import type { Graph, Tensor } from '../tensor/tensor.js';
 import { Rng } from '../util/rng.js';
-import { effectiveDepth, ffnSource, headDim, parameterShapes, type LlamaConfig } from './config.js';
+import { effectiveDepth, ffnSource, headDim, parameterShapes, sharedLoraNames, sharedProjections, type LlamaConfig, type ProjectionName } from './config.js';
 
 /** Matrices are f32 Tensors (trainable) or quantized (inference only); norm gains are always f32. */
 interface Layer {
@@ -58,7 +58,7 @@ export class KvCache {
 }
 
 /** The projections an adapter (LoRA, ./lora.ts) can attach to, by their GGUF tensor names. */
-export type Projection = 'attn_q' | 'attn_k' | 'attn_v' | 'attn_output' | 'ffn_gate' | 'ffn_up' | 'ffn_down';
+export type Projection = ProjectionName;
 
 /**
  * Updates added to projection outputs, per block POSITION (0 .. depth−1): with block-wise sharing one
@@ -69,18 +69,8 @@ export interface ProjectionAdapters {
   adapt(position: number, projection: Projection, x: Tensor, y: Tensor): Tensor;
 }
 
-/** Where a projection sits, for the adapter lookup. */
-interface AdapterSite {
-  adapters: ProjectionAdapters;
-  position: number;
-  projection: Projection;
-}
-
-/** x · Wᵀ for an f32 or a quantized weight, plus the attached adapter's update at `site`. */
-const lin = (x: Tensor, w: Weight, site?: AdapterSite): Tensor => {
-  const y = project(x, w, ops.linear);
-  return site ? site.adapters.adapt(site.position, site.projection, x, y) : y;
-};
+/** x · Wᵀ for an f32 or a quantized weight. */
+const lin = (x: Tensor, w: Weight): Tensor => project(x, w, ops.linear);
 
 export class Llama {
   readonly params = new Map<string, Tensor>();
@@ -97,6 +87,8 @@ export class Llama {
   dropoutRate: number;
   /** Adapters applied inside the projections (LoRA), or null. */
   adapters: ProjectionAdapters | null = null;
+  /** The per-position updates of shared weights (config.sharedLoraRank), by `<position>.<projection>`. */
+  private readonly positionLora = new Map<string, { a: Tensor; b: Tensor }>();
 
   /**
    * Creates the model's parameters in `graph`. With `weights`, they are loaded by name (GGUF names,
@@ -122,6 +114,7 @@ export class Llama {
         const w = weights.get(name);
         if (!w) throw new Error(`model weights: missing tensor '${name}'`);
         if (!(w instanceof Float32Array)) {
+          if (/\.lora_[ab]$/.test(name)) throw new Error(`model weights: adapter tensor '${name}' is ${w.type}; per-position adapters must be f32`);
           if (shape.length !== 2) throw new Error(`model weights: tensor '${name}' is ${w.type}, but only matrices can be quantized`);
           const q = new QuantMatrix(graph, name, w.type, [shape[0], shape[1]], w.bytes());
           this.quantized.set(name, q);
@@ -132,6 +125,12 @@ export class Llama {
         data = w;
       } else if (shape.length === 1) {
         data = new Float32Array(n).fill(1);
+      } else if (name.endsWith('.lora_b')) {
+        data = new Float32Array(n); // B = 0: the adapted model starts as the plainly shared one
+      } else if (name.endsWith('.lora_a')) {
+        const bound = 1 / Math.sqrt(shape[1]); // LoRA's (PEFT's) Kaiming-uniform bound
+        data = new Float32Array(n);
+        for (let i = 0; i < n; i++) data[i] = (2 * rng.next() - 1) * bound;
       } else {
         const std = /attn_output|ffn_down/.test(name) ? residualStd : 0.02;
         data = new Float32Array(n);
@@ -154,6 +153,12 @@ export class Llama {
       // A repeated block is the same Layer object run several times in a row (block-wise sharing).
       for (let r = 0; r < (config.blockRepeat ?? 1); r++) this.layers.push(layer);
     }
+    for (let pos = 0; pos < effectiveDepth(config) && (config.sharedLoraRank ?? 0) > 0; pos++) {
+      for (const proj of sharedProjections(config)) {
+        const n = sharedLoraNames(pos, proj);
+        this.positionLora.set(`${pos}.${proj}`, { a: this.params.get(n.a)!, b: this.params.get(n.b)! });
+      }
+    }
     this.outNorm = gain('output_norm.weight');
     this.head = config.tieEmbeddings ? this.embedding : p('output.weight');
   }
@@ -174,14 +179,20 @@ export class Llama {
     return t.shape.length >= 2;
   }
 
-  /** The adapter site of block position i's `projection` (undefined when no adapters are attached). */
-  private at(position: number, projection: Projection): AdapterSite | undefined {
-    return this.adapters ? { adapters: this.adapters, position, projection } : undefined;
+  /**
+   * Block position i's `projection`: x · Wᵀ, plus the position's own update of a shared W
+   * (sharedLoraRank), plus an attached adapter's update (LoRA fine-tuning).
+   */
+  private proj(x: Tensor, w: Weight, i: number, projection: Projection): Tensor {
+    let y = lin(x, w);
+    const own = this.positionLora.get(`${i}.${projection}`);
+    if (own) y = ops.add(y, ops.linear(ops.linear(x, own.a), own.b));
+    return this.adapters ? this.adapters.adapt(i, projection, x, y) : y;
   }
 
   private mlp(l: Layer, x: Tensor, i: number): Tensor {
     const h = ops.rmsNorm(x, l.ffnNorm, this.config.normEps);
-    return lin(ops.swiglu(lin(h, l.wGate, this.at(i, 'ffn_gate')), lin(h, l.wUp, this.at(i, 'ffn_up'))), l.wDown, this.at(i, 'ffn_down'));
+    return this.proj(ops.swiglu(this.proj(h, l.wGate, i, 'ffn_gate'), this.proj(h, l.wUp, i, 'ffn_up')), l.wDown, i, 'ffn_down');
   }
 
   private embed(ids: Int32Array): Tensor {
@@ -212,11 +223,11 @@ export class Llama {
     let x = this.embed(ids); // [B·T, d]
     for (const [i, l] of this.layers.entries()) {
       const h = ops.rmsNorm(x, l.attnNorm, c.normEps);
-      const q = ops.rope(lin(h, l.wq, this.at(i, 'attn_q')), c.nHeads, hd, t, 0, c.ropeTheta); // [B·T, H·hd]
-      const k = ops.rope(lin(h, l.wk, this.at(i, 'attn_k')), c.nKvHeads, hd, t, 0, c.ropeTheta); // [B·T, KV·hd]
-      const v = lin(h, l.wv, this.at(i, 'attn_v'));
+      const q = ops.rope(this.proj(h, l.wq, i, 'attn_q'), c.nHeads, hd, t, 0, c.ropeTheta); // [B·T, H·hd]
+      const k = ops.rope(this.proj(h, l.wk, i, 'attn_k'), c.nKvHeads, hd, t, 0, c.ropeTheta); // [B·T, KV·hd]
+      const v = this.proj(h, l.wv, i, 'attn_v');
       const a = ops.attention(q, k, v, batch, c.nHeads, c.nKvHeads, hd); // [B·T, H·hd]
-      x = this.residual(x, lin(a, l.wo, this.at(i, 'attn_output')));
+      x = this.residual(x, this.proj(a, l.wo, i, 'attn_output'));
       x = this.residual(x, this.mlp(l, x, i));
       if (mark >= 0) this.graph.releaseSince(mark, x);
     }
@@ -237,16 +248,16 @@ export class Llama {
       let x = this.embed(ids);
       this.layers.forEach((l, i) => {
         const h = ops.rmsNorm(x, l.attnNorm, c.normEps);
-        const q = ops.rope(lin(h, l.wq, this.at(i, 'attn_q')), c.nHeads, hd, n, pos0, c.ropeTheta);
-        const k = ops.rope(lin(h, l.wk, this.at(i, 'attn_k')), c.nKvHeads, hd, n, pos0, c.ropeTheta);
-        const v = lin(h, l.wv, this.at(i, 'attn_v'));
+        const q = ops.rope(this.proj(h, l.wq, i, 'attn_q'), c.nHeads, hd, n, pos0, c.ropeTheta);
+        const k = ops.rope(this.proj(h, l.wk, i, 'attn_k'), c.nKvHeads, hd, n, pos0, c.ropeTheta);
+        const v = this.proj(h, l.wv, i, 'attn_v');
         be.copy(k.buf, 0, cache.k[i], pos0 * kvDim, n * kvDim);
         be.copy(v.buf, 0, cache.v[i], pos0 * kvDim, n * kvDim);
         const a = g.temp([n, c.dModel]);
         be.attention(q.buf, cache.k[i], cache.v[i], a.buf, g.scratch(n * c.nHeads), {
           batch: 1, tq: n, tk: pos0 + n, heads: c.nHeads, kvHeads: c.nKvHeads, headDim: hd, qPos0: pos0, scale: 1 / Math.sqrt(hd), kvBatchStride: cache.capacity * kvDim,
         });
-        x = ops.add(x, lin(a, l.wo, this.at(i, 'attn_output')));
+        x = ops.add(x, this.proj(a, l.wo, i, 'attn_output'));
         x = ops.add(x, this.mlp(l, x, i));
         // Only the residual stream outlives a layer: a 512-token prefill then holds one layer's
         // activations at a time (wasm memory never shrinks, so the peak is what stays).

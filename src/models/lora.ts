@@ -17,8 +17,10 @@ import { GGML_TYPE, type GgufFile, type GgufTensorInput, type GgufValue, gguf, m
 import type { Graph, Tensor } from '../tensor/tensor.js';
 import * as ops from '../tensor/ops.js';
 import { Rng } from '../util/rng.js';
-import { type LlamaConfig, effectiveDepth, headDim, materializeSharing } from './config.js';
+import { type LlamaConfig, effectiveDepth, materializeSharing, projectionShape } from './config.js';
+export { projectionShape };
 import type { ModelBundle } from './io.js';
+import { addLowRank } from './low-rank.js';
 import type { Projection, ProjectionAdapters } from './llama.js';
 
 /** Every projection an adapter can target (GGUF names), in file order. */
@@ -53,17 +55,6 @@ export function parseLoraTargets(spec: string): Projection[] {
   if (!names.length) throw new Error(`--targets: no projection named (valid: ${LORA_TARGETS.join(', ')})`);
   for (const n of names) if (!(LORA_TARGETS as readonly string[]).includes(n)) throw new Error(`--targets: unknown projection '${n}' (valid: ${LORA_TARGETS.join(', ')})`);
   return [...new Set(names)] as Projection[];
-}
-
-/** [out, in] of a projection. */
-export function projectionShape(c: LlamaConfig, p: Projection): [number, number] {
-  const kvDim = c.nKvHeads * headDim(c);
-  switch (p) {
-    case 'attn_q': case 'attn_output': return [c.dModel, c.dModel];
-    case 'attn_k': case 'attn_v': return [kvDim, c.dModel];
-    case 'ffn_gate': case 'ffn_up': return [c.mlpHidden, c.dModel];
-    case 'ffn_down': return [c.dModel, c.mlpHidden];
-  }
 }
 
 /** The base tensor an adapter at (position, projection) adapts, as named in an unshared model. */
@@ -252,18 +243,7 @@ export function mergeLora(base: ModelBundle, lora: LoraData): ModelBundle {
   for (const [name, p] of lora.pairs) {
     const w = weights.get(name);
     if (!w) throw new Error(`merge: the base has no tensor '${name}'`);
-    const r = p.rank, inp = p.a.length / r, out = p.b.length / r, s = loraScale(lora.alpha, r);
-    const merged = new Float32Array(w.length); // never in place: a shared array may back other positions
-    const row = new Float64Array(inp);
-    for (let o = 0; o < out; o++) {
-      row.fill(0);
-      for (let k = 0; k < r; k++) {
-        const bk = p.b[o * r + k];
-        if (bk === 0) continue;
-        for (let i = 0; i < inp; i++) row[i] += bk * p.a[k * inp + i];
-      }
-      for (let i = 0; i < inp; i++) merged[o * inp + i] = w[o * inp + i] + s * row[i];
-    }
+    const merged = addLowRank(w, p.a, p.b, p.rank, loraScale(lora.alpha, p.rank));
     weights.set(name, merged);
   }
   return { config: plain.config, weights, vocab: base.vocab };

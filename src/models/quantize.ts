@@ -33,7 +33,8 @@ export function planQuantization(config: LlamaConfig, target: QuantTarget, o: Qu
   const notes: string[] = [];
   const lowBit = target === 'q4_0' || target === 'q4_k';
   for (const [name, shape] of parameterShapes(config)) {
-    if (shape.length < 2) {
+    // Norm gains, and the per-position adapters of shared weights (small, and the model reads them as f32).
+    if (shape.length < 2 || /\.lora_[ab]$/.test(name)) {
       types.set(name, GGML_TYPE.F32);
       continue;
     }
