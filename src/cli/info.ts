@@ -1,11 +1,195 @@
-/** `stlm info`: what a model file holds. */
-import { readdirSync, statSync } from 'node:fs';
+/**
+ * `stlm info`: what a model file holds. Three kinds of file: a Llama (any format), the byte-pooled
+ * model (GGUF with general.architecture stlm-pooled), and a LoRA adapter (GGUF with general.type =
+ * adapter), which is described from its header alone: no base model needed.
+ */
+import { closeSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ggmlTypeName, metaString } from '../formats/gguf.js';
-import { headDim, parameterCount, parameterShapes } from '../models/config.js';
-import { loadModel } from '../models/io.js';
+import { type GgufFile, elementCount, ggmlTypeName, metaNumber, metaString, readGgufHeader } from '../formats/gguf.js';
+import { POOLED_ARCHITECTURE, type PooledConfig, decoderConfig, isPooledConfig, pooledParameterCounts } from '../models/byte-pooled.js';
+import { formatChunking } from '../models/chunking.js';
+import { type LlamaConfig, headDim, parameterCount } from '../models/config.js';
+import { type LoadedModel, loadModel, modelParameterShapes } from '../models/io.js';
+import { loraScale } from '../models/lora.js';
+import { BYTE_PAD } from '../tokenizers/byte.js';
 
 const FORMAT_NAMES = { gguf: 'GGUF', llama2c: 'llama2.c checkpoint', safetensors: 'Hugging Face safetensors' };
+
+export interface InfoCliOptions {
+  json: boolean;
+  tokenizer?: string;
+}
+
+export async function runInfo(path: string, o: InfoCliOptions): Promise<void> {
+  // An adapter is no model (loadModel would look for a config it does not have): read its header only.
+  const header = await ggufHeaderOf(path);
+  if (header && metaString(header, 'general.type', '') === 'adapter') return printAdapterInfo(path, header, o.json);
+  const m = await loadModel(path, { tokenizer: o.tokenizer, keepQuantized: true });
+  const info = modelInfo(path, m);
+  if (o.json) return writeJson(info);
+  const lines = [
+    `${path}: ${info.format}, ${info.bytes.toLocaleString('en-US')} bytes${info.checkpoint ? ' (training checkpoint)' : ''}`,
+    ...(isPooledConfig(m.config) ? pooledLines(m.config) : llamaLines(m.config)),
+    tokenizerLine(m),
+    `tensors:    ${info.tensors} (${info.tensorTypes.join(', ')})`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** The --json object of a model: the same keys for both architectures, plus the breakdown and chunking of a pooled one. */
+function modelInfo(path: string, m: LoadedModel) {
+  const { config, tokenizer, file, format } = m;
+  const pooled = isPooledConfig(config) ? { chunking: formatChunking(config.pooling), parameterCounts: pooledParameterCounts(config) } : {};
+  return {
+    file: path,
+    format: file ? `GGUF v${file.version}` : FORMAT_NAMES[format],
+    bytes: sizeOf(path),
+    name: file ? metaString(file, 'general.name', '') : '',
+    architecture: isPooledConfig(config) ? POOLED_ARCHITECTURE : 'llama',
+    parameters: isPooledConfig(config) ? pooledParameterCounts(config).total : parameterCount(config),
+    tensors: file ? file.tensors.length : modelParameterShapes(config).length,
+    tensorTypes: file ? [...new Set(file.tensors.map((t) => ggmlTypeName(t.type)))] : ['F32'],
+    tokenizer: { kind: tokenizer.kind, vocabSize: tokenizer.vocabSize, bos: tokenizer.bos, eos: tokenizer.eos },
+    config: { ...config, headDim: headDim(config) },
+    checkpoint: file?.metadata.has('stlm.train.step') ?? false,
+    ...pooled,
+  };
+}
+
+const count = (n: number) => n.toLocaleString('en-US');
+
+function tokenizerLine({ config, tokenizer: t }: LoadedModel): string {
+  // The pooled model's vocabulary is the bytes plus its specials; it never tokenizes.
+  if (isPooledConfig(config)) return `tokenizer:  none, reads raw bytes (vocab ${t.vocabSize}: 256 bytes + bos ${t.bos}, eos ${t.eos}, pad ${BYTE_PAD})`;
+  return `tokenizer:  ${t.kind}, vocab ${t.vocabSize} (bos ${t.bos}, eos ${t.eos})`;
+}
+
+/** A stack of Llama blocks in one line (the Llama itself, or the pooled model's core). */
+function blocksShape(c: LlamaConfig, width = 'd_model'): string {
+  return `${width} ${c.dModel}, ${c.nLayers} layers, ${c.nHeads} heads (${c.nKvHeads} kv, head dim ${headDim(c)}), mlp ${c.mlpHidden}`;
+}
+
+/** Weight sharing and repeated blocks, as a suffix ('' when neither). */
+function sharingNote(c: LlamaConfig): string {
+  return `${c.shareFfn ? ', FFN shared by all layers' : ''}${(c.blockRepeat ?? 1) > 1 ? `, each block run ${c.blockRepeat}x (${c.nLayers * c.blockRepeat!} deep)` : ''}` +
+    `${(c.sharedLoraRank ?? 0) > 0 ? `, rank-${c.sharedLoraRank} adapters per position on the shared weights` : ''}`;
+}
+
+function llamaLines(c: LlamaConfig): string[] {
+  return [
+    `model:      Llama, ${count(parameterCount(c))} parameters`,
+    `shape:      ${blocksShape(c)}, ctx ${c.ctx}`,
+    `details:    ${c.tieEmbeddings ? 'tied' : 'untied'} embeddings, rope theta ${c.ropeTheta}, norm eps ${c.normEps}${sharingNote(c)}`,
+  ];
+}
+
+function pooledLines(c: PooledConfig): string[] {
+  const n = pooledParameterCounts(c), p = c.pooling, dec = decoderConfig(c);
+  const rule = p.rule === 'fixed' ? `every ${p.chunkBytes} bytes` : `at word boundaries (SpaceByte's rule), at most ${p.chunkBytes} bytes`;
+  return [
+    `model:      byte-pooled (${POOLED_ARCHITECTURE}; only stlm runs it), ${count(n.total)} parameters`,
+    `chunking:   ${formatChunking(p)}: chunks cut ${rule}`,
+    `parameters: byte embedding ${count(n.byteEmbedding)}, encoder ${count(n.encoder)}, core ${count(n.core)}, decoder ${count(n.decoder)}`,
+    `core:       ${blocksShape(c)}, over chunks`,
+    `decoder:    ${blocksShape(dec, 'byte dim')}, over the bytes of a chunk; output head ${c.tieEmbeddings ? 'tied to' : 'apart from'} the byte embedding`,
+    `details:    ctx ${c.ctx} bytes, rope theta ${c.ropeTheta}, norm eps ${c.normEps}${sharingNote(c)}`,
+  ];
+}
+
+/** What a LoRA adapter file holds, from its header: the pairs by base tensor, ranks, targets, positions. */
+export interface AdapterInfo {
+  file: string;
+  format: string;
+  bytes: number;
+  name: string;
+  type: 'adapter';
+  adapterType: string;
+  /** general.architecture of the base the adapter is for. */
+  architecture: string;
+  alpha: number;
+  /** The distinct ranks of the pairs, ascending (one, for stlm's adapters). */
+  ranks: number[];
+  /** llama.cpp's scale per rank: alpha / rank (1 when alpha is 0). */
+  scales: number[];
+  /** The adapted projections (attn_q, …), or the base tensor's name for anything outside blk.N. */
+  targets: string[];
+  /** The block positions adapted, ascending. */
+  positions: number[];
+  pairs: number;
+  parameters: number;
+  tensors: number;
+  tensorTypes: string[];
+  /** Tensors that are not half of a complete .lora_a/.lora_b pair (none in a well-formed file). */
+  unpaired: string[];
+}
+
+export function adapterInfo(path: string, file: GgufFile): AdapterInfo {
+  const adapterType = metaString(file, 'adapter.type', '');
+  if (adapterType !== 'lora') throw new Error(`${path}: an adapter of type '${adapterType || 'missing'}' (adapter.type); stlm reads LoRA adapters only`);
+  const alpha = metaNumber(file, 'adapter.lora.alpha', 0);
+  const halves = new Map<string, { a?: number[]; b?: number[] }>();
+  const unpaired: string[] = [];
+  for (const t of file.tensors) {
+    const m = /^(.*)\.lora_([ab])$/.exec(t.name);
+    if (!m) unpaired.push(t.name);
+    else halves.set(m[1], { ...halves.get(m[1]), [m[2]]: t.shape });
+  }
+  const ranks = new Set<number>(), targets = new Set<string>(), positions = new Set<number>();
+  let pairs = 0, parameters = 0;
+  for (const [base, { a, b }] of halves) {
+    if (!a || !b) {
+      unpaired.push(`${base}.lora_${a ? 'a' : 'b'}`);
+      continue;
+    }
+    pairs++;
+    // ne: A [in, r], B [r, out]; llama.cpp takes the rank from B.
+    ranks.add(b[0]);
+    parameters += elementCount(a) + elementCount(b);
+    const block = /^blk\.(\d+)\.(.+)\.weight$/.exec(base);
+    if (block) positions.add(Number(block[1]));
+    targets.add(block ? block[2] : base);
+  }
+  const sortedRanks = [...ranks].sort((x, y) => x - y);
+  return {
+    file: path, format: `GGUF v${file.version}`, bytes: sizeOf(path), name: metaString(file, 'general.name', ''), type: 'adapter', adapterType,
+    architecture: metaString(file, 'general.architecture', ''), alpha, ranks: sortedRanks, scales: sortedRanks.map((r) => loraScale(alpha, r)),
+    targets: [...targets], positions: [...positions].sort((x, y) => x - y), pairs, parameters,
+    tensors: file.tensors.length, tensorTypes: [...new Set(file.tensors.map((t) => ggmlTypeName(t.type)))], unpaired,
+  };
+}
+
+function printAdapterInfo(path: string, file: GgufFile, json: boolean): void {
+  const a = adapterInfo(path, file);
+  if (json) return writeJson(a);
+  const ranks = a.ranks.map((r, i) => `${r} (scale alpha/rank = ${a.scales[i]})`).join(', ');
+  const lines = [
+    `${path}: ${a.format}, ${count(a.bytes)} bytes`,
+    `adapter:    LoRA for a ${a.architecture || 'unknown'} model (apply it with stlm merge <base> ${path} <out.gguf>)`,
+    `alpha:      ${a.alpha}, rank${a.ranks.length > 1 ? 's' : ''} ${ranks || 'none'}`,
+    `targets:    ${a.targets.join(', ') || 'none'}`,
+    `positions:  ${a.positions.length ? `blocks ${formatRanges(a.positions)}` : 'none'}`,
+    `pairs:      ${a.pairs} (A and B per adapted tensor), ${count(a.parameters)} parameters`,
+    `tensors:    ${a.tensors} (${a.tensorTypes.join(', ')})`,
+    ...(a.unpaired.length ? [`unpaired:   ${a.unpaired.join(', ')} (not part of a .lora_a/.lora_b pair)`] : []),
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** [0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8'. */
+function formatRanges(sorted: number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++;
+    parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);
+    i = j + 1;
+  }
+  return parts.join(', ');
+}
+
+function writeJson(x: unknown): void {
+  process.stdout.write(JSON.stringify(x, null, 1) + '\n');
+}
 
 /** A file's size, or the total of a directory's files (a Hugging Face export). */
 function sizeOf(path: string): number {
@@ -13,35 +197,21 @@ function sizeOf(path: string): number {
   return s.isDirectory() ? readdirSync(path).reduce((n, f) => n + statSync(join(path, f)).size, 0) : s.size;
 }
 
-export async function runInfo(path: string, o: { json: boolean; tokenizer?: string }): Promise<void> {
-  const { config, tokenizer, file, format } = await loadModel(path, { tokenizer: o.tokenizer, keepQuantized: true });
-  const types = file ? [...new Set(file.tensors.map((t) => ggmlTypeName(t.type)))] : ['F32'];
-  const info = {
-    file: path,
-    format: file ? `GGUF v${file.version}` : FORMAT_NAMES[format],
-    bytes: sizeOf(path),
-    name: file ? metaString(file, 'general.name', '') : '',
-    architecture: 'llama',
-    parameters: parameterCount(config),
-    tensors: file ? file.tensors.length : parameterShapes(config).length,
-    tensorTypes: types,
-    tokenizer: { kind: tokenizer.kind, vocabSize: tokenizer.vocabSize, bos: tokenizer.bos, eos: tokenizer.eos },
-    config: { ...config, headDim: headDim(config) },
-    checkpoint: file?.metadata.has('stlm.train.step') ?? false,
-  };
-  if (o.json) {
-    process.stdout.write(JSON.stringify(info, null, 1) + '\n');
-    return;
+/** The parsed header of a GGUF file; undefined for anything else (a directory, another format, a missing path: loadModel names those). */
+async function ggufHeaderOf(path: string): Promise<GgufFile | undefined> {
+  let isFile = false;
+  try {
+    isFile = statSync(path).isFile();
+  } catch {
+    return undefined;
   }
-  const c = config;
-  const lines = [
-    `${path}: ${info.format}, ${info.bytes.toLocaleString('en-US')} bytes${info.checkpoint ? ' (training checkpoint)' : ''}`,
-    `model:      Llama, ${info.parameters.toLocaleString('en-US')} parameters`,
-    `shape:      d_model ${c.dModel}, ${c.nLayers} layers, ${c.nHeads} heads (${c.nKvHeads} kv, head dim ${headDim(c)}), mlp ${c.mlpHidden}, ctx ${c.ctx}`,
-    `details:    ${c.tieEmbeddings ? 'tied' : 'untied'} embeddings, rope theta ${c.ropeTheta}, norm eps ${c.normEps}` +
-      `${c.shareFfn ? ', FFN shared by all layers' : ''}${(c.blockRepeat ?? 1) > 1 ? `, each block run ${c.blockRepeat}x (${c.nLayers * c.blockRepeat!} deep)` : ''}`,
-    `tokenizer:  ${tokenizer.kind}, vocab ${tokenizer.vocabSize} (bos ${tokenizer.bos}, eos ${tokenizer.eos})`,
-    `tensors:    ${info.tensors} (${types.join(', ')})`,
-  ];
-  process.stdout.write(lines.join('\n') + '\n');
+  if (!isFile) return undefined;
+  const magic = new Uint8Array(4);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, magic, 0, 4, 0);
+  } finally {
+    closeSync(fd);
+  }
+  return String.fromCharCode(...magic) === 'GGUF' ? readGgufHeader(path) : undefined;
 }

@@ -1,9 +1,21 @@
 /**
  * Bits per byte on held-out tokens: the mean next-token cross-entropy over non-overlapping windows,
  * in bits, divided by the bytes of text the scored tokens stand for. Comparable across tokenizers,
- * unlike loss.
+ * unlike loss, and across architectures: the byte-pooled model (models/byte-pooled.ts) takes the same
+ * windows as raw bytes and scores the same targets, so its number compares directly with a flat byte
+ * model's. The trainer's validation, `stlm eval bpb` and the benchmarks all call this one function.
  */
-import type { Llama } from '../models/llama.js';
+import type { Graph, Tensor } from '../tensor/tensor.js';
+
+/**
+ * What evaluation needs of a model: its graph and its training loss, the mean cross-entropy in nats
+ * over the `batch` windows' targets (ids and targets [batch·T], targets[t] = the token after ids[t]).
+ * Llama and BytePooled both are one.
+ */
+export interface BpbModel {
+  readonly graph: Graph;
+  loss(ids: Int32Array, targets: Int32Array, batch: number): Tensor;
+}
 
 export interface BpbOptions {
   batch: number;
@@ -17,7 +29,7 @@ export interface BpbOptions {
   tokenBytes?: ArrayLike<number>;
 }
 
-export function evaluateBpb(model: Llama, tokens: ArrayLike<number>, o: BpbOptions): { bpb: number; tokens: number } {
+export function evaluateBpb(model: BpbModel, tokens: ArrayLike<number>, o: BpbOptions): { bpb: number; tokens: number } {
   const T = o.seqLen;
   let windows = Math.floor((tokens.length - 1) / T);
   if (windows < 1) throw new Error(`eval: ${tokens.length} tokens are fewer than one window of ${T + 1}`);

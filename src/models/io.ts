@@ -115,6 +115,9 @@ export function modelParameterShapes(config: LlamaConfig): [string, number[]][] 
 
 /** The config stored in a file: stlm's own JSON when present, else derived from the llama.* keys. */
 export function configFromGguf(file: GgufFile): LlamaConfig {
+  if (metaString(file, 'general.type', '') === 'adapter') {
+    throw new Error(`${file.fileName} is a LoRA adapter, not a model: run it on its base (stlm merge <base> ${file.fileName} <out.gguf>), or see it with stlm info`);
+  }
   const arch = metaString(file, 'general.architecture', '');
   if (arch === POOLED_ARCHITECTURE) {
     try {

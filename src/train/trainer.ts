@@ -133,8 +133,6 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
   }
   const config = ckpt?.config ?? o.config;
   const model = createModel(g, config, ckpt?.weights, o.seed);
-  // evaluateBpb reads only graph and loss(), which every TrainableModel has.
-  const evalModel = model as unknown as Llama;
   const params = [...model.params.values()];
   const opt = new AdamW(params, (t) => model.decayed(t), { weightDecay: o.weightDecay, clip: o.clip });
   const dataRng = new Rng(o.seed);
@@ -244,7 +242,7 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
     const eta = o.minutes ? Math.max(0, (deadline - performance.now()) / 1000) : ((total - step) * elapsed) / done;
     let valBpb: number | undefined;
     if (o.evalEvery && step % o.evalEvery === 0 && step < total) {
-      valBpb = evaluateBpb(evalModel, valTokens, { batch: o.batch, seqLen: o.seqLen, maxWindows: o.evalWindows, tokenBytes: o.tokenBytes }).bpb;
+      valBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, maxWindows: o.evalWindows, tokenBytes: o.tokenBytes }).bpb;
     }
     const info: StepInfo = { step, totalSteps: total, loss, lr, dropout: model.dropoutRate, gradNorm, tokensPerSecond: tps, elapsedSeconds: elapsed, etaSeconds: eta, valBpb };
     o.onStep?.(info);
@@ -256,6 +254,6 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
     }
   }
   await save();
-  const finalValBpb = evaluateBpb(evalModel, valTokens, { batch: o.batch, seqLen: o.seqLen, tokenBytes: o.tokenBytes }).bpb;
+  const finalValBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, tokenBytes: o.tokenBytes }).bpb;
   return { model, graph: g, steps: step, losses, finalValBpb, seconds: (performance.now() - t0) / 1000, stoppedEarly };
 }
