@@ -1,6 +1,8 @@
 /**
  * Benchmark dispatcher: `npm run bench -- <name> [args…]` runs `node dist/bench/run.js <name> …`, which
- * loads dist/bench/<name>.js and calls its `main(args)` with the remaining arguments.
+ * loads dist/bench/<name>.js and calls its `main(args)` with the remaining arguments. Every file directly in
+ * bench/ is one entry (helpers live in bench/lib/); `charts` is not a benchmark but draws one's --json output
+ * as SVG (`npm run bench -- charts --kind ablations|decode|pooling|quant|lines --in <file> --out <file.svg>`).
  */
 import { readdirSync } from 'node:fs';
 import { dirname } from 'node:path';
