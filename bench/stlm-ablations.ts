@@ -7,7 +7,8 @@
  *   dropout:  none, constant, linear ramp-up, triangular;
  *   distill:  a student alone vs the same student distilled from the embedded model (the teacher).
  *
- *   npm run bench -- stlm-ablations [--study sharing|dropout|distill|all] [--steps N] [--seeds 1,2,3] [--threads N] [--json]
+ *   npm run bench -- stlm-ablations [--study sharing|dropout|distill|all] [--only <text in the variant name>]
+ *     [--steps N] [--seeds 1,2,3] [--threads N] [--json]
  *
  * With several seeds (init, data order and dropout all follow the seed) each variant runs once per seed
  * and the table gives the mean and the spread (sample standard deviation) of validation bits/byte.
@@ -83,7 +84,8 @@ export async function main(argv: string[]): Promise<void> {
   const tokens = new Uint8Array(readFileSync(CORPUS));
   const results: Result[] = [];
   try {
-    for (const v of variants(be).filter((x) => study === 'all' || x.study === study)) {
+    const only = arg(argv, '--only', '');
+    for (const v of variants(be).filter((x) => (study === 'all' || x.study === study) && x.name.includes(only))) {
       for (const seed of seeds) {
         const t0 = performance.now();
         const r = await train(be, {
@@ -93,16 +95,14 @@ export async function main(argv: string[]): Promise<void> {
         });
         const res = { study: v.study, variant: v.name, params: parameterCount(v.config), depth: effectiveDepth(v.config), steps, val_bpb: r.finalValBpb, seconds: (performance.now() - t0) / 1000, seed };
         results.push(res);
+        if (argv.includes('--json')) console.log(JSON.stringify(res)); // as it comes: a long run interrupted keeps its rows
         console.error(`${res.study} | ${res.variant} | seed ${seed} | ${res.params.toLocaleString('en-US')} params | depth ${res.depth} | ${res.val_bpb.toFixed(4)} bits/byte | ${res.seconds.toFixed(0)} s`);
       }
     }
   } finally {
     be.dispose();
   }
-  if (argv.includes('--json')) {
-    for (const r of results) console.log(JSON.stringify(r));
-    return;
-  }
+  if (argv.includes('--json')) return;
   console.log(`| study | variant | parameters | depth | val bits/byte (mean${seeds.length > 1 ? ` ± sd over ${seeds.length} seeds` : ''}) | per seed | wall s (mean) |`);
   console.log('|---|---|---|---|---|---|---|');
   const byVariant = new Map<string, Result[]>();

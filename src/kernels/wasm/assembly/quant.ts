@@ -171,7 +171,7 @@ export function initF16Table(table: usize): void {
 
 /** Bytes of one row of quantized activations (see quantizeActivations), a multiple of 16. */
 export function quantizedRowBytes(k: i32): i32 {
-  return (2 * k + 20 * (k >> 5) + 15) & ~15;
+  return (3 * k + 20 * (k >> 5) + 15) & ~15;
 }
 
 /**
@@ -195,7 +195,8 @@ export function quantizedRowBytes(k: i32): i32 {
 /**
  * Rows of x [m, k] f32 → quantized rows of `stride` bytes at dst. Per block b of 32 values:
  * d = f16(max|x|/127) and q = nearest-even(x·(127/max|x|)) as int16 (pre-widened for i32x4.dot_i16x8_s), then
- * layout per row: q [k × i16] | c [nb × i32x4] = (8·Σq, 0, 0, 0), Q4_0's −8 offset | d [nb × f32].
+ * layout per row: q [k × i16] | c [nb × i32x4] = (8·Σq, 0, 0, 0), Q4_0's −8 offset | d [nb × f32] |
+ * q8 [k × i8], the same q unwidened (written by the relaxed-SIMD build only, whose Q4_0 dot reads it).
  * The max propagates NaN (f32x4.max), so a NaN in x gives a NaN scale and a NaN output rather than a
  * silently zeroed block. A block of zeros has max 0: the multiplier is 0 (as in llama.cpp), so q = 0.
  */
@@ -205,7 +206,7 @@ export function quantizeActivations(x: usize, m: i32, k: i32, dst: usize, stride
   for (let i = rowPart(m, tid, nth); i < end; i++) {
     const xr = x + (<usize>(<i64>i * k) << 2);
     const q = dst + <usize>(<i64>i * stride);
-    const cs = q + (<usize>k << 1), ds = cs + (<usize>nb << 4);
+    const cs = q + (<usize>k << 1), ds = cs + (<usize>nb << 4), q8 = ds + (<usize>nb << 2);
     for (let b = 0; b < nb; b++) {
       const xb = xr + (<usize>b << 7);
       let mx = f32x4.max(f32x4.abs(v128.load(xb)), f32x4.abs(v128.load(xb, 16)));
@@ -218,6 +219,7 @@ export function quantizeActivations(x: usize, m: i32, k: i32, dst: usize, stride
       const dv = f32x4.splat(amax != 0 ? <f32>127 / amax : 0);
       const qb = q + (<usize>b << 6);
       let sum = i32x4.splat(0);
+      let prev = i32x4.splat(0);
       for (let c = 0; c < 4; c++) {
         const o = <usize>c << 5;
         const lo = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + o), dv)));
@@ -225,6 +227,9 @@ export function quantizeActivations(x: usize, m: i32, k: i32, dst: usize, stride
         const v = i16x8.narrow_i32x4_s(lo, hi);
         v128.store(qb + (<usize>c << 4), v);
         sum = i32x4.add(sum, i32x4.extadd_pairwise_i16x8_s(v));
+        // |q| ≤ 127, so narrowing to int8 is exact.
+        if (ASC_FEATURE_RELAXED_SIMD && (c & 1)) v128.store(q8 + (<usize>b << 5) + (<usize>(c >> 1) << 4), i8x16.narrow_i16x8_s(prev, v));
+        prev = v;
       }
       v128.store(cs + (<usize>b << 4), i32x4.replace_lane(i32x4.splat(0), 0, hsumi(sum) << 3));
     }
@@ -301,6 +306,18 @@ export function quantizeActivationsK(x: usize, m: i32, k: i32, dst: usize, strid
 }
 
 /**
+ * The same sum from the unwidened int8 q_x (relaxed-SIMD build): each 16-byte half of the block is one
+ * i8×i7 dot product of 16 multiply-adds (pmaddubsw + pmaddwd on x64, sdot on Arm). The nibbles, 0..15,
+ * are the 7-bit operand the instruction needs for a deterministic result, so the sum is the exact integer
+ * blockQ4 gives.
+ */
+@inline function blockQ4Relaxed(w: usize, x8: usize): v128 {
+  const b = v128.load(w, 2);
+  const s = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(x8), v128.and(b, i8x16.splat(0x0f)), i32x4.splat(0)); // values 0..15
+  return i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load(x8, 16), i8x16.shr_u(b, 4), s); // 16..31
+}
+
+/**
  * One row of W · one quantized row of x: Σ_b (d_w·d_x)_b · Σ q_w·q_x, lanes accumulated in f32 and
  * summed at the end. The block sums are exact integers (|Σ| ≤ 32·128·127 < 2²⁴, so exact in f32 too).
  * Pointers advance by a block per step (V8 would otherwise recompute each address with a multiply).
@@ -314,6 +331,13 @@ function dotRowInt8(w: usize, xq: usize, nb: i32, type: i32, table: usize): f32 
       const scale = scaleAt(table, wb) * load<f32>(xd);
       acc = madd(f32x4.convert_i32x4_s(blockQ8(wb, xb)), f32x4.splat(scale), acc);
     }
+  } else if (ASC_FEATURE_RELAXED_SIMD) {
+    const ce = xd; // the c section ends where d starts; q8 follows d
+    for (let wb = w, x8 = xd + (<usize>nb << 2); xc < ce; wb += Q4_BYTES, x8 += 32, xc += 16, xd += 4) {
+      const s = i32x4.sub(blockQ4Relaxed(wb, x8), v128.load(xc));
+      const scale = scaleAt(table, wb) * load<f32>(xd);
+      acc = madd(f32x4.convert_i32x4_s(s), f32x4.splat(scale), acc);
+    }
   } else {
     for (let wb = w, xb = xq; xb < xe; wb += Q4_BYTES, xb += 64, xc += 16, xd += 4) {
       // Σ(nibble − 8)·q = Σ nibble·q − 8·Σq; the correction sits in lane 0 of c_b.
@@ -323,6 +347,39 @@ function dotRowInt8(w: usize, xq: usize, nb: i32, type: i32, table: usize): f32 
     }
   }
   return hsumf(acc);
+}
+
+/**
+ * Two rows of W (w0, w1) · one quantized row of x, for Q8_0 and Q4_0: the same sums as two dotRowInt8
+ * calls (same order per row, so the same bits), with each x block, its scale and its Q4_0 correction
+ * loaded once for both rows.
+ */
+function dotRow2Int8(w0: usize, w1: usize, xq: usize, nb: i32, type: i32, table: usize, out: usize): void {
+  const xe = xq + (<usize>nb << 6);
+  let xc = xe, xd = xe + (<usize>nb << 4);
+  let acc0 = f32x4.splat(0), acc1 = acc0;
+  if (type == 0) {
+    for (let a = w0, b = w1, xb = xq; xb < xe; a += Q8_BYTES, b += Q8_BYTES, xb += 64, xd += 4) {
+      const dx = load<f32>(xd);
+      acc0 = madd(f32x4.convert_i32x4_s(blockQ8(a, xb)), f32x4.splat(scaleAt(table, a) * dx), acc0);
+      acc1 = madd(f32x4.convert_i32x4_s(blockQ8(b, xb)), f32x4.splat(scaleAt(table, b) * dx), acc1);
+    }
+  } else if (ASC_FEATURE_RELAXED_SIMD) {
+    const ce = xd;
+    for (let a = w0, b = w1, x8 = xd + (<usize>nb << 2); xc < ce; a += Q4_BYTES, b += Q4_BYTES, x8 += 32, xc += 16, xd += 4) {
+      const c = v128.load(xc), dx = load<f32>(xd);
+      acc0 = madd(f32x4.convert_i32x4_s(i32x4.sub(blockQ4Relaxed(a, x8), c)), f32x4.splat(scaleAt(table, a) * dx), acc0);
+      acc1 = madd(f32x4.convert_i32x4_s(i32x4.sub(blockQ4Relaxed(b, x8), c)), f32x4.splat(scaleAt(table, b) * dx), acc1);
+    }
+  } else {
+    for (let a = w0, b = w1, xb = xq; xb < xe; a += Q4_BYTES, b += Q4_BYTES, xb += 64, xc += 16, xd += 4) {
+      const c = v128.load(xc), dx = load<f32>(xd);
+      acc0 = madd(f32x4.convert_i32x4_s(i32x4.sub(blockQ4(a, xb), c)), f32x4.splat(scaleAt(table, a) * dx), acc0);
+      acc1 = madd(f32x4.convert_i32x4_s(i32x4.sub(blockQ4(b, xb), c)), f32x4.splat(scaleAt(table, b) * dx), acc1);
+    }
+  }
+  store<f32>(out, hsumf(acc0));
+  store<f32>(out, hsumf(acc1), 4);
 }
 
 /**
@@ -391,7 +448,20 @@ export function qmatmulInt8(xq: usize, stride: i32, w: usize, out: usize, m: i32
       const xr = xq + <usize>(<i64>i * stride);
       const o = out + (<usize>(<i64>i * n) << 2);
       let wr = w + <usize>jb * rowBytes;
-      for (let j = jb; j < je; j++) {
+      let j = jb;
+      if (type != 2) {
+        for (; j + 2 <= je; j += 2) {
+          const op = o + (<usize>j << 2);
+          const r0 = load<f32>(op), r1 = load<f32>(op, 4); // read before dotRow2Int8 overwrites them
+          dotRow2Int8(wr, wr + rowBytes, xr, nb, type, table, op);
+          if (accumulate) {
+            store<f32>(op, r0 + load<f32>(op));
+            store<f32>(op, r1 + load<f32>(op, 4), 4);
+          }
+          wr += rowBytes << 1;
+        }
+      }
+      for (; j < je; j++) {
         let r = type == 2 ? dotRowInt8K(wr, xr, k >> 8, table) : dotRowInt8(wr, xr, nb, type, table);
         const op = o + (<usize>j << 2);
         if (accumulate) r = load<f32>(op) + r;
