@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { PRESETS, materializeSharing, parameterCount, resolveConfig } from '../src/models/config.js';
-import { KvCache, Llama } from '../src/models/llama.js';
+import { KvCache, Llama, PREFILL_UBATCH } from '../src/models/llama.js';
 import { generate, generateStream } from '../src/generate/generate.js';
 import { ByteTokenizer } from '../src/tokenizers/byte.js';
 import { Graph, NonFiniteError } from '../src/tensor/tensor.js';
@@ -196,6 +196,27 @@ describe('llama model', () => {
     let err = 0;
     for (let i = 0; i < x.length; i++) err = Math.max(err, Math.abs(x[i] - y[i]));
     assert.ok(err < 1e-5, `cached logits differ by ${err}`);
+  });
+
+  test('a prompt longer than a micro-batch gives the logits of token-by-token decoding (all rows, and the last)', () => {
+    const n = PREFILL_UBATCH * 2 + 37;
+    const cfg = { ...PRESETS.micro, ctx: n + 8 };
+    const g = new Graph(be);
+    const model = new Llama(g, cfg, undefined, 21);
+    const seq = Int32Array.from({ length: n }, (_, i) => TEXT[i % TEXT.length]);
+    const stepCache = new KvCache(g, cfg);
+    const steps: Float32Array[] = [];
+    for (let i = 0; i < n; i++) {
+      steps.push(model.forward(seq.subarray(i, i + 1), stepCache).toArray());
+      g.release();
+    }
+    const all = model.forward(seq, new KvCache(g, cfg), false).toArray();
+    const last = model.forward(seq, new KvCache(g, cfg)).toArray();
+    g.release();
+    let err = 0;
+    for (let i = 0; i < n; i++) for (let j = 0; j < cfg.vocabSize; j++) err = Math.max(err, Math.abs(all[i * cfg.vocabSize + j] - steps[i][j]));
+    for (let j = 0; j < cfg.vocabSize; j++) err = Math.max(err, Math.abs(last[j] - steps[n - 1][j]));
+    assert.ok(err < 1e-5, `logits differ by ${err}`);
   });
 
   test('an inference forward holds one layer of activations at a time (live intermediates do not grow with depth)', () => {
