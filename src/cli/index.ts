@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `stlm` command: train, finetune, merge, generate, info, convert, quantize, eval. Errors print one clear line and exit non-zero
+ * The `stlm` command: train, finetune, merge, synth, generate, info, convert, quantize, eval. Errors print one clear line and exit non-zero
  * (set STLM_DEBUG=1 for the stack trace).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -17,6 +17,7 @@ import { runInfo } from './info.js';
 import { runTrain } from './train.js';
 import { runFinetune } from './finetune.js';
 import { runMerge } from './merge.js';
+import { runSynth } from './synth.js';
 
 /** The embedded default model, shipped in the package. */
 export const DEFAULT_MODEL = fileURLToPath(new URL('../../../models/default.gguf', import.meta.url));
@@ -177,6 +178,25 @@ program
   .argument('<out>', 'output GGUF file')
   .option('--tokenizer <file>', 'tokenizer file for models without one inside')
   .action(async (base, adapter, out, o) => runMerge(base, adapter, out, o));
+
+backendOpts(
+  program
+    .command('synth')
+    .description('sample a text corpus from a teacher (a local model file or an OpenAI-compatible endpoint) for sequence-level distillation; train the student on it with stlm train --data <file> (a folder of text files mixes it with real data)')
+    .option('--teacher <model>', 'local teacher: GGUF (quantized ones run quantized), llama2.c .bin, or a Hugging Face directory')
+    .option('--tokenizer <file>', 'tokenizer file for a --teacher without one inside')
+    .option('--endpoint <url>', 'remote teacher: an OpenAI-compatible API base, e.g. http://localhost:8080/v1 (POST <url>/completions)')
+    .option('--endpoint-model <name>', 'the model name sent to --endpoint')
+    .option('--api-key-env <var>', 'send the API key in this environment variable (Authorization: Bearer) to --endpoint')
+    .requiredOption('--out <file.txt>', 'the corpus to write: each sample is prompt + completion, then a blank line')
+    .requiredOption('--bytes <n>', 'stop when the corpus holds at least this many bytes', int('--bytes', 1))
+    .option('--prompts <file>', 'prompts, one per line (used in order, cycled; blank lines skipped)')
+    .option('--seed-text <file>', 'draw each prompt as the first 1-4 words of a random line of this text (default without --prompts: empty prompts, from BOS)')
+    .option('--max-tokens <n>', 'tokens per completion', int('--max-tokens', 1), 256)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy; 1 = the teacher\'s own distribution)', num('--temperature', 0), 1)
+    .option('--seed <n>', 'seed for the prompt choice; sample i is requested with seed + i', int('--seed', 0), 1)
+    .option('--parallel <n>', 'requests in flight at once (for --endpoint; the corpus does not depend on it)', int('--parallel', 1), 1),
+).action(async (o) => runSynth(o, () => backendFrom(o)));
 
 function readVersion(): string {
   const pkg = fileURLToPath(new URL('../../../package.json', import.meta.url));

@@ -162,7 +162,7 @@ export async function runTrain(o: TrainCliOptions, be: Backend): Promise<void> {
         hideCursor: true, clearOnComplete: false, barsize: 20,
       }, cliProgress.Presets.shades_classic)
     : null;
-  let lastBpb = '-', lastLine = 0;
+  let lastBpb = '-', lastLine = 0, barStarted = false;
   let stopRequested = false;
   const onSigint = () => {
     if (stopRequested) process.exit(130);
@@ -174,7 +174,11 @@ export async function runTrain(o: TrainCliOptions, be: Backend): Promise<void> {
     if (s.valBpb !== undefined) lastBpb = s.valBpb.toFixed(3);
     const payload = { loss: s.loss.toFixed(4), bpb: lastBpb, tps: Math.round(s.tokensPerSecond).toLocaleString('en-US'), elapsed: formatDuration(s.elapsedSeconds), eta: formatDuration(s.etaSeconds) };
     if (bar) {
-      if (s.step === 1 || !bar.getTotal()) bar.start(s.totalSteps, s.step, payload);
+      // Started on the first step this run sees (a resumed run's first step is not 1).
+      if (!barStarted) {
+        bar.start(s.totalSteps, s.step, payload);
+        barStarted = true;
+      }
       bar.setTotal(s.totalSteps);
       bar.update(s.step, payload);
     } else if (s.valBpb !== undefined || s.step === 1 || s.step === s.totalSteps || performance.now() - lastLine > 10_000) {

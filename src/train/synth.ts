@@ -1,0 +1,284 @@
+/**
+ * Sequence-level distillation: when only a teacher's text is available (a remote large model behind an
+ * OpenAI-compatible endpoint, or a local model file), sample a corpus from it and train the student on
+ * that text (`stlm synth`, then `stlm train --data <corpus>`).
+ *
+ * A `TextTeacher` turns a prompt into a completion. `synthesizeCorpus` asks it for samples until the
+ * corpus holds at least the requested bytes. Sample i's prompt and seed depend on i only (prompts are
+ * drawn in index order from one seeded RNG, the teacher's seed is seed + i), and the corpus is cut after
+ * the first sample that reaches the target, so the text does not depend on how many requests run at once.
+ */
+import { generate } from '../generate/generate.js';
+import { generatePooled } from '../generate/generate-pooled.js';
+import type { Backend } from '../kernels/backend.js';
+import { BytePooled, isPooledConfig } from '../models/byte-pooled.js';
+import type { LoadedModel } from '../models/io.js';
+import { Llama } from '../models/llama.js';
+import { Graph } from '../tensor/tensor.js';
+import { Rng } from '../util/rng.js';
+
+export interface CompletionOptions {
+  /** Tokens to generate at most. */
+  maxTokens: number;
+  /** Softmax temperature; 0 = greedy. */
+  temperature: number;
+  /** Sampling seed of this request. */
+  seed: number;
+}
+
+/** A model that continues a prompt, seen only through its text. */
+export interface TextTeacher {
+  /** A short description for logs (the model file, or the endpoint and model name). */
+  readonly name: string;
+  /** The completion of `prompt` (without the prompt). */
+  complete(prompt: string, o: CompletionOptions): Promise<string>;
+  /** Frees what the teacher holds (model weights on a backend). */
+  close?(): void;
+}
+
+/**
+ * A local model (anything `loadModel` opens, loaded with keepQuantized so quantized files run quantized),
+ * sampled by stlm's own generation loop with plain temperature sampling (no top-k/top-p/min-p truncation,
+ * so the corpus follows the teacher's distribution at that temperature).
+ */
+export class LocalTeacher implements TextTeacher {
+  private readonly llama?: Llama;
+  private readonly pooled?: BytePooled;
+  private readonly addBos: boolean;
+
+  constructor(private readonly loaded: LoadedModel, backend: Backend, readonly name = 'local model') {
+    const g = new Graph(backend);
+    if (isPooledConfig(loaded.config)) this.pooled = BytePooled.fromModel(g, loaded);
+    else this.llama = Llama.fromModel(g, loaded);
+    this.addBos = loaded.vocab.addBos ?? false;
+  }
+
+  async complete(prompt: string, o: CompletionOptions): Promise<string> {
+    const options = { maxTokens: o.maxTokens, temperature: o.temperature, seed: o.seed, addBos: this.addBos };
+    const r = this.pooled ? generatePooled(this.pooled, this.loaded.tokenizer, prompt, options) : generate(this.llama!, this.loaded.tokenizer, prompt, options);
+    return r.text;
+  }
+
+  close(): void {
+    for (const q of this.llama?.quantized.values() ?? []) q.dispose();
+  }
+}
+
+export interface EndpointOptions {
+  /** The API base, e.g. http://localhost:8080/v1 (requests go to {base}/completions). */
+  baseUrl: string;
+  /** The `model` field of each request. */
+  model: string;
+  /** Sent as `Authorization: Bearer <key>`. */
+  apiKey?: string;
+  /** Per-request time limit in milliseconds (default 300000). */
+  timeoutMs?: number;
+  /** The fetch to use (default: the global one). */
+  fetch?: typeof fetch;
+}
+
+/**
+ * An OpenAI-compatible text-completion endpoint (llama.cpp's server, vLLM, OpenAI and others): POST
+ * {base}/completions with {model, prompt, max_tokens, temperature, seed}, reading choices[0].text.
+ * Every failure (no connection, an HTTP error status, a body that is not the expected JSON) throws one
+ * line naming the endpoint.
+ */
+export class EndpointTeacher implements TextTeacher {
+  readonly url: string;
+  readonly name: string;
+
+  constructor(private readonly o: EndpointOptions) {
+    let base: URL;
+    try {
+      base = new URL(o.baseUrl);
+    } catch {
+      throw new Error(`endpoint '${o.baseUrl}' is not a URL (expected e.g. http://localhost:8080/v1)`);
+    }
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new Error(`endpoint '${o.baseUrl}': only http and https URLs are supported`);
+    this.url = o.baseUrl.replace(/\/+$/, '') + '/completions';
+    this.name = `${this.url} (model ${o.model})`;
+  }
+
+  async complete(prompt: string, c: CompletionOptions): Promise<string> {
+    const fail = (what: string) => new Error(`endpoint ${this.url}: ${what}`);
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+    if (this.o.apiKey) headers.authorization = `Bearer ${this.o.apiKey}`;
+    const body = JSON.stringify({ model: this.o.model, prompt, max_tokens: c.maxTokens, temperature: c.temperature, seed: c.seed });
+    let res: Response;
+    try {
+      res = await (this.o.fetch ?? fetch)(this.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.o.timeoutMs ?? 300_000) });
+    } catch (e) {
+      const err = e as Error & { cause?: { code?: string; message?: string } };
+      if (err.name === 'TimeoutError') throw fail(`no response within ${((this.o.timeoutMs ?? 300_000) / 1000).toFixed(0)} s`);
+      throw fail(`request failed: ${err.cause?.code || err.cause?.message || err.message}`);
+    }
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (e) {
+      throw fail(`reading the response failed: ${(e as Error).message}`);
+    }
+    if (!res.ok) throw fail(`HTTP ${res.status}${res.statusText ? ' ' + res.statusText : ''}${text.trim() ? ': ' + snippet(errorMessage(text)) : ''}`);
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw fail(`the response is not JSON: ${snippet(text) || '(empty body)'}`);
+    }
+    const choice = (json as { choices?: unknown })?.choices;
+    const out = Array.isArray(choice) ? (choice[0] as { text?: unknown } | undefined)?.text : undefined;
+    if (typeof out !== 'string') throw fail(`the response has no choices[0].text (is this an OpenAI-compatible completions endpoint?): ${snippet(text)}`);
+    return out;
+  }
+}
+
+/** An OpenAI-style error body's message, else the text itself. */
+function errorMessage(text: string): string {
+  try {
+    const j = JSON.parse(text) as { error?: { message?: unknown } | string; message?: unknown };
+    const m = typeof j.error === 'string' ? j.error : (j.error?.message ?? j.message);
+    if (typeof m === 'string') return m;
+  } catch {
+    // not JSON: show the text
+  }
+  return text;
+}
+
+/** One line of at most 200 characters. */
+function snippet(text: string): string {
+  const one = text.replace(/\s+/g, ' ').trim();
+  return one.length > 200 ? one.slice(0, 200) + '…' : one;
+}
+
+export interface SynthProgress {
+  samples: number;
+  bytes: number;
+  targetBytes: number;
+  elapsedSeconds: number;
+  bytesPerSecond: number;
+  etaSeconds: number;
+}
+
+export interface SynthOptions {
+  /** Stop once the corpus holds at least this many UTF-8 bytes. */
+  bytes: number;
+  /**
+   * Where prompts come from: a list used in order (cycled), seed text whose lines give prompt starts
+   * (a random non-blank line's first 1 to `promptWords` words), or neither (every prompt empty: the
+   * teacher starts from BOS).
+   */
+  prompts?: string[];
+  seedText?: string;
+  /** Most words of a seed-text line a prompt takes (default 4). */
+  promptWords?: number;
+  /** Tokens per completion (default 256). */
+  maxTokens?: number;
+  /** Default 1: the teacher's own distribution. */
+  temperature?: number;
+  /** Seeds the prompt choice; sample i asks the teacher with seed + i (default 1). */
+  seed?: number;
+  /** Requests in flight at once (default 1; a remote endpoint gains from several). */
+  parallel?: number;
+  /** Empty completions are left out; give up after this many in a row (default 20). */
+  maxEmptyInARow?: number;
+  onProgress?: (p: SynthProgress) => void;
+  /** Polled before each batch of requests; true ends the corpus early with the samples so far. */
+  shouldStop?: () => boolean;
+}
+
+export interface SynthResult {
+  /** The corpus: each sample is prompt + completion followed by a blank line. */
+  text: string;
+  samples: number;
+  bytes: number;
+  seconds: number;
+  /** True when shouldStop ended it before the target. */
+  stoppedEarly: boolean;
+}
+
+/** Sample i as it appears in the corpus: prompt + completion, its last line ended, then a blank line. */
+export function formatSample(prompt: string, completion: string): string {
+  const s = prompt + completion;
+  return s + (s.endsWith('\n') ? '\n' : '\n\n');
+}
+
+/** Prompt starts from seed text: the non-blank lines, each cut to its first 1..maxWords words at random. */
+export function promptsFromSeedText(seedText: string, rng: Rng, maxWords = 4): () => string {
+  const lines = seedText.split(/\r?\n/).filter((l) => l.trim() !== '');
+  if (!lines.length) throw new Error('seed text: it has no non-blank lines to draw prompts from');
+  return () => {
+    const line = lines[rng.int(lines.length)];
+    const words = 1 + rng.int(maxWords);
+    return new RegExp(`^\\s*\\S+(?:\\s+\\S+){0,${words - 1}}`).exec(line)![0];
+  };
+}
+
+const utf8 = new TextEncoder();
+
+/** Samples a corpus of at least `o.bytes` bytes from the teacher (see the module comment). */
+export async function synthesizeCorpus(teacher: TextTeacher, o: SynthOptions): Promise<SynthResult> {
+  if (!(Number.isSafeInteger(o.bytes) && o.bytes > 0)) throw new Error(`synth: bytes must be a positive integer, got ${o.bytes}`);
+  const maxTokens = o.maxTokens ?? 256, temperature = o.temperature ?? 1, seed = o.seed ?? 1, parallel = o.parallel ?? 1;
+  const maxEmpty = o.maxEmptyInARow ?? 20, promptWords = o.promptWords ?? 4;
+  if (!(Number.isInteger(maxTokens) && maxTokens >= 1)) throw new Error(`synth: maxTokens must be an integer >= 1, got ${maxTokens}`);
+  if (!(Number.isFinite(temperature) && temperature >= 0)) throw new Error(`synth: temperature must be a finite number >= 0, got ${temperature}`);
+  if (!Number.isSafeInteger(seed)) throw new Error(`synth: seed must be an integer, got ${seed}`);
+  if (!(Number.isInteger(parallel) && parallel >= 1)) throw new Error(`synth: parallel must be an integer >= 1, got ${parallel}`);
+  if (!(Number.isInteger(promptWords) && promptWords >= 1)) throw new Error(`synth: promptWords must be an integer >= 1, got ${promptWords}`);
+  if (o.prompts && o.seedText !== undefined) throw new Error('synth: give prompts or seed text, not both');
+  let nextPrompt: (i: number) => string;
+  if (o.prompts) {
+    const prompts = o.prompts;
+    if (!prompts.length) throw new Error('synth: the prompt list is empty');
+    nextPrompt = (i) => prompts[i % prompts.length];
+  } else if (o.seedText !== undefined) {
+    const draw = promptsFromSeedText(o.seedText, new Rng(seed), promptWords);
+    nextPrompt = () => draw();
+  } else {
+    nextPrompt = () => '';
+  }
+
+  const parts: string[] = [];
+  let bytes = 0, emptyInARow = 0, stoppedEarly = false;
+  /** Samples requested so far: sample i is the i-th request, whether or not its completion was kept. */
+  let issued = 0;
+  const t0 = performance.now();
+  const elapsed = () => (performance.now() - t0) / 1000;
+  const report = () => {
+    const s = elapsed(), rate = s > 0 ? bytes / s : 0;
+    o.onProgress?.({ samples: parts.length, bytes, targetBytes: o.bytes, elapsedSeconds: s, bytesPerSecond: rate, etaSeconds: rate > 0 ? Math.max(0, o.bytes - bytes) / rate : Infinity });
+  };
+  report();
+  let lastYield = performance.now();
+  while (bytes < o.bytes) {
+    // A local teacher never waits on I/O: yield to the event loop now and then so signal handlers
+    // (shouldStop's Ctrl-C) and progress timers get to run.
+    if (performance.now() - lastYield > 50) {
+      await new Promise<void>((r) => setTimeout(r, 0));
+      lastYield = performance.now();
+    }
+    if (o.shouldStop?.()) {
+      stoppedEarly = true;
+      break;
+    }
+    const first = issued;
+    issued += parallel;
+    // Prompts are drawn in index order before the requests start, so they never depend on timing.
+    const batch = Array.from({ length: parallel }, (_, k) => ({ prompt: nextPrompt(first + k), seed: seed + first + k }));
+    const completions = await Promise.all(batch.map((b) => teacher.complete(b.prompt, { maxTokens, temperature, seed: b.seed })));
+    for (let k = 0; k < batch.length && bytes < o.bytes; k++) {
+      const completion = completions[k];
+      // An empty completion adds no teacher text: it is left out (a teacher that only answers empty is an error).
+      if (completion === '') {
+        if (++emptyInARow >= maxEmpty) throw new Error(`synth: the teacher ${teacher.name} returned ${emptyInARow} empty completions in a row`);
+        continue;
+      }
+      emptyInARow = 0;
+      const sample = formatSample(batch[k].prompt, completion);
+      parts.push(sample);
+      bytes += utf8.encode(sample).length;
+    }
+    report();
+  }
+  return { text: parts.join(''), samples: parts.length, bytes, seconds: elapsed(), stoppedEarly };
+}
