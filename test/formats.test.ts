@@ -22,9 +22,10 @@ import { type LoadedModel, loadModel, parseGgufModel, saveModel } from '../src/m
 import { readGguf } from '../src/formats/gguf.js';
 import { readLlama2cTokenizer } from '../src/tokenizers/llama2c-tokenizer.js';
 import { bpeToVocab, trainBpe } from '../src/tokenizers/bpe-train.js';
-import { KvCache, Llama } from '../src/models/llama.js';
+import { Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { Rng } from '../src/util/rng.js';
+import { forwardLogits, greedyIds, logSoftmaxRows, maxAbsDiff } from './helpers.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../shared/fixtures/', import.meta.url));
 const S260 = join(FIXTURES, 'models/stories260K');
@@ -50,53 +51,16 @@ after(() => {
 });
 
 /** Greedy ids after `prompt` (ids), with the KV cache, argmax taking the first maximum as run.c does. */
-function greedyIds(m: LoadedModel, prompt: number[], n: number): number[] {
+function greedy(m: LoadedModel, prompt: number[], n: number): number[] {
   const g = new Graph(be);
-  const model = new Llama(g, m.config, m.weights);
-  const cache = new KvCache(g, m.config);
-  const out: number[] = [];
-  let logits = model.forward(Int32Array.from(prompt), cache).toArray();
-  g.release();
-  for (let i = 0; i < n; i++) {
-    let best = 0;
-    for (let j = 1; j < logits.length; j++) if (logits[j] > logits[best]) best = j;
-    out.push(best);
-    if (i === n - 1) break;
-    logits = model.forward(Int32Array.of(best), cache).toArray();
-    g.release();
-  }
-  cache.dispose();
+  const out = greedyIds(new Llama(g, m.config, m.weights), prompt, n);
   g.release();
   return out;
 }
 
 /** Log-softmax of every position of `ids` (fresh cache), as float64 rows. */
 function logProbs(m: LoadedModel, input: number[]): Float64Array[] {
-  const g = new Graph(be);
-  const model = new Llama(g, m.config, m.weights);
-  const cache = new KvCache(g, m.config, input.length);
-  const logits = model.forward(Int32Array.from(input), cache, false).toArray();
-  const V = m.config.vocabSize;
-  const rows: Float64Array[] = [];
-  for (let i = 0; i < input.length; i++) {
-    const row = logits.subarray(i * V, (i + 1) * V);
-    let max = -Infinity;
-    for (const x of row) max = Math.max(max, x);
-    let s = 0;
-    for (const x of row) s += Math.exp(x - max);
-    const lse = max + Math.log(s);
-    rows.push(Float64Array.from(row, (x) => x - lse));
-  }
-  cache.dispose();
-  g.release();
-  return rows;
-}
-
-function maxAbsDiff(a: Float64Array, b: Float64Array): number {
-  assert.equal(a.length, b.length);
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
-  return d;
+  return logSoftmaxRows(forwardLogits(new Llama(new Graph(be), m.config, m.weights), input), m.config.vocabSize);
 }
 
 function sameWeights(a: Map<string, Float32Array>, b: Map<string, Float32Array>): void {
@@ -108,14 +72,14 @@ describe('llama2.c: stories260K against run.c', { skip: absent(STORIES) || absen
   test('greedy from BOS gives run.c\'s 200 token ids', async () => {
     const m = await loadModel(STORIES, { tokenizer: TOK512 });
     assert.equal(m.format, 'llama2c');
-    assert.deepEqual(greedyIds(m, [1], 200), ids(join(S260, 'expected_llama2c_t0_n200.ids.txt')));
+    assert.deepEqual(greedy(m, [1], 200), ids(join(S260, 'expected_llama2c_t0_n200.ids.txt')));
   });
 
   test('"Once upon a time" encodes and continues as recorded', async () => {
     const m = await loadModel(STORIES); // tok512.bin is found beside the model
     const prompt = Array.from(m.tokenizer.encode('Once upon a time', { bos: true }));
     assert.deepEqual(prompt, [1, 403, 407, 261, 378]);
-    assert.deepEqual(greedyIds(m, prompt, 16), [432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337]);
+    assert.deepEqual(greedy(m, prompt, 16), [432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337]);
     const g = new Graph(be);
     const r = generate(new Llama(g, m.config, m.weights), m.tokenizer, 'Once upon a time', { maxTokens: 16, temperature: 0, addBos: true });
     assert.equal(r.text, ', there was a little girl named Lily. She loved to play');
@@ -276,7 +240,7 @@ describe('llama.cpp as the oracle (node-llama-cpp 3.21.1)', () => {
     const prompt = [1, ...m.tokenizer.encode('Once upon a time')];
     assert.deepEqual(ref.tokenize('Once upon a time'), prompt.slice(1));
     const theirs = await ref.greedy(prompt, 64);
-    assert.deepEqual(greedyIds(m, prompt, theirs.length), theirs);
+    assert.deepEqual(greedy(m, prompt, theirs.length), theirs);
     assert.equal(theirs.length, 64);
     // And the file reads back into stlm with every weight intact.
     sameWeights((await loadModel(out)).weights, m.weights);
@@ -290,7 +254,7 @@ describe('llama.cpp as the oracle (node-llama-cpp 3.21.1)', () => {
     const prompt = Array.from(m.tokenizer.encode('ROMEO:'));
     const theirs = await ref.greedy(prompt, 64);
     assert.equal(theirs.length, 64);
-    assert.deepEqual(greedyIds(m, prompt, 64), theirs);
+    assert.deepEqual(greedy(m, prompt, 64), theirs);
     const worst = (await ref.logProbs(prompt)).reduce((w, row, i) => Math.max(w, maxAbsDiff(logProbs(m, prompt)[i], row)), 0);
     assert.ok(worst < 1e-3, `max |log p difference| ${worst}`);
   }));
@@ -310,7 +274,7 @@ describe('llama.cpp as the oracle (node-llama-cpp 3.21.1)', () => {
     }
     const prompt = Array.from(m.tokenizer.encode('ROMEO:'));
     const theirs = await ref.greedy(prompt, 32);
-    assert.deepEqual(greedyIds(m, prompt, theirs.length), theirs);
+    assert.deepEqual(greedy(m, prompt, theirs.length), theirs);
   }));
 });
 

@@ -1,11 +1,10 @@
 // The WebAssembly backend against the reference backend, op by op, on random shapes that include
 // odd sizes; and the 2-thread backend against the 1-thread one, bit for bit.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { Backend, Buf } from '../src/kernels/backend.js';
-import { ReferenceBackend } from '../src/kernels/reference.js';
-import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { Rng } from '../src/util/rng.js';
+import { randomF32, wasmAndReference } from './helpers.js';
 
 const ODD = [1, 3, 17, 255, 257];
 const TOL = 1e-5;
@@ -20,12 +19,6 @@ function relErr(a: Float32Array, b: Float32Array): number {
   }
   if (a.some((x) => !Number.isFinite(x))) return Infinity;
   return num / den;
-}
-
-function random(rng: Rng, n: number, scale = 1): Float32Array {
-  const x = new Float32Array(n);
-  for (let i = 0; i < n; i++) x[i] = rng.normal() * scale;
-  return x;
 }
 
 /** Runs `body` on each backend with the same inputs; returns the named outputs per backend. */
@@ -56,20 +49,12 @@ function runAll(backends: Backend[], body: (be: Backend, io: Io) => void, output
 }
 
 describe('wasm backend equals the reference backend', () => {
-  const ref = new ReferenceBackend();
-  let w1: Backend, w2: Backend;
-  before(async () => {
-    w1 = await createWasmBackend({ threads: 1 });
-    w2 = await createWasmBackend({ threads: 2 });
-  });
-  after(() => {
-    w1.dispose();
-    w2.dispose();
-  });
+  const backends = wasmAndReference();
+  const { ref } = backends;
 
   /** Checks wasm-1 and wasm-2 against the reference (TOL) and wasm-2 against wasm-1 (bit-exact). */
   function check(label: string, body: (be: Backend, io: Io) => void, outputs: string[], tol = TOL): void {
-    const [r, a, b] = runAll([ref, w1, w2], body, outputs);
+    const [r, a, b] = runAll([ref, backends.w1, backends.w2], body, outputs);
     outputs.forEach((name, i) => {
       const e = relErr(a[i], r[i]);
       assert.ok(e <= tol, `${label} ${name}: wasm differs from reference by ${e.toExponential(2)} (tolerance ${tol})`);
@@ -84,7 +69,7 @@ describe('wasm backend equals the reference backend', () => {
     sizes.push([64, 128, 96], [1, 512, 512], [257, 255, 17], [300, 64, 300]);
     for (const [m, k, n] of sizes) {
       for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]]) {
-        const A = random(rng, m * k), B = random(rng, k * n), C0 = random(rng, m * n);
+        const A = randomF32(rng, m * k), B = randomF32(rng, k * n), C0 = randomF32(rng, m * n);
         for (const accumulate of [false, true]) {
           check(`matmul ${m}x${k}x${n} tA=${transA} tB=${transB} acc=${accumulate}`, (be, io) => {
             be.matmul(io.input('a', A), io.input('b', B), io.output('c', m * n, C0), { m, k, n, transA, transB, accumulate });
@@ -94,7 +79,7 @@ describe('wasm backend equals the reference backend', () => {
     }
     // batched, with B broadcast (stride 0) and with offsets
     const [m, k, n, batch] = [17, 33, 19, 3];
-    const A = random(rng, batch * m * k + 5), B = random(rng, k * n), C0 = random(rng, batch * m * n + 2);
+    const A = randomF32(rng, batch * m * k + 5), B = randomF32(rng, k * n), C0 = randomF32(rng, batch * m * n + 2);
     check('matmul batched broadcast B', (be, io) => {
       be.matmul(io.input('a', A), io.input('b', B), io.output('c', batch * m * n + 2, C0), { m, k, n, batch, strideB: 0, offA: 5, offC: 2 });
     }, ['c']);
@@ -103,13 +88,13 @@ describe('wasm backend equals the reference backend', () => {
   test('elementwise and reductions', () => {
     const rng = new Rng(2);
     for (const n of [...ODD, 100_003]) {
-      const a = random(rng, n), b = random(rng, n);
+      const a = randomF32(rng, n), b = randomF32(rng, n);
       check(`add ${n}`, (be, io) => be.add(io.input('a', a), io.input('b', b), io.output('o', n), n), ['o']);
       check(`mul ${n}`, (be, io) => be.mul(io.input('a', a), io.input('b', b), io.output('o', n), n), ['o']);
       check(`scale ${n}`, (be, io) => be.scale(io.input('a', a), -0.37, io.output('o', n), n), ['o']);
       check(`axpy ${n}`, (be, io) => be.axpy(io.input('a', a), 0.7, io.output('y', n, b), n), ['y']);
       for (const op of ['sum', 'max', 'sumSquares'] as const) {
-        const [r, x] = [ref, w1].map((be) => {
+        const [r, x] = [ref, backends.w1].map((be) => {
           const buf = be.alloc(n);
           be.write(buf, a);
           const v = be[op](buf, n);
@@ -120,7 +105,7 @@ describe('wasm backend equals the reference backend', () => {
       }
     }
     const bad = new Float32Array([1, 2, NaN, 4]);
-    for (const be of [ref, w1]) {
+    for (const be of [ref, backends.w1]) {
       const buf = be.alloc(4);
       be.write(buf, bad);
       assert.ok(Number.isNaN(be.sumSquares(buf, 4)), `${be.name}: sumSquares must expose NaN`);
@@ -131,16 +116,16 @@ describe('wasm backend equals the reference backend', () => {
     const rng = new Rng(3);
     // dim 1 is left out on purpose: there dx = r·w·dy·eps/(x²+eps) is all cancellation, eps-sized noise.
     for (const [rows, dim] of [[1, 3], [3, 17], [17, 255], [5, 257], [64, 128]]) {
-      const x = random(rng, rows * dim), w = random(rng, dim), dy = random(rng, rows * dim), dw0 = random(rng, dim);
+      const x = randomF32(rng, rows * dim), w = randomF32(rng, dim), dy = randomF32(rng, rows * dim), dw0 = randomF32(rng, dim);
       check(`rmsNorm ${rows}x${dim}`, (be, io) => {
         const X = io.input('x', x), W = io.input('w', w), R = io.output('rstd', rows);
         be.rmsNorm(X, W, io.output('y', rows * dim), R, rows, dim, 1e-5);
         be.rmsNormBackward(X, W, R, io.input('dy', dy), io.output('dx', rows * dim), io.output('dw', dim, dw0), rows, dim);
       }, ['y', 'rstd', 'dx', 'dw']);
-      check(`softmax ${rows}x${dim}`, (be, io) => be.softmax(io.input('x', random(new Rng(rows), rows * dim, 3)), io.output('o', rows * dim), rows, dim), ['o']);
+      check(`softmax ${rows}x${dim}`, (be, io) => be.softmax(io.input('x', randomF32(new Rng(rows), rows * dim, 3)), io.output('o', rows * dim), rows, dim), ['o']);
     }
     for (const n of [...ODD, 70_001]) {
-      const g = random(rng, n, 3), u = random(rng, n), d = random(rng, n);
+      const g = randomF32(rng, n, 3), u = randomF32(rng, n), d = randomF32(rng, n);
       check(`swiglu ${n}`, (be, io) => {
         const G = io.input('g', g), U = io.input('u', u);
         be.swiglu(G, U, io.output('o', n), n);
@@ -152,7 +137,7 @@ describe('wasm backend equals the reference backend', () => {
   test('rope forward and inverse, with a position offset', () => {
     const rng = new Rng(4);
     for (const [rows, heads, headDim, seqLen, pos0] of [[1, 1, 2, 1, 0], [6, 3, 18, 3, 0], [16, 4, 32, 8, 5], [3, 2, 6, 3, 300]]) {
-      const x = random(rng, rows * heads * headDim);
+      const x = randomF32(rng, rows * heads * headDim);
       for (const inverse of [false, true]) {
         check(`rope ${rows}x${heads}x${headDim} pos0=${pos0} inv=${inverse}`, (be, io) => {
           be.rope(io.input('x', x), io.output('o', x.length), rows, heads, headDim, seqLen, pos0, 10000, inverse);
@@ -164,13 +149,13 @@ describe('wasm backend equals the reference backend', () => {
   test('embedding gather and scatter-add, cross-entropy with ignored rows', () => {
     const rng = new Rng(5);
     for (const [vocab, dim, n] of [[3, 1, 5], [17, 3, 40], [259, 17, 257]]) {
-      const table = random(rng, vocab * dim), ids = Int32Array.from({ length: n }, () => rng.int(vocab));
-      const dout = random(rng, n * dim), dt0 = random(rng, vocab * dim);
+      const table = randomF32(rng, vocab * dim), ids = Int32Array.from({ length: n }, () => rng.int(vocab));
+      const dout = randomF32(rng, n * dim), dt0 = randomF32(rng, vocab * dim);
       check(`embedding ${vocab}x${dim} n=${n}`, (be, io) => {
         be.embedding(io.input('t', table), ids, io.output('o', n * dim), dim);
         be.embeddingBackward(ids, io.input('d', dout), io.output('dt', vocab * dim, dt0), dim);
       }, ['o', 'dt']);
-      const logits = random(rng, n * vocab, 2), targets = Int32Array.from({ length: n }, (_, i) => (i % 7 === 3 ? -1 : rng.int(vocab)));
+      const logits = randomF32(rng, n * vocab, 2), targets = Int32Array.from({ length: n }, (_, i) => (i % 7 === 3 ? -1 : rng.int(vocab)));
       const losses: number[] = [];
       check(`crossEntropy ${n}x${vocab}`, (be, io) => {
         const r = be.crossEntropy(io.input('l', logits), targets, io.output('dl', n * vocab), vocab, 1 / n);
@@ -180,7 +165,7 @@ describe('wasm backend equals the reference backend', () => {
       assert.equal(losses[3], losses[1]);
       assert.deepEqual([losses[2], losses[3]], [losses[4], losses[5]]);
     }
-    for (const be of [ref, w1]) {
+    for (const be of [ref, backends.w1]) {
       const t = be.alloc(6);
       assert.throws(() => be.embedding(t, Int32Array.of(0, 3), be.alloc(4), 2), /token id 3 at 1 is outside the vocabulary \[0, 3\)/);
     }
@@ -211,7 +196,7 @@ describe('wasm backend equals the reference backend', () => {
       const args = { ...c, scale: 1 / Math.sqrt(c.headDim) };
       const kvStride = c.kvBatchStride ?? c.tk * c.kvHeads * c.headDim;
       const qn = c.batch * c.tq * c.heads * c.headDim, kn = c.batch * kvStride;
-      const q = random(rng, qn), k = random(rng, kn), v = random(rng, kn), dout = random(rng, qn);
+      const q = randomF32(rng, qn), k = randomF32(rng, kn), v = randomF32(rng, kn), dout = randomF32(rng, qn);
       const training = c.qPos0 === 0;
       check(`attention ${JSON.stringify(c)}`, (be, io) => {
         const Q = io.input('q', q), K = io.input('k', k), V = io.input('v', v);
@@ -223,6 +208,7 @@ describe('wasm backend equals the reference backend', () => {
   });
 
   test('the wasm allocator refuses a double free and reuses freed buffers', () => {
+    const { w1 } = backends;
     const b = w1.alloc(100);
     w1.free(b);
     assert.throws(() => w1.free(b), /double free/);
@@ -235,7 +221,7 @@ describe('wasm backend equals the reference backend', () => {
   test('adamw', () => {
     const rng = new Rng(7);
     for (const n of [1, 17, 257, 50_001]) {
-      const p0 = random(rng, n), g = random(rng, n), m0 = random(rng, n, 0.1), v0 = random(rng, n).map(Math.abs);
+      const p0 = randomF32(rng, n), g = randomF32(rng, n), m0 = randomF32(rng, n, 0.1), v0 = randomF32(rng, n).map(Math.abs);
       check(`adamw ${n}`, (be, io) => {
         const P = io.output('p', n, p0), M = io.output('m', n, m0), V = io.output('v', n, v0);
         const G = io.input('g', g);

@@ -22,6 +22,7 @@ import { ByteTokenizer } from '../src/tokenizers/byte.js';
 import { evaluateCompletions, finetune, scoreExample } from '../src/train/finetune.js';
 import { type CompletionExample, completionBatch, paddedLength, parseJsonl, readJsonl, tokenizeExamples } from '../src/train/jsonl.js';
 import { Rng } from '../src/util/rng.js';
+import { forwardLogits, greedyIds, logSoftmaxRows, maxAbsDiff } from './helpers.js';
 
 const DEFAULT_MODEL = fileURLToPath(new URL('../../models/default.gguf', import.meta.url));
 const CLI = fileURLToPath(new URL('../src/cli/index.js', import.meta.url));
@@ -54,25 +55,9 @@ function randomAdapters(config: LlamaConfig, o: { rank?: number; alpha?: number;
   return data;
 }
 
-/** Logits at every position of `ids` (fresh KV cache). */
-function logits(model: Llama, ids: number[]): Float32Array {
-  const cache = new KvCache(model.graph, model.config, ids.length);
-  const out = model.forward(Int32Array.from(ids), cache, false).toArray();
-  cache.dispose();
-  model.graph.release();
-  return out;
-}
-
 function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
-  return m;
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 }
 
@@ -88,11 +73,11 @@ describe('LoRA adapters', () => {
     const g = new Graph(be);
     const model = Llama.fromModel(g, m);
     const ids = Array.from(m.tokenizer.encode('ROMEO: Is the day so young?'));
-    const before = logits(model, ids);
+    const before = forwardLogits(model, ids);
     const lossBefore = g.noGrad(() => model.loss(Int32Array.from(ids.slice(0, -1)), Int32Array.from(ids.slice(1)), 1)).item();
     g.release();
     model.adapters = new LoraAdapters(g, m.config, initLora(m.config, { rank: 8, alpha: 16, targets: LORA_TARGETS, seed: 1 }));
-    const adapted = logits(model, ids);
+    const adapted = forwardLogits(model, ids);
     for (let i = 0; i < before.length; i++) assert.ok(before[i] === adapted[i], `logit ${i}: ${before[i]} vs ${adapted[i]}`);
     assert.equal(g.noGrad(() => model.loss(Int32Array.from(ids.slice(0, -1)), Int32Array.from(ids.slice(1)), 1)).item(), lossBefore);
     g.release();
@@ -168,13 +153,13 @@ describe('LoRA adapters', () => {
       const ids = Array.from({ length: Math.min(24, bundle.config.ctx) }, (_, i) => (i * 7 + 3) % bundle.config.vocabSize);
       const g = new Graph(be);
       const plain = new Llama(g, bundle.config, bundle.weights);
-      const baseLogits = logits(plain, ids);
+      const baseLogits = forwardLogits(plain, ids);
       plain.adapters = new LoraAdapters(g, bundle.config, lora, false);
-      const onTheFly = logits(plain, ids);
+      const onTheFly = forwardLogits(plain, ids);
       const merged = mergeLora(bundle, lora);
       assert.equal(merged.config.shareFfn ?? false, false);
       assert.equal(merged.config.nLayers, bundle.config.nLayers * (bundle.config.blockRepeat ?? 1));
-      const folded = logits(new Llama(g, merged.config, merged.weights), ids);
+      const folded = forwardLogits(new Llama(g, merged.config, merged.weights), ids);
       const scale = maxAbs(onTheFly);
       assert.ok(maxAbsDiff(baseLogits, onTheFly) > 1e-2 * scale, 'the adapter should change the logits');
       assert.ok(maxAbsDiff(onTheFly, folded) <= 1e-5 * scale, `merged vs applied: ${maxAbsDiff(onTheFly, folded)} (max |logit| ${scale})`);
@@ -226,11 +211,11 @@ describe('LoRA adapters', () => {
     const f32 = new Llama(g, base!.config, base!.weights);
     f32.adapters = new LoraAdapters(g, base!.config, lora, false);
     const quant = Llama.fromModel(g, qm);
-    const quantBase = logits(quant, ids);
+    const quantBase = forwardLogits(quant, ids);
     quant.adapters = f32.adapters;
-    const [want, got] = [logits(f32, ids), logits(quant, ids)];
+    const [want, got] = [forwardLogits(f32, ids), forwardLogits(quant, ids)];
     // The adapter moves the quantized model as it moves the f32 one, up to Q8_0's own error.
-    const qError = maxAbsDiff(logits(new Llama(g, base!.config, base!.weights), ids), quantBase);
+    const qError = maxAbsDiff(forwardLogits(new Llama(g, base!.config, base!.weights), ids), quantBase);
     assert.ok(maxAbsDiff(quantBase, got) > 5 * qError, 'the adapter should change the quantized model');
     assert.ok(maxAbsDiff(want, got) < 3 * qError + 1e-4, `adapted: f32 vs Q8_0 base differ by ${maxAbsDiff(want, got)} (Q8_0 alone: ${qError})`);
     for (const q of quant.quantized.values()) q.dispose();
@@ -393,36 +378,6 @@ describe('prompt/completion data and the fine-tuning loop', () => {
 
 // ---- llama.cpp as the oracle ----------------------------------------------------------------------
 
-function logSoftmaxRows(flat: Float32Array, vocab: number): Float64Array[] {
-  const rows: Float64Array[] = [];
-  for (let i = 0; i < flat.length / vocab; i++) {
-    const row = flat.subarray(i * vocab, (i + 1) * vocab);
-    const max = Math.max(...row);
-    let s = 0;
-    for (const x of row) s += Math.exp(x - max);
-    const lse = max + Math.log(s);
-    rows.push(Float64Array.from(row, (x) => x - lse));
-  }
-  return rows;
-}
-
-function greedyIds(model: Llama, prompt: number[], n: number): number[] {
-  const cache = new KvCache(model.graph, model.config);
-  const out: number[] = [];
-  let row = model.forward(Int32Array.from(prompt), cache).toArray();
-  model.graph.release();
-  for (let i = 0; i < n; i++) {
-    let best = 0;
-    for (let j = 1; j < row.length; j++) if (row[j] > row[best]) best = j;
-    out.push(best);
-    if (i === n - 1) break;
-    row = model.forward(Int32Array.of(best), cache).toArray();
-    model.graph.release();
-  }
-  cache.dispose();
-  return out;
-}
-
 describe('llama.cpp applies our adapter files (node-llama-cpp 3.21.1)', () => {
   test('base GGUF + our LoRA GGUF in llama.cpp = stlm\'s merged model: log-probs within 1e-3, same greedy tokens', { skip: noDefault }, async (t) => {
     const m = base!;
@@ -436,9 +391,9 @@ describe('llama.cpp applies our adapter files (node-llama-cpp 3.21.1)', () => {
       const g = new Graph(be);
       const stlmMerged = new Llama(g, merged.config, merged.weights);
       const prompt = Array.from(m.tokenizer.encode('ROMEO: What light through yonder window breaks?'));
-      const ours = logSoftmaxRows(logits(stlmMerged, prompt), m.config.vocabSize);
+      const ours = logSoftmaxRows(forwardLogits(stlmMerged, prompt), m.config.vocabSize);
       const theirs = await cpp.logProbs(prompt);
-      const baseRows = logSoftmaxRows(logits(Llama.fromModel(g, m), prompt), m.config.vocabSize);
+      const baseRows = logSoftmaxRows(forwardLogits(Llama.fromModel(g, m), prompt), m.config.vocabSize);
       let worst = 0, moved = 0;
       for (let i = 0; i < prompt.length; i++) {
         worst = Math.max(worst, maxAbsDiff(ours[i], theirs[i]));

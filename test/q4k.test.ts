@@ -14,9 +14,10 @@ import type { Backend, Buf, MatmulArgs } from '../src/kernels/backend.js';
 import { createBackend } from '../src/kernels/index.js';
 import { type LlamaConfig, PRESETS, parameterShapes } from '../src/models/config.js';
 import { byteVocab, type LoadedModel, loadModel, type ModelBundle, modelMetadata, modelTensors } from '../src/models/io.js';
-import { KvCache, Llama } from '../src/models/llama.js';
+import { Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { Rng } from '../src/util/rng.js';
+import { argmax, forwardLogits, logSoftmaxRows } from './helpers.js';
 
 const gaussian = (rng: Rng, n: number, std = 1): Float32Array => Float32Array.from({ length: n }, () => rng.normal() * std);
 
@@ -279,25 +280,8 @@ function logProbs(be: Backend, m: ModelBundle, input: number[], q8k?: { rule: Q8
   const g = new Graph(q8k ? roundingActivations(be, q4kWeights, q8k.rule) : be);
   const model = new Llama(g, m.config, m.weights);
   for (const [name, t] of model.params) if (q8k?.q4k.has(name)) q4kWeights.add(t.buf);
-  const cache = new KvCache(g, m.config, input.length);
-  const logits = model.forward(Int32Array.from(input), cache, false).toArray();
-  const V = m.config.vocabSize;
-  const rows: Float64Array[] = [];
-  for (let i = 0; i < input.length; i++) {
-    const row = logits.subarray(i * V, (i + 1) * V);
-    let max = -Infinity;
-    for (const x of row) max = Math.max(max, x);
-    let s = 0;
-    for (const x of row) s += Math.exp(x - max);
-    const lse = max + Math.log(s);
-    rows.push(Float64Array.from(row, (x) => x - lse));
-  }
-  cache.dispose();
-  g.release();
-  return rows;
+  return logSoftmaxRows(forwardLogits(model, input), m.config.vocabSize);
 }
-
-const argmax = (row: Float64Array) => row.reduce((best, v, i) => (v > row[best] ? i : best), 0);
 
 /** Largest and mean |a − b| over all rows. */
 function difference(a: Float64Array[], b: Float64Array[]): { max: number; mean: number } {

@@ -25,14 +25,13 @@
 //   + (k/32 + 9)·u·(C + |c0|). (A super-block of x whose iscale overflows, max|x| < 3.7e-37, is
 //   dropped: its share of the output is below 1e-29, far inside the bound of any other super-block.)
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type { Backend, Buf, QuantStrategy, QuantType } from '../src/kernels/backend.js';
-import { ReferenceBackend } from '../src/kernels/reference.js';
-import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { f16ToF32Table, f32ToF16 } from '../src/formats/f16.js';
 import { dequantizeQ4_0, dequantizeQ8_0, quantizeQ4_0, quantizeQ8_0 } from '../src/formats/gguf.js';
 import { dequantizeQ4_K, minCode, packScalesAndMins, quantizeQ4_K, scaleCode } from '../src/formats/kquants.js';
 import { Rng } from '../src/util/rng.js';
+import { randomF32, wasmAndReference } from './helpers.js';
 
 const U = 2 ** -24;
 /** The 32-value block types (Q4_K, with its 256-value super-blocks, has tests of its own below). */
@@ -57,12 +56,6 @@ function q4kMagnitudes(b: Uint8Array, count: number): Float64Array {
     }
   }
   return out;
-}
-
-function random(rng: Rng, n: number, scale = 1): Float32Array {
-  const x = new Float32Array(n);
-  for (let i = 0; i < n; i++) x[i] = rng.normal() * scale;
-  return x;
 }
 
 /**
@@ -137,16 +130,8 @@ function runQuant(be: Backend, c: QuantCase, strategy: QuantStrategy = c.strateg
 }
 
 describe('quantized matmul and dequantizeRows: wasm equals the reference', () => {
-  const ref = new ReferenceBackend();
-  let w1: Backend, w2: Backend;
-  before(async () => {
-    w1 = await createWasmBackend({ threads: 1 });
-    w2 = await createWasmBackend({ threads: 2 });
-  });
-  after(() => {
-    w1.dispose();
-    w2.dispose();
-  });
+  const backends = wasmAndReference();
+  const { ref } = backends;
 
   /** Every strategy of one case against the reference (bounds above), and 2 threads against 1. */
   function checkCase(c: QuantCase, wf: Float32Array, stats: { int8Exact: number; int8Approx: number; f32: number }): void {
@@ -165,7 +150,7 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
       ? (o: number): number => B[o] * (0.5 + 2 ** -10) + (k / 32 + 9) * U * (C[o] + c0(o))
       : (o: number): number => B[o] * (0.5 + 1 / 16) + int8Bound(o);
     for (const strategy of ['f32', 'int8', 'auto'] as const) {
-      const a = runQuant(w1, c, strategy), b = runQuant(w2, c, strategy);
+      const a = runQuant(backends.w1, c, strategy), b = runQuant(backends.w2, c, strategy);
       bitsEqual(b, a, `${label} ${strategy}: 2 threads differ from 1 thread`);
       if (strategy === 'f32') {
         stats.f32 = Math.max(stats.f32, withinBound(`${label} f32`, a, exact, f32Bound));
@@ -186,11 +171,11 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
     for (const type of TYPES) {
       for (const k of [32, 96, 512]) {
         for (const n of [1, 5, 33, 257]) {
-          const wf32 = random(rng, n * k, 0.05);
+          const wf32 = randomF32(rng, n * k, 0.05);
           const wBytes = quantize(type, wf32);
           const wf = dequantize(type, wBytes, n * k);
           for (const m of [1, 3, 17, 64]) {
-            const x = random(rng, m * k), c0 = random(rng, m * n);
+            const x = randomF32(rng, m * k), c0 = randomF32(rng, m * n);
             for (const accumulate of [false, true]) {
               checkCase({ x, wBytes, c0, m, n, k, type, accumulate, strategy: 'auto' }, wf, stats);
               cases++;
@@ -211,11 +196,11 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
     for (const k of [256, 512]) {
       for (const n of [1, 5, 33, 257]) {
         // A per-row offset exercises the mins (Q4_K's dmin·m term), which a zero-mean row barely uses.
-        const wf32 = random(rng, n * k, 0.05).map((v, i) => v + 0.02 * ((Math.floor(i / k) % 5) - 2));
+        const wf32 = randomF32(rng, n * k, 0.05).map((v, i) => v + 0.02 * ((Math.floor(i / k) % 5) - 2));
         const wBytes = quantize('q4_k', wf32);
         const wf = dequantize('q4_k', wBytes, n * k);
         for (const m of [1, 3, 17, 64]) {
-          const x = random(rng, m * k), c0 = random(rng, m * n);
+          const x = randomF32(rng, m * k), c0 = randomF32(rng, m * n);
           for (const accumulate of [false, true]) {
             checkCase({ x, wBytes, c0, m, n, k, type: 'q4_k', accumulate, strategy: 'auto' }, wf, stats);
             cases++;
@@ -231,10 +216,10 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
     const rng = new Rng(12);
     for (const type of ALL_TYPES) {
       const [m, n, k] = [5, 40, 4096];
-      const wBytes = quantize(type, random(rng, n * k, 0.05));
-      const x = random(rng, m * k);
+      const wBytes = quantize(type, randomF32(rng, n * k, 0.05));
+      const x = randomF32(rng, m * k);
       const c: QuantCase = { x, wBytes, c0: new Float32Array(m * n), m, n, k, type, accumulate: false, strategy: 'int8' };
-      const got = runQuant(w1, c), want = runQuant(ref, c);
+      const got = runQuant(backends.w1, c), want = runQuant(ref, c);
       let num = 0, den = 0;
       for (let o = 0; o < got.length; o++) {
         num = Math.max(num, Math.abs(got[o] - want[o]));
@@ -267,17 +252,17 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
       // x: a zero block (d_x = 0), a block of one huge value among tiny ones, ordinary values. (The
       // int8 block scale max|x|/127 is an f16, as in llama.cpp: activations past 127·65504 ≈ 8.3e6
       // overflow it, so the huge values stay just below that.)
-      const x = random(rng, m * k);
+      const x = randomF32(rng, m * k);
       x.fill(0, 32, 64);
       for (let e = 64; e < 96; e++) x[e] = 1e-30;
       x[70] = -8e6;
       x[k + 100] = 3e6;
-      const c: QuantCase = { x, wBytes: bytes, c0: random(rng, m * n), m, n, k, type, accumulate: false, strategy: 'auto' };
+      const c: QuantCase = { x, wBytes: bytes, c0: randomF32(rng, m * n), m, n, k, type, accumulate: false, strategy: 'auto' };
       checkCase(c, wf, { int8Exact: 0, int8Approx: 0, f32: 0 });
       checkCase({ ...c, accumulate: true }, wf, { int8Exact: 0, int8Approx: 0, f32: 0 });
       // dequantizeRows on the same extreme table: bit-exact against gguf.ts.
       const ids = Int32Array.from({ length: n }, (_, i) => n - 1 - i);
-      for (const be of [w1, w2, ref]) {
+      for (const be of [backends.w1, backends.w2, ref]) {
         const w = be.uploadBytes(bytes), out = be.alloc(n * k);
         be.dequantizeRows(w, ids, out, { k, type });
         const got = be.read(out);
@@ -317,14 +302,14 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
     };
     const rng = new Rng(17);
     const rows: Float32Array[] = [
-      random(rng, k),
-      random(rng, k, 0.37),
+      randomF32(rng, k),
+      randomF32(rng, k, 0.37),
       Float32Array.from({ length: k }, (_, j) => (j === 9 ? 127 : ((rng.nextU32() % 509) - 254) / 2)), // iscale = 1: ties at .5
       Float32Array.from({ length: k }, (_, j) => (j === 200 ? -127 : ((rng.nextU32() % 509) - 254) / 2)), // max is negative
       Float32Array.from({ length: k }, (_, j) => (j === 3 ? -5 : j === 4 ? 5 : rng.normal())), // ±max, the negative first
       Float32Array.from({ length: k }, () => rng.normal() * 10 ** ((rng.nextU32() % 7) - 3)),
       Float32Array.from({ length: k }, (_, j) => (j % 7) * 3.3e-3), // max|x| not a power of two times 127
-      ...Array.from({ length: 16 }, (_, i) => random(rng, k, 0.01 * 3 ** i)),
+      ...Array.from({ length: 16 }, (_, i) => randomF32(rng, k, 0.01 * 3 ** i)),
     ];
     // The test must tell d = 1/iscale from the simpler max|x|/127 (they differ for about a quarter of maxima).
     const differs = rows.filter((r) => {
@@ -336,7 +321,7 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
     const x = new Float32Array(m * k);
     rows.forEach((r, i) => x.set(r, i * k));
     const c: QuantCase = { x, wBytes: eye, c0: new Float32Array(m * n), m, n, k, type: 'q4_k', accumulate: false, strategy: 'int8' };
-    for (const be of [w1, w2, ref]) {
+    for (const be of [backends.w1, backends.w2, ref]) {
       const got = runQuant(be, c);
       rows.forEach((r, i) => {
         const want = q8K(r);
@@ -374,17 +359,17 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
     const wf = dequantize('q4_k', bytes, n * k);
     // x: a zero super-block (d_x = 0), one of values below 3.7e-37 (its Q8_K scale overflows: dropped),
     // one with a huge value among tiny ones, ordinary values.
-    const x = random(rng, m * k);
+    const x = randomF32(rng, m * k);
     x.fill(0, 256, 512);
     for (let e = 512; e < 768; e++) x[e] = 1e-38 * (e % 3 - 1);
     for (let e = k + 256; e < k + 512; e++) x[e] = 1e-30;
     x[k + 300] = -3e20;
-    const c: QuantCase = { x, wBytes: bytes, c0: random(rng, m * n), m, n, k, type: 'q4_k', accumulate: false, strategy: 'auto' };
+    const c: QuantCase = { x, wBytes: bytes, c0: randomF32(rng, m * n), m, n, k, type: 'q4_k', accumulate: false, strategy: 'auto' };
     checkCase(c, wf, { int8Exact: 0, int8Approx: 0, f32: 0 });
     checkCase({ ...c, accumulate: true }, wf, { int8Exact: 0, int8Approx: 0, f32: 0 });
     // dequantizeRows on the same table: bit-exact against kquants.ts.
     const ids = Int32Array.from({ length: n }, (_, i) => n - 1 - i);
-    for (const be of [w1, w2, ref]) {
+    for (const be of [backends.w1, backends.w2, ref]) {
       const w = be.uploadBytes(bytes), out = be.alloc(n * k);
       be.dequantizeRows(w, ids, out, { k, type: 'q4_k' });
       const want = new Float32Array(n * k);
@@ -401,7 +386,7 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
       const x = new Float32Array(m * k).fill(0.5);
       x[5] = Number.NaN;
       const wBytes = quantize(type, new Float32Array(n * k).fill(0.25));
-      for (const be of [w1, ref]) {
+      for (const be of [backends.w1, ref]) {
         const r = runQuant(be, { x, wBytes, c0: new Float32Array(m * n), m, n, k, type, accumulate: false, strategy: 'int8' });
         assert.ok(r.subarray(0, n).every(Number.isNaN), `${be.name} ${type}: row 0 should be NaN, got ${r.subarray(0, n).join(', ')}`);
         assert.ok(r.subarray(n).every(Number.isFinite), `${be.name} ${type}: row 1 should be finite`);
@@ -414,12 +399,12 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
     for (const type of ALL_TYPES) {
       const shapes = type === 'q4_k' ? [[7, 256, 5], [50, 768, 33], [300, 512, 257]] : [[7, 32, 5], [50, 96, 33], [300, 512, 257]];
       for (const [rows, k, count] of shapes) {
-        const bytes = quantize(type, random(rng, rows * k, 0.1));
+        const bytes = quantize(type, randomF32(rng, rows * k, 0.1));
         const table = dequantize(type, bytes, rows * k);
         const ids = Int32Array.from({ length: count }, (_, i) => (i === 0 ? rows - 1 : rng.nextU32() % rows));
         const want = new Float32Array(count * k);
         ids.forEach((id, i) => want.set(table.subarray(id * k, id * k + k), i * k));
-        for (const be of [ref, w1, w2]) {
+        for (const be of [ref, backends.w1, backends.w2]) {
           const w = be.uploadBytes(bytes), out = be.alloc(count * k);
           be.dequantizeRows(w, ids, out, { k, type });
           bitsEqual(be.read(out), want, `${be.name} ${type} rows=${rows} k=${k} count=${count}`);
@@ -431,7 +416,7 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
   });
 
   test('clear errors: k not a multiple of 32, buffers too small, ids out of range, unknown type', () => {
-    for (const be of [ref, w1, w2]) {
+    for (const be of [ref, backends.w1, backends.w2]) {
       const bufs: Buf[] = [];
       const alloc = (n: number): Buf => {
         const b = be.alloc(n);
@@ -471,7 +456,7 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
   });
 
   test('uploadBytes: length in f32 slots, bytes kept exactly, freed like any buffer', () => {
-    for (const be of [ref, w1]) {
+    for (const be of [ref, backends.w1]) {
       const before = be.memoryBytes();
       for (const len of [0, 1, 18, 34, 35]) {
         const bytes = Uint8Array.from({ length: len }, (_, i) => (i * 37 + 11) & 0xff);

@@ -19,6 +19,7 @@ import { KvCache, Llama } from '../src/models/llama.js';
 import { planQuantization } from '../src/models/quantize.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { splitTrainVal } from '../src/train/data.js';
+import { argmax, greedyIds, logSoftmaxRows } from './helpers.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../shared/fixtures/', import.meta.url));
 const TINY_RANDOM = join(FIXTURES, 'models/tiny-random-llama/llama-2-tiny-random.gguf');
@@ -44,24 +45,8 @@ after(() => {
  * feeds the prompt one token at a time, so every product is a matrix-vector one.
  */
 function greedy(m: LoadedModel, prompt: number[], n: number, stepwise = false): number[] {
-  const g = new Graph(be);
-  const model = Llama.fromModel(g, m);
-  const cache = new KvCache(g, m.config, prompt.length + n);
-  const out: number[] = [];
-  let logits: Float32Array = new Float32Array(0);
-  for (const chunk of stepwise ? prompt.map((t) => [t]) : [prompt]) {
-    logits = model.forward(Int32Array.from(chunk), cache).toArray();
-    g.release();
-  }
-  for (let i = 0; i < n; i++) {
-    let best = 0;
-    for (let j = 1; j < logits.length; j++) if (logits[j] > logits[best]) best = j;
-    out.push(best);
-    if (i === n - 1) break;
-    logits = model.forward(Int32Array.of(best), cache).toArray();
-    g.release();
-  }
-  cache.dispose();
+  const model = Llama.fromModel(new Graph(be), m);
+  const out = greedyIds(model, prompt, n, { ctx: prompt.length + n, stepwise });
   for (const q of model.quantized.values()) q.dispose();
   return out;
 }
@@ -161,13 +146,9 @@ describe('quantized models against llama.cpp (node-llama-cpp 3.21.1)', () => {
         const cache = new KvCache(g, m.config, 12);
         let worst = 0;
         prompt.slice(0, 12).forEach((tok, i) => {
-          const row = model.forward(Int32Array.of(tok), cache).toArray();
+          const [row] = logSoftmaxRows(model.forward(Int32Array.of(tok), cache).toArray(), m.config.vocabSize);
           g.release();
-          let max = -Infinity, sum = 0;
-          for (const v of row) max = Math.max(max, v);
-          for (const v of row) sum += Math.exp(v - max);
-          const lse = max + Math.log(sum);
-          row.forEach((v, t) => (worst = Math.max(worst, Math.abs(v - lse - theirLp[i][t]))));
+          row.forEach((v, t) => (worst = Math.max(worst, Math.abs(v - theirLp[i][t]))));
         });
         for (const q of model.quantized.values()) q.dispose();
         assert.ok(worst < 1e-3, `stepwise max |log p difference| ${worst}`);
@@ -179,8 +160,7 @@ describe('quantized models against llama.cpp (node-llama-cpp 3.21.1)', () => {
       let logits = model.forward(Int32Array.from(prompt), cache).toArray();
       let ties = 0;
       for (let i = 0; i < 64; i++) {
-        let best = 0;
-        for (let j = 1; j < logits.length; j++) if (logits[j] > logits[best]) best = j;
+        const best = argmax(logits);
         if (best !== theirs[i]) {
           ties++;
           assert.ok(logits[best] - logits[theirs[i]] < 0.05, `step ${i}: ours ${best} beats theirs ${theirs[i]} by ${logits[best] - logits[theirs[i]]}`);

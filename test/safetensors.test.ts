@@ -20,6 +20,7 @@ import { type LlamaConfig, PRESETS, parameterShapes } from '../src/models/config
 import { KvCache, Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { Rng } from '../src/util/rng.js';
+import { maxAbsDiff } from './helpers.js';
 
 const FILE = 'bad.safetensors';
 const enc = new TextEncoder();
@@ -322,13 +323,6 @@ function hfReferenceLogits(c: LlamaConfig, w: Map<string, Float32Array>, ids: In
 }
 
 const hfValues = (config: LlamaConfig, weights: Map<string, Float32Array>) => new Map([...hfWeightsFromLlama(config, weights)].map(([n, t]) => [n, t.data]));
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 describe('hugging face llama layout', () => {
   let be: Backend;

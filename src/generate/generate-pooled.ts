@@ -12,42 +12,29 @@
  */
 import { type BytePooled, PooledStream } from '../models/byte-pooled.js';
 import { BYTE_BOS, BYTE_PAD } from '../tokenizers/byte.js';
-import { TokenStreamDecoder, type Tokenizer } from '../tokenizers/tokenizer.js';
-import type { GenerateOptions, GenerateResult } from './generate.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
+import { type GenerateOptions, type GenerateResult, fitPrompt, maxTokensOf, runSteps } from './generate.js';
 import { Sampler } from './sampler.js';
-import { StopMatcher } from './stop.js';
+import { TextStream } from './stream-text.js';
 
 /** Generates a continuation of `prompt`, calling onText as text streams. */
 export function generatePooled(model: BytePooled, tok: Tokenizer, prompt: string, o: GenerateOptions = {}): GenerateResult {
-  const it = generatePooledSteps(model, tok, prompt, o);
-  let r = it.next();
-  while (!r.done) {
-    o.onText?.(r.value);
-    r = it.next();
-  }
-  return r.value;
+  return runSteps(generatePooledSteps(model, tok, prompt, o), o);
 }
 
 /** The same as an iterator of text pieces. */
 export function* generatePooledSteps(model: BytePooled, tok: Tokenizer, prompt: string, o: GenerateOptions = {}): Generator<string, GenerateResult> {
   if (tok.kind !== 'byte') throw new Error(`generate: the byte-pooled model reads bytes; its tokenizer must be the byte tokenizer, not '${tok.kind}'`);
-  const maxTokens = o.maxTokens ?? 256;
-  if (!(Number.isInteger(maxTokens) && maxTokens >= 0)) throw new Error(`maxTokens must be an integer >= 0, got ${maxTokens}`);
+  const maxTokens = maxTokensOf(o);
   const sampler = new Sampler(o);
   const ctx = model.config.ctx;
-  let bytes = Array.from(tok.encode(prompt));
-  const promptTokens = bytes.length;
-  let promptTruncated = 0;
-  if (bytes.length > ctx - 1) {
-    promptTruncated = bytes.length - (ctx - 1);
-    bytes = bytes.slice(promptTruncated);
-  }
+  const encoded = Array.from(tok.encode(prompt));
+  const promptTokens = encoded.length;
+  const { ids: bytes, truncated: promptTruncated } = fitPrompt(encoded, ctx);
   const stream = new PooledStream(model);
-  const decoder = new TokenStreamDecoder(tok);
-  const stop = new StopMatcher(o.stop ?? []);
+  const textStream = new TextStream(tok, o.stop ?? []);
   const out: number[] = [];
   const history = bytes.slice();
-  let text = '';
   let finishReason: GenerateResult['finishReason'] = 'length';
   const t0 = performance.now();
   let logits = stream.reset(bytes);
@@ -64,11 +51,8 @@ export function* generatePooledSteps(model: BytePooled, tok: Tokenizer, prompt: 
       }
       out.push(next);
       history.push(next);
-      const piece = stop.push(decoder.push(next));
-      if (piece.text) {
-        text += piece.text;
-        yield piece.text;
-      }
+      const piece = textStream.push(next);
+      if (piece.text) yield piece.text;
       if (piece.stopped) {
         finishReason = 'stop';
         break;
@@ -78,17 +62,13 @@ export function* generatePooledSteps(model: BytePooled, tok: Tokenizer, prompt: 
       logits = stream.contextBytes >= ctx ? stream.reset(history.slice(history.length - Math.floor(ctx / 2))) : stream.push(next);
     }
     if (finishReason !== 'stop') {
-      const tail = stop.push(decoder.flush());
-      const rest = tail.text + (tail.stopped ? '' : stop.flush());
-      if (tail.stopped) finishReason = 'stop';
-      if (rest) {
-        text += rest;
-        yield rest;
-      }
+      const rest = textStream.finish();
+      if (rest.stopped) finishReason = 'stop';
+      if (rest.text) yield rest.text;
     }
   } finally {
     model.graph.release();
     stream.dispose();
   }
-  return { text, tokens: out, promptTokens, promptTruncated, finishReason, prefillSeconds, decodeSeconds: (performance.now() - t1) / 1000 };
+  return { text: textStream.text, tokens: out, promptTokens, promptTruncated, finishReason, prefillSeconds, decodeSeconds: (performance.now() - t1) / 1000 };
 }

@@ -8,9 +8,9 @@
  * most recent half of the context, so generation can run past ctx tokens.
  */
 import { KvCache, type Llama } from '../models/llama.js';
-import { TokenStreamDecoder, type Tokenizer } from '../tokenizers/tokenizer.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
-import { StopMatcher } from './stop.js';
+import { TextStream } from './stream-text.js';
 
 export interface GenerateOptions extends SamplerOptions {
   /** Tokens to generate at most. Default 256. */
@@ -40,13 +40,30 @@ export interface GenerateResult {
 
 /** Generates a continuation of `prompt`, calling onText as text streams. */
 export function generate(model: Llama, tok: Tokenizer, prompt: string, o: GenerateOptions = {}): GenerateResult {
-  const it = generateSteps(model, tok, prompt, o);
+  return runSteps(generateSteps(model, tok, prompt, o), o);
+}
+
+/** Runs a generation's steps to the end, handing each piece of text to `o.onText`; returns the result. */
+export function runSteps(it: Generator<string, GenerateResult>, o: GenerateOptions): GenerateResult {
   let r = it.next();
   while (!r.done) {
     o.onText?.(r.value);
     r = it.next();
   }
   return r.value;
+}
+
+/** `o.maxTokens` (default 256), checked. */
+export function maxTokensOf(o: GenerateOptions): number {
+  const maxTokens = o.maxTokens ?? 256;
+  if (!(Number.isInteger(maxTokens) && maxTokens >= 0)) throw new Error(`maxTokens must be an integer >= 0, got ${maxTokens}`);
+  return maxTokens;
+}
+
+/** A prompt fitted to a context of `ctx` positions: its last ctx − 1 ids, and how many were dropped from the front. */
+export function fitPrompt(ids: number[], ctx: number): { ids: number[]; truncated: number } {
+  const truncated = Math.max(0, ids.length - (ctx - 1));
+  return { ids: truncated > 0 ? ids.slice(truncated) : ids, truncated };
 }
 
 /** The same as an async iterator of text pieces (for `for await` streaming). */
@@ -62,26 +79,19 @@ export async function* generateStream(model: Llama, tok: Tokenizer, prompt: stri
 }
 
 function* generateSteps(model: Llama, tok: Tokenizer, prompt: string, o: GenerateOptions): Generator<string, GenerateResult> {
-  const maxTokens = o.maxTokens ?? 256;
-  if (!(Number.isInteger(maxTokens) && maxTokens >= 0)) throw new Error(`maxTokens must be an integer >= 0, got ${maxTokens}`);
+  const maxTokens = maxTokensOf(o);
   const sampler = new Sampler(o);
   const ctx = model.config.ctx;
-  let ids = Array.from(tok.encode(prompt, { bos: o.addBos ?? false }));
-  if (ids.length === 0 && tok.bos !== null) ids = [tok.bos];
-  if (ids.length === 0) throw new Error('generate: the prompt is empty and the tokenizer has no BOS token to start from');
-  const promptTokens = ids.length;
-  let promptTruncated = 0;
-  if (ids.length > ctx - 1) {
-    promptTruncated = ids.length - (ctx - 1);
-    ids = ids.slice(promptTruncated);
-  }
+  let encoded = Array.from(tok.encode(prompt, { bos: o.addBos ?? false }));
+  if (encoded.length === 0 && tok.bos !== null) encoded = [tok.bos];
+  if (encoded.length === 0) throw new Error('generate: the prompt is empty and the tokenizer has no BOS token to start from');
+  const promptTokens = encoded.length;
+  const { ids, truncated: promptTruncated } = fitPrompt(encoded, ctx);
   const g = model.graph;
   const cache = new KvCache(g, model.config);
-  const decoder = new TokenStreamDecoder(tok);
-  const stop = new StopMatcher(o.stop ?? []);
+  const textStream = new TextStream(tok, o.stop ?? []);
   const out: number[] = [];
   const history = ids.slice();
-  let text = '';
   let finishReason: GenerateResult['finishReason'] = 'length';
   const t0 = performance.now();
   let logits = model.forward(Int32Array.from(ids), cache).toArray();
@@ -99,11 +109,8 @@ function* generateSteps(model: Llama, tok: Tokenizer, prompt: string, o: Generat
       history.push(next);
       // SentencePiece vocabularies mark word starts with a space; the text's first word has none.
       const afterBos = tok.kind === 'llama' && history[history.length - 2] === tok.bos;
-      const piece = stop.push(decoder.push(next, afterBos));
-      if (piece.text) {
-        text += piece.text;
-        yield piece.text;
-      }
+      const piece = textStream.push(next, afterBos);
+      if (piece.text) yield piece.text;
       if (piece.stopped) {
         finishReason = 'stop';
         break;
@@ -120,17 +127,13 @@ function* generateSteps(model: Llama, tok: Tokenizer, prompt: string, o: Generat
       g.release();
     }
     if (finishReason !== 'stop') {
-      const tail = stop.push(decoder.flush());
-      const rest = tail.text + (tail.stopped ? '' : stop.flush());
-      if (tail.stopped) finishReason = 'stop';
-      if (rest) {
-        text += rest;
-        yield rest;
-      }
+      const rest = textStream.finish();
+      if (rest.stopped) finishReason = 'stop';
+      if (rest.text) yield rest.text;
     }
   } finally {
     g.release();
     cache.dispose();
   }
-  return { text, tokens: out, promptTokens, promptTruncated, finishReason, prefillSeconds, decodeSeconds: (performance.now() - t1) / 1000 };
+  return { text: textStream.text, tokens: out, promptTokens, promptTruncated, finishReason, prefillSeconds, decodeSeconds: (performance.now() - t1) / 1000 };
 }

@@ -8,7 +8,7 @@
  * into threes. Character classes are JavaScript's Unicode properties, which agree with llama.cpp's
  * tables except perhaps for rare or newly assigned characters.
  */
-import { BigramQueue, checkId, joinBytes, tokenIndex, wellFormed } from './spm.js';
+import { BigramQueue, IdCache, checkId, decodeTokens, runMerges, tokenIndex, wellFormed, withBosEos } from './spm.js';
 import { pretokenizeGpt2 } from './pretokenize.js';
 import type { EncodeOptions, Tokenizer } from './tokenizer.js';
 import { TOKEN_TYPE, type VocabSpec, VocabError, validateVocab } from './vocab.js';
@@ -99,9 +99,6 @@ function pretokenizerFor(pre: string | undefined): (text: string) => string[] {
 // ---------------------------------------------------------------------------------------------------
 // The tokenizer
 
-/** Pre-tokens remembered with their ids; the cache is emptied when it reaches this size. */
-const CACHE_LIMIT = 65536;
-
 /** The bytes a token stands for in llama.cpp's token_to_piece (special = false). */
 function gpt2PieceBytes(text: string, type: number): Uint8Array {
   switch (type) {
@@ -132,7 +129,8 @@ export class Gpt2Tokenizer implements Tokenizer {
   /** Merge rule "left right" to rank; a rule listed twice keeps its first rank, as in llama.cpp. */
   private readonly ranks = new Map<string, number>();
   private readonly pretokenize: (text: string) => string[];
-  private readonly cache = new Map<string, number[]>();
+  /** Pre-tokens remembered with their ids. */
+  private readonly cache = new IdCache((piece) => this.bpe(encodeBytes(piece)));
   private readonly pieces: Uint8Array[];
 
   constructor(readonly vocab: VocabSpec) {
@@ -150,25 +148,13 @@ export class Gpt2Tokenizer implements Tokenizer {
   }
 
   encode(text: string, opts: EncodeOptions = {}): Int32Array {
-    const out: number[] = [];
-    if (opts.bos && this.bos !== null) out.push(this.bos);
-    for (const piece of this.pretokenize(wellFormed(text))) {
-      let ids = this.cache.get(piece);
-      if (ids === undefined) {
-        ids = this.bpe(encodeBytes(piece));
-        if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
-        this.cache.set(piece, ids);
-      }
-      for (const id of ids) out.push(id);
-    }
-    if (opts.eos && this.eos !== null) out.push(this.eos);
-    return Int32Array.from(out);
+    return withBosEos(this, opts, (out) => {
+      for (const piece of this.pretokenize(wellFormed(text))) this.cache.append(piece, out);
+    });
   }
 
   decode(ids: ArrayLike<number>): Uint8Array {
-    const parts: Uint8Array[] = [];
-    for (let i = 0; i < ids.length; i++) parts.push(this.tokenBytes(ids[i]));
-    return joinBytes(parts);
+    return decodeTokens(ids, (id) => this.tokenBytes(id));
   }
 
   tokenBytes(id: number): Uint8Array {
@@ -201,17 +187,7 @@ export class Gpt2Tokenizer implements Tokenizer {
       if (rank !== undefined) queue.push(rank, left, right, len[left] + len[right]);
     };
     for (let k = 1; k < n; k++) tryMerge(k - 1, k);
-
-    for (let b = queue.pop(); b !== undefined; b = queue.pop()) {
-      const { left, right } = b;
-      if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== b.size) continue; // stale
-      len[left] += len[right];
-      len[right] = 0;
-      next[left] = next[right];
-      if (next[right] >= 0) prev[next[right]] = left;
-      tryMerge(prev[left], left);
-      tryMerge(left, next[left]);
-    }
+    runMerges(queue, len, prev, next, tryMerge);
 
     const out: number[] = [];
     for (let k = 0; k >= 0; k = next[k]) {

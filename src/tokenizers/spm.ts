@@ -5,7 +5,7 @@
  * token. Symbols left that are no token come out as byte tokens <0xXX>, one per UTF-8 byte.
  *
  * Also home of what the other vocabulary tokenizers share: BigramQueue (the priority queue of candidate
- * merges), the '▁'-spelling decode rules, and small id and byte helpers.
+ * merges) and runMerges, the '▁'-spelling decode rules, the id cache, and small id and byte helpers.
  */
 import type { EncodeOptions, Tokenizer } from './tokenizer.js';
 import { TOKEN_TYPE, type VocabSpec, VocabError, validateVocab } from './vocab.js';
@@ -15,8 +15,6 @@ export const SPM_SPACE = '\u2581';
 
 const EMPTY = new Uint8Array(0);
 const utf8 = new TextEncoder();
-/** Segments remembered with their ids; the cache is emptied when it reaches this size. */
-const CACHE_LIMIT = 65536;
 
 // ---------------------------------------------------------------------------------------------------
 // The merge queue
@@ -80,6 +78,25 @@ function before(a: Bigram, b: Bigram): boolean {
   return a.priority < b.priority || (a.priority === b.priority && a.left < b.left);
 }
 
+/**
+ * Pops merges off `queue` until it is empty, over symbols kept as a linked list (`len`: code units, 0 once
+ * merged into its left neighbour; `prev` / `next`: neighbours, -1 at the ends). Stale entries (a side
+ * already merged away or grown since) are skipped; after each merge `tryMerge` queues the new symbol's
+ * candidates with both neighbours.
+ */
+export function runMerges(queue: BigramQueue, len: Int32Array, prev: Int32Array, next: Int32Array, tryMerge: (left: number, right: number) => void): void {
+  for (let b = queue.pop(); b !== undefined; b = queue.pop()) {
+    const { left, right } = b;
+    if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== b.size) continue; // stale
+    len[left] += len[right];
+    len[right] = 0;
+    next[left] = next[right];
+    if (next[right] >= 0) prev[next[right]] = left;
+    tryMerge(prev[left], left);
+    tryMerge(left, next[left]);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Shared helpers for vocabularies whose tokens spell spaces as '▁' (llama and bert)
 
@@ -136,6 +153,43 @@ export function joinBytes(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** The bytes of the tokens `ids`, one after another (a Tokenizer's decode), each from `tokenBytes`. */
+export function decodeTokens(ids: ArrayLike<number>, tokenBytes: (id: number) => Uint8Array): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (let i = 0; i < ids.length; i++) parts.push(tokenBytes(ids[i]));
+  return joinBytes(parts);
+}
+
+/** The ids `body` writes, after the BOS and before the EOS that `opts` asks for (where the vocabulary has them). */
+export function withBosEos(tok: { readonly bos: number | null; readonly eos: number | null }, opts: EncodeOptions, body: (out: number[]) => void): Int32Array {
+  const out: number[] = [];
+  if (opts.bos && tok.bos !== null) out.push(tok.bos);
+  body(out);
+  if (opts.eos && tok.eos !== null) out.push(tok.eos);
+  return Int32Array.from(out);
+}
+
+/**
+ * Pieces of text (pre-tokens, words, segments) remembered with their ids, as computed once by `encode`;
+ * emptied when it reaches `limit` entries, which bounds its memory.
+ */
+export class IdCache {
+  private readonly map = new Map<string, number[]>();
+
+  constructor(private readonly encode: (piece: string) => number[], private readonly limit = 65536) {}
+
+  /** Appends the ids of `piece` to `out`. */
+  append(piece: string, out: number[]): void {
+    let ids = this.map.get(piece);
+    if (ids === undefined) {
+      ids = this.encode(piece);
+      if (this.map.size >= this.limit) this.map.clear();
+      this.map.set(piece, ids);
+    }
+    for (const id of ids) out.push(id);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The tokenizer
 
@@ -160,7 +214,8 @@ export class SpmTokenizer implements Tokenizer {
   private readonly pieces: Uint8Array[];
   /** Every two characters that stand side by side in some token; text splits between any other two. */
   private readonly pairs = new Set<string>();
-  private readonly cache = new Map<string, number[]>();
+  /** Segments remembered with their ids. */
+  private readonly cache = new IdCache((segment) => this.mergeSegment(segment));
 
   constructor(readonly vocab: VocabSpec) {
     validateVocab(vocab, 'vocabulary');
@@ -190,17 +245,13 @@ export class SpmTokenizer implements Tokenizer {
   }
 
   encode(text: string, opts: EncodeOptions = {}): Int32Array {
-    const out: number[] = [];
-    if (opts.bos && this.bos !== null) out.push(this.bos);
-    if (text.length > 0) this.encodeText(text, out);
-    if (opts.eos && this.eos !== null) out.push(this.eos);
-    return Int32Array.from(out);
+    return withBosEos(this, opts, (out) => {
+      if (text.length > 0) this.encodeText(text, out);
+    });
   }
 
   decode(ids: ArrayLike<number>): Uint8Array {
-    const parts: Uint8Array[] = [];
-    for (let i = 0; i < ids.length; i++) parts.push(this.tokenBytes(ids[i]));
-    return joinBytes(parts);
+    return decodeTokens(ids, (id) => this.tokenBytes(id));
   }
 
   /**
@@ -233,23 +284,13 @@ export class SpmTokenizer implements Tokenizer {
     for (let i = 0; i < s.length;) {
       const width = s.codePointAt(i)! > 0xffff ? 2 : 1;
       if (i > 0 && !this.pairs.has(s.slice(prevStart, i + width))) {
-        this.encodeSegment(s.slice(segmentStart, i), out);
+        this.cache.append(s.slice(segmentStart, i), out);
         segmentStart = i;
       }
       prevStart = i;
       i += width;
     }
-    this.encodeSegment(s.slice(segmentStart), out);
-  }
-
-  private encodeSegment(segment: string, out: number[]): void {
-    let ids = this.cache.get(segment);
-    if (ids === undefined) {
-      ids = this.mergeSegment(segment);
-      if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
-      this.cache.set(segment, ids);
-    }
-    for (const id of ids) out.push(id);
+    this.cache.append(s.slice(segmentStart), out);
   }
 
   /** llm_tokenizer_spm_session::tokenize on one segment (spaces already spelled '▁'). */
@@ -280,17 +321,7 @@ export class SpmTokenizer implements Tokenizer {
       if (id !== undefined) queue.push(-this.scores[id], left, right, size); // best score pops first
     };
     for (let k = 1; k < n; k++) tryMerge(k - 1, k);
-
-    for (let b = queue.pop(); b !== undefined; b = queue.pop()) {
-      const { left, right } = b;
-      if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== b.size) continue; // stale
-      len[left] += len[right];
-      len[right] = 0;
-      next[left] = next[right];
-      if (next[right] >= 0) prev[next[right]] = left;
-      tryMerge(prev[left], left);
-      tryMerge(left, next[left]);
-    }
+    runMerges(queue, len, prev, next, tryMerge);
 
     // Every merge formed a token, so a symbol that is no token is a single character the vocabulary
     // lacks (llama.cpp's resegment step never finds anything to split back).

@@ -9,13 +9,11 @@
  * words. Each word, prefixed with '▁', is then cut greedily into the longest tokens from the left; a
  * word that cannot be cut completely becomes the unknown token.
  */
-import { SPM_SPACE, checkId, joinBytes, spacePieceBytes, tokenIndex, wellFormed } from './spm.js';
+import { IdCache, SPM_SPACE, checkId, decodeTokens, spacePieceBytes, tokenIndex, wellFormed, withBosEos } from './spm.js';
 import type { EncodeOptions, Tokenizer } from './tokenizer.js';
 import { TOKEN_TYPE, type VocabSpec, VocabError, validateVocab } from './vocab.js';
 
 const utf8 = new TextEncoder();
-/** Words remembered with their ids; the cache is emptied when it reaches this size. */
-const CACHE_LIMIT = 65536;
 const WHITESPACE = /^\p{White_Space}$/u;
 const CONTROL = /^\p{C}$/u;
 const PUNCTUATION = /^\p{P}$/u;
@@ -95,7 +93,8 @@ export class WordPieceTokenizer implements Tokenizer {
   /** Longest token in UTF-8 bytes: no match can be longer. */
   private readonly maxTokenBytes: number;
   private readonly pieces: Uint8Array[];
-  private readonly cache = new Map<string, number[]>();
+  /** Words remembered with their ids. */
+  private readonly cache = new IdCache((word) => this.encodeWord(word));
 
   constructor(readonly vocab: VocabSpec) {
     validateVocab(vocab, 'vocabulary');
@@ -111,25 +110,13 @@ export class WordPieceTokenizer implements Tokenizer {
   }
 
   encode(text: string, opts: EncodeOptions = {}): Int32Array {
-    const out: number[] = [];
-    if (opts.bos && this.bos !== null) out.push(this.bos);
-    for (const word of bertWords(text)) {
-      let ids = this.cache.get(word);
-      if (ids === undefined) {
-        ids = this.encodeWord(word);
-        if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
-        this.cache.set(word, ids);
-      }
-      for (const id of ids) out.push(id);
-    }
-    if (opts.eos && this.eos !== null) out.push(this.eos);
-    return Int32Array.from(out);
+    return withBosEos(this, opts, (out) => {
+      for (const word of bertWords(text)) this.cache.append(word, out);
+    });
   }
 
   decode(ids: ArrayLike<number>): Uint8Array {
-    const parts: Uint8Array[] = [];
-    for (let i = 0; i < ids.length; i++) parts.push(this.tokenBytes(ids[i]));
-    return joinBytes(parts);
+    return decodeTokens(ids, (id) => this.tokenBytes(id));
   }
 
   tokenBytes(id: number): Uint8Array {
