@@ -366,6 +366,14 @@ describe('prompt/completion data and the fine-tuning loop', () => {
     const m = await loadModel(merged);
     assert.deepEqual(m.weights.get('blk.1.attn_k.weight'), base!.weights.get('blk.1.attn_k.weight'));
     assert.ok(maxAbsDiff(m.weights.get('blk.1.attn_q.weight')!, base!.weights.get('blk.1.attn_q.weight')!) > 0);
+    // The adapter applied on the fly (generate --lora) writes what the merged model writes.
+    const greedy = ['--prompt', 'Q: cat\nA:', '--temperature', '0', '--max-tokens', '40', '--threads', '1'];
+    const onTheFly = run('generate', '--lora', adapter, ...greedy), folded = run('generate', '--model', merged, ...greedy);
+    assert.equal(onTheFly.status, 0, onTheFly.stderr);
+    assert.equal(onTheFly.stdout, folded.stdout);
+    r = run('generate', '--lora', train, '--prompt', 'x');
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^stlm: error: .*cli-train\.jsonl/);
     r = run('finetune', '--data', train, '--out', adapter, '--steps', '3', '--epochs', '1');
     assert.equal(r.status, 1);
     assert.equal(r.stderr, 'stlm: error: finetune: give --steps or --epochs, not both\n');

@@ -100,7 +100,8 @@ backendOpts(
     .option('--repeat-window <n>', 'tokens the repeat penalty looks back', int('--repeat-window', 0), 64)
     .option('--seed <n>', 'sampling seed', int('--seed', 0), 1)
     .option('--stop <s...>', 'stop strings')
-    .option('--stats', 'print prompt and decode speed to stderr', false),
+    .option('--stats', 'print prompt and decode speed to stderr', false)
+    .option('--lora <adapter.gguf>', 'apply a LoRA adapter (stlm finetune --lora, or llama.cpp\'s) without merging it'),
 ).action(async (o) => runGenerate(o, await backendFrom(o)));
 
 program
