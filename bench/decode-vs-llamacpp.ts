@@ -153,7 +153,8 @@ function runWorker(engine: Engine, path: string, params: number, o: RunOptions):
   const repeats = o.repeats ?? (params > 50e6 ? 2 : 3);
   const args = ['--engine', engine, '--model', path, '--threads', String(o.threads), '--repeats', String(repeats), '--kv', o.kv];
   if (o.profile) args.push('--profile');
-  const r = spawnSync(process.execPath, [WORKER, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 16 << 20 });
+  // The worker gets this process's Node flags (e.g. --experimental-wasm-relaxed-simd on Node 20).
+  const r = spawnSync(process.execPath, [...process.execArgv, WORKER, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 16 << 20 });
   const last = r.stdout?.trim().split('\n').at(-1);
   if (r.status !== 0 || !last) return { error: `${engine} worker failed (exit ${r.status ?? r.signal})` };
   return JSON.parse(last) as WorkerResult;

@@ -350,39 +350,6 @@ function dotRowInt8(w: usize, xq: usize, nb: i32, type: i32, table: usize): f32 
 }
 
 /**
- * Two rows of W (w0, w1) · one quantized row of x, for Q8_0 and Q4_0: the same sums as two dotRowInt8
- * calls (same order per row, so the same bits), with each x block, its scale and its Q4_0 correction
- * loaded once for both rows.
- */
-function dotRow2Int8(w0: usize, w1: usize, xq: usize, nb: i32, type: i32, table: usize, out: usize): void {
-  const xe = xq + (<usize>nb << 6);
-  let xc = xe, xd = xe + (<usize>nb << 4);
-  let acc0 = f32x4.splat(0), acc1 = acc0;
-  if (type == 0) {
-    for (let a = w0, b = w1, xb = xq; xb < xe; a += Q8_BYTES, b += Q8_BYTES, xb += 64, xd += 4) {
-      const dx = load<f32>(xd);
-      acc0 = madd(f32x4.convert_i32x4_s(blockQ8(a, xb)), f32x4.splat(scaleAt(table, a) * dx), acc0);
-      acc1 = madd(f32x4.convert_i32x4_s(blockQ8(b, xb)), f32x4.splat(scaleAt(table, b) * dx), acc1);
-    }
-  } else if (ASC_FEATURE_RELAXED_SIMD) {
-    const ce = xd;
-    for (let a = w0, b = w1, x8 = xd + (<usize>nb << 2); xc < ce; a += Q4_BYTES, b += Q4_BYTES, x8 += 32, xc += 16, xd += 4) {
-      const c = v128.load(xc), dx = load<f32>(xd);
-      acc0 = madd(f32x4.convert_i32x4_s(i32x4.sub(blockQ4Relaxed(a, x8), c)), f32x4.splat(scaleAt(table, a) * dx), acc0);
-      acc1 = madd(f32x4.convert_i32x4_s(i32x4.sub(blockQ4Relaxed(b, x8), c)), f32x4.splat(scaleAt(table, b) * dx), acc1);
-    }
-  } else {
-    for (let a = w0, b = w1, xb = xq; xb < xe; a += Q4_BYTES, b += Q4_BYTES, xb += 64, xc += 16, xd += 4) {
-      const c = v128.load(xc), dx = load<f32>(xd);
-      acc0 = madd(f32x4.convert_i32x4_s(i32x4.sub(blockQ4(a, xb), c)), f32x4.splat(scaleAt(table, a) * dx), acc0);
-      acc1 = madd(f32x4.convert_i32x4_s(i32x4.sub(blockQ4(b, xb), c)), f32x4.splat(scaleAt(table, b) * dx), acc1);
-    }
-  }
-  store<f32>(out, hsumf(acc0));
-  store<f32>(out, hsumf(acc1), 4);
-}
-
-/**
  * One 64-value group of a Q4_K super-block (qs: its 32 nibble bytes; x: its 64 int16 q_x) with the
  * scale codes of its two sub-blocks splatted in s0, s1: sc_lo·Σ q_w·q_x + sc_hi·Σ q_w·q_x, as four
  * i32 partial sums. Each byte is loaded once and feeds both sub-blocks.
@@ -448,20 +415,7 @@ export function qmatmulInt8(xq: usize, stride: i32, w: usize, out: usize, m: i32
       const xr = xq + <usize>(<i64>i * stride);
       const o = out + (<usize>(<i64>i * n) << 2);
       let wr = w + <usize>jb * rowBytes;
-      let j = jb;
-      if (type != 2) {
-        for (; j + 2 <= je; j += 2) {
-          const op = o + (<usize>j << 2);
-          const r0 = load<f32>(op), r1 = load<f32>(op, 4); // read before dotRow2Int8 overwrites them
-          dotRow2Int8(wr, wr + rowBytes, xr, nb, type, table, op);
-          if (accumulate) {
-            store<f32>(op, r0 + load<f32>(op));
-            store<f32>(op, r1 + load<f32>(op, 4), 4);
-          }
-          wr += rowBytes << 1;
-        }
-      }
-      for (; j < je; j++) {
+      for (let j = jb; j < je; j++) {
         let r = type == 2 ? dotRowInt8K(wr, xr, k >> 8, table) : dotRowInt8(wr, xr, nb, type, table);
         const op = o + (<usize>j << 2);
         if (accumulate) r = load<f32>(op) + r;
