@@ -260,8 +260,12 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
   if (opts.keepQuantized && (await readMagic(path)) === 'GGUF') {
     const file = await readGgufHeader(path);
     const { openSync, readSync, closeSync } = await import('node:fs');
+    // One read buffer for all tensors (grown to the largest): each is uploaded to the backend as soon as
+    // it is read, so a fresh array per tensor would only leave the whole file as garbage for the GC.
+    let scratch = new Uint8Array(0);
     const readRange = (info: GgufTensorInfo) => {
-      const out = new Uint8Array(info.byteLength);
+      if (scratch.length < info.byteLength) scratch = new Uint8Array(info.byteLength);
+      const out = scratch.subarray(0, info.byteLength);
       const fd = openSync(path, 'r');
       try {
         let done = 0;

@@ -70,6 +70,10 @@ export function embeddingQuant(table: QuantMatrix, ids: Int32Array): Tensor {
 export interface QuantizedWeight {
   readonly type: QuantType;
   readonly byteLength: number;
+  /**
+   * The bytes. From a model file loaded with keepQuantized this is a view of a read buffer that the next
+   * tensor's bytes() overwrites (the model uploads each tensor at once): copy it to keep it.
+   */
   bytes(): Uint8Array;
 }
 
