@@ -170,6 +170,28 @@ describe('training', () => {
     assert.match(long.stderr, /the prompt was longer than the context \(64\); its first 37 tokens were dropped/);
   });
 
+  test('CLI: a shared model with per-position adapters trains, saves, reloads and converts to a plain Llama', async () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+    writeFileSync(join(dir, 'data.txt'), TEXT);
+    const out = join(dir, 'shared.gguf'), plain = join(dir, 'shared-plain.bin');
+    const config = '{"preset":"micro","block_repeat":2,"shared_lora_rank":2}';
+    const t = run('train', '--data', join(dir, 'data.txt'), '--config', config, '--out', out, '--steps', '3', '--batch', '2', '--ctx', '32', '--warmup', '1', '--threads', '1');
+    assert.equal(t.status, 0, t.stderr);
+    const loaded = await loadModel(out);
+    assert.equal(loaded.config.sharedLoraRank, 2);
+    assert.equal(loaded.weights.get('blk.3.attn_q.lora_b')!.length, loaded.config.dModel * 2);
+    assert.match(run('info', out).stdout, /rank-2 adapters per position on the shared weights/);
+    // Written out for llama2.c: 4 plain blocks, each with its adapter folded in; the same greedy text.
+    const c = run('convert', out, plain);
+    assert.equal(c.status, 0, c.stderr);
+    const greedy = ['--prompt', 'All:', '--max-tokens', '30', '--temperature', '0', '--threads', '1'];
+    const a = run('generate', '--model', out, ...greedy), b = run('generate', '--model', plain, ...greedy);
+    assert.equal(a.status, 0, a.stderr);
+    assert.equal(a.stdout, b.stdout);
+    assert.equal((await loadModel(plain)).config.nLayers, 4);
+    assert.match(run('train', '--data', join(dir, 'data.txt'), '--config', '{"preset":"micro","shared_lora_rank":2}', '--out', out, '--steps', '1').stderr, /sharedLoraRank needs shared weights/);
+  });
+
   test('CLI: Ctrl-C saves a checkpoint and exits cleanly; --resume continues from it', async () => {
     writeFileSync(join(dir, 'data.txt'), TEXT);
     const out = join(dir, 'int.gguf');
