@@ -5,6 +5,8 @@
  *      last 10% validation), then validation bits per byte on the whole split.
  * Both sides use 2 threads; the anchor runs with OMP_WAIT_POLICY=PASSIVE as its README prescribes.
  *
+ * stlm runs its relaxed-SIMD build where the runtime has it (enabling Node 20's flag, as the CLI does).
+ *
  *   npm run bench -- train-vs-torch [--configs tiny,small] [--minutes 10] [--no-budget] [--steps 10] [--threads 2] [--sides stlm,torch] [--json]
  * (--sides stlm skips the anchor: only for re-running our side; a comparison needs both in one run.)
  * With --json the last stdout line is
@@ -17,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
+import { enableRelaxedSimd } from '../src/kernels/wasm/relaxed-flag.js';
 import { PRESETS } from '../src/models/config.js';
 import { Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
@@ -84,6 +87,10 @@ export async function main(argv: string[]): Promise<void> {
   const withTorch = sides.includes('torch');
   if (!existsSync(CORPUS) || !existsSync(ANCHOR)) throw new Error(`needs ../shared (fixtures and anchors) beside the project: ${CORPUS}`);
   if (withTorch) ensureTorch();
+  // As the stlm CLI does: relaxed SIMD (FMA) where the runtime has it behind a flag (Node 20).
+  // STLM_RELAXED_SIMD=0 measures the plain SIMD build.
+  const relaxed = await enableRelaxedSimd();
+  console.error(`stlm: wasm-${relaxed ? 'relaxed-simd' : 'simd'} build, ${threads} threads`);
   const text = new Uint8Array(readFileSync(CORPUS));
   const cut = Math.floor(text.length * 0.9);
   const dir = join(tmpdir(), 'stlm-train-vs-torch');

@@ -75,7 +75,7 @@ describe('browser (headless Chromium)', { skip: CHROMIUM ? false : 'no Chromium 
       try {
         const page = await browser.newPage();
         await page.goto(url);
-        await page.waitForFunction(() => (window as unknown as { result?: unknown }).result !== undefined, null, { timeout: 30_000 });
+        await page.waitForFunction(() => (window as unknown as { result?: unknown }).result !== undefined, null, { timeout: 90_000 }); // generous: a loaded CI host can take long to start the page's workers
         const r = await page.evaluate(() => (window as unknown as { result: Record<string, unknown> }).result);
         assert.equal(r.error, undefined, String(r.error));
         assert.equal(r.isolated, isolated);

@@ -18,6 +18,7 @@ import { runTrain } from './train.js';
 import { runFinetune } from './finetune.js';
 import { runMerge } from './merge.js';
 import { runSynth } from './synth.js';
+import { enableRelaxedSimd } from '../kernels/wasm/relaxed-flag.js';
 
 /** The embedded default model, shipped in the package. */
 export const DEFAULT_MODEL = fileURLToPath(new URL('../../../models/default.gguf', import.meta.url));
@@ -204,7 +205,11 @@ function readVersion(): string {
   return existsSync(pkg) ? (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version : '0.0.0';
 }
 
-program.parseAsync(process.argv).then(
+// The CLI is an application, so it may turn on relaxed SIMD where the runtime has it behind a flag
+// (Node 20): ~20% faster training and prefill (fused multiply-add). STLM_RELAXED_SIMD=0 keeps plain SIMD.
+enableRelaxedSimd()
+  .then(() => program.parseAsync(process.argv))
+  .then(
   () => process.exit(process.exitCode ?? 0),
   (e: unknown) => {
     const err = e as Error;
