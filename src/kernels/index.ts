@@ -2,6 +2,7 @@
 export type { AdamWArgs, AttentionArgs, Backend, Buf, MatmulArgs, QuantMatmulArgs, QuantStrategy, QuantType } from './backend.js';
 export { ReferenceBackend } from './reference.js';
 export { createWasmBackend, WasmBackend, type WasmBackendOptions } from './wasm/backend.js';
+export { enableRelaxedSimd } from './wasm/relaxed-flag.js';
 import type { Backend } from './backend.js';
 import { ReferenceBackend } from './reference.js';
 import { createWasmBackend } from './wasm/backend.js';
