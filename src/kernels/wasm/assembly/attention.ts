@@ -49,7 +49,7 @@
 //
 // Results do not depend on the thread count: the units (fixed by the shape alone) are never split, and
 // each row, block and reduction is computed in the same order whichever thread takes it.
-import { at, exp4, rowPart } from './util';
+import { at, exp4, madd, rowPart } from './util';
 
 /** Query rows per backward block. */
 const BWD_ROWS: i32 = 32;
@@ -59,11 +59,6 @@ const PACK_MAX_D: i32 = 64;
 const PACK_MIN_ROWS: i32 = 8;
 
 // ---- vector helpers --------------------------------------------------------------------------------
-
-@inline function madd(a: v128, b: v128, c: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
-  else return f32x4.add(c, f32x4.mul(a, b));
-}
 
 @inline function hsum(v: v128): f32 {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));

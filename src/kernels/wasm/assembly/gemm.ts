@@ -32,6 +32,7 @@
 // else a range of MR-panels of rows) and packs what it needs itself into its own scratch. K is never
 // split across threads.
 import { KC, MC, MR, NC, NR, copyPanelRow, microKernel } from './generated/gemm_micro';
+import { madd, min32, share } from './util';
 
 /** Peak-FLOP microbenchmark (bench/gemm.ts); not used by the kernels. */
 export { gemmPeak } from './generated/gemm_micro';
@@ -48,20 +49,6 @@ const SMALL_M_NN: i32 = 4;
 /** Scratch bytes one thread needs (the caller provides nth times this, 64-byte aligned). */
 export function matmulScratchBytes(): i32 {
   return SCRATCH_BYTES;
-}
-
-@inline function madd(a: v128, b: v128, c: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
-  else return f32x4.add(c, f32x4.mul(a, b));
-}
-
-@inline function min32(a: i32, b: i32): i32 {
-  return a < b ? a : b;
-}
-
-/** Start of share t of `units` units among nth (t = nth gives units). */
-@inline function share(units: i32, t: i32, nth: i32): i32 {
-  return <i32>((<i64>units * t) / nth);
 }
 
 export function matmul(a: usize, b: usize, c: usize, m: i32, k: i32, n: i32, transA: i32, transB: i32,

@@ -43,7 +43,7 @@
 // out for m = 1; whole NR-panels for the packed path), never over k, so every output is computed by the
 // same instruction sequence whatever the thread count.
 import { KC, MC, MR, NC, NR, microKernel } from './generated/gemm_micro';
-import { rowPart } from './util';
+import { madd, min32, rowPart, share } from './util';
 
 const Q8_BYTES: i32 = 34;
 const Q4_BYTES: i32 = 18;
@@ -61,20 +61,6 @@ const SCRATCH_BYTES: i32 = (AP_BYTES + BP_BYTES + TILE_BYTES + TMP_BYTES + 63) &
 /** Per-thread scratch bytes of qmatmulF32 (the caller provides nth times this, 64-byte aligned). */
 export function qmatmulScratchBytes(): i32 {
   return SCRATCH_BYTES;
-}
-
-@inline function madd(a: v128, b: v128, c: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
-  else return f32x4.add(c, f32x4.mul(a, b));
-}
-
-@inline function min32(a: i32, b: i32): i32 {
-  return a < b ? a : b;
-}
-
-/** Start of share t of `units` units among nth (t = nth gives units). */
-@inline function share(units: i32, t: i32, nth: i32): i32 {
-  return <i32>((<i64>units * t) / nth);
 }
 
 /** First column of thread t's share of n columns, in units of 16 (the remainder goes to the last thread). */

@@ -11,6 +11,21 @@
   return <i32>((<i64>rows * tid) / nth);
 }
 
+/** Start of share t of `units` units among nth (t = nth gives units). */
+@inline export function share(units: i32, t: i32, nth: i32): i32 {
+  return <i32>((<i64>units * t) / nth);
+}
+
+@inline export function min32(a: i32, b: i32): i32 {
+  return a < b ? a : b;
+}
+
+/** c + a·b: one fused multiply-add in the relaxed-SIMD build, a multiply and an add otherwise. */
+@inline export function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  else return f32x4.add(c, f32x4.mul(a, b));
+}
+
 /** Byte address of element i of an f32 array at p. */
 @inline export function at(p: usize, i: i32): usize {
   return p + (<usize>i << 2);
