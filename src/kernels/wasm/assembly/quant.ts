@@ -43,6 +43,7 @@
 // out for m = 1; whole NR-panels for the packed path), never over k, so every output is computed by the
 // same instruction sequence whatever the thread count.
 import { KC, MC, MR, NC, NR, microKernel } from './generated/gemm_micro';
+import { packA } from './pack';
 import { madd, min32, rowPart, share } from './util';
 
 const Q8_BYTES: i32 = 34;
@@ -602,34 +603,6 @@ function packWPanel(w: usize, rowBytes: usize, type: i32, j0: i32, nr: i32, pc: 
   }
 }
 
-/** x [m,k] (row stride k), block of mc rows × kc depths → MR-row panels [kc][MR], zero-padded rows. */
-function packX(src: usize, k: i32, kc: i32, mc: i32, dst: usize): void {
-  const ld = <usize>k << 2;
-  for (let i = 0; i < mc; i += MR) {
-    const mr = min32(MR, mc - i);
-    const s = src + <usize>i * ld;
-    let d = dst;
-    if (mr == 2 && MR == 2) {
-      // kc is a multiple of 32: interleave two rows four depths at a time.
-      const s1 = s + ld;
-      for (let o: usize = 0; o < (<usize>kc << 2); o += 16) {
-        const r0 = v128.load(s + o), r1 = v128.load(s1 + o);
-        v128.store(d, i32x4.shuffle(r0, r1, 0, 4, 1, 5));
-        v128.store(d, i32x4.shuffle(r0, r1, 2, 6, 3, 7), 16);
-        d += 32;
-      }
-    } else {
-      for (let p = 0; p < kc; p++) {
-        let r = 0;
-        for (; r < mr; r++) store<f32>(d + <usize>(r << 2), load<f32>(s + <usize>r * ld + (<usize>p << 2)));
-        for (; r < MR; r++) store<f32>(d + <usize>(r << 2), 0);
-        d += <usize>(MR << 2);
-      }
-    }
-    dst += <usize>kc * <usize>(MR << 2);
-  }
-}
-
 /** A partial tile through the scratch tile, with the same arithmetic as a full one (as in gemm.ts). */
 function edgeTile(kc: i32, pa: usize, pb: usize, cp: usize, ldc: usize, load: bool, mr: i32, nr: i32, tile: usize): void {
   memory.fill(tile, 0, <usize>TILE_BYTES);
@@ -655,7 +628,7 @@ function gemmDequant(x: usize, w: usize, out: usize, m: i32, k: i32, n: i32, typ
       const load = accumulate != 0 || pc > 0;
       for (let ic = 0; ic < m; ic += MC) {
         const mc = min32(MC, m - ic);
-        packX(x + ((<usize>ic * <usize>k + <usize>pc) << 2), k, kc, mc, ap);
+        packA(x + ((<usize>ic * <usize>k + <usize>pc) << 2), k, kc, mc, ap);
         for (let jr = 0; jr < nc; jr += NR) {
           const pb = bp + <usize>jr * panelBytes;
           const nr = min32(NR, nc - jr);
