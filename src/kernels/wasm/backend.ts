@@ -9,6 +9,7 @@
  */
 import type { AdamWArgs, AttentionArgs, Backend, Buf, MatmulArgs, QuantMatmulArgs, QuantStrategy, QuantType } from '../backend.js';
 import { relaxedShared, simdShared, simdSingle } from './generated/binaries.js';
+import { loadNative, NATIVE_ADDON_URL, returnSlot, takeSlot, type NativeKernels } from './native.js';
 import { WorkerPool } from './pool.js';
 
 export interface WasmBackendOptions {
@@ -16,6 +17,11 @@ export interface WasmBackendOptions {
   threads?: number;
   /** Use relaxed SIMD (fused multiply-add) when the runtime supports it; default true. */
   relaxed?: boolean;
+  /**
+   * Use the native kernels (AVX2 / AVX-512 VNNI, Node on x86-64, see native.ts) for the decode-time
+   * products when they were built; default true, and STLM_NATIVE=0 turns them off process-wide.
+   */
+  native?: boolean;
 }
 
 type Kernel = (...args: number[]) => number;
@@ -78,12 +84,26 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     env: { memory, abort: () => { throw new Error('stlm: wasm kernel aborted'); } },
   });
   const exports = instance.exports as unknown as Record<string, Kernel>;
-  const pool = threads > 1 ? await WorkerPool.create(module, memory, exports, threads) : null;
-  return new WasmBackend(memory, exports, pool, threads, relaxed);
+  const native = shared && opts.native !== false ? await loadNative() : null;
+  const slot = native ? takeSlot() : null;
+  const kernels: Record<string, Kernel> = { ...exports };
+  if (native && slot !== null) {
+    for (const name of NATIVE_KERNELS) kernels[`native.${name}`] = native[name] as Kernel;
+  }
+  const nativeUse = native && slot !== null ? { kernels: native, slot } : null;
+  const pool = threads > 1 ? await WorkerPool.create(module, memory, kernels, threads, nativeUse ? NATIVE_ADDON_URL.href : null) : null;
+  return new WasmBackend(memory, kernels, pool, threads, relaxed, nativeUse);
 }
+
+/** Native kernels the pool dispatches (as `native.<name>`). */
+const NATIVE_KERNELS = ['quantizeActivations', 'qmatmul', 'matvecF32'] as const;
+/** Largest m the native f32 product takes: it streams W once per row of x, which only pays for decode. */
+const NATIVE_F32_MAX_M = 4;
 
 export class WasmBackend implements Backend {
   readonly name: string;
+  /** The native kernels' instruction set when they take the decode-time products ('avx2', 'avx512vnni'), else null. */
+  readonly native: string | null;
   private top = HEAP_BASE;
   private readonly freeLists = new Map<number, number[]>();
   /** Start addresses of buffers handed out by alloc and not yet freed. */
@@ -109,8 +129,10 @@ export class WasmBackend implements Backend {
     private readonly pool: WorkerPool | null,
     readonly threads: number,
     readonly relaxed: boolean,
+    private readonly nativeUse: { kernels: NativeKernels; slot: number } | null = null,
   ) {
     this.name = `wasm-${relaxed ? 'relaxed-simd' : 'simd'}`;
+    this.native = nativeUse?.kernels.isa ?? null;
     this.refreshViews();
     this.matmulScratch = this.rawAlloc(this.k.matmulScratchBytes() * threads);
   }
@@ -122,6 +144,7 @@ export class WasmBackend implements Backend {
     this.i32 = new Int32Array(b);
     this.f64 = new Float64Array(b);
     this.u8 = new Uint8Array(b);
+    this.nativeUse?.kernels.attach(this.u8, this.nativeUse.slot);
   }
 
   /** Views must be rebuilt after growth (a grown shared memory is a new SharedArrayBuffer object). */
@@ -259,6 +282,12 @@ export class WasmBackend implements Backend {
   matmul(a: Buf, b: Buf, c: Buf, x: MatmulArgs): void {
     const { m, k, n } = x;
     const batch = x.batch ?? 1;
+    if (this.nativeUse && batch === 1 && !x.transA && x.transB && m <= NATIVE_F32_MAX_M && k % 8 === 0 && k > 0 && m > 0 && n > 0) {
+      this.views(); // the native side checks bounds against the attached size, refreshed after growth
+      const args = [this.nativeUse.slot, p(a) + (x.offA ?? 0) * 4, p(b) + (x.offB ?? 0) * 4, p(c) + (x.offC ?? 0) * 4, m, n, k, x.accumulate ? 1 : 0];
+      this.run('native.matvecF32', args, (m * n * k) / 8);
+      return;
+    }
     const args = [
       p(a) + (x.offA ?? 0) * 4, p(b) + (x.offB ?? 0) * 4, p(c) + (x.offC ?? 0) * 4, m, k, n,
       x.transA ? 1 : 0, x.transB ? 1 : 0, x.accumulate ? 1 : 0, batch,
@@ -285,8 +314,19 @@ export class WasmBackend implements Backend {
     if (m === 0 || n === 0) return;
     const work = (m * n * k) / 8;
     const acc = a.accumulate ? 1 : 0;
+    const strategy = resolveStrategy(a.strategy, m, type, !!this.nativeUse);
+    if (this.nativeUse && strategy === 'int8' && type !== 'q4_k') {
+      // The native int8 products, with activations quantized as llama.cpp's quantize_row_q8_0 does.
+      const { slot } = this.nativeUse;
+      const stride = nativeQuantizedRowBytes(k);
+      const xq = this.scratch(this.actScratch, m * stride);
+      this.views();
+      this.run('native.quantizeActivations', [slot, p(x), m, k, xq], m * k);
+      this.run('native.qmatmul', [slot, xq, p(w), p(out), m, n, k, code, acc], work);
+      return;
+    }
     const table = this.quantTable();
-    if (resolveStrategy(a.strategy, m, type) === 'int8') {
+    if (strategy === 'int8') {
       // Q4_K pairs with llama.cpp's Q8_K (one scale per 256 values), which fits in the same row stride.
       const stride = this.k.quantizedRowBytes(k);
       const xq = this.scratch(this.actScratch, m * stride);
@@ -409,6 +449,10 @@ export class WasmBackend implements Backend {
 
   dispose(): void {
     this.pool?.dispose();
+    if (this.nativeUse) {
+      this.nativeUse.kernels.detach(this.nativeUse.slot);
+      returnSlot(this.nativeUse.slot);
+    }
   }
 }
 
@@ -439,8 +483,17 @@ function quantLayout(op: string, type: QuantType, k: number): { code: number; ro
  * not round x. Q4_K takes Q4_0's threshold without a sweep of its own; at m = 1 (k = n = 4096, one
  * thread, on a busy 2-core machine) its int8 path took 1.9 ms against 7.1 ms for f32 (Q4_0: 1.15, 3.0).
  */
-function resolveStrategy(s: QuantStrategy | undefined, m: number, type: QuantType): 'int8' | 'f32' {
+function resolveStrategy(s: QuantStrategy | undefined, m: number, type: QuantType, native: boolean): 'int8' | 'f32' {
   if (s === 'int8' || s === 'f32') return s;
   if (s !== undefined && s !== 'auto') throw new RangeError(`matmulQuant: unknown strategy '${s as string}' (valid: auto, int8, f32)`);
+  if (native && type !== 'q4_k') return m <= NATIVE_INT8_MAX_M ? 'int8' : 'f32';
   return m <= (type === 'q8_0' ? 16 : 8) ? 'int8' : 'f32';
+}
+
+/** Largest m for which 'auto' takes the native int8 products (Q8_0, Q4_0). */
+const NATIVE_INT8_MAX_M = 1 << 30;
+
+/** Bytes per row of the native kernels' quantized activations (stlm_native.c's qrow_bytes). */
+function nativeQuantizedRowBytes(k: number): number {
+  return Math.ceil((k + 8 * (k / 32)) / 64) * 64;
 }

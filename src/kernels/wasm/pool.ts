@@ -30,6 +30,8 @@ export interface WorkerInit {
   names: string[];
   tid: number;
   nth: number;
+  /** file: URL of the native addon when kernels named `native.<name>` are among `names`, else null. */
+  native: string | null;
 }
 
 /** Minimal common face of Node's worker_threads.Worker and the browser's Worker. */
@@ -82,12 +84,13 @@ export class WorkerPool {
     return this.workers.length + 1;
   }
 
-  static async create(module: WebAssembly.Module, memory: WebAssembly.Memory, exports: Record<string, (...a: number[]) => unknown>, threads: number): Promise<WorkerPool> {
+  static async create(module: WebAssembly.Module, memory: WebAssembly.Memory, exports: Record<string, (...a: number[]) => unknown>, threads: number,
+                      native: string | null = null): Promise<WorkerPool> {
     const names = Object.keys(exports).filter((k) => typeof exports[k] === 'function');
     const control = new SharedArrayBuffer(CONTROL_BYTES);
     const spawned = await Promise.all(Array.from({ length: Math.max(0, threads - 1) }, () => spawnWorker()));
     spawned.forEach(({ worker }, i) => {
-      const init: WorkerInit = { module, memory, control, names, tid: i + 1, nth: threads };
+      const init: WorkerInit = { module, memory, control, names, tid: i + 1, nth: threads, native };
       worker.postMessage(init);
     });
     await Promise.all(spawned.map((s) => s.ready));

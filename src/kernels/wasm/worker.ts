@@ -8,10 +8,10 @@ import { ARGC, ARGS_OFFSET, DONE, EPOCH, EXIT, FAILED, FN, MAX_ARGS, SLEEPING, t
 /** Spins before sleeping: decode issues many short calls in a row, and a futex wake costs ~10-50 µs. */
 const SPIN_LIMIT = 200_000;
 
-function serve(init: WorkerInit): void {
+function serve(init: WorkerInit, native: Record<string, unknown> | null): void {
   const instance = new WebAssembly.Instance(init.module, { env: { memory: init.memory, abort: () => { throw new Error('abort'); } } });
   const exports = instance.exports as Record<string, (...a: number[]) => unknown>;
-  const fns = init.names.map((n) => exports[n]);
+  const fns = init.names.map((n) => (n.startsWith('native.') ? native![n.slice(7)] : exports[n]) as (...a: number[]) => unknown);
   const ctrl = new Int32Array(init.control, 0, 16);
   const argv = new Float64Array(init.control, ARGS_OFFSET, MAX_ARGS);
   const args: number[] = [];
@@ -44,15 +44,19 @@ function serve(init: WorkerInit): void {
 const isNode = typeof process !== 'undefined' && !!process.versions?.node;
 if (isNode) {
   const { parentPort } = await import('node:worker_threads');
-  parentPort!.once('message', (init: WorkerInit) => {
+  parentPort!.once('message', async (init: WorkerInit) => {
+    // The addon is loaded once per process; here it only gains this thread's Node-API bindings.
+    const native = init.native
+      ? ((await import('node:module')).createRequire(import.meta.url)((await import('node:url')).fileURLToPath(init.native)) as Record<string, unknown>)
+      : null;
     parentPort!.postMessage('ready');
-    serve(init);
+    serve(init, native);
   });
 } else {
   const scope = globalThis as unknown as { onmessage: ((e: MessageEvent) => void) | null; postMessage(m: unknown): void };
   scope.onmessage = (e: MessageEvent) => {
     scope.onmessage = null;
     scope.postMessage('ready');
-    serve(e.data as WorkerInit);
+    serve(e.data as WorkerInit, null);
   };
 }

@@ -1,0 +1,429 @@
+// stlm's optional native kernels for Node: the decode-time hot spots of the WebAssembly backend
+// (quantized and f32 matrix × few-rows products) in AVX2 or AVX-512 VNNI, on the backend's own
+// WebAssembly memory. Everything else stays in WebAssembly; see src/kernels/wasm/native.ts for how the
+// backend calls these and docs/ARCHITECTURE.md for why.
+//
+// Memory: attach(view[, slot]) records the base address and size of a backend's shared
+// WebAssembly.Memory in a slot (a shared memory never moves: V8 reserves its maximum up front; the
+// backend re-attaches after growth for the new size). Every kernel takes the slot first, then byte
+// offsets into that memory, as the WebAssembly kernels do, and checks that what it touches lies inside
+// before touching it. The library is loaded once per process, so the pool's workers see the same slots.
+//
+// Threads: each kernel takes (…, tid, nth) last and computes its share, split over output columns in
+// units of 16 exactly as the WebAssembly kernels split, so results never depend on the thread count.
+//
+// Numerics: activations are quantized per block of 32 as llama.cpp's quantize_row_q8_0 does
+// (d = f16(max|x|/127), q = nearest-even(x·127/max|x|)); the integer dot products are exact; each block's
+// sum is scaled by d_w·d_x in f32, as llama.cpp does, so results equal llama.cpp's and the WebAssembly
+// backend's up to float summation order.
+#include <node_api.h>
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define STLM_X86 1
+#else
+#define STLM_X86 0
+#endif
+
+/** Attached memories (one per backend in the process): base address and size, by slot. */
+#define SLOTS 256
+static struct { uint8_t *base; size_t size; } mems[SLOTS];
+/** The memory of the current call (set from the call's slot argument; each thread has its own). */
+static _Thread_local uint8_t *mem_base = NULL;
+static _Thread_local size_t mem_size = 0;
+
+// ---- shared helpers --------------------------------------------------------------------------------
+
+/** Units of 16 output columns per thread: thread t's first column (the remainder goes to the last). */
+static int col_start(int n, int t, int nth) {
+  if (t >= nth) return n;
+  int units = n >> 4;
+  return (int)(((int64_t)units * t) / nth) << 4;
+}
+
+static int row_part(int m, int t, int nth) {
+  return (int)(((int64_t)m * t) / nth);
+}
+
+/** Bytes of one row of quantized activations: k int8, then k/32 f32 scales, then k/32 i32 (−Σq), 64-aligned. */
+static size_t qrow_bytes(int k) {
+  size_t nb = (size_t)k >> 5;
+  return ((size_t)k + 8 * nb + 63) & ~(size_t)63;
+}
+
+#if STLM_X86
+
+__attribute__((target("avx2,fma,f16c")))
+static inline float f16_to_f32(uint16_t h) {
+  return _cvtsh_ss(h);
+}
+
+/** One row of 32-blocks of x → int8 q, f32 scale (the f16-rounded max|x|/127) and −Σq per block. */
+__attribute__((target("avx2,fma,f16c")))
+static void quantize_row(const float *x, int k, uint8_t *dst) {
+  int nb = k >> 5;
+  int8_t *q = (int8_t *)dst;
+  float *ds = (float *)(dst + k);
+  int32_t *ns = (int32_t *)(dst + k + 4 * (size_t)nb);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int b = 0; b < nb; b++) {
+    const float *xb = x + 32 * b;
+    __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8), v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+    __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                              _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    // max_ps drops NaNs; look for them apart so a NaN input gives a NaN scale (NaN outputs), not zeros.
+    __m256 nan = _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(v0, v0, _CMP_UNORD_Q), _mm256_cmp_ps(v1, v1, _CMP_UNORD_Q)),
+                              _mm256_or_ps(_mm256_cmp_ps(v2, v2, _CMP_UNORD_Q), _mm256_cmp_ps(v3, v3, _CMP_UNORD_Q)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    float amax = _mm_cvtss_f32(m4);
+    float d = _cvtsh_ss(_cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT));
+    if (_mm256_movemask_ps(nan)) d = NAN;
+    ds[b] = d;
+    __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+    ns[b] = -_mm_cvtsi128_si32(s4);
+    // packs interleave 128-bit lanes; the permute puts the 32 values back in order.
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)(q + 32 * b), p);
+  }
+}
+
+// Σ_j (wq_j · xq_j) over one 32-block as 8 i32 lanes.
+// AVX2: llama.cpp's sign trick (|w| as the unsigned operand of maddubs, x given w's sign), then madd.
+__attribute__((target("avx2,fma,f16c")))
+static inline __m256i dot32_avx2(__m256i w, __m256i x) {
+  const __m256i ax = _mm256_sign_epi8(w, w);
+  const __m256i sy = _mm256_sign_epi8(x, w);
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+}
+
+/** The 32 nibbles of a Q4_0 block as bytes 0..15 in order (low nibbles: values 0..15, high: 16..31). */
+__attribute__((target("avx2,fma,f16c")))
+static inline __m256i nibbles(const uint8_t *qs) {
+  __m128i b = _mm_loadu_si128((const __m128i *)qs);
+  __m256i v = _mm256_insertf128_si256(_mm256_castsi128_si256(b), _mm_srli_epi16(b, 4), 1);
+  return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
+}
+
+/** Lane sums of four 8-lane accumulators, as one 4-vector (r_t = Σ lanes of a_t). */
+__attribute__((target("avx2,fma,f16c")))
+static inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  __m256 s01 = _mm256_hadd_ps(a0, a1), s23 = _mm256_hadd_ps(a2, a3);
+  __m256 s = _mm256_hadd_ps(s01, s23);
+  return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+// Block dots: DOT(p, x, c) = Σ q_w·q_x over the block at p as 8 i32 lanes (x: the 32 int8 q_x; c: −Σq_x
+// in every lane, which Q4_0's VNNI form adds through the accumulator to get Σ(nibble − 8)·q_x).
+// AVX2, both types: (q_w as signed bytes, Q4_0's nibbles minus 8), then llama.cpp's sign trick.
+#define DOT_Q8_AVX2(p, x, c) dot32_avx2(_mm256_loadu_si256((const __m256i *)((p) + 2)), (x))
+#define DOT_Q4_AVX2(p, x, c) dot32_avx2(_mm256_sub_epi8(nibbles((p) + 2), _mm256_set1_epi8(8)), (x))
+// AVX-512 VNNI on 256-bit vectors: one vpdpbusd (u8 × s8, four products per i32 lane) per block. Q8_0
+// keeps the sign trick (both operands signed); Q4_0's nibbles are the unsigned operand as they are.
+#define VNNI_TARGET "avx2,fma,f16c,avx512vnni,avx512vl"
+__attribute__((target(VNNI_TARGET)))
+static inline __m256i dot32_vnni_signed(__m256i w, __m256i x) {
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+}
+#define DOT_Q8_VNNI(p, x, c) dot32_vnni_signed(_mm256_loadu_si256((const __m256i *)((p) + 2)), (x))
+#define DOT_Q4_VNNI(p, x, c) _mm256_dpbusd_epi32((c), nibbles((p) + 2), (x))
+
+/** a += (block b of row wr) · (block b of x), scaled by d_w·d_x. */
+#define STEP(DOT, BS, wr, b, a)                                                                          \
+  a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT((wr) + (size_t)(b) * (BS), _mm256_loadu_si256((const __m256i *)(xq + 32 * (b))), \
+                                             _mm256_set1_epi32(xn[b]))),                                   \
+                      _mm256_set1_ps(f16_to_f32(*(const uint16_t *)((wr) + (size_t)(b) * (BS))) * xd[b]), a)
+
+/**
+ * qmatmul for one weight type and instruction set: out[i, j] (+)= Σ_b d_w·d_x·Σ q_w·q_x over rows j of W
+ * and quantized rows i of x. Every row's sum is kept in two accumulators (even and odd blocks, so the
+ * fused multiply-adds do not wait on each other) and reduced the same way on every path, so a row's
+ * result does not depend on m or on the thread count.
+ * m = 1 (decode) of Q8_0: one row of W after the other, the order they lie in memory: one sequential
+ *   stream, which the hardware prefetcher follows at full bandwidth (x stays in L1).
+ * Otherwise (Q4_0, and prefill): groups of W rows that fit in L2, each swept over every row of x, four W rows per pass
+ *   sharing each x block; the next four rows are prefetched, since four adjacent short rows are streams
+ *   the hardware prefetcher keeps restarting.
+ */
+#define DEFINE_QMATMUL(NAME, TARGET, DOT, BS, GROUPED_DECODE)                                            \
+  __attribute__((target(TARGET)))                                                                        \
+  static void NAME(const uint8_t *xq_base, const uint8_t *w, float *out, int m, int n, int k, int acc, int tid, int nth) { \
+    int nb = k >> 5;                                                                                     \
+    size_t rb = (size_t)nb * (BS), xs = qrow_bytes(k);                                                   \
+    int j0 = col_start(n, tid, nth), j1 = col_start(n, tid + 1, nth);                                    \
+    int grouped = m > 1 || (GROUPED_DECODE);                                                             \
+    int group = !grouped ? (j1 - j0 > 0 ? j1 - j0 : 1) : (int)((256 * 1024 / rb) & ~(size_t)3);          \
+    if (group < 4) group = 4;                                                                            \
+    for (int jg = j0; jg < j1; jg += group) {                                                            \
+      int je = jg + group < j1 ? jg + group : j1;                                                        \
+      for (int i = 0; i < m; i++) {                                                                      \
+        const int8_t *xq = (const int8_t *)(xq_base + i * xs);                                           \
+        const float *xd = (const float *)(xq_base + i * xs + k);                                         \
+        const int32_t *xn = (const int32_t *)(xq_base + i * xs + k + 4 * (size_t)nb); (void)xn;         \
+        float *o = out + (size_t)i * n;                                                                  \
+        int j = jg;                                                                                      \
+        for (; grouped && j + 4 <= je; j += 4) {                                                         \
+          const uint8_t *w0 = w + (size_t)j * rb, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;           \
+          __m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;  \
+          int b = 0;                                                                                     \
+          for (; b + 2 <= nb; b += 2) {                                                                  \
+            const char *pf = (const char *)(w3 + rb + (size_t)b * (BS));                                 \
+            _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + rb, _MM_HINT_T0);                           \
+            _mm_prefetch(pf + 2 * rb, _MM_HINT_T0); _mm_prefetch(pf + 3 * rb, _MM_HINT_T0);              \
+            STEP(DOT, BS, w0, b, e0); STEP(DOT, BS, w1, b, e1); STEP(DOT, BS, w2, b, e2); STEP(DOT, BS, w3, b, e3); \
+            STEP(DOT, BS, w0, b + 1, o0); STEP(DOT, BS, w1, b + 1, o1); STEP(DOT, BS, w2, b + 1, o2); STEP(DOT, BS, w3, b + 1, o3); \
+          }                                                                                              \
+          if (b < nb) { STEP(DOT, BS, w0, b, e0); STEP(DOT, BS, w1, b, e1); STEP(DOT, BS, w2, b, e2); STEP(DOT, BS, w3, b, e3); } \
+          __m128 r = hsum4(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1), _mm256_add_ps(e2, o2), _mm256_add_ps(e3, o3)); \
+          if (acc) r = _mm_add_ps(r, _mm_loadu_ps(o + j));                                               \
+          _mm_storeu_ps(o + j, r);                                                                       \
+        }                                                                                                \
+        for (; j < je; j++) {                                                                            \
+          const uint8_t *w0 = w + (size_t)j * rb;                                                        \
+          __m256 e0 = _mm256_setzero_ps(), o0 = e0;                                                      \
+          int b = 0;                                                                                     \
+          for (; b + 2 <= nb; b += 2) { STEP(DOT, BS, w0, b, e0); STEP(DOT, BS, w0, b + 1, o0); }       \
+          if (b < nb) STEP(DOT, BS, w0, b, e0);                                                          \
+          __m256 a = _mm256_add_ps(e0, o0);                                                              \
+          float r = _mm_cvtss_f32(hsum4(a, a, a, a));                                                    \
+          o[j] = acc ? o[j] + r : r;                                                                     \
+        }                                                                                                \
+      }                                                                                                  \
+    }                                                                                                    \
+  }
+
+// Decode (m = 1) of Q8_0 is bound by memory bandwidth: one stream. Q4_0 reads half the bytes and is
+// bound by the nibble unpacking instead: four rows per pass share the x loads (measured 15% faster).
+DEFINE_QMATMUL(qmatmul_q8_avx2, "avx2,fma,f16c", DOT_Q8_AVX2, 34, 0)
+DEFINE_QMATMUL(qmatmul_q4_avx2, "avx2,fma,f16c", DOT_Q4_AVX2, 18, 1)
+DEFINE_QMATMUL(qmatmul_q8_vnni, VNNI_TARGET, DOT_Q8_VNNI, 34, 0)
+DEFINE_QMATMUL(qmatmul_q4_vnni, VNNI_TARGET, DOT_Q4_VNNI, 18, 1)
+
+/**
+ * out[i, j] (+)= x[i, :] · W[j, :] for f32 W [n, k] (k a multiple of 8; the caller checks). Memory-bound:
+ * the rows of W are read one after the other, in the order they lie in memory (one sequential stream,
+ * which the hardware prefetcher follows at full bandwidth; interleaving rows measured slower), and each
+ * row, once in L1, serves every row of x. Four accumulators per dot product hide the FMA latency.
+ */
+__attribute__((target("avx2,fma,f16c")))
+static void matvec_f32_avx2(const float *x, const float *w, float *out, int m, int n, int k, int acc, int tid, int nth) {
+  int j0 = col_start(n, tid, nth), j1 = col_start(n, tid + 1, nth);
+  for (int j = j0; j < j1; j++) {
+    const float *wr = w + (size_t)j * k;
+    for (int i = 0; i < m; i++) {
+      const float *xr = x + (size_t)i * k;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      int c = 0;
+      for (; c + 32 <= k; c += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + c), _mm256_loadu_ps(xr + c), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + c + 8), _mm256_loadu_ps(xr + c + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + c + 16), _mm256_loadu_ps(xr + c + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + c + 24), _mm256_loadu_ps(xr + c + 24), a3);
+      }
+      for (; c < k; c += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + c), _mm256_loadu_ps(xr + c), a0);
+      __m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+      float r = _mm_cvtss_f32(hsum4(a, a, a, a));
+      float *o = out + (size_t)i * n + j;
+      *o = acc ? *o + r : r;
+    }
+  }
+}
+
+#endif  // STLM_X86
+
+// ---- which instruction set --------------------------------------------------------------------------
+
+/** 0: none usable (the backend stays in WebAssembly), 1: AVX2 + FMA + F16C, 2: and AVX-512 VNNI (256-bit). */
+static int isa_level(void) {
+#if STLM_X86
+  __builtin_cpu_init();
+  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
+  // F16C has no __builtin_cpu_supports name in every compiler; every AVX2 CPU has it.
+  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")) return 2;
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+static int isa = -1;
+
+// ---- N-API glue -------------------------------------------------------------------------------------
+
+#define MAX_ARGC 16
+
+static napi_value throw_range(napi_env env, const char *msg) {
+  napi_throw_range_error(env, NULL, msg);
+  return NULL;
+}
+
+/** Reads exactly `want` numeric arguments as doubles; false (with a pending TypeError) if it cannot. */
+static int read_args(napi_env env, napi_callback_info info, size_t want, double *out) {
+  size_t argc = MAX_ARGC;
+  napi_value argv[MAX_ARGC];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != want) {
+    napi_throw_type_error(env, NULL, "stlm native: wrong number of arguments");
+    return 0;
+  }
+  for (size_t i = 0; i < want; i++) {
+    if (napi_get_value_double(env, argv[i], &out[i]) != napi_ok) {
+      napi_throw_type_error(env, NULL, "stlm native: arguments must be numbers");
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/** read_args for a kernel: argument 0 is the memory slot, which becomes this thread's current memory. */
+static int read_kernel_args(napi_env env, napi_callback_info info, size_t want, double *out) {
+  if (!read_args(env, info, want, out)) return 0;
+  double slot = out[0];
+  if (!(slot >= 0 && slot < SLOTS && slot == (int)slot) || !mems[(int)slot].base) {
+    napi_throw_range_error(env, NULL, "stlm native: no memory attached in this slot");
+    return 0;
+  }
+  mem_base = mems[(int)slot].base;
+  mem_size = mems[(int)slot].size;
+  return 1;
+}
+
+/** True when [off, off + bytes) lies inside the recorded memory. */
+static int inside(double off, double bytes) {
+  return mem_base && off >= 0 && bytes >= 0 && off + bytes <= (double)mem_size;
+}
+
+static int valid_dims(double m, double n, double k) {
+  return m >= 0 && n >= 0 && k > 0 && m <= 1 << 24 && n <= 1 << 24 && k <= 1 << 24 &&
+         m == (int)m && n == (int)n && k == (int)k;
+}
+
+static int valid_share(double tid, double nth) {
+  return nth >= 1 && tid >= 0 && tid < nth && nth <= 1024;
+}
+
+// attach(view, slot): records the memory under view (a Uint8Array over all of it) in a slot.
+static napi_value attach(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  double slot;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 ||
+      napi_get_typedarray_info(env, argv[0], &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array ||
+      napi_get_value_double(env, argv[1], &slot) != napi_ok) {
+    napi_throw_type_error(env, NULL, "stlm native: attach takes a Uint8Array over the whole WebAssembly memory and a slot");
+    return NULL;
+  }
+  if (!(slot >= 0 && slot < SLOTS && slot == (int)slot)) return throw_range(env, "stlm native: attach: slot out of range");
+  mems[(int)slot].base = (uint8_t *)data;
+  mems[(int)slot].size = length;
+  return NULL;
+}
+
+// detach(slot): forgets a slot's memory (the backend was disposed).
+static napi_value detach(napi_env env, napi_callback_info info) {
+  double a[1];
+  if (!read_args(env, info, 1, a)) return NULL;
+  if (!(a[0] >= 0 && a[0] < SLOTS && a[0] == (int)a[0])) return throw_range(env, "stlm native: detach: slot out of range");
+  mems[(int)a[0]].base = NULL;
+  mems[(int)a[0]].size = 0;
+  return NULL;
+}
+
+// quantizeActivations(slot, x, m, k, xq, tid, nth): rows of x [m, k] f32 → quantized rows of qrowBytes(k).
+static napi_value quantize_activations(napi_env env, napi_callback_info info) {
+  double b[7];
+  if (!read_kernel_args(env, info, 7, b)) return NULL;
+  const double *a = b + 1;
+  double m = a[1], k = a[2];
+  if (isa <= 0) return throw_range(env, "stlm native: no usable instruction set");
+  if (!valid_dims(m, 1, k) || (int)k % 32 || !valid_share(a[4], a[5])) return throw_range(env, "stlm native quantizeActivations: invalid shape or share");
+  if (!inside(a[0], m * k * 4) || !inside(a[3], m * (double)qrow_bytes((int)k))) return throw_range(env, "stlm native quantizeActivations: operand outside memory");
+#if STLM_X86
+  int im = (int)m, ik = (int)k, tid = (int)a[4], nth = (int)a[5];
+  size_t xs = qrow_bytes(ik);
+  for (int i = row_part(im, tid, nth); i < row_part(im, tid + 1, nth); i++)
+    quantize_row((const float *)(mem_base + (size_t)a[0]) + (size_t)i * ik, ik, mem_base + (size_t)a[3] + i * xs);
+#endif
+  return NULL;
+}
+
+// qmatmul(slot, xq, w, out, m, n, k, type, accumulate, tid, nth): out[m, n] (+)= x̂ · Wᵀ, W Q8_0 (0) or Q4_0 (1).
+static napi_value qmatmul(napi_env env, napi_callback_info info) {
+  double b[11];
+  if (!read_kernel_args(env, info, 11, b)) return NULL;
+  const double *a = b + 1;
+  double m = a[3], n = a[4], k = a[5], type = a[6];
+  if (isa <= 0) return throw_range(env, "stlm native: no usable instruction set");
+  if (!valid_dims(m, n, k) || (int)k % 32 || (type != 0 && type != 1) || !valid_share(a[8], a[9])) return throw_range(env, "stlm native qmatmul: invalid shape, type or share");
+  double rb = (k / 32) * (type == 0 ? 34 : 18);
+  if (!inside(a[0], m * (double)qrow_bytes((int)k)) || !inside(a[1], n * rb) || !inside(a[2], m * n * 4)) return throw_range(env, "stlm native qmatmul: operand outside memory");
+#if STLM_X86
+  const uint8_t *xq = mem_base + (size_t)a[0], *w = mem_base + (size_t)a[1];
+  float *out = (float *)(mem_base + (size_t)a[2]);
+  void (*fn)(const uint8_t *, const uint8_t *, float *, int, int, int, int, int, int) =
+      isa >= 2 ? (type == 0 ? qmatmul_q8_vnni : qmatmul_q4_vnni) : (type == 0 ? qmatmul_q8_avx2 : qmatmul_q4_avx2);
+  fn(xq, w, out, (int)m, (int)n, (int)k, a[7] != 0, (int)a[8], (int)a[9]);
+#endif
+  return NULL;
+}
+
+// matvecF32(slot, x, w, out, m, n, k, accumulate, tid, nth): out[m, n] (+)= x · Wᵀ, W f32 [n, k], k % 8 == 0.
+static napi_value matvec_f32(napi_env env, napi_callback_info info) {
+  double b[10];
+  if (!read_kernel_args(env, info, 10, b)) return NULL;
+  const double *a = b + 1;
+  double m = a[3], n = a[4], k = a[5];
+  if (isa <= 0) return throw_range(env, "stlm native: no usable instruction set");
+  if (!valid_dims(m, n, k) || (int)k % 8 || !valid_share(a[7], a[8])) return throw_range(env, "stlm native matvecF32: invalid shape or share");
+  if (!inside(a[0], m * k * 4) || !inside(a[1], n * k * 4) || !inside(a[2], m * n * 4)) return throw_range(env, "stlm native matvecF32: operand outside memory");
+#if STLM_X86
+  matvec_f32_avx2((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (float *)(mem_base + (size_t)a[2]),
+                  (int)m, (int)n, (int)k, a[6] != 0, (int)a[7], (int)a[8]);
+#endif
+  return NULL;
+}
+
+static napi_value qrow_bytes_js(napi_env env, napi_callback_info info) {
+  double a[1];
+  if (!read_args(env, info, 1, a)) return NULL;
+  if (!valid_dims(1, 1, a[0])) return throw_range(env, "stlm native qrowBytes: invalid k");
+  napi_value r;
+  napi_create_double(env, (double)qrow_bytes((int)a[0]), &r);
+  return r;
+}
+
+static void add_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
+  napi_value fn;
+  napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
+  napi_set_named_property(env, exports, name, fn);
+}
+
+NAPI_MODULE_INIT() {
+  if (isa < 0) isa = isa_level();
+  napi_value level;
+  const char *names[] = { "none", "avx2", "avx512vnni" };
+  napi_create_string_utf8(env, names[isa], NAPI_AUTO_LENGTH, &level);
+  napi_set_named_property(env, exports, "isa", level);
+  add_fn(env, exports, "attach", attach);
+  add_fn(env, exports, "detach", detach);
+  add_fn(env, exports, "quantizeActivations", quantize_activations);
+  add_fn(env, exports, "qmatmul", qmatmul);
+  add_fn(env, exports, "matvecF32", matvec_f32);
+  add_fn(env, exports, "qrowBytes", qrow_bytes_js);
+  return exports;
+}
