@@ -78,14 +78,15 @@ export function randomF32(rng: Rng, n: number, scale = 1): Float32Array {
 
 /**
  * Inside a describe: the reference backend plus wasm backends of 1 and 2 threads, created before its tests
- * and disposed after them (read `w1` and `w2` in tests, not at describe time).
+ * and disposed after them (read `w1` and `w2` in tests, not at describe time). `native: false` keeps
+ * them pure WebAssembly; by default they use the native kernels where those are built.
  */
-export function wasmAndReference(): { readonly ref: ReferenceBackend; readonly w1: Backend; readonly w2: Backend } {
+export function wasmAndReference(opts: { native?: boolean } = {}): { readonly ref: ReferenceBackend; readonly w1: Backend; readonly w2: Backend } {
   const ref = new ReferenceBackend();
   let w1: Backend | undefined, w2: Backend | undefined;
   before(async () => {
-    w1 = await createWasmBackend({ threads: 1 });
-    w2 = await createWasmBackend({ threads: 2 });
+    w1 = await createWasmBackend({ threads: 1, ...opts });
+    w2 = await createWasmBackend({ threads: 2, ...opts });
   });
   after(() => {
     w1!.dispose();

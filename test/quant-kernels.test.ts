@@ -129,8 +129,11 @@ function runQuant(be: Backend, c: QuantCase, strategy: QuantStrategy = c.strateg
   return r;
 }
 
-describe('quantized matmul and dequantizeRows: wasm equals the reference', () => {
-  const backends = wasmAndReference();
+// Twice: the pure WebAssembly kernels, and the backend as it runs by default (with the native kernels
+// for the int8 Q8_0/Q4_0 products where they are built; the same kernels again where they are not).
+for (const native of [false, true]) {
+describe(`quantized matmul and dequantizeRows: wasm${native ? ' with native kernels' : ' only'} equals the reference`, () => {
+  const backends = wasmAndReference({ native });
   const { ref } = backends;
 
   /** Every strategy of one case against the reference (bounds above), and 2 threads against 1. */
@@ -470,3 +473,4 @@ describe('quantized matmul and dequantizeRows: wasm equals the reference', () =>
     }
   });
 });
+}

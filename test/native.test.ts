@@ -1,0 +1,132 @@
+// The native kernels (native/stlm_native.c): the f32 decode product against the reference backend and
+// the pure WebAssembly one, a row's result independent of how many rows and threads share the call
+// (decode and prefill must agree), what STLM_NATIVE=0 and `native: false` do, and clear errors for bad
+// calls straight into the addon. The quantized products are checked with derived error bounds in
+// quant-kernels.test.ts, with and without the native kernels.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import type { Backend, Buf } from '../src/kernels/backend.js';
+import { ReferenceBackend } from '../src/kernels/reference.js';
+import { createWasmBackend, type WasmBackend } from '../src/kernels/wasm/backend.js';
+import { loadNative } from '../src/kernels/wasm/native.js';
+import { quantizeQ4_0, quantizeQ8_0 } from '../src/formats/gguf.js';
+import { Rng } from '../src/util/rng.js';
+import { randomF32 } from './helpers.js';
+
+const native = await loadNative();
+const SKIP = native
+  ? false
+  : 'the native kernels are not built here (they need Node on x86-64 with AVX2 and a C compiler at install time; STLM_NATIVE=0 also turns them off)';
+
+function run(be: Backend, f: (x: Buf, w: Buf, out: Buf) => void,
+             x: Float32Array, w: Float32Array | Uint8Array, outLength: number, c0?: Float32Array): Float32Array {
+  const xb = be.alloc(x.length), out = be.alloc(outLength);
+  be.write(xb, x);
+  const wb = w instanceof Uint8Array ? be.uploadBytes(w) : be.alloc(w.length);
+  if (!(w instanceof Uint8Array)) be.write(wb, w);
+  if (c0) be.write(out, c0);
+  else be.fill(out, Number.NaN);
+  f(xb, wb, out);
+  const r = be.read(out);
+  for (const b of [xb, wb, out]) be.free(b);
+  return r;
+}
+
+describe('native kernels', { skip: SKIP }, () => {
+  const ref = new ReferenceBackend();
+  let n1: WasmBackend, n2: WasmBackend, wasm: WasmBackend;
+  before(async () => {
+    n1 = await createWasmBackend({ threads: 1 });
+    n2 = await createWasmBackend({ threads: 2 });
+    wasm = await createWasmBackend({ threads: 1, native: false });
+  });
+  after(() => {
+    for (const be of [n1, n2, wasm]) be.dispose();
+  });
+
+  test('the backend reports them, and native: false leaves them out', () => {
+    assert.match(n1.native ?? '', /^(avx2|avx512vnni)$/);
+    assert.equal(wasm.native, null);
+  });
+
+  test('f32 x · Wᵀ for m ≤ 4: within f32 rounding of the float64 reference, 2 threads bit-equal to 1', () => {
+    const rng = new Rng(7);
+    for (const k of [8, 64, 520, 2048]) {
+      for (const n of [1, 5, 17, 33, 257]) {
+        for (const m of [1, 2, 3, 4]) {
+          const x = randomF32(rng, m * k), w = randomF32(rng, n * k), c0 = randomF32(rng, m * n);
+          for (const accumulate of [false, true]) {
+            const args = { m, k, n, transB: true, accumulate };
+            const mm = (be: Backend) => run(be, (xb, wb, out) => be.matmul(xb, wb, out, args), x, w, m * n, accumulate ? c0 : undefined);
+            const want = mm(ref), got = mm(n1);
+            // Each output sums k products and c0 in f32: |err| ≤ (k + 2)·2⁻²⁴·(Σ|x·w| + |c0|).
+            for (let i = 0; i < m; i++) {
+              for (let j = 0; j < n; j++) {
+                let mag = accumulate ? Math.abs(c0[i * n + j]) : 0;
+                for (let p = 0; p < k; p++) mag += Math.abs(x[i * k + p] * w[j * k + p]);
+                const o = i * n + j, bound = (k + 2) * 2 ** -24 * mag;
+                assert.ok(Math.abs(got[o] - want[o]) <= bound, `m ${m} n ${n} k ${k} acc ${accumulate}: out[${i}, ${j}] = ${got[o]}, reference ${want[o]} ± ${bound}`);
+              }
+            }
+            assert.deepEqual(mm(n2), got, `m ${m} n ${n} k ${k}: 2 threads differ from 1`);
+          }
+        }
+      }
+    }
+  });
+
+  test('a row of the result does not depend on the other rows: decode (m = 1) equals prefill (m = 9) bit for bit', () => {
+    const rng = new Rng(8);
+    const k = 256, n = 70, m = 9;
+    const x = randomF32(rng, m * k), wf = randomF32(rng, n * k, 0.05);
+    const weights: [string, (be: Backend, xb: Buf, wb: Buf, out: Buf, rows: number) => void, Float32Array | Uint8Array][] = [
+      ['f32', (be, xb, wb, out, rows) => be.matmul(xb, wb, out, { m: rows, k, n, transB: true }), wf],
+      ['q8_0', (be, xb, wb, out, rows) => be.matmulQuant(xb, wb, out, { m: rows, n, k, type: 'q8_0' }), quantizeQ8_0(wf)],
+      ['q4_0', (be, xb, wb, out, rows) => be.matmulQuant(xb, wb, out, { m: rows, n, k, type: 'q4_0' }), quantizeQ4_0(wf)],
+    ];
+    for (const [label, f, w] of weights) {
+      if (label === 'f32') continue; // the f32 path takes m ≤ 4 only; m = 9 goes to the GEMM
+      const all = run(n1, (xb, wb, out) => f(n1, xb, wb, out, m), x, w, m * n);
+      for (let i = 0; i < m; i++) {
+        const one = run(n1, (xb, wb, out) => f(n1, xb, wb, out, 1), x.subarray(i * k, (i + 1) * k), w, n);
+        assert.deepEqual(one, all.subarray(i * n, (i + 1) * n), `${label}: row ${i} alone differs from row ${i} among ${m}`);
+      }
+    }
+    // f32 within the native range: rows 0..3 together and alone.
+    const [, f, w] = weights[0];
+    const four = run(n1, (xb, wb, out) => f(n1, xb, wb, out, 4), x.subarray(0, 4 * k), w, 4 * n);
+    for (let i = 0; i < 4; i++) {
+      const one = run(n1, (xb, wb, out) => f(n1, xb, wb, out, 1), x.subarray(i * k, (i + 1) * k), w, n);
+      assert.deepEqual(one, four.subarray(i * n, (i + 1) * n), `f32: row ${i} alone differs from row ${i} among 4`);
+    }
+  });
+
+  test('bad calls into the addon throw clear errors instead of touching memory', () => {
+    const k = native!;
+    const mem = new WebAssembly.Memory({ initial: 1, maximum: 16, shared: true } as WebAssembly.MemoryDescriptor);
+    const slot = 255; // the last slot: backends take slots from the front
+    k.attach(new Uint8Array(mem.buffer), slot);
+    assert.doesNotThrow(() => k.qmatmul(slot, 0, 1024, 4096, 1, 1, 64, 0, 0, 0, 1)); // in bounds
+    assert.throws(() => k.qmatmul(slot, 65536, 0, 0, 1, 1, 64, 0, 0, 0, 1), /qmatmul: operand outside memory/);
+    assert.throws(() => k.qmatmul(slot, 0, 0, 0, 1, 1, 64, 7, 0, 0, 1), /qmatmul: invalid shape, type or share/);
+    assert.throws(() => k.qmatmul(slot, 0, 0, 0, 1, 1, 48, 0, 0, 0, 1), /qmatmul: invalid shape, type or share/);
+    assert.throws(() => k.matvecF32(slot, 0, 0, 65400, 1, 100, 8, 0, 0, 1), /matvecF32: operand outside memory/);
+    assert.throws(() => k.matvecF32(slot, 0, 0, 0, 1, 1, 12, 0, 0, 1), /matvecF32: invalid shape or share/);
+    assert.throws(() => k.matvecF32(slot, 0, 0, 0, 1, 1, 8, 0, 2, 2), /invalid shape or share/);
+    assert.throws(() => k.quantizeActivations(slot, 0, 1e6, 64, 0, 0, 1), /quantizeActivations: operand outside memory/);
+    assert.throws(() => k.matvecF32(slot, 0, 0), /wrong number of arguments/);
+    assert.throws(() => (k.matvecF32 as (...a: unknown[]) => void)(slot, 'x', 0, 0, 1, 1, 8, 0, 0, 1), /arguments must be numbers/);
+    k.detach(slot);
+    assert.throws(() => k.matvecF32(slot, 0, 0, 0, 1, 1, 8, 0, 0, 1), /no memory attached in this slot/);
+    assert.throws(() => k.matvecF32(999, 0, 0, 0, 1, 1, 8, 0, 0, 1), /no memory attached in this slot/);
+  });
+
+  test('STLM_NATIVE=0 keeps a process pure WebAssembly', () => {
+    const url = new URL('../src/kernels/index.js', import.meta.url).href;
+    const code = `const k = await import(${JSON.stringify(url)}); const b = await k.createWasmBackend({ threads: 1 }); console.log(String(b.native)); b.dispose();`;
+    const probe = (env: NodeJS.ProcessEnv) => spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', env }).stdout.trim();
+    assert.equal(probe({ ...process.env, STLM_NATIVE: '0' }), 'null');
+    assert.equal(probe({ ...process.env, STLM_NATIVE: '' }), n1.native);
+  });
+});
