@@ -4,13 +4,16 @@
  * prefill tokens/s (512 tokens, or the context if shorter), peak RSS, and the stlm/llama.cpp ratios.
  *
  *   npm run bench -- decode-vs-llamacpp [--models stories260K,default,rand25m,rand110m] [--types f32,q8_0,q4_0]
- *     [--threads 2] [--repeats N] [--engines stlm,llama.cpp] [--kv f16|f32] [--profile] [--json]
+ *     [--threads 2] [--repeats N] [--engines stlm,stlm-wasm,llama.cpp] [--kv f16|f32] [--profile] [--json]
  *
  * Models: stories260K (llama2.c fixture converted to GGUF), the embedded models/default.gguf, and two
  * random-weight byte-vocabulary Llamas (fixed seeds) of ~27M and ~113M parameters; each is written as
  * F32 GGUF and quantized with `stlm quantize` (Q8_0, Q4_0) or converted (F16), cached under
  * bench-results/decode-vs-llamacpp/. Every (model, type, engine) runs in its own process
- * (bench/lib/decode-worker.ts) so its peak RSS is that engine's alone.
+ * (bench/lib/decode-worker.ts) so its peak RSS is that engine's alone. Engines: `stlm` is the backend
+ * as it runs by default in Node (WebAssembly, with the native AVX2 / AVX-512 VNNI kernels taking the
+ * decode products where they were built), `stlm-wasm` the same with `native: false` (pure WebAssembly,
+ * what a browser gets), `llama.cpp` the reference.
  *
  * KV cache: stlm keeps f32; llama.cpp runs its default F16 (--kv f32 for an F32 cache). Both hold
  * min(ctx, 512) positions. The stlm rows check the memory target: peak RSS ≤ 1.2 × file + KV + 50 MB.
@@ -42,7 +45,9 @@ const STORIES = join(ROOT, '..', 'shared', 'fixtures', 'models', 'stories260K', 
 const MB = 1e6;
 
 type FileType = 'f32' | 'f16' | 'q8_0' | 'q4_0';
-type Engine = 'stlm' | 'llama.cpp';
+/** 'stlm': the default backend (WebAssembly plus the native kernels where built); 'stlm-wasm': WebAssembly only. */
+type Engine = 'stlm' | 'stlm-wasm' | 'llama.cpp';
+const isStlm = (e: string): boolean => e === 'stlm' || e === 'stlm-wasm';
 const FILE_TYPES: FileType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
 
 /** Random-weight models: every matrix row a multiple of 32 values, so Q8_0/Q4_0 apply to all of them. */
@@ -234,7 +239,7 @@ function profileLine(p: NonNullable<Row['profile']>): string {
 
 function printSummary(rows: Row[]): void {
   console.log('\n== targets (decode ≥ 1.0× llama.cpp up to 30M parameters, ≥ 0.6× at 110M; stlm peak RSS ≤ 1.2 × file + KV + 50 MB for quantized files)');
-  for (const r of rows.filter((x) => x.engine === 'stlm')) {
+  for (const r of rows.filter((x) => isStlm(x.engine))) {
     const decode = r.decode_ratio === undefined ? 'decode: no llama.cpp row'
       : `decode ${r.decode_ratio.toFixed(2)}× (target ${r.decode_target!.toFixed(1)}×): ${r.decode_ratio >= r.decode_target! ? 'met' : `MISSED by ${((1 - r.decode_ratio / r.decode_target!) * 100).toFixed(0)}%`}`;
     const quantized = r.type === 'q8_0' || r.type === 'q4_0';
@@ -244,7 +249,7 @@ function printSummary(rows: Row[]): void {
     const mem = `memory limit ${fmt(r.mem_limit_mb, 1)} MB: load+decode ${fmt(r.decode_rss_mb, 1)} ${over(r.decode_rss_mb)}, ` +
       `with prefill ${fmt(r.peak_rss_mb, 1)} ${over(r.peak_rss_mb)}; load+decode above the ${fmt(r.runtime_rss_mb, 1)} MB runtime ${fmt(aboveRuntime, 1)} ${over(aboveRuntime)}` +
       `${quantized ? '' : ' (not a target: f32 weights in memory)'}`;
-    console.log(`  ${r.model.padEnd(11)} ${r.type.padEnd(4)} ${decode}; ${mem}`);
+    console.log(`  ${r.model.padEnd(11)} ${r.type.padEnd(4)} ${r.engine.padEnd(9)} ${decode}; ${mem}`);
   }
 }
 
@@ -261,7 +266,7 @@ export async function main(argv: string[]): Promise<void> {
   if (kv !== 'f16' && kv !== 'f32') throw new Error(`--kv must be f16 or f32, got '${kv}'`);
   const repeatsArg = arg(argv, '--repeats', '');
   const o: RunOptions = { threads: Number(arg(argv, '--threads', '2')), repeats: repeatsArg ? Number(repeatsArg) : undefined, kv, profile: argv.includes('--profile') };
-  let engines = arg(argv, '--engines', 'stlm,llama.cpp').split(',') as Engine[];
+  let engines = arg(argv, '--engines', 'stlm,stlm-wasm,llama.cpp').split(',') as Engine[];
   const missing = engines.includes('llama.cpp') ? await llamaCppAvailable() : undefined;
   if (missing) {
     console.error(`skipping the llama.cpp rows: ${missing}`);
@@ -292,11 +297,13 @@ export async function main(argv: string[]): Promise<void> {
         if ('error' in w) console.error(`  ${w.error}; row skipped`);
         else results.set(engine, { w, load });
       }
-      const stlm = results.get('stlm')?.w, ref = results.get('llama.cpp')?.w;
+      const ref = results.get('llama.cpp')?.w;
       const refRow = ref ? toRow(model, type, path, params, ref, results.get('llama.cpp')!.load) : undefined;
-      if (stlm) {
-        const row = toRow(model, type, path, params, stlm, results.get('stlm')!.load);
-        compare(row, refRow, stlm.tokens, ref?.tokens);
+      for (const engine of engines.filter(isStlm)) {
+        const r = results.get(engine);
+        if (!r) continue;
+        const row = toRow(model, type, path, params, r.w, r.load);
+        compare(row, refRow, r.w.tokens, ref?.tokens);
         modelRows.push(row);
       }
       if (refRow) modelRows.push(refRow);

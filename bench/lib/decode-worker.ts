@@ -3,7 +3,7 @@
  * to one engine running one model file and nothing else. Prints one JSON line (a WorkerResult) on
  * stdout; progress goes to stderr.
  *
- *   node dist/bench/lib/decode-worker.js --engine stlm|llama.cpp --model <file.gguf> [--threads 2]
+ *   node dist/bench/lib/decode-worker.js --engine stlm|stlm-wasm|llama.cpp --model <file.gguf> [--threads 2]
  *     [--repeats 3] [--prompt 32] [--decode 128] [--prefill 512] [--kv f16|f32] [--profile]
  *
  * Both engines get the same token ids (stlm's tokenizer, read from the file's header, on a fixed text)
@@ -13,7 +13,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { readGgufHeader } from '../../src/formats/gguf.js';
-import { createBackend } from '../../src/kernels/index.js';
+import { createWasmBackend } from '../../src/kernels/index.js';
 import { formatProfile, profiled } from '../../src/kernels/profile.js';
 import { headDim, type LlamaConfig } from '../../src/models/config.js';
 import { configFromGguf, loadModel } from '../../src/models/io.js';
@@ -23,7 +23,7 @@ import { tokenizerFromVocab } from '../../src/tokenizers/from-vocab.js';
 import { vocabFromGguf } from '../../src/tokenizers/vocab.js';
 
 export interface WorkerResult {
-  engine: 'stlm' | 'llama.cpp';
+  engine: 'stlm' | 'stlm-wasm' | 'llama.cpp';
   decode_tps: number;
   prefill_tps: number;
   /** Tokens the prefill timing used (min(ctx, asked)). */
@@ -112,7 +112,9 @@ const log = (s: string) => process.stderr.write(`  [worker] ${s}\n`);
 // ---- stlm ---------------------------------------------------------------------------------------
 
 async function runStlm(o: Options, config: LlamaConfig, promptIds: Int32Array, prefillIds: Int32Array, positions: number): Promise<WorkerResult> {
-  const inner = await createBackend('wasm', { threads: o.threads });
+  // 'stlm': the backend as it runs by default (native kernels for the decode products where built);
+  // 'stlm-wasm': pure WebAssembly, what browsers and other CPUs get.
+  const inner = await createWasmBackend({ threads: o.threads, native: o.engine === 'stlm' });
   const prof = o.profile ? profiled(inner) : undefined;
   const graph = new Graph(prof?.backend ?? inner);
   const runtimeRss = process.memoryUsage().rss;
@@ -152,8 +154,9 @@ async function runStlm(o: Options, config: LlamaConfig, promptIds: Int32Array, p
   const profile = prof ? profileStlm(prof.profile, decodeRun, prefillRun) : undefined;
   const kvDim = config.nKvHeads * headDim(config);
   return {
-    ...summarize(o, t, prefillIds.length, decodeRss, runtimeRss), engine: 'stlm', kv_bytes: 2 * config.nLayers * positions * kvDim * 4, kv_type: 'f32',
-    wasm_heap_bytes: { loaded: heapLoaded, decode: heapDecode, end: inner.memoryBytes() }, notes: [`backend ${inner.name}, ${o.threads} threads`], profile,
+    ...summarize(o, t, prefillIds.length, decodeRss, runtimeRss), engine: o.engine as 'stlm' | 'stlm-wasm', kv_bytes: 2 * config.nLayers * positions * kvDim * 4, kv_type: 'f32',
+    wasm_heap_bytes: { loaded: heapLoaded, decode: heapDecode, end: inner.memoryBytes() },
+    notes: [`backend ${inner.name}${inner.native ? ` + native ${inner.native}` : ''}, ${o.threads} threads`], profile,
   };
 }
 
@@ -300,10 +303,10 @@ async function run(): Promise<void> {
   const promptIds = ids.slice(0, o.prompt);
   const prefillIds = ids.slice(0, positions);
   log(`${o.engine} ${o.model} (${(statSync(o.model).size / 1e6).toFixed(1)} MB), ${o.threads} threads, cache ${positions} positions`);
-  const result = o.engine === 'stlm' ? await runStlm(o, config, promptIds, prefillIds, positions)
+  const result = o.engine === 'stlm' || o.engine === 'stlm-wasm' ? await runStlm(o, config, promptIds, prefillIds, positions)
     : o.engine === 'llama.cpp' ? await runLlamaCpp(o, config, promptIds, prefillIds, positions)
     : undefined;
-  if (!result) throw new Error(`--engine must be stlm or llama.cpp, got '${o.engine}'`);
+  if (!result) throw new Error(`--engine must be stlm, stlm-wasm or llama.cpp, got '${o.engine}'`);
   process.stdout.write(JSON.stringify(result) + '\n');
   // Worker threads (stlm's pool) and the llama.cpp addon would keep the process alive.
   process.exit(0);
