@@ -48,7 +48,7 @@ static int row_part(int m, int t, int nth) {
   return (int)(((int64_t)m * t) / nth);
 }
 
-/** Bytes of one row of quantized activations: k int8, then k/32 f32 scales, then k/32 i32 (−Σq), 64-aligned. */
+/** Bytes of one row of quantized activations: k int8, then k/32 f32 scales, then k/32 i32 (−2·Σq), 64-aligned. */
 static size_t qrow_bytes(int k) {
   size_t nb = (size_t)k >> 5;
   return ((size_t)k + 8 * nb + 63) & ~(size_t)63;
@@ -61,7 +61,10 @@ static inline float f16_to_f32(uint16_t h) {
   return _cvtsh_ss(h);
 }
 
-/** One row of 32-blocks of x → int8 q, f32 scale (the f16-rounded max|x|/127) and −Σq per block. */
+/**
+ * One row of 32-blocks of x → int8 q, f32 scale (the f16-rounded max|x|/127) and −2·Σq per block (Q4_0's
+ * −8 offset spread over the four i32 lanes a row's block sum occupies in qmatmul_q4).
+ */
 __attribute__((target("avx2,fma,f16c")))
 static void quantize_row(const float *x, int k, uint8_t *dst) {
   int nb = k >> 5;
@@ -93,7 +96,7 @@ static void quantize_row(const float *x, int k, uint8_t *dst) {
     __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
-    ns[b] = -_mm_cvtsi128_si32(s4);
+    ns[b] = -2 * _mm_cvtsi128_si32(s4);
     // packs interleave 128-bit lanes; the permute puts the 32 values back in order.
     __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
     p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
@@ -110,17 +113,6 @@ static inline __m256i dot32_avx2(__m256i w, __m256i x) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
 }
 
-/**
- * The 32 nibbles of a Q4_0 block as bytes, in value order (low nibbles: values 0..15, high: 16..31):
- * the 16 bytes loaded into both halves, the upper half shifted right by 4 (a per-lane shift), masked.
- */
-__attribute__((target("avx2,fma,f16c")))
-static inline __m256i nibbles(const uint8_t *qs) {
-  __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
-  v = _mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
-  return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
-}
-
 /** Lane sums of four 8-lane accumulators, as one 4-vector (r_t = Σ lanes of a_t). */
 __attribute__((target("avx2,fma,f16c")))
 static inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
@@ -129,65 +121,58 @@ static inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
   return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
 }
 
-// Block dots: DOT(p, x, c) = Σ q_w·q_x over the block at p as 8 i32 lanes (x: the 32 int8 q_x; c: −Σq_x
-// in every lane, which Q4_0's VNNI form adds through the accumulator to get Σ(nibble − 8)·q_x).
-// AVX2, both types: (q_w as signed bytes, Q4_0's nibbles minus 8), then llama.cpp's sign trick.
+// Q8_0 block dots: DOT(p, x, c) = Σ q_w·q_x over the block at p as 8 i32 lanes (x: the 32 int8 q_x; c unused).
+// AVX2: llama.cpp's sign trick. AVX-512 VNNI on 256-bit vectors: one vpdpbusd (u8 × s8, four products
+// per i32 lane) per block, still with the sign trick (both operands are signed).
 #define DOT_Q8_AVX2(p, x, c) dot32_avx2(_mm256_loadu_si256((const __m256i *)((p) + 2)), (x))
-#define DOT_Q4_AVX2(p, x, c) dot32_avx2(_mm256_sub_epi8(nibbles((p) + 2), _mm256_set1_epi8(8)), (x))
-// AVX-512 VNNI on 256-bit vectors: one vpdpbusd (u8 × s8, four products per i32 lane) per block. Q8_0
-// keeps the sign trick (both operands signed); Q4_0's nibbles are the unsigned operand as they are.
 #define VNNI_TARGET "avx2,fma,f16c,avx512vnni,avx512vl"
 __attribute__((target(VNNI_TARGET)))
 static inline __m256i dot32_vnni_signed(__m256i w, __m256i x) {
   return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
 }
 #define DOT_Q8_VNNI(p, x, c) dot32_vnni_signed(_mm256_loadu_si256((const __m256i *)((p) + 2)), (x))
-#define DOT_Q4_VNNI(p, x, c) _mm256_dpbusd_epi32((c), nibbles((p) + 2), (x))
 
 /** a += (block b of row wr) · (block b of x), scaled by d_w·d_x. */
 #define STEP(DOT, BS, wr, b, a)                                                                          \
-  a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT((wr) + (size_t)(b) * (BS), _mm256_loadu_si256((const __m256i *)(xq + 32 * (b))), \
-                                             _mm256_set1_epi32(xn[b]))),                                   \
+  a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT((wr) + (size_t)(b) * (BS), _mm256_loadu_si256((const __m256i *)(xq + 32 * (b))), 0)), \
                       _mm256_set1_ps(f16_to_f32(*(const uint16_t *)((wr) + (size_t)(b) * (BS))) * xd[b]), a)
 
 /**
- * STEP for four rows w0..w3 at once: the x block, its correction and scale are loaded once, and the four
- * f16 weight scales are converted and multiplied by d_x as one vector (the same f32 products as STEP's).
+ * STEP for four rows w0..w3 at once: the x block is loaded once, and the four f16 weight scales are
+ * converted and multiplied by d_x as one vector (the same f32 products as STEP's).
  */
 #define STEP4(DOT, BS, b, A0, A1, A2, A3)                                                                \
   do {                                                                                                   \
     size_t ob = (size_t)(b) * (BS);                                                                      \
     __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + 32 * (b)));                                   \
-    __m256i cv = _mm256_set1_epi32(xn[b]); (void)cv;                                                     \
     __m128i h = _mm_cvtsi32_si128(*(const uint16_t *)(w0 + ob));                                         \
     h = _mm_insert_epi16(h, *(const uint16_t *)(w1 + ob), 1);                                            \
     h = _mm_insert_epi16(h, *(const uint16_t *)(w2 + ob), 2);                                            \
     h = _mm_insert_epi16(h, *(const uint16_t *)(w3 + ob), 3);                                            \
     __m256 sv = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(xd[b])));                 \
-    A0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(w0 + ob, xv, cv)), _mm256_permutevar8x32_ps(sv, _mm256_set1_epi32(0)), A0); \
-    A1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(w1 + ob, xv, cv)), _mm256_permutevar8x32_ps(sv, _mm256_set1_epi32(1)), A1); \
-    A2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(w2 + ob, xv, cv)), _mm256_permutevar8x32_ps(sv, _mm256_set1_epi32(2)), A2); \
-    A3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(w3 + ob, xv, cv)), _mm256_permutevar8x32_ps(sv, _mm256_set1_epi32(3)), A3); \
+    A0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(w0 + ob, xv, 0)), _mm256_permutevar8x32_ps(sv, _mm256_set1_epi32(0)), A0); \
+    A1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(w1 + ob, xv, 0)), _mm256_permutevar8x32_ps(sv, _mm256_set1_epi32(1)), A1); \
+    A2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(w2 + ob, xv, 0)), _mm256_permutevar8x32_ps(sv, _mm256_set1_epi32(2)), A2); \
+    A3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(w3 + ob, xv, 0)), _mm256_permutevar8x32_ps(sv, _mm256_set1_epi32(3)), A3); \
   } while (0)
 
 /**
- * qmatmul for one weight type and instruction set: out[i, j] (+)= Σ_b d_w·d_x·Σ q_w·q_x over rows j of W
- * and quantized rows i of x. Every row's sum is kept in two accumulators (even and odd blocks, so the
- * fused multiply-adds do not wait on each other) and reduced the same way on every path, so a row's
- * result does not depend on m or on the thread count.
- * m = 1 (decode) of Q8_0: one row of W after the other, the order they lie in memory: one sequential
- *   stream, which the hardware prefetcher follows at full bandwidth (x stays in L1).
- * Otherwise (Q4_0, and prefill): groups of W rows that fit in L2, each swept over every row of x, four W rows per pass
+ * Q8_0: out[i, j] (+)= Σ_b d_w·d_x·Σ q_w·q_x over rows j of W and quantized rows i of x. Every row's sum is
+ * kept in two accumulators (even and odd blocks, so the fused multiply-adds do not wait on each other)
+ * and reduced the same way on every path, so a row's result does not depend on m or the thread count.
+ * m = 1 (decode), bound by memory bandwidth: one row of W after the other, the order they lie in memory,
+ *   a single sequential stream that the hardware prefetcher follows at full bandwidth (x stays in L1).
+ * m > 1 (prefill): groups of W rows that fit in L2, each swept over every row of x, four W rows per pass
  *   sharing each x block; the next four rows are prefetched, since four adjacent short rows are streams
  *   the hardware prefetcher keeps restarting.
  */
-#define DEFINE_QMATMUL(NAME, TARGET, DOT, BS, GROUPED_DECODE)                                            \
+#define DEFINE_QMATMUL(NAME, TARGET, DOT, BS)                                            \
   __attribute__((target(TARGET)))                                                                        \
   static void NAME(const uint8_t *xq_base, const uint8_t *w, float *out, int m, int n, int k, int acc, int tid, int nth) { \
     int nb = k >> 5;                                                                                     \
     size_t rb = (size_t)nb * (BS), xs = qrow_bytes(k);                                                   \
     int j0 = col_start(n, tid, nth), j1 = col_start(n, tid + 1, nth);                                    \
-    int grouped = m > 1 || (GROUPED_DECODE);                                                             \
+    int grouped = m > 1;                                                                                 \
     int group = !grouped ? (j1 - j0 > 0 ? j1 - j0 : 1) : (int)((256 * 1024 / rb) & ~(size_t)3);          \
     if (group < 4) group = 4;                                                                            \
     for (int jg = j0; jg < j1; jg += group) {                                                            \
@@ -195,7 +180,6 @@ static inline __m256i dot32_vnni_signed(__m256i w, __m256i x) {
       for (int i = 0; i < m; i++) {                                                                      \
         const int8_t *xq = (const int8_t *)(xq_base + i * xs);                                           \
         const float *xd = (const float *)(xq_base + i * xs + k);                                         \
-        const int32_t *xn = (const int32_t *)(xq_base + i * xs + k + 4 * (size_t)nb); (void)xn;         \
         float *o = out + (size_t)i * n;                                                                  \
         int j = jg;                                                                                      \
         for (; grouped && j + 4 <= je; j += 4) {                                                         \
@@ -228,12 +212,99 @@ static inline __m256i dot32_vnni_signed(__m256i w, __m256i x) {
     }                                                                                                    \
   }
 
-// Decode (m = 1) of Q8_0 is bound by memory bandwidth: one stream. Q4_0 reads half the bytes and is
-// bound by the nibble unpacking instead: four rows per pass share the x loads (measured 15% faster).
-DEFINE_QMATMUL(qmatmul_q8_avx2, "avx2,fma,f16c", DOT_Q8_AVX2, 34, 0)
-DEFINE_QMATMUL(qmatmul_q4_avx2, "avx2,fma,f16c", DOT_Q4_AVX2, 18, 1)
-DEFINE_QMATMUL(qmatmul_q8_vnni, VNNI_TARGET, DOT_Q8_VNNI, 34, 0)
-DEFINE_QMATMUL(qmatmul_q4_vnni, VNNI_TARGET, DOT_Q4_VNNI, 18, 1)
+DEFINE_QMATMUL(qmatmul_q8_avx2, "avx2,fma,f16c", DOT_Q8_AVX2, 34)
+DEFINE_QMATMUL(qmatmul_q8_vnni, VNNI_TARGET, DOT_Q8_VNNI, 34)
+
+// Q4_0 row-pair dots: PAIRDOT(lo, hi, xlo, xhi, c): lo/hi hold the low/high nibbles of two rows' blocks
+// (row A in the lower 128 bits, row B in the upper), xlo/xhi the block's x values 0..15 / 16..31 in both
+// halves; the result's lanes 0..3 sum row A's 32 products, lanes 4..7 row B's.
+// AVX2: nibbles minus 8 as signed bytes, then the sign trick. VNNI: the nibbles are the unsigned operand
+// as they are, and c = −2·Σq_x in every lane brings in the −8 (four lanes per row: 4·(−2·Σq) = −8·Σq).
+#define PAIRDOT_AVX2(lo, hi, xlo, xhi, c)                                                                 \
+  _mm256_add_epi32(dot32_avx2(_mm256_sub_epi8((lo), _mm256_set1_epi8(8)), (xlo)),                         \
+                   dot32_avx2(_mm256_sub_epi8((hi), _mm256_set1_epi8(8)), (xhi)))
+#define PAIRDOT_VNNI(lo, hi, xlo, xhi, c) _mm256_dpbusd_epi32(_mm256_dpbusd_epi32((c), (lo), (xlo)), (hi), (xhi))
+
+/** a += Σ over block b of the row pair (ra, rb_) · x, each row's lanes scaled by its d_w·d_x (in sv8 at idx). */
+#define PAIR_STEP(PAIRDOT, ra, rb_, idx, a)                                                               \
+  do {                                                                                                   \
+    __m256i v = _mm256_loadu2_m128i((const __m128i *)((rb_) + ob + 2), (const __m128i *)((ra) + ob + 2));  \
+    __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);             \
+    a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(PAIRDOT(lo, hi, xlo, xhi, cv)), _mm256_permutevar8x32_ps(sv8, idx), a); \
+  } while (0)
+
+/** Block b of four rows w0..w3 into the pair accumulators A01 (rows 0, 1) and A23 (rows 2, 3). */
+#define QUAD_STEP(PAIRDOT, b, A01, A23)                                                                  \
+  do {                                                                                                   \
+    size_t ob = (size_t)(b) * 18;                                                                        \
+    __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xq + 32 * (b))));         \
+    __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xq + 32 * (b) + 16)));    \
+    __m256i cv = _mm256_set1_epi32(xn[b]); (void)cv;                                                     \
+    __m128i h = _mm_cvtsi32_si128(*(const uint16_t *)(w0 + ob));                                         \
+    h = _mm_insert_epi16(h, *(const uint16_t *)(w1 + ob), 1);                                            \
+    h = _mm_insert_epi16(h, *(const uint16_t *)(w2 + ob), 2);                                            \
+    h = _mm_insert_epi16(h, *(const uint16_t *)(w3 + ob), 3);                                            \
+    __m256 sv8 = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(xd[b])));                \
+    PAIR_STEP(PAIRDOT, w0, w1, idx01, A01);                                                              \
+    PAIR_STEP(PAIRDOT, w2, w3, idx23, A23);                                                              \
+  } while (0)
+
+/**
+ * Q4_0: out[i, j] (+)= Σ_b d_w·d_x·Σ (q_w − 8)·q_x. Bound by unpacking nibbles rather than by memory, so
+ * two rows share every vector: one 256-bit register holds the 16 nibble bytes of a block of row A and of
+ * row B, and one AND (one shift and AND) gives both rows' values 0..15 (16..31) against x broadcast into
+ * both halves: half the instructions per weight of one row per register. Rows go in fours (two pairs,
+ * their four f16 scales converted as one vector), for every m, in L2-sized groups swept over the rows of
+ * x; a last incomplete four repeats its last row, so every row is computed by the same instructions in
+ * the same lane positions and its result never depends on n, m or the thread count.
+ */
+#define DEFINE_QMATMUL_Q4(NAME, TARGET, PAIRDOT)                                                          \
+  __attribute__((target(TARGET)))                                                                        \
+  static void NAME(const uint8_t *xq_base, const uint8_t *w, float *out, int m, int n, int k, int acc, int tid, int nth) { \
+    int nb = k >> 5;                                                                                     \
+    size_t rb = (size_t)nb * 18, xs = qrow_bytes(k);                                                     \
+    int j0 = col_start(n, tid, nth), j1 = col_start(n, tid + 1, nth);                                    \
+    int group = (int)((256 * 1024 / rb) & ~(size_t)3);                                                   \
+    if (group < 4) group = 4;                                                                            \
+    const __m256i m4 = _mm256_set1_epi8(0x0f);                                                           \
+    const __m256i idx01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), idx23 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3); \
+    for (int jg = j0; jg < j1; jg += group) {                                                            \
+      int je = jg + group < j1 ? jg + group : j1;                                                        \
+      for (int i = 0; i < m; i++) {                                                                      \
+        const int8_t *xq = (const int8_t *)(xq_base + i * xs);                                           \
+        const float *xd = (const float *)(xq_base + i * xs + k);                                         \
+        const int32_t *xn = (const int32_t *)(xq_base + i * xs + k + 4 * (size_t)nb);                    \
+        float *o = out + (size_t)i * n;                                                                  \
+        for (int j = jg; j < je; j += 4) {                                                               \
+          int last = je - 1;                                                                             \
+          const uint8_t *w0 = w + (size_t)j * rb;                                                        \
+          const uint8_t *w1 = w + (size_t)(j + 1 <= last ? j + 1 : last) * rb;                           \
+          const uint8_t *w2 = w + (size_t)(j + 2 <= last ? j + 2 : last) * rb;                           \
+          const uint8_t *w3 = w + (size_t)(j + 3 <= last ? j + 3 : last) * rb;                           \
+          __m256 e01 = _mm256_setzero_ps(), e23 = e01, o01 = e01, o23 = e01;                             \
+          int b = 0;                                                                                     \
+          for (; b + 2 <= nb; b += 2) {                                                                  \
+            const char *pf = (const char *)(w0 + 4 * rb + (size_t)b * 18);                               \
+            _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + rb, _MM_HINT_T0);                           \
+            _mm_prefetch(pf + 2 * rb, _MM_HINT_T0); _mm_prefetch(pf + 3 * rb, _MM_HINT_T0);              \
+            QUAD_STEP(PAIRDOT, b, e01, e23);                                                             \
+            QUAD_STEP(PAIRDOT, b + 1, o01, o23);                                                         \
+          }                                                                                              \
+          if (b < nb) QUAD_STEP(PAIRDOT, b, e01, e23);                                                   \
+          /* Row r's four lanes: ((l0 + l1) + (l2 + l3)) of its half, the same order for every row. */   \
+          __m256 r = _mm256_hadd_ps(_mm256_add_ps(e01, o01), _mm256_add_ps(e23, o23));                   \
+          r = _mm256_hadd_ps(r, r);                                                                      \
+          __m128 rows = _mm_unpacklo_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));         \
+          float rv[4];                                                                                   \
+          _mm_storeu_ps(rv, rows);                                                                       \
+          for (int t = 0; t < 4 && j + t < je; t++) o[j + t] = acc ? o[j + t] + rv[t] : rv[t];           \
+        }                                                                                                \
+      }                                                                                                  \
+    }                                                                                                    \
+  }
+
+DEFINE_QMATMUL_Q4(qmatmul_q4_avx2, "avx2,fma,f16c", PAIRDOT_AVX2)
+DEFINE_QMATMUL_Q4(qmatmul_q4_vnni, VNNI_TARGET, PAIRDOT_VNNI)
 
 /**
  * out[i, j] (+)= x[i, :] · W[j, :] for f32 W [n, k] (k a multiple of 8; the caller checks). Memory-bound:

@@ -50,10 +50,11 @@ describe('native kernels', { skip: SKIP }, () => {
     assert.equal(wasm.native, null);
   });
 
-  test('f32 x · Wᵀ for m ≤ 4: within f32 rounding of the float64 reference, 2 threads bit-equal to 1', () => {
+  test('f32 x · Wᵀ for m ≤ 4 (n·k ≥ 65536): within f32 rounding of the float64 reference, 2 threads bit-equal to 1', () => {
     const rng = new Rng(7);
-    for (const k of [8, 64, 520, 2048]) {
-      for (const n of [1, 5, 17, 33, 257]) {
+    // Sizes at or above the backend's threshold for the native f32 product (n·k ≥ 65536).
+    for (const k of [264, 520, 2048]) {
+      for (const n of [257, 260, 513]) {
         for (const m of [1, 2, 3, 4]) {
           const x = randomF32(rng, m * k), w = randomF32(rng, n * k), c0 = randomF32(rng, m * n);
           for (const accumulate of [false, true]) {
@@ -78,7 +79,7 @@ describe('native kernels', { skip: SKIP }, () => {
 
   test('a row of the result does not depend on the other rows: decode (m = 1) equals prefill (m = 9) bit for bit', () => {
     const rng = new Rng(8);
-    const k = 256, n = 70, m = 9;
+    const k = 512, n = 130, m = 9; // n·k over both native thresholds
     const x = randomF32(rng, m * k), wf = randomF32(rng, n * k, 0.05);
     const weights: [string, (be: Backend, xb: Buf, wb: Buf, out: Buf, rows: number) => void, Float32Array | Uint8Array][] = [
       ['f32', (be, xb, wb, out, rows) => be.matmul(xb, wb, out, { m: rows, k, n, transB: true }), wf],

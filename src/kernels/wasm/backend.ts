@@ -99,6 +99,14 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 const NATIVE_KERNELS = ['quantizeActivations', 'qmatmul', 'matvecF32'] as const;
 /** Largest m the native f32 product takes: it streams W once per row of x, which only pays for decode. */
 const NATIVE_F32_MAX_M = 4;
+/**
+ * Smallest matrices (n·k weights) the native kernels take: a call into the addon costs ~0.5 µs more than
+ * one into WebAssembly, which the faster kernel repays from about these sizes (m = 1, one thread, Zen 4:
+ * f32 128×128 1.8 µs native against 1.4 wasm, 256×256 4.4 against 7.0; Q8_0/Q4_0 at 64×64 1.2–1.3
+ * against 0.9–1.2, at 128×128 1.6–2.1 against 1.7, at 256×256 3.3–4.3 against 5.5–6.2).
+ */
+const NATIVE_F32_MIN_WEIGHTS = 65536;
+const NATIVE_QUANT_MIN_WEIGHTS = 16384;
 
 export class WasmBackend implements Backend {
   readonly name: string;
@@ -282,7 +290,7 @@ export class WasmBackend implements Backend {
   matmul(a: Buf, b: Buf, c: Buf, x: MatmulArgs): void {
     const { m, k, n } = x;
     const batch = x.batch ?? 1;
-    if (this.nativeUse && batch === 1 && !x.transA && x.transB && m <= NATIVE_F32_MAX_M && k % 8 === 0 && k > 0 && m > 0 && n > 0) {
+    if (this.nativeUse && batch === 1 && !x.transA && x.transB && m <= NATIVE_F32_MAX_M && k % 8 === 0 && k > 0 && m > 0 && n * k >= NATIVE_F32_MIN_WEIGHTS) {
       this.views(); // the native side checks bounds against the attached size, refreshed after growth
       const args = [this.nativeUse.slot, p(a) + (x.offA ?? 0) * 4, p(b) + (x.offB ?? 0) * 4, p(c) + (x.offC ?? 0) * 4, m, n, k, x.accumulate ? 1 : 0];
       this.run('native.matvecF32', args, (m * n * k) / 8);
@@ -315,7 +323,7 @@ export class WasmBackend implements Backend {
     const work = (m * n * k) / 8;
     const acc = a.accumulate ? 1 : 0;
     const strategy = resolveStrategy(a.strategy, m, type, !!this.nativeUse);
-    if (this.nativeUse && strategy === 'int8' && type !== 'q4_k') {
+    if (this.nativeUse && strategy === 'int8' && type !== 'q4_k' && n * k >= NATIVE_QUANT_MIN_WEIGHTS) {
       // The native int8 products, with activations quantized as llama.cpp's quantize_row_q8_0 does.
       const { slot } = this.nativeUse;
       const stride = nativeQuantizedRowBytes(k);
