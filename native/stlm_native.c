@@ -336,6 +336,115 @@ static void matvec_f32_avx2(const float *x, const float *w, float *out, int m, i
   }
 }
 
+/**
+ * exp(x) on eight lanes, the algorithm of the WebAssembly kernels' exp4 (util.ts): clamp to
+ * [-87.3, 88.7], x = n·ln2 + r, exp(r) by Cephes' degree-6 polynomial (relative error about 2e-7),
+ * 2ⁿ built in the exponent bits from n = round(x·log2e) taken by adding 1.5·2²³.
+ */
+__attribute__((target("avx2,fma,f16c")))
+static inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+  const __m256 magic = _mm256_set1_ps(12582912.0f);
+  __m256 t = _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), magic);
+  __m256 n = _mm256_sub_ps(t, magic);
+  __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f)));
+  r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(-2.12194440e-4f)));
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/** Per-thread score rows of attention_decode (keys of one head), grown as needed. */
+static _Thread_local float *score_buf = NULL;
+static _Thread_local size_t score_cap = 0;
+
+/**
+ * Attention of one query position (decode) over n cached keys, for heads [h0, h1): for head h (KV head
+ * g = h / (heads / kvHeads)), s_t = scale·q_h·K[t, g], p = exp(s − max s), out_h = Σ_t p_t·V[t, g] / Σp,
+ * lse_h = max s + log Σp (what the forward saves). K and V rows are [n, kvHeads, D]; D % 8 == 0.
+ */
+__attribute__((target("avx2,fma,f16c")))
+static int attention_decode_avx2(const float *q, const float *k, const float *v, float *out, float *lse, int heads, int kvHeads,
+                                 int D, int n, float scale, int h0, int h1) {
+  if ((size_t)n + 8 > score_cap) {
+    size_t cap = ((size_t)n + 8) * 2;
+    float *b = (float *)realloc(score_buf, cap * sizeof(float));
+    if (!b) return 0;
+    score_buf = b;
+    score_cap = cap;
+  }
+  float *s = score_buf;
+  const int group = heads / kvHeads;
+  const size_t rs = (size_t)kvHeads * D;
+  for (int h = h0; h < h1; h++) {
+    const float *qh = q + (size_t)h * D;
+    const float *kg = k + (size_t)(h / group) * D, *vg = v + (size_t)(h / group) * D;
+    __m256 mx = _mm256_set1_ps(-INFINITY);
+    int t = 0;
+    // Scores, four keys at a time (four independent dot products), then the tail.
+    for (; t + 4 <= n; t += 4) {
+      const float *k0 = kg + t * rs, *k1 = k0 + rs, *k2 = k1 + rs, *k3 = k2 + rs;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int e = 0; e < D; e += 8) {
+        __m256 qe = _mm256_loadu_ps(qh + e);
+        a0 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k0 + e), a0);
+        a1 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k1 + e), a1);
+        a2 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k2 + e), a2);
+        a3 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k3 + e), a3);
+      }
+      _mm_storeu_ps(s + t, _mm_mul_ps(hsum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
+    }
+    for (; t < n; t++) {
+      const float *k0 = kg + t * rs;
+      __m256 a0 = _mm256_setzero_ps();
+      for (int e = 0; e < D; e += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + e), _mm256_loadu_ps(k0 + e), a0);
+      s[t] = _mm_cvtss_f32(hsum4(a0, a0, a0, a0)) * scale;
+    }
+    float m = -INFINITY;
+    for (t = 0; t + 8 <= n; t += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + t));
+    for (int i = 0; i < 8; i++) m = fmaxf(m, ((float *)&mx)[i]);
+    for (; t < n; t++) m = fmaxf(m, s[t]);
+    // p = exp(s − m) in place (padded to a multiple of 8 with p = 0), Σp.
+    for (t = n; t < ((n + 7) & ~7); t++) s[t] = -INFINITY;
+    __m256 sum = _mm256_setzero_ps(), vm = _mm256_set1_ps(m);
+    for (t = 0; t < n; t += 8) {
+      __m256 pv = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + t), vm));
+      if (t + 8 > n) pv = _mm256_and_ps(pv, _mm256_cmp_ps(_mm256_loadu_ps(s + t), _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
+      _mm256_storeu_ps(s + t, pv);
+      sum = _mm256_add_ps(sum, pv);
+    }
+    float total = _mm_cvtss_f32(hsum4(sum, sum, sum, sum));
+    lse[h] = m + logf(total);
+    // out = Σ_t p_t·V[t] / Σp, D/8 accumulators held across keys (D ≤ 256: at most 32 vectors, in a loop).
+    float inv = 1.0f / total;
+    float *oh = out + (size_t)h * D;
+    for (int e0 = 0; e0 < D; e0 += 32) {
+      int w = D - e0 < 32 ? D - e0 : 32;  // a multiple of 8
+      __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
+      for (t = 0; t < n; t++) {
+        const float *vt = vg + t * rs + e0;
+        __m256 pt = _mm256_set1_ps(s[t]);
+        o0 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt), o0);
+        if (w > 8) o1 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 8), o1);
+        if (w > 16) o2 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 16), o2);
+        if (w > 24) o3 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 24), o3);
+      }
+      __m256 vi = _mm256_set1_ps(inv);
+      _mm256_storeu_ps(oh + e0, _mm256_mul_ps(o0, vi));
+      if (w > 8) _mm256_storeu_ps(oh + e0 + 8, _mm256_mul_ps(o1, vi));
+      if (w > 16) _mm256_storeu_ps(oh + e0 + 16, _mm256_mul_ps(o2, vi));
+      if (w > 24) _mm256_storeu_ps(oh + e0 + 24, _mm256_mul_ps(o3, vi));
+    }
+  }
+  return 1;
+}
+
 #endif  // STLM_X86
 
 // ---- which instruction set --------------------------------------------------------------------------
@@ -492,6 +601,30 @@ static napi_value matvec_f32(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// attentionDecode(slot, q, k, v, out, lse, heads, kvHeads, headDim, n, scale, tid, nth): one query
+// position per head (batch 1) over n cached keys; K and V rows [n, kvHeads, headDim], headDim % 8 == 0.
+static napi_value attention_decode(napi_env env, napi_callback_info info) {
+  double b[13];
+  if (!read_kernel_args(env, info, 13, b)) return NULL;
+  const double *a = b + 1;
+  double heads = a[5], kvHeads = a[6], D = a[7], n = a[8], tid = a[10], nth = a[11];
+  if (isa <= 0) return throw_range(env, "stlm native: no usable instruction set");
+  if (!valid_dims(heads, kvHeads, D) || kvHeads < 1 || (int)heads % (int)kvHeads || (int)D % 8 || D > 4096 ||
+      !(n >= 1 && n <= 1 << 24 && n == (int)n) || !valid_share(tid, nth))
+    return throw_range(env, "stlm native attentionDecode: invalid shape or share");
+  double kvBytes = n * kvHeads * D * 4;
+  if (!inside(a[0], heads * D * 4) || !inside(a[1], kvBytes) || !inside(a[2], kvBytes) || !inside(a[3], heads * D * 4) || !inside(a[4], heads * 4))
+    return throw_range(env, "stlm native attentionDecode: operand outside memory");
+#if STLM_X86
+  int h0 = row_part((int)heads, (int)tid, (int)nth), h1 = row_part((int)heads, (int)tid + 1, (int)nth);
+  if (!attention_decode_avx2((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (const float *)(mem_base + (size_t)a[2]),
+                             (float *)(mem_base + (size_t)a[3]), (float *)(mem_base + (size_t)a[4]), (int)heads, (int)kvHeads, (int)D, (int)n,
+                             (float)a[9], h0, h1))
+    return throw_range(env, "stlm native attentionDecode: out of memory for the score row");
+#endif
+  return NULL;
+}
+
 static napi_value qrow_bytes_js(napi_env env, napi_callback_info info) {
   double a[1];
   if (!read_args(env, info, 1, a)) return NULL;
@@ -518,6 +651,7 @@ NAPI_MODULE_INIT() {
   add_fn(env, exports, "quantizeActivations", quantize_activations);
   add_fn(env, exports, "qmatmul", qmatmul);
   add_fn(env, exports, "matvecF32", matvec_f32);
+  add_fn(env, exports, "attentionDecode", attention_decode);
   add_fn(env, exports, "qrowBytes", qrow_bytes_js);
   return exports;
 }

@@ -103,6 +103,38 @@ describe('native kernels', { skip: SKIP }, () => {
     }
   });
 
+  test('decode attention (one query per head over a cache, GQA): within 1e-5 of the reference, 2 threads bit-equal to 1', () => {
+    const rng = new Rng(9);
+    // Each at or above the native threshold (heads · keys · head size ≥ 16384).
+    const cases: [number, number, number, number, number][] = [
+      // heads, kvHeads, headDim, cache positions (tk), keys seen (qPos0 + 1)
+      [8, 8, 64, 64, 33], [8, 8, 64, 300, 257], [12, 4, 128, 40, 17], [16, 16, 1024, 4, 1], [4, 2, 40, 200, 199], [6, 3, 264, 64, 64],
+    ];
+    for (const [heads, kvHeads, D, tk, n] of cases) {
+      const q = randomF32(rng, heads * D, 2), k = randomF32(rng, tk * kvHeads * D), v = randomF32(rng, tk * kvHeads * D);
+      const args = { batch: 1, tq: 1, tk, heads, kvHeads, headDim: D, qPos0: n - 1, scale: 1 / Math.sqrt(D) };
+      const attn = (be: Backend) => {
+        const bufs = [q, k, v].map((a) => {
+          const b = be.alloc(a.length);
+          be.write(b, a);
+          return b;
+        });
+        const out = be.alloc(heads * D), lse = be.alloc(heads);
+        be.attention(bufs[0], bufs[1], bufs[2], out, lse, args);
+        const r = [be.read(out), be.read(lse)];
+        for (const b of [...bufs, out, lse]) be.free(b);
+        return r;
+      };
+      const [wo, wl] = attn(ref), [go, gl] = attn(n1);
+      const label = `heads ${heads}/${kvHeads} D ${D} keys ${n}`;
+      for (let i = 0; i < wo.length; i++) assert.ok(Math.abs(go[i] - wo[i]) <= 1e-5 * (1 + Math.abs(wo[i])), `${label}: out[${i}] = ${go[i]}, reference ${wo[i]}`);
+      for (let h = 0; h < heads; h++) assert.ok(Math.abs(gl[h] - wl[h]) <= 1e-5 * (1 + Math.abs(wl[h])), `${label}: lse[${h}] = ${gl[h]}, reference ${wl[h]}`);
+      const [to, tl] = attn(n2);
+      assert.deepEqual(to, go, `${label}: 2 threads differ from 1 (out)`);
+      assert.deepEqual(tl, gl, `${label}: 2 threads differ from 1 (lse)`);
+    }
+  });
+
   test('bad calls into the addon throw clear errors instead of touching memory', () => {
     const k = native!;
     const mem = new WebAssembly.Memory({ initial: 1, maximum: 16, shared: true } as WebAssembly.MemoryDescriptor);
@@ -118,6 +150,9 @@ describe('native kernels', { skip: SKIP }, () => {
     assert.throws(() => k.quantizeActivations(slot, 0, 1e6, 64, 0, 0, 1), /quantizeActivations: operand outside memory/);
     assert.throws(() => k.matvecF32(slot, 0, 0), /wrong number of arguments/);
     assert.throws(() => (k.matvecF32 as (...a: unknown[]) => void)(slot, 'x', 0, 0, 1, 1, 8, 0, 0, 1), /arguments must be numbers/);
+    assert.throws(() => k.attentionDecode(slot, 0, 0, 0, 0, 0, 8, 3, 64, 10, 0.1, 0, 1), /attentionDecode: invalid shape or share/);
+    assert.throws(() => k.attentionDecode(slot, 0, 0, 0, 0, 0, 8, 8, 60, 10, 0.1, 0, 1), /attentionDecode: invalid shape or share/);
+    assert.throws(() => k.attentionDecode(slot, 0, 0, 0, 0, 0, 8, 8, 64, 1000, 0.1, 0, 1), /attentionDecode: operand outside memory/);
     k.detach(slot);
     assert.throws(() => k.matvecF32(slot, 0, 0, 0, 1, 1, 8, 0, 0, 1), /no memory attached in this slot/);
     assert.throws(() => k.matvecF32(999, 0, 0, 0, 1, 1, 8, 0, 0, 1), /no memory attached in this slot/);

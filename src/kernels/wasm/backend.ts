@@ -96,7 +96,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 }
 
 /** Native kernels the pool dispatches (as `native.<name>`). */
-const NATIVE_KERNELS = ['quantizeActivations', 'qmatmul', 'matvecF32'] as const;
+const NATIVE_KERNELS = ['quantizeActivations', 'qmatmul', 'matvecF32', 'attentionDecode'] as const;
 /** Largest m the native f32 product takes: it streams W once per row of x, which only pays for decode. */
 const NATIVE_F32_MAX_M = 4;
 /**
@@ -106,6 +106,8 @@ const NATIVE_F32_MAX_M = 4;
  * against 0.9–1.2, at 128×128 1.6–2.1 against 1.7, at 256×256 3.3–4.3 against 5.5–6.2).
  */
 const NATIVE_F32_MIN_WEIGHTS = 65536;
+/** Smallest decode attention (heads × keys × head size) the native kernel takes, for the same reason. */
+const NATIVE_ATTENTION_MIN_WORK = 16384;
 const NATIVE_QUANT_MIN_WEIGHTS = 16384;
 
 export class WasmBackend implements Backend {
@@ -442,6 +444,15 @@ export class WasmBackend implements Backend {
     return [a.batch, a.tq, a.tk, a.heads, a.kvHeads, a.headDim, a.qPos0, a.scale, kvStride, this.attnScratch.ptr];
   }
   attention(q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf, a: AttentionArgs): void {
+    const n = Math.min(a.qPos0 + 1, a.tk);
+    if (this.nativeUse && a.batch === 1 && a.tq === 1 && a.headDim % 8 === 0 && a.headDim <= 4096 && a.heads % a.kvHeads === 0 && n >= 1 &&
+        a.heads * n * a.headDim >= NATIVE_ATTENTION_MIN_WORK) {
+      // Decode: one query position per head over the cache (batch 1, so kvBatchStride does not matter).
+      this.views();
+      const args = [this.nativeUse.slot, p(q), p(k), p(v), p(out), p(lse), a.heads, a.kvHeads, a.headDim, n, a.scale];
+      this.run('native.attentionDecode', args, a.heads * n * a.headDim);
+      return;
+    }
     const rest = this.attentionArgs(a);
     this.run('attention', [p(q), p(k), p(v), p(out), p(lse), ...rest], a.batch * a.heads * a.tq * (a.qPos0 + a.tq) * a.headDim);
   }

@@ -1,7 +1,7 @@
 /**
  * The optional native kernels (native/stlm_native.c, built by scripts/build-native.mjs into
  * dist/native/stlm_native.node): AVX2 / AVX-512 VNNI versions of the products that dominate decode
- * (quantized and f32 weights times a few rows of activations), run on the WebAssembly backend's own
+ * (quantized and f32 weights times a few rows of activations) and of decode attention, run on the WebAssembly backend's own
  * memory. The backend calls them through its worker pool like any kernel, so threading, buffers and
  * every other op stay as they are. Node on x86-64 only; anywhere else, or with STLM_NATIVE=0, or when
  * the addon was not built, loadNative() returns null and the backend is pure WebAssembly.
@@ -17,6 +17,7 @@ export interface NativeKernels {
   quantizeActivations(...args: number[]): void;
   qmatmul(...args: number[]): void;
   matvecF32(...args: number[]): void;
+  attentionDecode(...args: number[]): void;
 }
 
 /** Where the built addon lies, relative to this module (dist/src/kernels/wasm/ → dist/native/). */
