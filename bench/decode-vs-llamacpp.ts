@@ -4,7 +4,7 @@
  * prefill tokens/s (512 tokens, or the context if shorter), peak RSS, and the stlm/llama.cpp ratios.
  *
  *   npm run bench -- decode-vs-llamacpp [--models stories260K,default,rand25m,rand110m] [--types f32,q8_0,q4_0]
- *     [--threads 2] [--repeats N] [--engines stlm,stlm-wasm,llama.cpp] [--kv f16|f32] [--profile] [--json]
+ *     [--threads 2] [--repeats N] [--rounds N] [--engines stlm,stlm-wasm,llama.cpp] [--kv f16|f32] [--profile] [--json]
  *
  * Models: stories260K (llama2.c fixture converted to GGUF), the embedded models/default.gguf, and two
  * random-weight byte-vocabulary Llamas (fixed seeds) of ~27M and ~113M parameters; each is written as
@@ -18,6 +18,8 @@
  * KV cache: stlm keeps f32; llama.cpp runs its default F16 (--kv f32 for an F32 cache). Both hold
  * min(ctx, 512) positions. The stlm rows check the memory target: peak RSS ≤ 1.2 × file + KV + 50 MB.
  * --repeats defaults to 3 (2 above 50M parameters); each cell is the median over repeats after a warm-up.
+ * --rounds N (default 1) runs every engine N times in turn, each in a fresh process, and keeps each
+ * engine's median round by decode speed (the rounds' speeds are listed in the notes).
  * Peak RSS is the worker's VmHWM; the load+decode peak (before the first 512-token prefill) is reported apart.
  *
  * Caveat for --threads > 1: node-llama-cpp gives llama.cpp no persistent thread pool, so ggml starts its
@@ -265,6 +267,8 @@ export async function main(argv: string[]): Promise<void> {
   const kv = arg(argv, '--kv', 'f16');
   if (kv !== 'f16' && kv !== 'f32') throw new Error(`--kv must be f16 or f32, got '${kv}'`);
   const repeatsArg = arg(argv, '--repeats', '');
+  const rounds = Number(arg(argv, '--rounds', '1'));
+  if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) throw new Error(`--rounds must be an integer from 1 to 20, got '${arg(argv, '--rounds', '1')}'`);
   const o: RunOptions = { threads: Number(arg(argv, '--threads', '2')), repeats: repeatsArg ? Number(repeatsArg) : undefined, kv, profile: argv.includes('--profile') };
   let engines = arg(argv, '--engines', 'stlm,stlm-wasm,llama.cpp').split(',') as Engine[];
   const missing = engines.includes('llama.cpp') ? await llamaCppAvailable() : undefined;
@@ -289,13 +293,24 @@ export async function main(argv: string[]): Promise<void> {
       }
       config ??= configFromGguf(await readGgufHeader(path));
       const params = parameterCount(config);
+      // Rounds alternate the engines (A B C A B C …), so a burst of load on the shared host lands on
+      // every engine alike; each engine's row is its median round by decode speed.
+      const runs = new Map<Engine, { w: WorkerResult; load: number }[]>();
+      for (let round = 1; round <= rounds; round++) {
+        for (const engine of engines) {
+          const load = Number(loadAverage().split(' ')[0]);
+          console.error(`== ${model} ${type} ${engine}${rounds > 1 ? ` round ${round}/${rounds}` : ''} (load average ${load})`);
+          const w = runWorker(engine, path, params, o);
+          if ('error' in w) console.error(`  ${w.error}; round skipped`);
+          else runs.set(engine, [...(runs.get(engine) ?? []), { w, load }]);
+        }
+      }
       const results = new Map<Engine, { w: WorkerResult; load: number }>();
-      for (const engine of engines) {
-        const load = Number(loadAverage().split(' ')[0]);
-        console.error(`== ${model} ${type} ${engine} (load average ${load})`);
-        const w = runWorker(engine, path, params, o);
-        if ('error' in w) console.error(`  ${w.error}; row skipped`);
-        else results.set(engine, { w, load });
+      for (const [engine, list] of runs) {
+        const sorted = [...list].sort((a, b) => a.w.decode_tps - b.w.decode_tps);
+        const mid = sorted[(sorted.length - 1) >> 1];
+        if (list.length > 1) mid.w.notes = [...mid.w.notes, `${model} ${type} decode tok/s by round: ${list.map((r) => r.w.decode_tps.toFixed(1)).join(', ')} (median shown)`];
+        results.set(engine, mid);
       }
       const ref = results.get('llama.cpp')?.w;
       const refRow = ref ? toRow(model, type, path, params, ref, results.get('llama.cpp')!.load) : undefined;
