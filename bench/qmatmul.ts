@@ -10,11 +10,15 @@
  * (each ≥ 60 ms per round, after a 150 ms warm-up each); the median and the best round are shown: the
  * machine may be shared, and noise only ever slows things down.
  *
- *   npm run bench -- qmatmul [--json] [--threads 1,2] [--quick]
+ *   npm run bench -- qmatmul [--json] [--threads 1,2] [--kernels wasm,native] [--quick]
+ * --kernels: 'wasm' is the backend with native: false, 'native' the backend as it runs by default (the
+ * native kernels take the int8 products and small-m f32 products where they are built; elsewhere the
+ * two are the same). With both, the last columns are the speed ratio native/wasm.
  * With --json the last stdout line is
- *   {"backend":"wasm-simd","results":[{"m":…,"n":…,"k":…,"type":"q4_0","strategy":"int8","threads":1,
+ *   {"backend":"wasm-simd / wasm-simd + native avx512vnni","results":[{"m":…,"n":…,"k":…,"type":"q4_0","strategy":"int8","threads":1,"kernels":"native",
  *    "ms":…,"best_ms":…,"gflops":…,"gbps":…,"best_gflops":…}, …]}
- * ('auto' rows show what matmulQuant picks by default: int8 for m ≤ 16 (Q8_0) / m ≤ 8 (Q4_0), else f32.)
+ * ('auto' rows show what matmulQuant picks by default: in WebAssembly int8 for m ≤ 16 (Q8_0) / m ≤ 8
+ * (Q4_0), else f32; with the native kernels int8 at every m.)
  */
 import type { Backend, Buf, QuantType } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
@@ -31,6 +35,8 @@ interface Result {
   type: Format;
   strategy: Strategy;
   threads: number;
+  /** 'native': the backend as it runs by default (native kernels where built); 'wasm': native: false. */
+  kernels: 'wasm' | 'native';
   ms: number;
   best_ms: number;
   gflops: number;
@@ -106,8 +112,8 @@ function upload(be: Backend, data: Float32Array | Uint8Array): Buf {
   return b;
 }
 
-async function benchThreads(threads: number, data: ShapeData[], rounds: number, sampleMs: number, log: (s: string) => void): Promise<{ name: string; results: Result[] }> {
-  const be = await createWasmBackend({ threads });
+async function benchThreads(threads: number, kernels: 'wasm' | 'native', data: ShapeData[], rounds: number, sampleMs: number, log: (s: string) => void): Promise<{ name: string; results: Result[] }> {
+  const be = await createWasmBackend({ threads, native: kernels === 'native' });
   if (be.threads !== threads) throw new Error(`qmatmul bench: asked for ${threads} threads, backend has ${be.threads}`);
   const results: Result[] = [];
   try {
@@ -122,7 +128,7 @@ async function benchThreads(threads: number, data: ShapeData[], rounds: number, 
         const t = times[i];
         const flops = 2 * m * n * k, bytes = n * k * BYTES_PER_WEIGHT[type];
         const r: Result = {
-          m, n, k, type, strategy, threads,
+          m, n, k, type, strategy, threads, kernels,
           ms: +t.median.toFixed(4),
           best_ms: +t.best.toFixed(4),
           gflops: +(flops / t.median / 1e6).toFixed(2),
@@ -130,26 +136,40 @@ async function benchThreads(threads: number, data: ShapeData[], rounds: number, 
           best_gflops: +(flops / t.best / 1e6).toFixed(2),
         };
         results.push(r);
-        log(`  ${`${m}x${n}x${k}`.padEnd(14)} ${type.padEnd(5)} ${strategy.padEnd(7)} threads ${threads}  ${r.ms.toFixed(3).padStart(8)} ms ${r.gflops.toFixed(1).padStart(7)} GFLOP/s ${r.gbps.toFixed(1).padStart(7)} GB/s`);
+        log(`  ${`${m}x${n}x${k}`.padEnd(14)} ${type.padEnd(5)} ${strategy.padEnd(7)} threads ${threads} ${kernels.padEnd(6)}  ${r.ms.toFixed(3).padStart(8)} ms ${r.gflops.toFixed(1).padStart(7)} GFLOP/s ${r.gbps.toFixed(1).padStart(7)} GB/s`);
       });
       for (const b of [x, out, w.f32, w.q8_0, w.q4_0]) be.free(b);
     });
   } finally {
     be.dispose();
   }
-  return { name: be.name, results };
+  return { name: `${be.name}${be.native ? ` + native ${be.native}` : ''}`, results };
 }
 
-function table(results: Result[], threadList: number[]): string {
+type Config = { threads: number; kernels: 'wasm' | 'native' };
+
+function table(results: Result[], configs: Config[]): string {
+  const both = configs.some((c) => c.kernels === 'native') && configs.some((c) => c.kernels === 'wasm');
+  const threads = [...new Set(configs.map((c) => c.threads))];
   const head = `${'shape (m,n,k)'.padEnd(22)}${'weights'.padEnd(8)}${'strategy'.padEnd(9)}` +
-    threadList.map((t) => `${`${t} thr ms`.padStart(11)}${'(best)'.padStart(9)}${'GFLOP/s'.padStart(9)}${'GB/s'.padStart(8)}`).join('');
+    configs.map((c) => `${`${c.threads} thr ${c.kernels} ms`.padStart(19)}${'(best)'.padStart(9)}${'GFLOP/s'.padStart(9)}${'GB/s'.padStart(8)}`).join('') +
+    (both ? threads.map((t) => `${`native/wasm ${t} thr`.padStart(20)}`).join('') : '');
   const lines = [head];
+  const find = (m: number, n: number, k: number, type: Format, strategy: Strategy, c: Config) =>
+    results.find((x) => x.m === m && x.n === n && x.k === k && x.type === type && x.strategy === strategy && x.threads === c.threads && x.kernels === c.kernels);
   for (const [m, n, k, kind] of SHAPES) {
     for (const [type, strategy] of VARIANTS) {
       let s = `${`${m}x${n}x${k}`.padEnd(14)}${kind.padEnd(8)}${type.padEnd(8)}${strategy.padEnd(9)}`;
-      for (const t of threadList) {
-        const r = results.find((x) => x.m === m && x.n === n && x.k === k && x.type === type && x.strategy === strategy && x.threads === t);
-        s += r ? `${r.ms.toFixed(3).padStart(11)}${`(${r.best_ms.toFixed(3)})`.padStart(9)}${r.gflops.toFixed(1).padStart(9)}${r.gbps.toFixed(1).padStart(8)}` : ''.padStart(37);
+      for (const c of configs) {
+        const r = find(m, n, k, type, strategy, c);
+        s += r ? `${r.ms.toFixed(3).padStart(19)}${`(${r.best_ms.toFixed(3)})`.padStart(9)}${r.gflops.toFixed(1).padStart(9)}${r.gbps.toFixed(1).padStart(8)}` : ''.padStart(45);
+      }
+      if (both) {
+        for (const t of threads) {
+          const a = find(m, n, k, type, strategy, { threads: t, kernels: 'native' }), b = find(m, n, k, type, strategy, { threads: t, kernels: 'wasm' });
+          // Speed ratio: how many times faster the default backend (native kernels) runs than pure wasm.
+          s += a && b ? `${(b.ms / a.ms).toFixed(2)}x`.padStart(20) : ''.padStart(20);
+        }
       }
       lines.push(s);
     }
@@ -171,15 +191,22 @@ export async function main(argv: string[]): Promise<void> {
     const wf = random(rng, n * k, 0.02);
     return { x: random(rng, m * k, 1), w: { f32: wf, q8_0: quantizeQ8_0(wf), q4_0: quantizeQ4_0(wf) } };
   });
+  const ki = argv.indexOf('--kernels');
+  const kernelList = (ki >= 0 ? argv[ki + 1].split(',') : ['wasm', 'native']) as ('wasm' | 'native')[];
+  for (const k of kernelList) if (k !== 'wasm' && k !== 'native') throw new Error(`--kernels entries are wasm or native, not '${k}'`);
   const results: Result[] = [];
-  let name = '';
+  const names: string[] = [];
+  const configs: Config[] = [];
   for (const t of threadList) {
-    const r = await benchThreads(t, data, rounds, sampleMs, log);
-    results.push(...r.results);
-    name = r.name;
+    for (const kernels of kernelList) {
+      const r = await benchThreads(t, kernels, data, rounds, sampleMs, log);
+      results.push(...r.results);
+      configs.push({ threads: t, kernels });
+      if (!names.includes(r.name)) names.push(r.name);
+    }
   }
   log('');
-  log(`${name}, median (best) of ${rounds} interleaved rounds; GFLOP/s and GB/s from the median; GB/s = weight bytes read per second (f32 4, q8_0 34/32, q4_0 18/32 bytes per weight):`);
-  log(table(results, threadList));
-  if (json) console.log(JSON.stringify({ backend: name, results }));
+  log(`${names.join(' / ')}, median (best) of ${rounds} interleaved rounds; GFLOP/s and GB/s from the median; GB/s = weight bytes read per second (f32 4, q8_0 34/32, q4_0 18/32 bytes per weight):`);
+  log(table(results, configs));
+  if (json) console.log(JSON.stringify({ backend: names.join(' / '), results }));
 }
