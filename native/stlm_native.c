@@ -1,9 +1,10 @@
 // stlm's optional native kernels for Node: the decode-time hot spots of the WebAssembly backend
-// (quantized and f32 matrix × few-rows products) in AVX2 or AVX-512 VNNI, on the backend's own
+// (quantized and f32 matrix × few-rows products, attention of one query position over the KV cache) in
+// AVX2 or AVX-512 VNNI, on the backend's own
 // WebAssembly memory. Everything else stays in WebAssembly; see src/kernels/wasm/native.ts for how the
 // backend calls these and docs/ARCHITECTURE.md for why.
 //
-// Memory: attach(view[, slot]) records the base address and size of a backend's shared
+// Memory: attach(view, slot) records the base address and size of a backend's shared
 // WebAssembly.Memory in a slot (a shared memory never moves: V8 reserves its maximum up front; the
 // backend re-attaches after growth for the new size). Every kernel takes the slot first, then byte
 // offsets into that memory, as the WebAssembly kernels do, and checks that what it touches lies inside
@@ -18,6 +19,7 @@
 // backend's up to float summation order.
 #include <node_api.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <math.h>
 
