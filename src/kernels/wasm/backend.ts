@@ -324,10 +324,11 @@ export class WasmBackend implements Backend {
     if (m === 0 || n === 0) return;
     const work = (m * n * k) / 8;
     const acc = a.accumulate ? 1 : 0;
-    const strategy = resolveStrategy(a.strategy, m, type, !!this.nativeUse);
-    if (this.nativeUse && strategy === 'int8' && type !== 'q4_k' && n * k >= NATIVE_QUANT_MIN_WEIGHTS) {
+    const native = !!this.nativeUse && type !== 'q4_k' && n * k >= NATIVE_QUANT_MIN_WEIGHTS;
+    const strategy = resolveStrategy(a.strategy, m, type, native);
+    if (native && strategy === 'int8') {
       // The native int8 products, with activations quantized as llama.cpp's quantize_row_q8_0 does.
-      const { slot } = this.nativeUse;
+      const { slot } = this.nativeUse!;
       const stride = nativeQuantizedRowBytes(k);
       const xq = this.scratch(this.actScratch, m * stride);
       this.views();
@@ -501,16 +502,15 @@ function quantLayout(op: string, type: QuantType, k: number): { code: number; ro
  * m = 1); beyond that both run at the f32 GEMM's speed and the dequantizing GEMM is used, since it does
  * not round x. Q4_K takes Q4_0's threshold without a sweep of its own; at m = 1 (k = n = 4096, one
  * thread, on a busy 2-core machine) its int8 path took 1.9 ms against 7.1 ms for f32 (Q4_0: 1.15, 3.0).
+ * `native` (the native kernels take this Q8_0/Q4_0 product): int8 at every m, since their int8 product
+ * beats the f32 GEMM at prefill sizes too (512×768×768: 7.3–8.9 ms against 15.1, `bench qmatmul`).
  */
 function resolveStrategy(s: QuantStrategy | undefined, m: number, type: QuantType, native: boolean): 'int8' | 'f32' {
   if (s === 'int8' || s === 'f32') return s;
   if (s !== undefined && s !== 'auto') throw new RangeError(`matmulQuant: unknown strategy '${s as string}' (valid: auto, int8, f32)`);
-  if (native && type !== 'q4_k') return m <= NATIVE_INT8_MAX_M ? 'int8' : 'f32';
+  if (native) return 'int8';
   return m <= (type === 'q8_0' ? 16 : 8) ? 'int8' : 'f32';
 }
-
-/** Largest m for which 'auto' takes the native int8 products (Q8_0, Q4_0). */
-const NATIVE_INT8_MAX_M = 1 << 30;
 
 /** Bytes per row of the native kernels' quantized activations (stlm_native.c's qrow_bytes). */
 function nativeQuantizedRowBytes(k: number): number {
