@@ -492,8 +492,15 @@ static int read_args(napi_env env, napi_callback_info info, size_t want, double 
   return 1;
 }
 
-/** read_args for a kernel: argument 0 is the memory slot, which becomes this thread's current memory. */
+/**
+ * read_args for a kernel: argument 0 is the memory slot, which becomes this thread's current memory.
+ * Also refuses when this CPU has no usable instruction set (the backend never calls then).
+ */
 static int read_kernel_args(napi_env env, napi_callback_info info, size_t want, double *out) {
+  if (isa <= 0) {
+    napi_throw_range_error(env, NULL, "stlm native: no usable instruction set");
+    return 0;
+  }
   if (!read_args(env, info, want, out)) return 0;
   double slot = out[0];
   if (!(slot >= 0 && slot < SLOTS && slot == (int)slot) || !mems[(int)slot].base) {
@@ -555,7 +562,6 @@ static napi_value quantize_activations(napi_env env, napi_callback_info info) {
   if (!read_kernel_args(env, info, 7, b)) return NULL;
   const double *a = b + 1;
   double m = a[1], k = a[2];
-  if (isa <= 0) return throw_range(env, "stlm native: no usable instruction set");
   if (!valid_dims(m, 1, k) || (int)k % 32 || !valid_share(a[4], a[5])) return throw_range(env, "stlm native quantizeActivations: invalid shape or share");
   if (!inside(a[0], m * k * 4) || !inside(a[3], m * (double)qrow_bytes((int)k))) return throw_range(env, "stlm native quantizeActivations: operand outside memory");
 #if STLM_X86
@@ -573,7 +579,6 @@ static napi_value qmatmul(napi_env env, napi_callback_info info) {
   if (!read_kernel_args(env, info, 11, b)) return NULL;
   const double *a = b + 1;
   double m = a[3], n = a[4], k = a[5], type = a[6];
-  if (isa <= 0) return throw_range(env, "stlm native: no usable instruction set");
   if (!valid_dims(m, n, k) || (int)k % 32 || (type != 0 && type != 1) || !valid_share(a[8], a[9])) return throw_range(env, "stlm native qmatmul: invalid shape, type or share");
   double rb = (k / 32) * (type == 0 ? 34 : 18);
   if (!inside(a[0], m * (double)qrow_bytes((int)k)) || !inside(a[1], n * rb) || !inside(a[2], m * n * 4)) return throw_range(env, "stlm native qmatmul: operand outside memory");
@@ -593,7 +598,6 @@ static napi_value matvec_f32(napi_env env, napi_callback_info info) {
   if (!read_kernel_args(env, info, 10, b)) return NULL;
   const double *a = b + 1;
   double m = a[3], n = a[4], k = a[5];
-  if (isa <= 0) return throw_range(env, "stlm native: no usable instruction set");
   if (!valid_dims(m, n, k) || (int)k % 8 || !valid_share(a[7], a[8])) return throw_range(env, "stlm native matvecF32: invalid shape or share");
   if (!inside(a[0], m * k * 4) || !inside(a[1], n * k * 4) || !inside(a[2], m * n * 4)) return throw_range(env, "stlm native matvecF32: operand outside memory");
 #if STLM_X86
@@ -610,7 +614,6 @@ static napi_value attention_decode(napi_env env, napi_callback_info info) {
   if (!read_kernel_args(env, info, 13, b)) return NULL;
   const double *a = b + 1;
   double heads = a[5], kvHeads = a[6], D = a[7], n = a[8], tid = a[10], nth = a[11];
-  if (isa <= 0) return throw_range(env, "stlm native: no usable instruction set");
   if (!valid_dims(heads, kvHeads, D) || kvHeads < 1 || (int)heads % (int)kvHeads || (int)D % 8 || D > 4096 ||
       !(n >= 1 && n <= 1 << 24 && n == (int)n) || !valid_share(tid, nth))
     return throw_range(env, "stlm native attentionDecode: invalid shape or share");
