@@ -166,3 +166,12 @@ describe('native kernels', { skip: SKIP }, () => {
     assert.equal(probe({ ...process.env, STLM_NATIVE: '' }), n1.native);
   });
 });
+
+describe('native build script', () => {
+  test('without a working C compiler it says so and exits 0 (the backend then stays WebAssembly)', () => {
+    const script = new URL('../../scripts/build-native.mjs', import.meta.url);
+    const r = spawnSync(process.execPath, [script.pathname], { encoding: 'utf8', env: { ...process.env, CC: 'false' } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /native kernels not built \((false failed|no native kernels for)/);
+  });
+});
