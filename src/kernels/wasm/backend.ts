@@ -328,8 +328,8 @@ export class WasmBackend implements Backend {
     const strategy = resolveStrategy(a.strategy, m, type, native);
     if (native && strategy === 'int8') {
       // The native int8 products, with activations quantized as llama.cpp's quantize_row_q8_0 does.
-      const { slot } = this.nativeUse!;
-      const stride = nativeQuantizedRowBytes(k);
+      const { slot, kernels } = this.nativeUse!;
+      const stride = kernels.qrowBytes(k); // the addon's own layout (int8 values, scales, corrections)
       const xq = this.scratch(this.actScratch, m * stride);
       this.views();
       this.run('native.quantizeActivations', [slot, p(x), m, k, xq], m * k);
@@ -512,7 +512,3 @@ function resolveStrategy(s: QuantStrategy | undefined, m: number, type: QuantTyp
   return m <= (type === 'q8_0' ? 16 : 8) ? 'int8' : 'f32';
 }
 
-/** Bytes per row of the native kernels' quantized activations (stlm_native.c's qrow_bytes). */
-function nativeQuantizedRowBytes(k: number): number {
-  return Math.ceil((k + 8 * (k / 32)) / 64) * 64;
-}
