@@ -67,6 +67,9 @@ describe('wasm backend equals the reference backend', () => {
     const sizes: [number, number, number][] = [];
     for (const m of ODD) for (const k of [1, 17, 257]) for (const n of [1, 3, 255]) sizes.push([m, k, n]);
     sizes.push([64, 128, 96], [1, 512, 512], [257, 255, 17], [300, 64, 300]);
+    // Row-vector products (m = 1, transB) take one W row at a time up to k = 2048 and four rows at a
+    // time beyond: both sides of that, with every tail (16-float steps, a 4-float step, scalars).
+    sizes.push([1, 23, 255], [1, 2048, 21], [1, 2051, 37]);
     for (const [m, k, n] of sizes) {
       for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]]) {
         const A = randomF32(rng, m * k), B = randomF32(rng, k * n), C0 = randomF32(rng, m * n);
