@@ -3,14 +3,16 @@
  * f32 (the existing matmul, transB: the 'nt' form), Q8_0 or Q4_0 (matmulQuant), each quantized type
  * with both strategies ('int8': x quantized to int8 per block, integer dot products; 'f32': W
  * dequantized on the fly), and 'auto' (what the backend picks), on 1 and 2 threads:
- *   decode  (m,n,k) = (1,4096,4096), (1,768,768), (1,11008,4096)
+ *   decode  (m,n,k) = (1,4096,4096), (1,768,768), (1,11008,4096), and a 113M model's (1,3072,768), (1,768,3072)
  *   prefill (m,n,k) = (512,768,768)
  * Reported: GFLOP/s (2·m·n·k per call) and the effective GB/s of weight bytes read (n·k·bytes per
  * weight: 4, 34/32, 18/32). Per shape and thread count all variants are sampled in interleaved rounds
  * (each ≥ 60 ms per round, after a 150 ms warm-up each); the median and the best round are shown: the
  * machine may be shared, and noise only ever slows things down.
  *
- *   npm run bench -- qmatmul [--json] [--threads 1,2] [--kernels wasm,native] [--quick]
+ *   npm run bench -- qmatmul [--json] [--threads 1,2] [--kernels wasm,native] [--quick] [--from-memory]
+ * --from-memory: each call takes the next of enough copies of W (≥ 64 MB of each format) that W comes
+ * from DRAM, as in a model's decode, instead of the cache that one small W stays in.
  * --kernels: 'wasm' is the backend with native: false, 'native' the backend as it runs by default (the
  * native kernels take the int8 products and small-m f32 products where they are built; elsewhere the
  * two are the same). With both, the last columns are the speed ratio native/wasm.
@@ -48,6 +50,8 @@ const SHAPES: [number, number, number, string][] = [
   [1, 4096, 4096, 'decode'],
   [1, 768, 768, 'decode'],
   [1, 11008, 4096, 'decode'],
+  [1, 3072, 768, 'decode'],
+  [1, 768, 3072, 'decode'],
   [512, 768, 768, 'prefill'],
 ];
 
@@ -112,17 +116,23 @@ function upload(be: Backend, data: Float32Array | Uint8Array): Buf {
   return b;
 }
 
-async function benchThreads(threads: number, kernels: 'wasm' | 'native', data: ShapeData[], rounds: number, sampleMs: number, log: (s: string) => void): Promise<{ name: string; results: Result[] }> {
+/** Copies of W uploaded per format with --from-memory: at least 64 MB of each, so no cache holds them. */
+const copiesFor = (bytes: number, fromMemory: boolean): number => (fromMemory ? Math.max(1, Math.ceil(64e6 / bytes)) : 1);
+
+async function benchThreads(threads: number, kernels: 'wasm' | 'native', data: ShapeData[], rounds: number, sampleMs: number, fromMemory: boolean, log: (s: string) => void): Promise<{ name: string; results: Result[] }> {
   const be = await createWasmBackend({ threads, native: kernels === 'native' });
   if (be.threads !== threads) throw new Error(`qmatmul bench: asked for ${threads} threads, backend has ${be.threads}`);
   const results: Result[] = [];
   try {
     SHAPES.forEach(([m, n, k], s) => {
       const x = upload(be, data[s].x), out = be.alloc(m * n);
-      const w = { f32: upload(be, data[s].w.f32), q8_0: upload(be, data[s].w.q8_0), q4_0: upload(be, data[s].w.q4_0) };
+      const copies = (f: Format): Buf[] => Array.from({ length: copiesFor(data[s].w[f].byteLength, fromMemory) }, () => upload(be, data[s].w[f]));
+      const w = { f32: copies('f32'), q8_0: copies('q8_0'), q4_0: copies('q4_0') };
+      let next = 0;
+      const pick = (ws: Buf[]): Buf => ws[next++ % ws.length];
       const fns = VARIANTS.map(([type, strategy]) => type === 'f32'
-        ? () => be.matmul(x, w.f32, out, { m, n, k, transB: true })
-        : () => be.matmulQuant(x, w[type], out, { m, n, k, type, strategy: strategy as 'int8' | 'f32' | 'auto' }));
+        ? () => be.matmul(x, pick(w.f32), out, { m, n, k, transB: true })
+        : () => be.matmulQuant(x, pick(w[type]), out, { m, n, k, type, strategy: strategy as 'int8' | 'f32' | 'auto' }));
       const times = timeInterleaved(fns, rounds, sampleMs);
       VARIANTS.forEach(([type, strategy], i) => {
         const t = times[i];
@@ -138,7 +148,7 @@ async function benchThreads(threads: number, kernels: 'wasm' | 'native', data: S
         results.push(r);
         log(`  ${`${m}x${n}x${k}`.padEnd(14)} ${type.padEnd(5)} ${strategy.padEnd(7)} threads ${threads} ${kernels.padEnd(6)}  ${r.ms.toFixed(3).padStart(8)} ms ${r.gflops.toFixed(1).padStart(7)} GFLOP/s ${r.gbps.toFixed(1).padStart(7)} GB/s`);
       });
-      for (const b of [x, out, w.f32, w.q8_0, w.q4_0]) be.free(b);
+      for (const b of [x, out, ...w.f32, ...w.q8_0, ...w.q4_0]) be.free(b);
     });
   } finally {
     be.dispose();
@@ -180,6 +190,7 @@ function table(results: Result[], configs: Config[]): string {
 export async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
   const quick = argv.includes('--quick');
+  const fromMemory = argv.includes('--from-memory');
   const ti = argv.indexOf('--threads');
   const threadList = ti >= 0 ? argv[ti + 1].split(',').map(Number) : [1, 2];
   const rounds = quick ? 5 : 9, sampleMs = quick ? 40 : 60;
@@ -199,14 +210,14 @@ export async function main(argv: string[]): Promise<void> {
   const configs: Config[] = [];
   for (const t of threadList) {
     for (const kernels of kernelList) {
-      const r = await benchThreads(t, kernels, data, rounds, sampleMs, log);
+      const r = await benchThreads(t, kernels, data, rounds, sampleMs, fromMemory, log);
       results.push(...r.results);
       configs.push({ threads: t, kernels });
       if (!names.includes(r.name)) names.push(r.name);
     }
   }
   log('');
-  log(`${names.join(' / ')}, median (best) of ${rounds} interleaved rounds; GFLOP/s and GB/s from the median; GB/s = weight bytes read per second (f32 4, q8_0 34/32, q4_0 18/32 bytes per weight):`);
+  log(`${names.join(' / ')}, median (best) of ${rounds} interleaved rounds${fromMemory ? ', W from memory (rotating copies)' : ''}; GFLOP/s and GB/s from the median; GB/s = weight bytes read per second (f32 4, q8_0 34/32, q4_0 18/32 bytes per weight):`);
   log(table(results, configs));
   if (json) console.log(JSON.stringify({ backend: names.join(' / '), results }));
 }

@@ -1,6 +1,6 @@
 /**
- * Relaxed SIMD (fused multiply-add, int8 dot products) is standard WebAssembly (3.0), on by default in
- * Node 22+ and current browsers; Node 20's V8 has it behind `--experimental-wasm-relaxed-simd`. An
+ * Relaxed SIMD (the relaxed build of the kernels uses its fused multiply-add) is standard WebAssembly
+ * (3.0), on by default in Node 22+ and current browsers; Node 20's V8 has it behind `--experimental-wasm-relaxed-simd`. An
  * application (the `stlm train` command, the benchmarks) may turn the flag on in its own process before
  * its first backend compiles, and then gets the relaxed-SIMD kernels. A library never changes
  * process-wide V8 flags by itself: createWasmBackend only detects what the runtime has.

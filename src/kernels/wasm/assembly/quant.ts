@@ -324,8 +324,9 @@ function dotRowQ8(w: usize, xq: usize, nb: i32, table: usize): f32 {
 /**
  * The same for Q4_0, four blocks per step: their integer sums reduced into one vector (sum4), and their
  * −8 corrections, x scales and W scales each taken as one vector, so the scalar scale work and the
- * splat of a one-block step (about a third of its instructions) are shared by four blocks (measured:
- * 1.08–1.14x on 1×768×3072 to 1×11008×4096, as fast at 768×768).
+ * splat of a one-block step (about a third of its instructions) are shared by four blocks (`npm run bench
+ * -- qmatmul --from-memory`: 1.16–1.23x at k = 4096, 1.00–1.06x at k = 768 and 3072, where it stays
+ * near 2 ns per block: what is left is the integer dot products themselves).
  * `fence` is a 4-byte slot this thread owns (the output element the caller writes afterwards): V8's
  * TurboFan places every load of a loop body ahead of the arithmetic, and four blocks' 24 loaded
  * vectors do not fit in its 15 registers (the four-block step without fences ran at 0.81x of the
