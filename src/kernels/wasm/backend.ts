@@ -341,7 +341,8 @@ export class WasmBackend implements Backend {
       // Q4_K pairs with llama.cpp's Q8_K (one scale per 256 values), which fits in the same row stride.
       const stride = this.k.quantizedRowBytes(k);
       const xq = this.scratch(this.actScratch, m * stride);
-      this.run(type === 'q4_k' ? 'quantizeActivationsK' : 'quantizeActivations', [p(x), m, k, xq, stride], m * k);
+      if (type === 'q4_k') this.run('quantizeActivationsK', [p(x), m, k, xq, stride], m * k);
+      else this.run('quantizeActivations', [p(x), m, k, xq, stride, type === 'q4_0' ? 1 : 0], m * k); // Q4_0's own layout (blockQ4)
       this.run('qmatmulInt8', [xq, stride, p(w), p(out), m, n, k, code, acc, table], work);
     } else {
       const ws = m > 1 ? this.scratch(this.qgemmScratch, this.k.qmatmulScratchBytes() * this.threads) : 0;

@@ -21,10 +21,11 @@
 //   an f16 field), so our products equal llama.cpp's up to float summation order. Stored
 //   pre-widened to int16. qmatmulInt8 then takes integer dot products per block with
 //   i32x4.dot_i16x8_s (8 multiply-adds per instruction, exact in i32), and scales each block's sum by
-//   d_w·d_x in f32. For Q4_0 the nibbles are widened unsigned (0..15) and the −8 is applied once per
-//   block as −8·Σq_x (precomputed per x block), which saves a subtraction per vector. Block scales are
-//   read from an f16 → f32 table. Decode is bound by instruction throughput (Q4_0) or by memory
-//   bandwidth (Q8_0), at about 1 instruction per weight.
+//   d_w·d_x in f32. For Q4_0 the bytes are widened unsigned, the low nibbles used unmasked against
+//   activations stored in a Q4_0 form (see blockQ4), and the −8 is applied once per block as −8·Σq_x
+//   (precomputed per x block), which saves a subtraction per vector. Block scales are read from an
+//   f16 → f32 table. Decode is bound by instruction throughput (Q4_0) or by memory bandwidth (Q8_0),
+//   at under 1 instruction per weight.
 //   Q4_K pairs with llama.cpp's Q8_K instead (quantizeActivationsK, as its quantize_row_q8_K, which
 //   x86 uses unchanged; the AVX2 repacked GEMM's ggml_quantize_mat_q8_K_4x8 rounds the same way): one
 //   scale per 256 values, iscale = 127/max|x| and d = 1/iscale both rounded to f32 (no f16), q =
@@ -182,11 +183,12 @@ export function quantizedRowBytes(k: i32): i32 {
 /**
  * Rows of x [m, k] f32 → quantized rows of `stride` bytes at dst. Per block b of 32 values:
  * d = f16(max|x|/127) and q = nearest-even(x·(127/max|x|)) as int16 (pre-widened for i32x4.dot_i16x8_s), then
- * layout per row: q [k × i16] | c [nb × i32] = 8·Σq, Q4_0's −8 offset | d [nb × f32].
+ * layout per row: q [k × i16] | c [nb × i32] = 8·Σq, Q4_0's −8 offset | d [nb × f32]. With forQ4 (the
+ * rows then serve Q4_0 weights only) each block's values 16..31 are stored as q[j+16] − 16·q[j] (blockQ4).
  * The max propagates NaN (f32x4.max), so a NaN in x gives a NaN scale and a NaN output rather than a
  * silently zeroed block. A block of zeros has max 0: the multiplier is 0 (as in llama.cpp), so q = 0.
  */
-export function quantizeActivations(x: usize, m: i32, k: i32, dst: usize, stride: i32, tid: i32, nth: i32): void {
+export function quantizeActivations(x: usize, m: i32, k: i32, dst: usize, stride: i32, forQ4: i32, tid: i32, nth: i32): void {
   const nb = k >> 5;
   const end = rowPart(m, tid + 1, nth);
   for (let i = rowPart(m, tid, nth); i < end; i++) {
@@ -205,13 +207,18 @@ export function quantizeActivations(x: usize, m: i32, k: i32, dst: usize, stride
       const dv = f32x4.splat(amax != 0 ? <f32>127 / amax : 0);
       const qb = q + (<usize>b << 6);
       let sum = i32x4.splat(0);
+      let v0 = sum, v1 = sum;
       for (let c = 0; c < 4; c++) {
         const o = <usize>c << 5;
         const lo = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + o), dv)));
         const hi = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + o, 16), dv)));
-        const v = i16x8.narrow_i32x4_s(lo, hi);
-        v128.store(qb + (<usize>c << 4), v);
+        let v = i16x8.narrow_i32x4_s(lo, hi);
         sum = i32x4.add(sum, i32x4.extadd_pairwise_i16x8_s(v));
+        // For Q4_0, values 16..31 are stored as q[j+16] − 16·q[j] (|·| ≤ 2159, an exact i16; see blockQ4).
+        if (c == 0) v0 = v;
+        else if (c == 1) v1 = v;
+        else if (forQ4) v = i16x8.sub(v, i16x8.shl(c == 2 ? v0 : v1, 4));
+        v128.store(qb + (<usize>c << 4), v);
       }
       store<i32>(cs + (<usize>b << 2), hsumi(sum) << 3);
     }
@@ -277,13 +284,18 @@ export function quantizeActivationsK(x: usize, m: i32, k: i32, dst: usize, strid
   return i32x4.add(s, i32x4.dot_i16x8_s(v128.load8x8_s(w, 26), v128.load(x, 48)));
 }
 
-/** Σ nibble·q_x over one Q4_0 block (nibbles 0..15 widened unsigned; the −8 is applied by the caller). */
+/**
+ * Σ nibble·q_x over one Q4_0 block (nibbles 0..15 widened unsigned; the −8 is applied by the caller),
+ * from activations quantized with forQ4: x holds q[j] for values j = 0..15 and q[j+16] − 16·q[j] for
+ * the high ones. Byte j is lo + 16·hi, so Σ byte·q[j] + Σ hi·(q[j+16] − 16·q[j]) = Σ lo·q[j] + Σ hi·q[j+16]
+ * exactly: the whole byte multiplies q[j] and no mask is needed for the low nibbles (two instructions
+ * and a register fewer per block). Ranges: byte·q ≤ 255·127 and hi·|q'| ≤ 15·2159, a pair below 2³¹.
+ */
 @inline function blockQ4(w: usize, x: usize): v128 {
   const b0 = v128.load8x8_u(w, 2), b1 = v128.load8x8_u(w, 10); // bytes 0..7, 8..15 as u16
-  const lowMask = i16x8.splat(0x0f);
-  let s = i32x4.dot_i16x8_s(v128.and(b0, lowMask), v128.load(x)); // values 0..7
-  s = i32x4.add(s, i32x4.dot_i16x8_s(v128.and(b1, lowMask), v128.load(x, 16))); // 8..15
-  s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.shr_u(b0, 4), v128.load(x, 32))); // 16..23
+  let s = i32x4.dot_i16x8_s(b0, v128.load(x)); // bytes 0..7 against values 0..7
+  s = i32x4.add(s, i32x4.dot_i16x8_s(b1, v128.load(x, 16))); // 8..15
+  s = i32x4.add(s, i32x4.dot_i16x8_s(i16x8.shr_u(b0, 4), v128.load(x, 32))); // high nibbles: 16..23
   return i32x4.add(s, i32x4.dot_i16x8_s(i16x8.shr_u(b1, 4), v128.load(x, 48))); // 24..31
 }
 
