@@ -349,9 +349,9 @@ function rowTimesMatrix(x: usize, xs: usize, b: usize, y: usize, k: i32, n: i32,
  * Rows of up to ROW_STREAM_K values go one after the other (rowDotStream): B is then read as one
  * sequential stream, which the hardware prefetcher follows at full speed, where four rows side by side
  * (below) are four streams of a few KB each that it must pick up again at every row group (`npm run
- * bench -- qmatmul --from-memory`: 768×768 2.8–3.1x, 3072×768 2.5–2.7x, ~32 GB/s; at k = 512..2048
- * 1.6–2.7x in a one-off A/B). Longer rows go four at a time: with one row at a time x no longer stays
- * in L1 beside the stream (k = 4096: 0.72x).
+ * bench -- kernels-ab`, W from memory: 768×768 2.4x, 3072×768 2.3x; 1.6–2.7x at k = 512..2048).
+ * Longer rows go four at a time: with one row at a time x no longer stays in L1 beside the stream
+ * (k = 4096: 0.72x).
  * Per j in the four-row path: one v128 accumulator over the 4-float chunks of k (lane l sums
  * p ≡ l mod 4), reduced as (l0 + l2) + (l1 + l3), then the scalar tail. Rows go four at a time (four
  * streams of B, one load of x), or one at a time at the end, with the same summation order either way.
