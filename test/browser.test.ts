@@ -70,7 +70,9 @@ describe('browser (headless Chromium)', { skip: CHROMIUM ? false : 'no Chromium 
   after(async () => browser?.close());
 
   for (const isolated of [true, false]) {
-    test(isolated ? 'cross-origin isolated: worker pool over shared memory' : 'not isolated: single-threaded fallback', async () => {
+    // A time limit of its own: a page whose main thread spins (a pool waiting on a worker that never runs
+    // its share) also blocks the page-side polling of waitForFunction, so its timeout alone never fires.
+    test(isolated ? 'cross-origin isolated: worker pool over shared memory' : 'not isolated: single-threaded fallback', { timeout: 180_000 }, async () => {
       const { server, url } = await serve(isolated);
       try {
         const page = await browser.newPage();

@@ -8,14 +8,20 @@ import { ARGC, ARGS_OFFSET, DONE, EPOCH, EXIT, FAILED, FN, MAX_ARGS, SLEEPING, t
 /** Spins before sleeping: decode issues many short calls in a row, and a futex wake costs ~10-50 µs. */
 const SPIN_LIMIT = 200_000;
 
-function serve(init: WorkerInit, native: Record<string, unknown> | null): void {
+function serve(init: WorkerInit, native: Record<string, unknown> | null, ready: () => void): void {
   const instance = new WebAssembly.Instance(init.module, { env: { memory: init.memory, abort: () => { throw new Error('abort'); } } });
   const exports = instance.exports as Record<string, (...a: number[]) => unknown>;
   const fns = init.names.map((n) => (n.startsWith('native.') ? native![n.slice(7)] : exports[n]) as (...a: number[]) => unknown);
   const ctrl = new Int32Array(init.control, 0, 16);
   const argv = new Float64Array(init.control, ARGS_OFFSET, MAX_ARGS);
   const args: number[] = [];
-  let seen = Atomics.load(ctrl, EPOCH);
+  // Ready only once the module is instantiated, so the pool's first call never waits on a setup that
+  // may still fail. The pool may then bump EPOCH for its first call before this thread reaches the
+  // loop; starting from the epoch the control block was created with (0), not from the value read now,
+  // means that call is run rather than missed (missing it left the caller spinning forever: seen in
+  // headless Chromium on a busy host).
+  let seen = 0;
+  ready();
   for (;;) {
     let spins = 0;
     while (Atomics.load(ctrl, EPOCH) === seen) {
@@ -49,14 +55,12 @@ if (isNode) {
     const native = init.native
       ? ((await import('node:module')).createRequire(import.meta.url)((await import('node:url')).fileURLToPath(init.native)) as Record<string, unknown>)
       : null;
-    parentPort!.postMessage('ready');
-    serve(init, native);
+    serve(init, native, () => parentPort!.postMessage('ready'));
   });
 } else {
   const scope = globalThis as unknown as { onmessage: ((e: MessageEvent) => void) | null; postMessage(m: unknown): void };
   scope.onmessage = (e: MessageEvent) => {
     scope.onmessage = null;
-    scope.postMessage('ready');
-    serve(e.data as WorkerInit, null);
+    serve(e.data as WorkerInit, null, () => scope.postMessage('ready'));
   };
 }

@@ -1,0 +1,56 @@
+// The worker side of the kernel pool's protocol (src/kernels/wasm/pool.ts, worker.ts), driven by hand.
+// The pool issues a call by bumping EPOCH once every worker has said it is ready; a worker may reach its
+// wait loop only after that. It must still run the call: a worker that took the epoch it found on
+// arrival as "already seen" skipped the first call, and the caller spun forever (a hang seen in headless
+// Chromium on a busy host). Here the call is issued before the worker even starts.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import { simdShared } from '../src/kernels/wasm/generated/binaries.js';
+import { ARGC, ARGS_OFFSET, CONTROL_BYTES, DONE, EPOCH, EXIT, FN, MAX_ARGS, type WorkerInit } from '../src/kernels/wasm/pool.js';
+
+test('a worker runs a call issued before it started (tid 1 of 2 does its half)', async () => {
+  const module = new WebAssembly.Module(Buffer.from(simdShared, 'base64'));
+  const memory = new WebAssembly.Memory({ initial: 2, maximum: 16, shared: true } as WebAssembly.MemoryDescriptor);
+  const names = WebAssembly.Module.exports(module).filter((e) => e.kind === 'function').map((e) => e.name);
+  // Above the first 64 KiB page, which the module's data segments fill on every instantiation.
+  const n = 64, a = 65536, b = a + 4 * n, out = b + 4 * n;
+  const f = new Float32Array(memory.buffer);
+  for (let i = 0; i < n; i++) {
+    f[a / 4 + i] = i;
+    f[b / 4 + i] = 1000;
+    f[out / 4 + i] = -1;
+  }
+  const control = new SharedArrayBuffer(CONTROL_BYTES);
+  const ctrl = new Int32Array(control, 0, 16);
+  const args = new Float64Array(control, ARGS_OFFSET, MAX_ARGS);
+  [a, b, out, n].forEach((v, i) => (args[i] = v));
+  ctrl[FN] = names.indexOf('add');
+  ctrl[ARGC] = 4;
+  Atomics.store(ctrl, DONE, 0);
+  Atomics.add(ctrl, EPOCH, 1); // the call, before the worker exists
+
+  const worker = new Worker(new URL('../src/kernels/wasm/worker.js', import.meta.url));
+  try {
+    const ready = new Promise<void>((resolve, reject) => {
+      worker.once('message', () => resolve());
+      worker.once('error', reject);
+    });
+    const init: WorkerInit = { module, memory, control, names, tid: 1, nth: 2, native: null };
+    worker.postMessage(init);
+    await ready;
+    // Wait for its share (tid 0's half is nobody's here), at most 10 s instead of forever.
+    const deadline = Date.now() + 10_000;
+    while (Atomics.load(ctrl, DONE) < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(Atomics.load(ctrl, DONE), 1, 'the worker never ran the call issued before it started');
+    const got = Array.from(new Float32Array(memory.buffer, out, n));
+    // add() splits n in 16-float units: tid 1 of 2 writes the second half, tid 0's half stays untouched.
+    assert.deepEqual(got.slice(n / 2), Array.from({ length: n / 2 }, (_, i) => n / 2 + i + 1000));
+    assert.deepEqual(got.slice(0, n / 2), new Array(n / 2).fill(-1));
+  } finally {
+    ctrl[FN] = EXIT;
+    Atomics.add(ctrl, EPOCH, 1);
+    Atomics.notify(ctrl, EPOCH);
+    await worker.terminate();
+  }
+});
