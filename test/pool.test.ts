@@ -2,10 +2,12 @@
 // The pool issues a call by bumping EPOCH once every worker has said it is ready; a worker may reach its
 // wait loop only after that. It must still run the call: a worker that took the epoch it found on
 // arrival as "already seen" skipped the first call, and the caller spun forever (a hang seen in headless
-// Chromium on a busy host). Here the call is issued before the worker even starts.
+// Chromium on a busy host). Here the call is issued before the worker even starts. And a caller whose
+// worker died gets an error after the pool's deadline instead of spinning forever.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
+import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { simdShared } from '../src/kernels/wasm/generated/binaries.js';
 import { ARGC, ARGS_OFFSET, CONTROL_BYTES, DONE, EPOCH, EXIT, FN, MAX_ARGS, type WorkerInit } from '../src/kernels/wasm/pool.js';
 
@@ -52,5 +54,24 @@ test('a worker runs a call issued before it started (tid 1 of 2 does its half)',
     Atomics.add(ctrl, EPOCH, 1);
     Atomics.notify(ctrl, EPOCH);
     await worker.terminate();
+  }
+});
+
+test('a worker that died leaves its caller with a clear error after the deadline, not a spin forever', async () => {
+  const be = await createWasmBackend({ threads: 2, native: false });
+  try {
+    // Reach into the pool (no public handle: only this failure needs one): a short deadline, and its
+    // one worker stopped, as a crashed thread would be.
+    const pool = (be as unknown as { pool: { deadlineMs: number; workers: { terminate(): Promise<number> }[] } }).pool;
+    pool.deadlineMs = 300;
+    await pool.workers[0].terminate();
+    const [m, k, n] = [128, 128, 128]; // big enough to be split over the threads
+    const a = be.alloc(m * k), b = be.alloc(k * n), c = be.alloc(m * n);
+    const t0 = Date.now();
+    assert.throws(() => be.matmul(a, b, c, { m, k, n }), /1 of 1 worker thread\(s\) gave no result for 'matmul' within 300 ms/);
+    assert.ok(Date.now() - t0 < 10_000);
+    assert.throws(() => be.matmul(a, b, c, { m, k, n }), /the kernel pool is unusable/);
+  } finally {
+    be.dispose();
   }
 });

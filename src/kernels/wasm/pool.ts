@@ -17,6 +17,13 @@ export const EPOCH = 0, DONE = 1, FN = 2, ARGC = 3, FAILED = 4, SLEEPING = 5;
 export const EXIT = -1;
 /** Spins of the calling thread before it sleeps while waiting for workers. */
 const MAIN_SPIN_LIMIT = 20_000;
+/**
+ * How long the calling thread waits for the workers' shares once its own is done before it gives up
+ * (ms). Shares are the same size, so a live worker is at most a few scheduler slices behind; only a
+ * worker that died mid-call (out of memory, terminated) gets near this, and without a limit its caller
+ * would spin forever.
+ */
+export const WORKER_DEADLINE_MS = 120_000;
 /** Bytes of the control block: 16 i32 slots, then the f64 argument slots. */
 export const ARGS_OFFSET = 64;
 export const MAX_ARGS = 32;
@@ -67,6 +74,10 @@ export class WorkerPool {
   private readonly fnIndex = new Map<string, number>();
   /** Atomics.wait is allowed here (Node's main thread, any worker) but not on a browser's main thread. */
   private readonly canBlock = (typeof process !== 'undefined' && !!process.versions?.node) || 'WorkerGlobalScope' in globalThis;
+  /** Set when a call ran past the deadline: a worker may still write into memory later, so no more calls. */
+  private broken: string | null = null;
+  /** WORKER_DEADLINE_MS, or shorter in a test. */
+  deadlineMs = WORKER_DEADLINE_MS;
 
   private constructor(
     private readonly exports: Record<string, (...a: number[]) => unknown>,
@@ -102,6 +113,7 @@ export class WorkerPool {
    * With parallel=false (small work), only this thread runs it, as (args…, 0, 1).
    */
   run(name: string, args: number[], parallel = true): void {
+    if (this.broken) throw new Error(this.broken);
     const fn = this.exports[name];
     const nth = parallel ? this.threads : 1;
     if (nth === 1) {
@@ -123,11 +135,19 @@ export class WorkerPool {
       mainError = e;
     }
     const others = nth - 1;
-    let spins = 0;
+    let spins = 0, deadline = 0;
     for (let done = Atomics.load(c, DONE); done < others; done = Atomics.load(c, DONE)) {
       // Spin: the other shares are as long as ours. If a worker was descheduled (a busy machine),
       // sleep instead of burning the core it needs, where this thread may block (Node, workers).
       if (++spins > MAIN_SPIN_LIMIT && this.canBlock) Atomics.wait(c, DONE, done, 1);
+      if ((spins & 1023) === 0) {
+        const now = performance.now();
+        if (deadline === 0) deadline = now + this.deadlineMs;
+        else if (now > deadline) {
+          this.broken = `stlm: the kernel pool is unusable: ${others - done} of ${others} worker thread(s) gave no result for '${name}' within ${this.deadlineMs} ms (a worker died or hangs); create a new backend`;
+          throw new Error(this.broken);
+        }
+      }
     }
     if (mainError) throw mainError;
     if (Atomics.load(c, FAILED)) throw new Error(`stlm: kernel '${name}' failed in a worker thread`);
