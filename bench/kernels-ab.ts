@@ -16,11 +16,12 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Backend, Buf } from '../src/kernels/backend.js';
+import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { quantizeQ4_0, quantizeQ8_0 } from '../src/formats/gguf.js';
 import { Rng } from '../src/util/rng.js';
 import { arg } from './lib/torch.js';
+import { upload, uploadCopies } from './lib/weights.js';
 
 type WeightType = 'f32' | 'q8_0' | 'q4_0';
 const SHAPES: [number, number, number][] = [[1, 768, 768], [1, 3072, 768], [1, 768, 3072], [1, 4096, 4096], [1, 11008, 4096]];
@@ -30,25 +31,16 @@ interface Side {
   read(): Float32Array;
 }
 
-/** Uploads x and `copies` copies of W to `be`; run() multiplies by the next copy. */
-function setup(be: Backend, type: WeightType, m: number, n: number, k: number, x: Float32Array, w: Float32Array | Uint8Array, copies: number): Side {
-  const xb = be.alloc(m * k);
-  be.write(xb, x);
-  const ws: Buf[] = [];
-  for (let c = 0; c < copies; c++) {
-    if (w instanceof Uint8Array) ws.push(be.uploadBytes(w));
-    else {
-      const b = be.alloc(w.length);
-      be.write(b, w);
-      ws.push(b);
-    }
-  }
+/** Uploads x and the copies of W to `be`; run() multiplies by the next copy. */
+function setup(be: Backend, type: WeightType, m: number, n: number, k: number, x: Float32Array, w: Float32Array | Uint8Array, copies: number | 'from-memory'): Side {
+  const xb = upload(be, x);
+  const ws = uploadCopies(be, w, copies);
   const out = be.alloc(m * n);
   let next = 0;
   return {
     run: type === 'f32'
-      ? () => be.matmul(xb, ws[next++ % copies], out, { m, n, k, transB: true })
-      : () => be.matmulQuant(xb, ws[next++ % copies], out, { m, n, k, type, strategy: 'int8' }),
+      ? () => be.matmul(xb, ws[next++ % ws.length], out, { m, n, k, transB: true })
+      : () => be.matmulQuant(xb, ws[next++ % ws.length], out, { m, n, k, type, strategy: 'int8' }),
     read: () => be.read(out),
   };
 }
@@ -80,7 +72,7 @@ export async function main(argv: string[]): Promise<void> {
         const x = new Float32Array(m * k).map(() => rng.normal());
         const wf = new Float32Array(n * k).map(() => rng.normal() * 0.02);
         const w = type === 'f32' ? wf : type === 'q8_0' ? quantizeQ8_0(wf) : quantizeQ4_0(wf);
-        const copies = inCache ? 1 : Math.max(1, Math.ceil(64e6 / w.byteLength));
+        const copies = inCache ? 1 : 'from-memory';
         const sides = [setup(base, type, m, n, k, x, w, copies), setup(ours, type, m, n, k, x, w, copies)];
         sides.forEach((s) => s.run());
         const [a, b] = sides.map((s) => s.read());

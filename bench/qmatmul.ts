@@ -26,6 +26,7 @@ import type { Backend, Buf, QuantType } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { quantizeQ4_0, quantizeQ8_0 } from '../src/formats/gguf.js';
 import { Rng } from '../src/util/rng.js';
+import { upload, uploadCopies } from './lib/weights.js';
 
 type Format = 'f32' | Exclude<QuantType, 'q4_k'>;
 type Strategy = 'matmul' | 'int8' | 'f32' | 'auto';
@@ -109,16 +110,6 @@ interface ShapeData {
   w: Record<Format, Float32Array | Uint8Array>;
 }
 
-function upload(be: Backend, data: Float32Array | Uint8Array): Buf {
-  if (data instanceof Uint8Array) return be.uploadBytes(data);
-  const b = be.alloc(data.length);
-  be.write(b, data);
-  return b;
-}
-
-/** Copies of W uploaded per format with --from-memory: at least 64 MB of each, so no cache holds them. */
-const copiesFor = (bytes: number, fromMemory: boolean): number => (fromMemory ? Math.max(1, Math.ceil(64e6 / bytes)) : 1);
-
 async function benchThreads(threads: number, kernels: 'wasm' | 'native', data: ShapeData[], rounds: number, sampleMs: number, fromMemory: boolean, log: (s: string) => void): Promise<{ name: string; results: Result[] }> {
   const be = await createWasmBackend({ threads, native: kernels === 'native' });
   if (be.threads !== threads) throw new Error(`qmatmul bench: asked for ${threads} threads, backend has ${be.threads}`);
@@ -126,7 +117,7 @@ async function benchThreads(threads: number, kernels: 'wasm' | 'native', data: S
   try {
     SHAPES.forEach(([m, n, k], s) => {
       const x = upload(be, data[s].x), out = be.alloc(m * n);
-      const copies = (f: Format): Buf[] => Array.from({ length: copiesFor(data[s].w[f].byteLength, fromMemory) }, () => upload(be, data[s].w[f]));
+      const copies = (f: Format): Buf[] => uploadCopies(be, data[s].w[f], fromMemory ? 'from-memory' : 1);
       const w = { f32: copies('f32'), q8_0: copies('q8_0'), q4_0: copies('q4_0') };
       let next = 0;
       const pick = (ws: Buf[]): Buf => ws[next++ % ws.length];
