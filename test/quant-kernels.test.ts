@@ -116,11 +116,22 @@ interface QuantCase {
   strategy: QuantStrategy;
 }
 
+/**
+ * How W reaches the backend: raw GGUF bytes (uploadBytes), or uploadQuant, where the WebAssembly backend
+ * keeps Q4_0 in its own four-row layout unless a native kernel takes the matrix.
+ */
+type Upload = 'bytes' | 'quant';
+const UPLOADS: Upload[] = ['bytes', 'quant'];
+
+function upload(be: Backend, bytes: Uint8Array, how: Upload, type: QuantType, rows: number, k: number): Buf {
+  return how === 'bytes' ? be.uploadBytes(bytes) : be.uploadQuant(bytes, { type, rows, k });
+}
+
 /** Runs one matmulQuant on a backend with fresh buffers (out prefilled with c0 when accumulating, else NaN). */
-function runQuant(be: Backend, c: QuantCase, strategy: QuantStrategy = c.strategy): Float32Array {
+function runQuant(be: Backend, c: QuantCase, strategy: QuantStrategy = c.strategy, how: Upload = 'bytes'): Float32Array {
   const x = be.alloc(c.x.length), out = be.alloc(c.m * c.n);
   be.write(x, c.x);
-  const w = be.uploadBytes(c.wBytes);
+  const w = upload(be, c.wBytes, how, c.type, c.n, c.k);
   if (c.accumulate) be.write(out, c.c0);
   else be.fill(out, Number.NaN);
   be.matmulQuant(x, w, out, { m: c.m, n: c.n, k: c.k, type: c.type, accumulate: c.accumulate, strategy });
@@ -152,9 +163,9 @@ describe(`quantized matmul and dequantizeRows: wasm${native ? ' with native kern
     const int8ExactBound = k4
       ? (o: number): number => B[o] * (0.5 + 2 ** -10) + (k / 32 + 9) * U * (C[o] + c0(o))
       : (o: number): number => B[o] * (0.5 + 1 / 16) + int8Bound(o);
-    for (const strategy of ['f32', 'int8', 'auto'] as const) {
-      const a = runQuant(backends.w1, c, strategy), b = runQuant(backends.w2, c, strategy);
-      bitsEqual(b, a, `${label} ${strategy}: 2 threads differ from 1 thread`);
+    for (const how of UPLOADS) for (const strategy of ['f32', 'int8', 'auto'] as const) {
+      const a = runQuant(backends.w1, c, strategy, how), b = runQuant(backends.w2, c, strategy, how);
+      bitsEqual(b, a, `${label} ${strategy} ${how}: 2 threads differ from 1 thread`);
       if (strategy === 'f32') {
         stats.f32 = Math.max(stats.f32, withinBound(`${label} f32`, a, exact, f32Bound));
       } else if (strategy === 'int8') {
@@ -173,8 +184,9 @@ describe(`quantized matmul and dequantizeRows: wasm${native ? ' with native kern
     let cases = 0;
     for (const type of TYPES) {
       // k = 224: seven blocks, so Q4_0's four-block steps and its one-block tail both run in one row.
+      // n: every remainder mod 4 (the repacked Q4_0 layout's last group of rows), and two threads' shares.
       for (const k of [32, 96, 224, 512]) {
-        for (const n of [1, 5, 33, 257]) {
+        for (const n of [1, 6, 35, 257]) {
           const wf32 = randomF32(rng, n * k, 0.05);
           const wBytes = quantize(type, wf32);
           const wf = dequantize(type, wBytes, n * k);
@@ -266,13 +278,13 @@ describe(`quantized matmul and dequantizeRows: wasm${native ? ' with native kern
       checkCase({ ...c, accumulate: true }, wf, { int8Exact: 0, int8Approx: 0, f32: 0 });
       // dequantizeRows on the same extreme table: bit-exact against gguf.ts.
       const ids = Int32Array.from({ length: n }, (_, i) => n - 1 - i);
-      for (const be of [backends.w1, backends.w2, ref]) {
-        const w = be.uploadBytes(bytes), out = be.alloc(n * k);
+      for (const be of [backends.w1, backends.w2, ref]) for (const how of UPLOADS) {
+        const w = upload(be, bytes, how, type, n, k), out = be.alloc(n * k);
         be.dequantizeRows(w, ids, out, { k, type });
         const got = be.read(out);
         const want = new Float32Array(n * k);
         ids.forEach((id, i) => want.set(wf.subarray(id * k, id * k + k), i * k));
-        bitsEqual(got, want, `${be.name} ${type} dequantizeRows of extreme blocks`);
+        bitsEqual(got, want, `${be.name} ${type} ${how} dequantizeRows of extreme blocks`);
         be.free(w);
         be.free(out);
       }
@@ -408,10 +420,10 @@ describe(`quantized matmul and dequantizeRows: wasm${native ? ' with native kern
         const ids = Int32Array.from({ length: count }, (_, i) => (i === 0 ? rows - 1 : rng.nextU32() % rows));
         const want = new Float32Array(count * k);
         ids.forEach((id, i) => want.set(table.subarray(id * k, id * k + k), i * k));
-        for (const be of [ref, backends.w1, backends.w2]) {
-          const w = be.uploadBytes(bytes), out = be.alloc(count * k);
+        for (const be of [ref, backends.w1, backends.w2]) for (const how of UPLOADS) {
+          const w = upload(be, bytes, how, type, rows, k), out = be.alloc(count * k);
           be.dequantizeRows(w, ids, out, { k, type });
-          bitsEqual(be.read(out), want, `${be.name} ${type} rows=${rows} k=${k} count=${count}`);
+          bitsEqual(be.read(out), want, `${be.name} ${type} ${how} rows=${rows} k=${k} count=${count}`);
           be.free(w);
           be.free(out);
         }
@@ -456,6 +468,28 @@ describe(`quantized matmul and dequantizeRows: wasm${native ? ' with native kern
       assert.throws(() => be.dequantizeRows(wk, new Int32Array([0]), alloc(256), { k: 32, type: 'q4_k' }), /k = 32 must be a positive multiple of 256/, be.name);
       assert.throws(() => be.dequantizeRows(wk, new Int32Array([2]), alloc(256), { k: 256, type: 'q4_k' }), /row id 2 at 0 is outside the table \[0, 2\)/, be.name);
       for (const b of bufs) be.free(b);
+    }
+  });
+
+  test('uploadQuant: byte count checked against the shape; a repacked matrix refuses another type, k or more rows', () => {
+    for (const be of [ref, backends.w1]) {
+      const [rows, k] = [5, 64];
+      const bytes = quantizeQ4_0(randomF32(new Rng(3), rows * k));
+      assert.throws(() => be.uploadQuant(bytes.subarray(1), { type: 'q4_0', rows, k }), /uploadQuant: 179 bytes for a q4_0 matrix \[5, 64\] that takes 180/, be.name);
+      assert.throws(() => be.uploadQuant(bytes, { type: 'q4_0', rows, k: 48 }), /k = 48 must be a positive multiple of 32/, be.name);
+      assert.throws(() => be.uploadQuant(bytes, { type: 'q4_0', rows: -1, k }), /invalid row count -1/, be.name);
+      assert.throws(() => be.uploadQuant(bytes, { type: 'q4_1' as unknown as 'q4_0', rows, k }), /unknown quantized type 'q4_1'/, be.name);
+      const w = be.uploadQuant(bytes, { type: 'q4_0', rows, k });
+      const x = be.alloc(2 * 128), out = be.alloc(2 * 64);
+      // The reference keeps GGUF bytes (its checks are uploadBytes'); the repacked layout knows its shape.
+      const tooMany = be === ref ? /w holds 180 bytes, a q4_0 matrix \[6, 64\] needs 216/ : /q4_0 matrix \[5, 64\] in this backend's repacked layout, used as q4_0 with 6 rows of 64/;
+      assert.throws(() => be.matmulQuant(x, w, out, { m: 2, n: 6, k, type: 'q4_0' }), tooMany, be.name);
+      if (be !== ref) {
+        assert.throws(() => be.matmulQuant(x, w, out, { m: 2, n: 2, k, type: 'q8_0' }), /repacked layout, used as q8_0 with 2 rows of 64/);
+        assert.throws(() => be.matmulQuant(x, w, out, { m: 1, n: 2, k: 128, type: 'q4_0' }), /repacked layout, used as q4_0 with 2 rows of 128/);
+        assert.throws(() => be.dequantizeRows(w, new Int32Array([5]), out, { k, type: 'q4_0' }), /row id 5 at 0 is outside the table \[0, 5\)/);
+      }
+      for (const b of [w, x, out]) be.free(b);
     }
   });
 

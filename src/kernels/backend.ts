@@ -143,6 +143,13 @@ export interface Backend {
    * ceil(bytes / 4). Freed with `free` like any buffer; only the quantized ops read it as bytes.
    */
   uploadBytes(bytes: Uint8Array): Buf;
+  /**
+   * A quantized matrix [rows, k] of `type` (bytes in the GGUF layout above) uploaded for the quantized
+   * ops only: the backend may keep it in a layout of its own, so such a buffer is read only by
+   * matmulQuant (n ≤ rows) and dequantizeRows with the same type and k, and its `length` says nothing
+   * about the bytes. Throws when the byte count does not match the shape.
+   */
+  uploadQuant(bytes: Uint8Array, args: { type: QuantType; rows: number; k: number }): Buf;
 
   // ---- elementwise (n elements from offset 0) ------------------------------------------------
   /** out = a + b */

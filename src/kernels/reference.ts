@@ -161,6 +161,12 @@ export class ReferenceBackend implements Backend {
     bytesOf(b).set(bytes);
     return b;
   }
+  uploadQuant(bytes: Uint8Array, a: { type: QuantType; rows: number; k: number }): Buf {
+    const rowBytes = quantRowBytes('uploadQuant', a.type, a.k);
+    if (!(Number.isInteger(a.rows) && a.rows >= 0)) throw new RangeError(`uploadQuant: invalid row count ${a.rows}`);
+    if (bytes.length !== a.rows * rowBytes) throw new RangeError(`uploadQuant: ${bytes.length} bytes for a ${a.type} matrix [${a.rows}, ${a.k}] that takes ${a.rows * rowBytes}`);
+    return this.uploadBytes(bytes); // the GGUF layout is this backend's own
+  }
 
   add(a: Buf, b: Buf, out: Buf, n: number): void {
     const x = d(a), y = d(b), o = d(out);

@@ -33,7 +33,7 @@ export class QuantMatrix {
   ) {
     const want = quantByteLength(type, shape[0], shape[1]);
     if (bytes.length !== want) throw new Error(`${name}: ${bytes.length} bytes for a ${type} matrix [${shape.join(', ')}] that takes ${want}`);
-    this.buf = graph.backend.uploadBytes(bytes);
+    this.buf = graph.backend.uploadQuant(bytes, { type, rows: shape[0], k: shape[1] });
   }
 
   dispose(): void {

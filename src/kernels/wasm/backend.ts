@@ -131,6 +131,8 @@ export class WasmBackend implements Backend {
   private qgemmScratch = { ptr: 0, bytes: 0 };
   /** f16 → f32 table of the quantized kernels (256 KiB), built by the kernel module on first use. */
   private f16Table = 0;
+  /** Buffers from uploadQuant holding a Q4_0 matrix in the repacked layout (kernel type code 3), with its shape. */
+  private readonly repacked = new WeakMap<Buf, { rows: number; k: number }>();
   private readonly ropeTables = new Map<string, { ptr: number; positions: number }>();
 
   constructor(
@@ -233,6 +235,41 @@ export class WasmBackend implements Backend {
     return b;
   }
 
+  /**
+   * Q4_0 matrices that no native kernel takes are repacked four rows at a time (type code 3, see
+   * assembly/quant.ts): the int8 product then shares every load of x among four rows (1.33–1.39x per
+   * product). The GGUF bytes pass through a temporary buffer of their own size, one matrix at a time.
+   */
+  uploadQuant(bytes: Uint8Array, a: { type: QuantType; rows: number; k: number }): Buf {
+    const { rowBytes } = quantLayout('uploadQuant', a.type, a.k);
+    const { rows, k } = a;
+    if (!(Number.isInteger(rows) && rows >= 0)) throw new RangeError(`uploadQuant: invalid row count ${rows}`);
+    if (bytes.length !== rows * rowBytes) throw new RangeError(`uploadQuant: ${bytes.length} bytes for a ${a.type} matrix [${rows}, ${k}] that takes ${rows * rowBytes}`);
+    if (a.type !== 'q4_0' || rows === 0 || this.nativeTakes(a.type, rows, k)) return this.uploadBytes(bytes);
+    const src = this.uploadBytes(bytes);
+    const dst = this.alloc(Math.ceil(rows / 4) * (k / 32) * (Q4X4_GROUP_BLOCK_BYTES / 4));
+    this.k.repackQ4x4(p(src), p(dst), rows, k, this.quantTable());
+    this.free(src);
+    this.repacked.set(dst, { rows, k });
+    return dst;
+  }
+
+  /** Whether the native int8 product takes a Q8_0/Q4_0 product with n·k weights (when built and enabled). */
+  private nativeTakes(type: QuantType, n: number, k: number): boolean {
+    return !!this.nativeUse && type !== 'q4_k' && n * k >= NATIVE_QUANT_MIN_WEIGHTS;
+  }
+
+  /** The kernels' type code for w (3 for a repacked Q4_0 matrix, checked against the call's shape). */
+  private quantCode(op: string, w: Buf, type: QuantType, n: number, k: number): { code: number; rowBytes: number; packed: boolean } {
+    const layout = quantLayout(op, type, k);
+    const packed = this.repacked.get(w);
+    if (!packed) return { ...layout, packed: false };
+    if (type !== 'q4_0' || k !== packed.k || n > packed.rows) {
+      throw new RangeError(`${op}: w is a q4_0 matrix [${packed.rows}, ${packed.k}] in this backend's repacked layout, used as ${type} with ${n} rows of ${k}`);
+    }
+    return { code: 3, rowBytes: layout.rowBytes, packed: true };
+  }
+
   /** A grow-only scratch area (kept between calls, like the attention scratch). */
   private scratch(area: { ptr: number; bytes: number }, need: number): number {
     if (need > area.bytes) {
@@ -316,15 +353,15 @@ export class WasmBackend implements Backend {
 
   matmulQuant(x: Buf, w: Buf, out: Buf, a: QuantMatmulArgs): void {
     const { m, n, k, type } = a;
-    const { code, rowBytes } = quantLayout('matmulQuant', type, k);
     if (!(Number.isInteger(m) && m >= 0 && Number.isInteger(n) && n >= 0)) throw new RangeError(`matmulQuant: invalid shape m = ${m}, n = ${n}`);
+    const { code, rowBytes, packed } = this.quantCode('matmulQuant', w, type, n, k);
     if (m * k > x.length) throw new RangeError(`matmulQuant: x holds ${x.length} elements, m·k = ${m}·${k} needed`);
     if (m * n > out.length) throw new RangeError(`matmulQuant: out holds ${out.length} elements, m·n = ${m}·${n} needed`);
-    if (n * rowBytes > w.length * 4) throw new RangeError(`matmulQuant: w holds ${w.length * 4} bytes, a ${type} matrix [${n}, ${k}] needs ${n * rowBytes}`);
+    if (!packed && n * rowBytes > w.length * 4) throw new RangeError(`matmulQuant: w holds ${w.length * 4} bytes, a ${type} matrix [${n}, ${k}] needs ${n * rowBytes}`);
     if (m === 0 || n === 0) return;
     const work = (m * n * k) / 8;
     const acc = a.accumulate ? 1 : 0;
-    const native = !!this.nativeUse && type !== 'q4_k' && n * k >= NATIVE_QUANT_MIN_WEIGHTS;
+    const native = !packed && this.nativeTakes(type, n, k);
     const strategy = resolveStrategy(a.strategy, m, type, native);
     if (native && strategy === 'int8') {
       // The native int8 products, with activations quantized as llama.cpp's quantize_row_q8_0 does.
@@ -345,14 +382,15 @@ export class WasmBackend implements Backend {
       else this.run('quantizeActivations', [p(x), m, k, xq, stride, type === 'q4_0' ? 1 : 0], m * k); // Q4_0's own layout (blockQ4)
       this.run('qmatmulInt8', [xq, stride, p(w), p(out), m, n, k, code, acc, table], work);
     } else {
-      const ws = m > 1 ? this.scratch(this.qgemmScratch, this.k.qmatmulScratchBytes() * this.threads) : 0;
+      const ws = m > 1 || packed ? this.scratch(this.qgemmScratch, this.k.qmatmulScratchBytes() * this.threads) : 0;
       this.run('qmatmulF32', [p(x), p(w), p(out), m, n, k, code, acc, ws, table], work);
     }
   }
 
   dequantizeRows(w: Buf, ids: Int32Array, out: Buf, a: { k: number; type: QuantType }): void {
-    const { code, rowBytes } = quantLayout('dequantizeRows', a.type, a.k);
-    const rows = Math.floor((w.length * 4) / rowBytes);
+    const packed = this.repacked.get(w);
+    const { code, rowBytes } = this.quantCode('dequantizeRows', w, a.type, 0, a.k);
+    const rows = packed ? packed.rows : Math.floor((w.length * 4) / rowBytes);
     if (ids.length * a.k > out.length) throw new RangeError(`dequantizeRows: out holds ${out.length} elements, ${ids.length}·${a.k} needed`);
     for (let i = 0; i < ids.length; i++) {
       if (!(ids[i] >= 0 && ids[i] < rows)) throw new RangeError(`dequantizeRows: row id ${ids[i]} at ${i} is outside the table [0, ${rows})`);
@@ -478,6 +516,9 @@ export class WasmBackend implements Backend {
 }
 
 const p = (b: Buf): number => (b as WasmBuf).ptr;
+
+/** Bytes of one block of four rows in the repacked Q4_0 layout: four f32 scales and 4 × 16 nibble bytes. */
+const Q4X4_GROUP_BLOCK_BYTES = 80;
 
 /** The kernels' type code and block geometry, in the order of the codes (0 = Q8_0, 1 = Q4_0, 2 = Q4_K). */
 const QUANT_LAYOUTS: { type: QuantType; values: number; bytes: number; block: string }[] = [
