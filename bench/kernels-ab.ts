@@ -12,6 +12,8 @@
  * (1,11008,4096). f32 uses matmul (x · Wᵀ), the quantized types matmulQuant with the int8 strategy. By
  * default each call takes the next of enough copies of W (≥ 64 MB) that W comes from memory, as in a
  * model's decode; --in-cache uses one copy. Both backends run with native: false (WebAssembly only).
+ * Quantized W is uploaded as a model uploads it (uploadQuant, where this build repacks Q4_0; a base
+ * build from before uploadQuant gets the raw bytes).
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -34,7 +36,7 @@ interface Side {
 /** Uploads x and the copies of W to `be`; run() multiplies by the next copy. */
 function setup(be: Backend, type: WeightType, m: number, n: number, k: number, x: Float32Array, w: Float32Array | Uint8Array, copies: number | 'from-memory'): Side {
   const xb = upload(be, x);
-  const ws = uploadCopies(be, w, copies);
+  const ws = uploadCopies(be, w, copies, type === 'f32' ? undefined : { type, rows: n, k });
   const out = be.alloc(m * n);
   let next = 0;
   return {

@@ -117,7 +117,7 @@ async function benchThreads(threads: number, kernels: 'wasm' | 'native', data: S
   try {
     SHAPES.forEach(([m, n, k], s) => {
       const x = upload(be, data[s].x), out = be.alloc(m * n);
-      const copies = (f: Format): Buf[] => uploadCopies(be, data[s].w[f], fromMemory ? 'from-memory' : 1);
+      const copies = (f: Format): Buf[] => uploadCopies(be, data[s].w[f], fromMemory ? 'from-memory' : 1, f === 'f32' ? undefined : { type: f, rows: n, k });
       const w = { f32: copies('f32'), q8_0: copies('q8_0'), q4_0: copies('q4_0') };
       let next = 0;
       const pick = (ws: Buf[]): Buf => ws[next++ % ws.length];
