@@ -118,7 +118,7 @@ interface QuantCase {
 
 /**
  * How W reaches the backend: raw GGUF bytes (uploadBytes), or uploadQuant, where the WebAssembly backend
- * keeps Q4_0 in its own four-row layout unless a native kernel takes the matrix.
+ * keeps Q8_0 and Q4_0 in its own four-row layouts unless a native kernel takes the matrix.
  */
 type Upload = 'bytes' | 'quant';
 const UPLOADS: Upload[] = ['bytes', 'quant'];
@@ -488,6 +488,10 @@ describe(`quantized matmul and dequantizeRows: wasm${native ? ' with native kern
         assert.throws(() => be.matmulQuant(x, w, out, { m: 2, n: 2, k, type: 'q8_0' }), /repacked layout, used as q8_0 with 2 rows of 64/);
         assert.throws(() => be.matmulQuant(x, w, out, { m: 1, n: 2, k: 128, type: 'q4_0' }), /repacked layout, used as q4_0 with 2 rows of 128/);
         assert.throws(() => be.dequantizeRows(w, new Int32Array([5]), out, { k, type: 'q4_0' }), /row id 5 at 0 is outside the table \[0, 5\)/);
+        const w8 = be.uploadQuant(quantizeQ8_0(randomF32(new Rng(4), rows * k)), { type: 'q8_0', rows, k });
+        assert.throws(() => be.matmulQuant(x, w8, out, { m: 2, n: 2, k, type: 'q4_0' }), /w is a q8_0 matrix \[5, 64\] in this backend's repacked layout, used as q4_0/);
+        assert.throws(() => be.dequantizeRows(w8, new Int32Array([0]), out, { k, type: 'q4_k' }), /k = 64 must be a positive multiple of 256/);
+        be.free(w8);
       }
       for (const b of [w, x, out]) be.free(b);
     }

@@ -131,8 +131,8 @@ export class WasmBackend implements Backend {
   private qgemmScratch = { ptr: 0, bytes: 0 };
   /** f16 → f32 table of the quantized kernels (256 KiB), built by the kernel module on first use. */
   private f16Table = 0;
-  /** Buffers from uploadQuant holding a Q4_0 matrix in the repacked layout (kernel type code 3), with its shape. */
-  private readonly repacked = new WeakMap<Buf, { rows: number; k: number }>();
+  /** Buffers from uploadQuant holding a matrix in a repacked layout (kernel type code 3 or 4), with its type and shape. */
+  private readonly repacked = new WeakMap<Buf, { type: QuantType; rows: number; k: number }>();
   private readonly ropeTables = new Map<string, { ptr: number; positions: number }>();
 
   constructor(
@@ -236,21 +236,23 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * Q4_0 matrices that no native kernel takes are repacked four rows at a time (type code 3, see
-   * assembly/quant.ts): the int8 product then shares every load of x among four rows (1.33–1.39x per
-   * product). The GGUF bytes pass through a temporary buffer of their own size, one matrix at a time.
+   * Q8_0 and Q4_0 matrices that no native kernel takes are repacked four rows at a time (kernel type
+   * codes 4 and 3, see assembly/quant.ts): the int8 product then shares every load of x among four
+   * rows (1.3–1.6x per product). The GGUF bytes pass through a temporary buffer of their own size, one
+   * matrix at a time.
    */
   uploadQuant(bytes: Uint8Array, a: { type: QuantType; rows: number; k: number }): Buf {
     const { rowBytes } = quantLayout('uploadQuant', a.type, a.k);
-    const { rows, k } = a;
+    const { type, rows, k } = a;
     if (!(Number.isInteger(rows) && rows >= 0)) throw new RangeError(`uploadQuant: invalid row count ${rows}`);
-    if (bytes.length !== rows * rowBytes) throw new RangeError(`uploadQuant: ${bytes.length} bytes for a ${a.type} matrix [${rows}, ${k}] that takes ${rows * rowBytes}`);
-    if (a.type !== 'q4_0' || rows === 0 || this.nativeTakes(a.type, rows, k)) return this.uploadBytes(bytes);
+    if (bytes.length !== rows * rowBytes) throw new RangeError(`uploadQuant: ${bytes.length} bytes for a ${type} matrix [${rows}, ${k}] that takes ${rows * rowBytes}`);
+    const x4 = REPACKED[type];
+    if (!x4 || rows === 0 || this.nativeTakes(type, rows, k)) return this.uploadBytes(bytes);
     const src = this.uploadBytes(bytes);
-    const dst = this.alloc(Math.ceil(rows / 4) * (k / 32) * (Q4X4_GROUP_BLOCK_BYTES / 4));
-    this.k.repackQ4x4(p(src), p(dst), rows, k, this.quantTable());
+    const dst = this.alloc(Math.ceil(rows / 4) * (k / 32) * (x4.groupBlockBytes / 4));
+    this.k.repackX4(p(src), p(dst), rows, k, x4.code, this.quantTable());
     this.free(src);
-    this.repacked.set(dst, { rows, k });
+    this.repacked.set(dst, { type, rows, k });
     return dst;
   }
 
@@ -259,15 +261,15 @@ export class WasmBackend implements Backend {
     return !!this.nativeUse && type !== 'q4_k' && n * k >= NATIVE_QUANT_MIN_WEIGHTS;
   }
 
-  /** The kernels' type code for w (3 for a repacked Q4_0 matrix, checked against the call's shape). */
+  /** The kernels' type code for w (3 or 4 for a repacked matrix, checked against the call's shape). */
   private quantCode(op: string, w: Buf, type: QuantType, n: number, k: number): { code: number; rowBytes: number; packed: boolean } {
     const layout = quantLayout(op, type, k);
     const packed = this.repacked.get(w);
     if (!packed) return { ...layout, packed: false };
-    if (type !== 'q4_0' || k !== packed.k || n > packed.rows) {
-      throw new RangeError(`${op}: w is a q4_0 matrix [${packed.rows}, ${packed.k}] in this backend's repacked layout, used as ${type} with ${n} rows of ${k}`);
+    if (type !== packed.type || k !== packed.k || n > packed.rows) {
+      throw new RangeError(`${op}: w is a ${packed.type} matrix [${packed.rows}, ${packed.k}] in this backend's repacked layout, used as ${type} with ${n} rows of ${k}`);
     }
-    return { code: 3, rowBytes: layout.rowBytes, packed: true };
+    return { code: REPACKED[type]!.code, rowBytes: layout.rowBytes, packed: true };
   }
 
   /** A grow-only scratch area (kept between calls, like the attention scratch). */
@@ -517,8 +519,14 @@ export class WasmBackend implements Backend {
 
 const p = (b: Buf): number => (b as WasmBuf).ptr;
 
-/** Bytes of one block of four rows in the repacked Q4_0 layout: four f32 scales and 4 × 16 nibble bytes. */
-const Q4X4_GROUP_BLOCK_BYTES = 80;
+/**
+ * The repacked layouts (assembly/quant.ts): kernel type code, and bytes per block of four rows (four
+ * f32 scales, then the four rows' quants: 16 nibble bytes or 32 int8 each).
+ */
+const REPACKED: Partial<Record<QuantType, { code: number; groupBlockBytes: number }>> = {
+  q4_0: { code: 3, groupBlockBytes: 80 },
+  q8_0: { code: 4, groupBlockBytes: 144 },
+};
 
 /** The kernels' type code and block geometry, in the order of the codes (0 = Q8_0, 1 = Q4_0, 2 = Q4_K). */
 const QUANT_LAYOUTS: { type: QuantType; values: number; bytes: number; block: string }[] = [

@@ -10,14 +10,15 @@
 //                   of 64 values, the low nibbles of bytes 32g..32g+31 are values 0..31 (sub-block 2g)
 //                   and their high nibbles values 32..63 (sub-block 2g+1); w = d·sc·q − dmin·m
 // Blocks are not 4-byte aligned (34 and 18 bytes); wasm loads of any width are fine unaligned.
-// The type code is 0 for Q8_0, 1 for Q4_0 and 2 for Q4_K, and 3 for Q4_0 repacked by repackQ4x4 (the
-// backend's own layout, made once at upload when no native kernel takes the matrix):
-//   Q4_0x4, 80 bytes per block of four rows: rows 4g..4g+3 are stored together, block by block; each
-//                   block holds the four rows' scales as f32 (16 bytes), then each row's 16 nibble bytes
-//                   as in Q4_0. A last group of fewer than four rows is padded with zero rows.
+// The type code is 0 for Q8_0, 1 for Q4_0 and 2 for Q4_K; 3 and 4 are Q4_0 and Q8_0 repacked by
+// repackX4 (the backend's own layout, made once at upload when no native kernel takes the matrix):
+//   Q4_0x4, 80 bytes / Q8_0x4, 144 bytes per block of four rows: rows 4g..4g+3 are stored together,
+//                   block by block; each block holds the four rows' scales as f32 (16 bytes), then each
+//                   row's quants as in its GGUF block (16 nibble bytes, or 32 int8). A last group of
+//                   fewer than four rows is padded with zero rows.
 // Four rows read as one stream share every load of x, and their four block sums reduce into one
-// vector with one scale vector: 1.33–1.39x per product over Q4_0's own layout (prototype, one thread,
-// W from memory and in cache alike), for 11% more bytes (f32 scales: a table lookup per block saved).
+// vector with one scale vector: per product 1.28–1.44x (Q4_0) and 1.35–1.6x (Q8_0) over GGUF's layout
+// (`npm run bench -- kernels-ab`, W from memory), for 11% / 6% more bytes (f32 scales: no table lookup).
 //
 // out[m, n] (+)= x[m, k] · Wᵀ by one of two strategies (the backend picks one from the shape alone, so
 // the result never depends on the thread count):
@@ -57,8 +58,13 @@ import { madd, min32, rowPart, share } from './util';
 const Q8_BYTES: i32 = 34;
 const Q4_BYTES: i32 = 18;
 const Q4K_BYTES: i32 = 144;
-/** One block of four rows in the repacked Q4_0 layout (type 3): four f32 scales, four rows' 16 nibble bytes. */
+/** One block of four rows in the repacked layouts: four f32 scales, then four rows' 16 nibble bytes (type 3, Q4_0) or 32 int8 (type 4, Q8_0). */
 const Q4X4_BYTES: i32 = 80;
+const Q8X4_BYTES: i32 = 144;
+
+@inline function x4Bytes(type: i32): i32 {
+  return type == 3 ? Q4X4_BYTES : Q8X4_BYTES;
+}
 
 /** Depth of one packed block in the prefill path: the GEMM's KC rounded down to whole 32-value blocks. */
 const QKC: i32 = KC >= 32 ? KC & ~31 : 32;
@@ -81,7 +87,7 @@ export function qmatmulScratchBytes(): i32 {
 
 /** Bytes per row of k values (k whole blocks of the type). */
 @inline function rowBytesOf(k: i32, type: i32): usize {
-  if (type == 3) return <usize>((k >> 5) * (Q4X4_BYTES >> 2)); // a quarter of a four-row group
+  if (type >= 3) return <usize>((k >> 5) * (x4Bytes(type) >> 2)); // a quarter of a four-row group
   return type == 2 ? <usize>((k >> 8) * Q4K_BYTES) : <usize>((k >> 5) * (type == 0 ? Q8_BYTES : Q4_BYTES));
 }
 
@@ -422,27 +428,60 @@ function dotGroupQ4x4(w: usize, xq: usize, nb: i32, fence: usize): v128 {
 }
 
 /**
- * Q4_0 rows [rows, k] at src → the repacked layout (type 3) at dst, ceil(rows/4)·(k/32)·80 bytes; rows
- * past the last are zeros (scale 0, so they add 0 wherever they are multiplied). Scales become f32
- * through the f16 table (exact).
+ * Σ q_w·q_x of one row's Q8_0 block in the repacked layout (p: its 32 int8) against the block's
+ * activations already loaded, as four i32 partial sums.
  */
-export function repackQ4x4(src: usize, dst: usize, rows: i32, k: i32, table: usize): void {
+@inline function rowBlockQ8x4(p: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  let s = i32x4.dot_i16x8_s(v128.load8x8_s(p), x0);
+  s = i32x4.add(s, i32x4.dot_i16x8_s(v128.load8x8_s(p, 8), x1));
+  s = i32x4.add(s, i32x4.dot_i16x8_s(v128.load8x8_s(p, 16), x2));
+  return i32x4.add(s, i32x4.dot_i16x8_s(v128.load8x8_s(p, 24), x3));
+}
+
+/** dotGroupQ4x4 for repacked Q8_0 (no −8 correction). The fence: 1.41x against 1.35x without at k = 4096. */
+function dotGroupQ8x4(w: usize, xq: usize, nb: i32, fence: usize): v128 {
+  const xe = xq + (<usize>nb << 6);
+  let xd = xe + (<usize>nb << 2);
+  let acc = f32x4.splat(0);
+  for (let wb = w, xb = xq; xb < xe; wb += Q8X4_BYTES, xb += 64, xd += 4) {
+    const x0 = v128.load(xb), x1 = v128.load(xb, 16), x2 = v128.load(xb, 32), x3 = v128.load(xb, 48);
+    const s0 = rowBlockQ8x4(wb + 16, x0, x1, x2, x3);
+    const s1 = rowBlockQ8x4(wb + 48, x0, x1, x2, x3);
+    const s01 = i32x4.add(i32x4.shuffle(s0, s1, 0, 1, 4, 5), i32x4.shuffle(s0, s1, 2, 3, 6, 7));
+    v128.store32_lane(fence, s01, 0);
+    const s2 = rowBlockQ8x4(wb + 80, x0, x1, x2, x3);
+    const s3 = rowBlockQ8x4(wb + 112, x0, x1, x2, x3);
+    const s23 = i32x4.add(i32x4.shuffle(s2, s3, 0, 1, 4, 5), i32x4.shuffle(s2, s3, 2, 3, 6, 7));
+    const s = i32x4.add(i32x4.shuffle(s01, s23, 0, 2, 4, 6), i32x4.shuffle(s01, s23, 1, 3, 5, 7));
+    acc = madd(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load(wb), v128.load32_splat(xd)), acc);
+  }
+  return acc;
+}
+
+/**
+ * Q4_0 (type 3) or Q8_0 (type 4) rows [rows, k] in GGUF's layout at src → the repacked layout at dst,
+ * ceil(rows/4)·(k/32) blocks of 80 or 144 bytes; rows past the last are zeros (scale 0, so they add 0
+ * wherever they are multiplied). Scales become f32 through the f16 table (exact).
+ */
+export function repackX4(src: usize, dst: usize, rows: i32, k: i32, type: i32, table: usize): void {
   const nb = k >> 5;
-  const rowBytes = <usize>(nb * Q4_BYTES);
+  const blockBytes = type == 3 ? Q4_BYTES : Q8_BYTES, quants = <usize>(blockBytes - 2);
+  const rowBytes = <usize>(nb * blockBytes);
   let p = dst;
   for (let g = 0; g < rows; g += 4) {
     for (let b = 0; b < nb; b++) {
       for (let r = 0; r < 4; r++) {
+        const q = p + 16 + <usize>r * quants;
         if (g + r < rows) {
-          const blk = src + <usize>(g + r) * rowBytes + <usize>(b * Q4_BYTES);
+          const blk = src + <usize>(g + r) * rowBytes + <usize>(b * blockBytes);
           store<f32>(p + (<usize>r << 2), scaleAt(table, blk));
-          v128.store(p + 16 + (<usize>r << 4), v128.load(blk, 2));
+          memory.copy(q, blk + 2, quants);
         } else {
           store<f32>(p + (<usize>r << 2), 0);
-          v128.store(p + 16 + (<usize>r << 4), i32x4.splat(0));
+          memory.fill(q, 0, quants);
         }
       }
-      p += Q4X4_BYTES;
+      p += <usize>x4Bytes(type);
     }
   }
 }
@@ -506,15 +545,15 @@ export function qmatmulInt8(xq: usize, stride: i32, w: usize, out: usize, m: i32
   const nb = k >> 5;
   const rowBytes = rowBytesOf(k, type);
   const j0 = colStart(n, tid, nth), j1 = colStart(n, tid + 1, nth);
-  // Thread shares start at multiples of 16, so type 3's groups of four rows never straddle two threads.
-  const group = type == 3 ? max<i32>(4, (16384 / <i32>rowBytes) & ~3) : max<i32>(1, 16384 / <i32>rowBytes);
+  // Thread shares start at multiples of 16, so the repacked groups of four rows never straddle two threads.
+  const group = type >= 3 ? max<i32>(4, (16384 / <i32>rowBytes) & ~3) : max<i32>(1, 16384 / <i32>rowBytes);
   for (let jb = j0; jb < j1; jb += group) {
     const je = min32(jb + group, j1);
     for (let i = 0; i < m; i++) {
       const xr = xq + <usize>(<i64>i * stride);
       const o = out + (<usize>(<i64>i * n) << 2);
-      if (type == 3) {
-        qmatmulRowQ4x4(xr, w + <usize>jb * rowBytes, o, nb, jb, je, accumulate);
+      if (type >= 3) {
+        qmatmulRowX4(xr, w + <usize>jb * rowBytes, o, nb, type, jb, je, accumulate);
         continue;
       }
       let wr = w + <usize>jb * rowBytes;
@@ -530,14 +569,14 @@ export function qmatmulInt8(xq: usize, stride: i32, w: usize, out: usize, m: i32
   }
 }
 
-/** Outputs jb..je of one row of x (o: its output row) from repacked Q4_0 groups starting at wg. */
-function qmatmulRowQ4x4(xr: usize, wg: usize, o: usize, nb: i32, jb: i32, je: i32, accumulate: i32): void {
-  const groupBytes = <usize>(nb * Q4X4_BYTES);
+/** Outputs jb..je of one row of x (o: its output row) from repacked groups (type 3 or 4) starting at wg. */
+function qmatmulRowX4(xr: usize, wg: usize, o: usize, nb: i32, type: i32, jb: i32, je: i32, accumulate: i32): void {
+  const groupBytes = <usize>(nb * x4Bytes(type));
   for (let j = jb; j < je; j += 4) {
     const op = o + (<usize>j << 2);
     if (j + 4 <= je) {
       const prev = accumulate ? v128.load(op) : f32x4.splat(0); // read before the kernel's fence store
-      let r = dotGroupQ4x4(wg, xr, nb, op);
+      let r = type == 3 ? dotGroupQ4x4(wg, xr, nb, op) : dotGroupQ8x4(wg, xr, nb, op);
       if (accumulate) r = f32x4.add(prev, r);
       v128.store(op, r);
     } else {
@@ -545,7 +584,7 @@ function qmatmulRowQ4x4(xr: usize, wg: usize, o: usize, nb: i32, jb: i32, je: i3
       const cnt = je - j;
       const p0 = accumulate ? load<f32>(op) : 0, p1 = accumulate && cnt > 1 ? load<f32>(op, 4) : 0;
       const p2 = accumulate && cnt > 2 ? load<f32>(op, 8) : 0;
-      const r = dotGroupQ4x4(wg, xr, nb, op);
+      const r = type == 3 ? dotGroupQ4x4(wg, xr, nb, op) : dotGroupQ8x4(wg, xr, nb, op);
       store<f32>(op, accumulate ? p0 + f32x4.extract_lane(r, 0) : f32x4.extract_lane(r, 0));
       if (cnt > 1) store<f32>(op, accumulate ? p1 + f32x4.extract_lane(r, 1) : f32x4.extract_lane(r, 1), 4);
       if (cnt > 2) store<f32>(op, accumulate ? p2 + f32x4.extract_lane(r, 2) : f32x4.extract_lane(r, 2), 8);
@@ -558,13 +597,15 @@ function qmatmulRowQ4x4(xr: usize, wg: usize, o: usize, nb: i32, jb: i32, je: i3
 
 /** One block at p → 32 f32 at dst (16-byte aligned not required), each q·d correctly rounded. */
 @inline function dequantBlock(p: usize, type: i32, dst: usize, table: usize): void {
-  if (type != 0) {
-    dequantQ4(p + 2, scaleAt(table, p), dst);
-    return;
-  }
-  const dv = f32x4.splat(scaleAt(table, p));
+  if (type == 0) dequantQ8(p + 2, scaleAt(table, p), dst);
+  else dequantQ4(p + 2, scaleAt(table, p), dst);
+}
+
+/** A Q8_0 block's 32 int8 at q with scale d → 32 f32 at dst, each q·d correctly rounded. */
+@inline function dequantQ8(q: usize, d: f32, dst: usize): void {
+  const dv = f32x4.splat(d);
   for (let c: usize = 0; c < 4; c++) {
-    const t = v128.load8x8_s(p + 2 + (c << 3));
+    const t = v128.load8x8_s(q + (c << 3));
     v128.store(dst + (c << 5), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(t)), dv));
     v128.store(dst + (c << 5), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(t)), dv), 16);
   }
@@ -607,10 +648,11 @@ function qmatmulRowQ4x4(xr: usize, wg: usize, o: usize, nb: i32, jb: i32, je: i3
 
 /** The 32-value block blk of row `row` of W [·, k] → 32 f32 at dst (for Q4_K, a sub-block of a super-block). */
 @inline function dequantBlockAt(w: usize, k: i32, row: i32, blk: i32, type: i32, dst: usize, table: usize): void {
-  if (type == 3) {
-    const r = <usize>(row & 3);
-    const g = w + <usize>(row >> 2) * <usize>((k >> 5) * Q4X4_BYTES) + <usize>blk * Q4X4_BYTES;
-    dequantQ4(g + 16 + (r << 4), load<f32>(g + (r << 2)), dst);
+  if (type >= 3) {
+    const r = <usize>(row & 3), bytes = <usize>x4Bytes(type);
+    const g = w + <usize>(row >> 2) * <usize>(k >> 5) * bytes + <usize>blk * bytes;
+    if (type == 3) dequantQ4(g + 16 + (r << 4), load<f32>(g + (r << 2)), dst);
+    else dequantQ8(g + 16 + (r << 5), load<f32>(g + (r << 2)), dst);
     return;
   }
   const rp = w + <usize>row * rowBytesOf(k, type);
@@ -805,7 +847,7 @@ function gemmDequant(x: usize, w: usize, out: usize, m: i32, k: i32, n: i32, typ
 export function qmatmulF32(x: usize, w: usize, out: usize, m: i32, n: i32, k: i32, type: i32, accumulate: i32,
                            scratch: usize, table: usize, tid: i32, nth: i32): void {
   const nb = k >> 5;
-  if (m == 1 && type != 3) { // (type 3 takes the packed path below at any m)
+  if (m == 1 && type < 3) { // (the repacked types take the packed path below at any m)
     const rowBytes = rowBytesOf(k, type);
     const j1 = colStart(n, tid + 1, nth);
     for (let j = colStart(n, tid, nth); j < j1; j++) {
