@@ -6,10 +6,12 @@
  * speed-up (base ms / ours ms) and the largest |difference| of the outputs (0 when a change keeps the
  * arithmetic).
  *
- *   npm run bench -- kernels-ab --base <checkout> [--types f32,q8_0,q4_0] [--threads 1] [--in-cache] [--rounds 15] [--json]
+ *   npm run bench -- kernels-ab --base <checkout> [--types f32,q8_0,q4_0] [--threads 1] [--in-cache] [--rounds 15]
+ *     [--shapes 1x768x768,128x768x768] [--strategy int8|f32|auto] [--json]
  *
- * Shapes (m,n,k): the 113M model's (1,768,768), (1,3072,768), (1,768,3072) and (1,4096,4096),
- * (1,11008,4096). f32 uses matmul (x · Wᵀ), the quantized types matmulQuant with the int8 strategy. By
+ * Shapes (m×n×k, default): the 113M model's 1x768x768, 1x3072x768, 1x768x3072 and 1x4096x4096,
+ * 1x11008x4096. f32 uses matmul (x · Wᵀ), the quantized types matmulQuant with --strategy (default int8;
+ * auto with m > 16 times the packed prefill path). By
  * default each call takes the next of enough copies of W (≥ 64 MB) that W comes from memory, as in a
  * model's decode; --in-cache uses one copy. Both backends run with native: false (WebAssembly only).
  * Quantized W is uploaded as a model uploads it (uploadQuant, where this build repacks Q4_0; a base
@@ -18,7 +20,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Backend } from '../src/kernels/backend.js';
+import type { Backend, QuantStrategy } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { quantizeQ4_0, quantizeQ8_0 } from '../src/formats/gguf.js';
 import { Rng } from '../src/util/rng.js';
@@ -34,7 +36,7 @@ interface Side {
 }
 
 /** Uploads x and the copies of W to `be`; run() multiplies by the next copy. */
-function setup(be: Backend, type: WeightType, m: number, n: number, k: number, x: Float32Array, w: Float32Array | Uint8Array, copies: number | 'from-memory'): Side {
+function setup(be: Backend, type: WeightType, m: number, n: number, k: number, x: Float32Array, w: Float32Array | Uint8Array, copies: number | 'from-memory', strategy: QuantStrategy): Side {
   const xb = upload(be, x);
   const ws = uploadCopies(be, w, copies, type === 'f32' ? undefined : { type, rows: n, k });
   const out = be.alloc(m * n);
@@ -42,9 +44,18 @@ function setup(be: Backend, type: WeightType, m: number, n: number, k: number, x
   return {
     run: type === 'f32'
       ? () => be.matmul(xb, ws[next++ % ws.length], out, { m, n, k, transB: true })
-      : () => be.matmulQuant(xb, ws[next++ % ws.length], out, { m, n, k, type, strategy: 'int8' }),
+      : () => be.matmulQuant(xb, ws[next++ % ws.length], out, { m, n, k, type, strategy }),
     read: () => be.read(out),
   };
+}
+
+/** 'MxNxK' with positive integers, K a multiple of 32 (a whole number of quantized blocks). */
+function parseShape(s: string): [number, number, number] {
+  const dims = s.split('x').map(Number);
+  if (dims.length !== 3 || !dims.every((d) => Number.isInteger(d) && d > 0) || dims[2] % 32 !== 0) {
+    throw new Error(`kernels-ab: a --shapes entry is MxNxK with positive integers and K a multiple of 32, not '${s}'`);
+  }
+  return dims as [number, number, number];
 }
 
 const median = (t: number[]): number => [...t].sort((a, b) => a - b)[t.length >> 1];
@@ -61,6 +72,10 @@ export async function main(argv: string[]): Promise<void> {
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`kernels-ab: --threads must be a positive integer, not '${arg(argv, '--threads', '')}'`);
   if (!Number.isInteger(rounds) || rounds < 3) throw new Error(`kernels-ab: --rounds must be an integer ≥ 3, not '${arg(argv, '--rounds', '')}'`);
   const inCache = argv.includes('--in-cache');
+  const strategy = arg(argv, '--strategy', 'int8') as QuantStrategy;
+  if (!['int8', 'f32', 'auto'].includes(strategy)) throw new Error(`kernels-ab: --strategy is int8, f32 or auto, not '${strategy}'`);
+  const shapesArg = arg(argv, '--shapes', '');
+  const shapes = shapesArg ? shapesArg.split(',').map(parseShape) : SHAPES;
 
   const baseCreate = (await import(pathToFileURL(baseModule).href)).createWasmBackend as typeof createWasmBackend;
   const base = await baseCreate({ threads, native: false });
@@ -70,17 +85,17 @@ export async function main(argv: string[]): Promise<void> {
   const rows: { type: WeightType; m: number; n: number; k: number; base_ms: number; ours_ms: number; speedup: number; max_diff: number }[] = [];
   try {
     for (const type of types) {
-      for (const [m, n, k] of SHAPES) {
+      for (const [m, n, k] of shapes) {
         const x = new Float32Array(m * k).map(() => rng.normal());
         const wf = new Float32Array(n * k).map(() => rng.normal() * 0.02);
         const w = type === 'f32' ? wf : type === 'q8_0' ? quantizeQ8_0(wf) : quantizeQ4_0(wf);
         const copies = inCache ? 1 : 'from-memory';
-        const sides = [setup(base, type, m, n, k, x, w, copies), setup(ours, type, m, n, k, x, w, copies)];
+        const sides = [setup(base, type, m, n, k, x, w, copies, strategy), setup(ours, type, m, n, k, x, w, copies, strategy)];
         sides.forEach((s) => s.run());
         const [a, b] = sides.map((s) => s.read());
         let maxDiff = 0;
         for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
-        const reps = Math.max(3, Math.round(1e8 / (n * k)));
+        const reps = Math.max(3, Math.round(1e8 / (m * n * k)));
         const times: number[][] = [[], []];
         for (let r = 0; r < rounds; r++) {
           sides.forEach((s, i) => {
@@ -98,5 +113,5 @@ export async function main(argv: string[]): Promise<void> {
     base.dispose();
     ours.dispose();
   }
-  if (argv.includes('--json')) console.log(JSON.stringify({ base: baseArg, threads, in_cache: inCache, rounds, rows }));
+  if (argv.includes('--json')) console.log(JSON.stringify({ base: baseArg, threads, in_cache: inCache, rounds, strategy, rows }));
 }
