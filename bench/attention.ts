@@ -94,6 +94,9 @@ async function benchThreads(threads: number, budgetMs: number, log: (s: string) 
   return out;
 }
 
+/** The flags main() reads; bench/run.ts refuses any other. */
+export const flags = ['--json', '--quick', '--threads'];
+
 export async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
   const quick = argv.includes('--quick');

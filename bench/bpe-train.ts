@@ -61,6 +61,9 @@ function buildCorpus(bytes: number): { text: string; bytes: number; copies: numb
   return { text, bytes: end, copies: end / oneCopy };
 }
 
+/** The flags main() reads; bench/run.ts refuses any other. */
+export const flags = ['--json', '--mb', '--vocab'];
+
 export async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
   const mb = numberOption(argv, '--mb', 10);

@@ -85,6 +85,9 @@ function generationSpeed(model: TrainableModel, n: number): { bytesPerSecond: nu
 
 const loadavg = () => (existsSync('/proc/loadavg') ? readFileSync('/proc/loadavg', 'utf8').trim() : 'n/a');
 
+/** The flags main() reads; bench/run.ts refuses any other. */
+export const flags = ['--gen-bytes', '--json', '--minutes', '--only', '--steps', '--threads'];
+
 export async function main(argv: string[]): Promise<void> {
   if (!existsSync(CORPUS)) throw new Error(`needs ../shared/fixtures beside the project (${CORPUS})`);
   const steps = Number(arg(argv, '--steps', '200'));

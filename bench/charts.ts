@@ -130,6 +130,9 @@ function metricOf(kind: string, argv: string[], fallback: string): { field: stri
   return { field, ...m };
 }
 
+/** The flags main() reads; bench/run.ts refuses any other. */
+export const flags = ['--height', '--in', '--kind', '--linear', '--log', '--metric', '--out', '--series', '--study', '--subtitle', '--title', '--width', '--x', '--x-title', '--y', '--y-title'];
+
 export async function main(argv: string[]): Promise<void> {
   const kind = arg(argv, '--kind', '');
   const input = arg(argv, '--in', '');

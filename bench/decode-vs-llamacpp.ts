@@ -259,6 +259,9 @@ const loadAverage = () => (existsSync('/proc/loadavg') ? readFileSync('/proc/loa
 
 // ---- entry --------------------------------------------------------------------------------------
 
+/** The flags main() reads; bench/run.ts refuses any other. */
+export const flags = ['--engines', '--json', '--kv', '--models', '--profile', '--repeats', '--rounds', '--threads', '--types'];
+
 export async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
   const models = arg(argv, '--models', ALL_MODELS.join(',')).split(',');

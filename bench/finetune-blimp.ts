@@ -145,6 +145,9 @@ function zeroShotBlimp(model: Llama, m: LoadedModel, pairs: Pair[]): number {
   return right / pairs.length;
 }
 
+/** The flags main() reads; bench/run.ts refuses any other. */
+export const flags = ['--batch', '--epochs', '--json', '--paradigms', '--test-pairs', '--threads', '--train-pairs'];
+
 export async function main(argv: string[]): Promise<void> {
   const paradigms = arg(argv, '--paradigms', DEFAULT_PARADIGMS.join(',')).split(',');
   const trainPairs = Number(arg(argv, '--train-pairs', '400'));

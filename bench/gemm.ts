@@ -271,6 +271,9 @@ function table(rep: Report, title: string): string {
   return lines.join('\n');
 }
 
+/** The flags main() reads; bench/run.ts refuses any other. */
+export const flags = ['--json', '--no-relaxed', '--quick', '--relaxed-child', '--threads'];
+
 export async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
   const quick = argv.includes('--quick');

@@ -60,6 +60,9 @@ function parseShape(s: string): [number, number, number] {
 
 const median = (t: number[]): number => [...t].sort((a, b) => a - b)[t.length >> 1];
 
+/** The flags main() reads; bench/run.ts refuses any other. */
+export const flags = ['--base', '--in-cache', '--json', '--rounds', '--shapes', '--strategy', '--threads', '--types'];
+
 export async function main(argv: string[]): Promise<void> {
   const baseArg = arg(argv, '--base', '');
   if (!baseArg) throw new Error('kernels-ab: --base <checkout> is required (a second checkout of stlm, built)');

@@ -15,6 +15,9 @@ function arg(argv: string[], name: string, fallback: string): string {
   return i >= 0 && argv[i + 1] ? argv[i + 1] : fallback;
 }
 
+/** The flags main() reads; bench/run.ts refuses any other. */
+export const flags = ['--batch', '--config', '--steps', '--threads'];
+
 export async function main(argv: string[]): Promise<void> {
   const cfg = PRESETS[arg(argv, '--config', 'tiny')];
   const threads = Number(arg(argv, '--threads', '2')), steps = Number(arg(argv, '--steps', '5')), batch = Number(arg(argv, '--batch', '16'));

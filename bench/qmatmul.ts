@@ -178,6 +178,9 @@ function table(results: Result[], configs: Config[]): string {
   return lines.join('\n');
 }
 
+/** The flags main() reads; bench/run.ts refuses any other. */
+export const flags = ['--from-memory', '--json', '--kernels', '--quick', '--threads'];
+
 export async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
   const quick = argv.includes('--quick');

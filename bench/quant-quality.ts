@@ -31,6 +31,9 @@ interface Row {
   file_mb: number;
 }
 
+/** The flags main() reads; bench/run.ts refuses any other. */
+export const flags = ['--json', '--types', '--windows'];
+
 export async function main(argv: string[]): Promise<void> {
   const windows = Number(arg(argv, '--windows', '0')) || undefined;
   const types = arg(argv, '--types', 'q8_0,q4_0,q4_k').split(',');

@@ -96,6 +96,9 @@ function variants(be: Backend): Variant[] {
   ];
 }
 
+/** The flags main() reads; bench/run.ts refuses any other. */
+export const flags = ['--json', '--only', '--seeds', '--steps', '--study', '--threads'];
+
 export async function main(argv: string[]): Promise<void> {
   if (!existsSync(CORPUS)) throw new Error(`needs ../shared/fixtures beside the project (${CORPUS})`);
   const study = arg(argv, '--study', 'all');

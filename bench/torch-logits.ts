@@ -112,6 +112,9 @@ function withoutQkPermutation(config: LlamaConfig, weights: Map<string, Float32A
   return out;
 }
 
+/** The flags main() reads; bench/run.ts refuses any other. */
+export const flags = ['--dtypes', '--keep', '--threads', '--tokens'];
+
 export async function main(argv: string[]): Promise<void> {
   const tokens = Number(arg(argv, '--tokens', '32'));
   const dtypes = arg(argv, '--dtypes', 'F32,F16,BF16').split(',') as SafetensorsFloatDtype[];

@@ -76,6 +76,9 @@ function runAnchor(script: string, args: string[], env: NodeJS.ProcessEnv): Reco
   return JSON.parse(last) as Record<string, unknown>;
 }
 
+/** The flags main() reads; bench/run.ts refuses any other. */
+export const flags = ['--configs', '--json', '--minutes', '--no-budget', '--sides', '--steps', '--threads'];
+
 export async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
   const configs = arg(argv, '--configs', 'tiny,small').split(',');
