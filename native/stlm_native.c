@@ -309,6 +309,71 @@ DEFINE_QMATMUL_Q4(qmatmul_q4_avx2, "avx2,fma,f16c", PAIRDOT_AVX2)
 DEFINE_QMATMUL_Q4(qmatmul_q4_vnni, VNNI_TARGET, PAIRDOT_VNNI)
 
 /**
+ * Q4_0 repacked four rows at a time (the backend's upload layout, kernel type 3; see
+ * src/kernels/wasm/assembly/quant.ts): per block of rows 4g..4g+3, their four f32 scales (16 bytes), then
+ * their 16 nibble bytes each, so a row pair's block is one 256-bit load and the four scales one 128-bit
+ * load, all from a single sequential stream (the GGUF-layout kernel above reads four row streams and
+ * gathers four f16 scales per block). The same dots, lanes and reduction as DEFINE_QMATMUL_Q4, so a row's
+ * result is bit for bit the same in either layout; 1.3–1.8x faster per product (prototype, one thread).
+ * A last group of fewer than four rows holds zero rows, whose outputs are not written.
+ */
+#define X4_PAIR(PAIRDOT, p, off, idx, a)                                                                  \
+  do {                                                                                                   \
+    __m256i v = _mm256_loadu_si256((const __m256i *)((p) + (off)));                                      \
+    __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);             \
+    a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(PAIRDOT(lo, hi, xlo, xhi, cv)), _mm256_permutevar8x32_ps(sv8, idx), a); \
+  } while (0)
+#define X4_STEP(PAIRDOT, b, A01, A23)                                                                    \
+  do {                                                                                                   \
+    const uint8_t *p = wg + (size_t)(b) * 80;                                                            \
+    __m256i xlo = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xq + 32 * (b))));         \
+    __m256i xhi = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(xq + 32 * (b) + 16)));    \
+    __m256i cv = _mm256_set1_epi32(xn[b]); (void)cv;                                                     \
+    __m256 sv8 = _mm256_castps128_ps256(_mm_mul_ps(_mm_loadu_ps((const float *)p), _mm_set1_ps(xd[b])));  \
+    X4_PAIR(PAIRDOT, p, 16, idx01, A01);                                                                 \
+    X4_PAIR(PAIRDOT, p, 48, idx23, A23);                                                                 \
+  } while (0)
+#define DEFINE_QMATMUL_Q4X4(NAME, TARGET, PAIRDOT)                                                        \
+  __attribute__((target(TARGET)))                                                                        \
+  static void NAME(const uint8_t *xq_base, const uint8_t *w, float *out, int m, int n, int k, int acc, int tid, int nth) { \
+    int nb = k >> 5;                                                                                     \
+    size_t gb = (size_t)nb * 80, xs = qrow_bytes(k);                                                     \
+    int j0 = col_start(n, tid, nth), j1 = col_start(n, tid + 1, nth);                                    \
+    int group = (int)((256 * 1024 / (gb / 4)) & ~(size_t)3);                                             \
+    if (group < 4) group = 4;                                                                            \
+    const __m256i m4 = _mm256_set1_epi8(0x0f);                                                           \
+    const __m256i idx01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), idx23 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3); \
+    for (int jg = j0; jg < j1; jg += group) {                                                            \
+      int je = jg + group < j1 ? jg + group : j1;                                                        \
+      for (int i = 0; i < m; i++) {                                                                      \
+        const int8_t *xq = (const int8_t *)(xq_base + i * xs);                                           \
+        const float *xd = (const float *)(xq_base + i * xs + k);                                         \
+        const int32_t *xn = (const int32_t *)(xq_base + i * xs + k + 4 * (size_t)nb);                    \
+        float *o = out + (size_t)i * n;                                                                  \
+        for (int j = jg; j < je; j += 4) {                                                               \
+          const uint8_t *wg = w + (size_t)(j >> 2) * gb;                                                 \
+          __m256 e01 = _mm256_setzero_ps(), e23 = e01, o01 = e01, o23 = e01;                             \
+          int b = 0;                                                                                     \
+          for (; b + 2 <= nb; b += 2) {                                                                  \
+            X4_STEP(PAIRDOT, b, e01, e23);                                                               \
+            X4_STEP(PAIRDOT, b + 1, o01, o23);                                                           \
+          }                                                                                              \
+          if (b < nb) X4_STEP(PAIRDOT, b, e01, e23);                                                     \
+          __m256 r = _mm256_hadd_ps(_mm256_add_ps(e01, o01), _mm256_add_ps(e23, o23));                   \
+          r = _mm256_hadd_ps(r, r);                                                                      \
+          __m128 rows = _mm_unpacklo_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));         \
+          float rv[4];                                                                                   \
+          _mm_storeu_ps(rv, rows);                                                                       \
+          for (int t = 0; t < 4 && j + t < je; t++) o[j + t] = acc ? o[j + t] + rv[t] : rv[t];           \
+        }                                                                                                \
+      }                                                                                                  \
+    }                                                                                                    \
+  }
+
+DEFINE_QMATMUL_Q4X4(qmatmul_q4x4_avx2, "avx2,fma,f16c", PAIRDOT_AVX2)
+DEFINE_QMATMUL_Q4X4(qmatmul_q4x4_vnni, VNNI_TARGET, PAIRDOT_VNNI)
+
+/**
  * out[i, j] (+)= x[i, :] · W[j, :] for f32 W [n, k] (k a multiple of 8; the caller checks). Memory-bound:
  * the rows of W are read one after the other, in the order they lie in memory (one sequential stream,
  * which the hardware prefetcher follows at full bandwidth; interleaving rows measured slower), and each
@@ -573,20 +638,22 @@ static napi_value quantize_activations(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// qmatmul(slot, xq, w, out, m, n, k, type, accumulate, tid, nth): out[m, n] (+)= x̂ · Wᵀ, W Q8_0 (0) or Q4_0 (1).
+// qmatmul(slot, xq, w, out, m, n, k, type, accumulate, tid, nth): out[m, n] (+)= x̂ · Wᵀ, W Q8_0 (0), Q4_0
+// (1) or Q4_0 repacked four rows at a time (3).
 static napi_value qmatmul(napi_env env, napi_callback_info info) {
   double b[11];
   if (!read_kernel_args(env, info, 11, b)) return NULL;
   const double *a = b + 1;
   double m = a[3], n = a[4], k = a[5], type = a[6];
-  if (!valid_dims(m, n, k) || (int)k % 32 || (type != 0 && type != 1) || !valid_share(a[8], a[9])) return throw_range(env, "stlm native qmatmul: invalid shape, type or share");
-  double rb = (k / 32) * (type == 0 ? 34 : 18);
-  if (!inside(a[0], m * (double)qrow_bytes((int)k)) || !inside(a[1], n * rb) || !inside(a[2], m * n * 4)) return throw_range(env, "stlm native qmatmul: operand outside memory");
+  if (!valid_dims(m, n, k) || (int)k % 32 || (type != 0 && type != 1 && type != 3) || !valid_share(a[8], a[9])) return throw_range(env, "stlm native qmatmul: invalid shape, type or share");
+  double wBytes = type == 3 ? ceil(n / 4) * (k / 32) * 80 : n * (k / 32) * (type == 0 ? 34 : 18);
+  if (!inside(a[0], m * (double)qrow_bytes((int)k)) || !inside(a[1], wBytes) || !inside(a[2], m * n * 4)) return throw_range(env, "stlm native qmatmul: operand outside memory");
 #if STLM_X86
   const uint8_t *xq = mem_base + (size_t)a[0], *w = mem_base + (size_t)a[1];
   float *out = (float *)(mem_base + (size_t)a[2]);
   void (*fn)(const uint8_t *, const uint8_t *, float *, int, int, int, int, int, int) =
-      isa >= 2 ? (type == 0 ? qmatmul_q8_vnni : qmatmul_q4_vnni) : (type == 0 ? qmatmul_q8_avx2 : qmatmul_q4_avx2);
+      isa >= 2 ? (type == 0 ? qmatmul_q8_vnni : type == 1 ? qmatmul_q4_vnni : qmatmul_q4x4_vnni)
+               : (type == 0 ? qmatmul_q8_avx2 : type == 1 ? qmatmul_q4_avx2 : qmatmul_q4x4_avx2);
   fn(xq, w, out, (int)m, (int)n, (int)k, a[7] != 0, (int)a[8], (int)a[9]);
 #endif
   return NULL;

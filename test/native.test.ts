@@ -103,6 +103,31 @@ describe('native kernels', { skip: SKIP }, () => {
     }
   });
 
+  test('Q4_0 repacked four rows at a time (uploadQuant) gives the GGUF-layout product bit for bit: decode, prefill, every n mod 4, 2 threads', () => {
+    // Both kernels take the same dots, lanes and reduction per row; only where the bytes lie differs.
+    const rng = new Rng(9);
+    const k = 512;
+    for (const n of [128, 129, 130, 131, 261]) {
+      const wBytes = quantizeQ4_0(randomF32(rng, n * k, 0.05));
+      for (const m of [1, 3, 9]) {
+        const x = randomF32(rng, m * k), c0 = randomF32(rng, m * n);
+        for (const accumulate of [false, true]) {
+          const results = [n1, n2].flatMap((be) => [false, true].map((repacked) => {
+            const xb = be.alloc(m * k), out = be.alloc(m * n);
+            be.write(xb, x);
+            be.write(out, c0);
+            const wb = repacked ? be.uploadQuant(wBytes, { type: 'q4_0', rows: n, k }) : be.uploadBytes(wBytes);
+            be.matmulQuant(xb, wb, out, { m, n, k, type: 'q4_0', accumulate });
+            const r = be.read(out);
+            for (const b of [xb, wb, out]) be.free(b);
+            return r;
+          }));
+          for (let i = 1; i < results.length; i++) assert.deepEqual(results[i], results[0], `n ${n} m ${m} acc ${accumulate}: result ${i} (threads ${i < 2 ? 1 : 2}, ${i % 2 ? 'repacked' : 'GGUF'}) differs`);
+        }
+      }
+    }
+  });
+
   test('decode attention (one query per head over a cache, GQA): within 1e-5 of the reference, 2 threads bit-equal to 1', () => {
     const rng = new Rng(9);
     // Each at or above the native threshold (heads · keys · head size ≥ 16384).
@@ -143,6 +168,10 @@ describe('native kernels', { skip: SKIP }, () => {
     assert.doesNotThrow(() => k.qmatmul(slot, 0, 1024, 4096, 1, 1, 64, 0, 0, 0, 1)); // in bounds
     assert.throws(() => k.qmatmul(slot, 65536, 0, 0, 1, 1, 64, 0, 0, 0, 1), /qmatmul: operand outside memory/);
     assert.throws(() => k.qmatmul(slot, 0, 0, 0, 1, 1, 64, 7, 0, 0, 1), /qmatmul: invalid shape, type or share/);
+    assert.throws(() => k.qmatmul(slot, 0, 0, 0, 1, 1, 64, 4, 0, 0, 1), /qmatmul: invalid shape, type or share/); // repacked Q8_0: WebAssembly only
+    // Repacked Q4_0 (type 3): ceil(n/4) groups of 80 bytes per block; n = 5 at k = 64 takes 320 bytes.
+    assert.doesNotThrow(() => k.qmatmul(slot, 0, 65536 - 320, 1024, 1, 5, 64, 3, 0, 0, 1));
+    assert.throws(() => k.qmatmul(slot, 0, 65536 - 319, 1024, 1, 5, 64, 3, 0, 0, 1), /qmatmul: operand outside memory/);
     assert.throws(() => k.qmatmul(slot, 0, 0, 0, 1, 1, 48, 0, 0, 0, 1), /qmatmul: invalid shape, type or share/);
     assert.throws(() => k.matvecF32(slot, 0, 0, 65400, 1, 100, 8, 0, 0, 1), /matvecF32: operand outside memory/);
     assert.throws(() => k.matvecF32(slot, 0, 0, 0, 1, 1, 12, 0, 0, 1), /matvecF32: invalid shape or share/);

@@ -236,10 +236,10 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * Q8_0 and Q4_0 matrices that no native kernel takes are repacked four rows at a time (kernel type
-   * codes 4 and 3, see assembly/quant.ts): the int8 product then shares every load of x among four
-   * rows (1.3–1.6x per product). The GGUF bytes pass through a temporary buffer of their own size, one
-   * matrix at a time.
+   * Q4_0 matrices, and Q8_0 matrices that no native kernel takes, are repacked four rows at a time
+   * (kernel type codes 3 and 4, see assembly/quant.ts): the int8 products then read one stream and
+   * share every load of x among four rows (WebAssembly 1.3–1.6x per product, the native Q4_0 kernel
+   * 1.3–1.8x). The GGUF bytes pass through a temporary buffer of their own size, one matrix at a time.
    */
   uploadQuant(bytes: Uint8Array, a: { type: QuantType; rows: number; k: number }): Buf {
     const { rowBytes } = quantLayout('uploadQuant', a.type, a.k);
@@ -247,7 +247,8 @@ export class WasmBackend implements Backend {
     if (!(Number.isInteger(rows) && rows >= 0)) throw new RangeError(`uploadQuant: invalid row count ${rows}`);
     if (bytes.length !== rows * rowBytes) throw new RangeError(`uploadQuant: ${bytes.length} bytes for a ${type} matrix [${rows}, ${k}] that takes ${rows * rowBytes}`);
     const x4 = REPACKED[type];
-    if (!x4 || rows === 0 || this.nativeTakes(type, rows, k)) return this.uploadBytes(bytes);
+    // Q8_0 stays in GGUF's layout where the native kernel takes it (no native kernel for its repacked form).
+    if (!x4 || rows === 0 || (!x4.native && this.nativeTakes(type, rows, k))) return this.uploadBytes(bytes);
     const src = this.uploadBytes(bytes);
     const dst = this.alloc(Math.ceil(rows / 4) * (k / 32) * (x4.groupBlockBytes / 4));
     this.k.repackX4(p(src), p(dst), rows, k, x4.code, this.quantTable());
@@ -363,7 +364,7 @@ export class WasmBackend implements Backend {
     if (m === 0 || n === 0) return;
     const work = (m * n * k) / 8;
     const acc = a.accumulate ? 1 : 0;
-    const native = !packed && this.nativeTakes(type, n, k);
+    const native = (!packed || REPACKED[type]!.native) && this.nativeTakes(type, n, k);
     const strategy = resolveStrategy(a.strategy, m, type, native);
     if (native && strategy === 'int8') {
       // The native int8 products, with activations quantized as llama.cpp's quantize_row_q8_0 does.
@@ -520,12 +521,13 @@ export class WasmBackend implements Backend {
 const p = (b: Buf): number => (b as WasmBuf).ptr;
 
 /**
- * The repacked layouts (assembly/quant.ts): kernel type code, and bytes per block of four rows (four
- * f32 scales, then the four rows' quants: 16 nibble bytes or 32 int8 each).
+ * The repacked layouts (assembly/quant.ts): kernel type code, bytes per block of four rows (four f32
+ * scales, then the four rows' quants: 16 nibble bytes or 32 int8 each), and whether the native kernels
+ * read it (Q8_0's native kernel, bound by memory bandwidth, keeps GGUF's layout).
  */
-const REPACKED: Partial<Record<QuantType, { code: number; groupBlockBytes: number }>> = {
-  q4_0: { code: 3, groupBlockBytes: 80 },
-  q8_0: { code: 4, groupBlockBytes: 144 },
+const REPACKED: Partial<Record<QuantType, { code: number; groupBlockBytes: number; native: boolean }>> = {
+  q4_0: { code: 3, groupBlockBytes: 80, native: true },
+  q8_0: { code: 4, groupBlockBytes: 144, native: false },
 };
 
 /** The kernels' type code and block geometry, in the order of the codes (0 = Q8_0, 1 = Q4_0, 2 = Q4_K). */
