@@ -227,6 +227,20 @@ DEFINE_QMATMUL(qmatmul_q8_vnni, VNNI_TARGET, DOT_Q8_VNNI, 34)
                    dot32_avx2(_mm256_sub_epi8((hi), _mm256_set1_epi8(8)), (xhi)))
 #define PAIRDOT_VNNI(lo, hi, xlo, xhi, c) _mm256_dpbusd_epi32(_mm256_dpbusd_epi32((c), (lo), (xlo)), (hi), (xhi))
 
+/**
+ * Outputs j..j+3 (those below je) from the pair accumulators of a four-row pass: row r's four lanes
+ * summed as ((l0 + l1) + (l2 + l3)) of its half, the same order for every row and either Q4_0 layout.
+ */
+__attribute__((target("avx2,fma,f16c")))
+static inline void store_quad(float *o, int j, int je, int acc, __m256 a01, __m256 a23) {
+  __m256 r = _mm256_hadd_ps(a01, a23);
+  r = _mm256_hadd_ps(r, r);
+  __m128 rows = _mm_unpacklo_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+  float rv[4];
+  _mm_storeu_ps(rv, rows);
+  for (int t = 0; t < 4 && j + t < je; t++) o[j + t] = acc ? o[j + t] + rv[t] : rv[t];
+}
+
 /** a += Σ over block b of the row pair (ra, rb_) · x, each row's lanes scaled by its d_w·d_x (in sv8 at idx). */
 #define PAIR_STEP(PAIRDOT, ra, rb_, idx, a)                                                               \
   do {                                                                                                   \
@@ -293,13 +307,7 @@ DEFINE_QMATMUL(qmatmul_q8_vnni, VNNI_TARGET, DOT_Q8_VNNI, 34)
             QUAD_STEP(PAIRDOT, b + 1, o01, o23);                                                         \
           }                                                                                              \
           if (b < nb) QUAD_STEP(PAIRDOT, b, e01, e23);                                                   \
-          /* Row r's four lanes: ((l0 + l1) + (l2 + l3)) of its half, the same order for every row. */   \
-          __m256 r = _mm256_hadd_ps(_mm256_add_ps(e01, o01), _mm256_add_ps(e23, o23));                   \
-          r = _mm256_hadd_ps(r, r);                                                                      \
-          __m128 rows = _mm_unpacklo_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));         \
-          float rv[4];                                                                                   \
-          _mm_storeu_ps(rv, rows);                                                                       \
-          for (int t = 0; t < 4 && j + t < je; t++) o[j + t] = acc ? o[j + t] + rv[t] : rv[t];           \
+          store_quad(o, j, je, acc, _mm256_add_ps(e01, o01), _mm256_add_ps(e23, o23));                   \
         }                                                                                                \
       }                                                                                                  \
     }                                                                                                    \
@@ -359,12 +367,7 @@ DEFINE_QMATMUL_Q4(qmatmul_q4_vnni, VNNI_TARGET, PAIRDOT_VNNI)
             X4_STEP(PAIRDOT, b + 1, o01, o23);                                                           \
           }                                                                                              \
           if (b < nb) X4_STEP(PAIRDOT, b, e01, e23);                                                     \
-          __m256 r = _mm256_hadd_ps(_mm256_add_ps(e01, o01), _mm256_add_ps(e23, o23));                   \
-          r = _mm256_hadd_ps(r, r);                                                                      \
-          __m128 rows = _mm_unpacklo_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));         \
-          float rv[4];                                                                                   \
-          _mm_storeu_ps(rv, rows);                                                                       \
-          for (int t = 0; t < 4 && j + t < je; t++) o[j + t] = acc ? o[j + t] + rv[t] : rv[t];           \
+          store_quad(o, j, je, acc, _mm256_add_ps(e01, o01), _mm256_add_ps(e23, o23));                   \
         }                                                                                                \
       }                                                                                                  \
     }                                                                                                    \
