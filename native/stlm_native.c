@@ -272,13 +272,15 @@ static inline void store_quad(float *o, int j, int je, int acc, __m256 a01, __m2
  * both halves: half the instructions per weight of one row per register. Rows go in fours (two pairs,
  * their four f16 scales converted as one vector), for every m, in L2-sized groups swept over the rows of
  * x; a last incomplete four repeats its last row, so every row is computed by the same instructions in
- * the same lane positions and its result never depends on n, m or the thread count.
+ * the same lane positions and its result never depends on n, m or the thread count. X4 = 1 reads the
+ * repacked layout instead (X4_STEP below).
  */
-#define DEFINE_QMATMUL_Q4(NAME, TARGET, PAIRDOT)                                                          \
+#define DEFINE_QMATMUL_Q4(NAME, TARGET, PAIRDOT, X4)                                                      \
   __attribute__((target(TARGET)))                                                                        \
   static void NAME(const uint8_t *xq_base, const uint8_t *w, float *out, int m, int n, int k, int acc, int tid, int nth) { \
     int nb = k >> 5;                                                                                     \
-    size_t rb = (size_t)nb * 18, xs = qrow_bytes(k);                                                     \
+    /* Bytes per row: GGUF's 18 per block, or a quarter of the repacked layout's 80 per four rows. */   \
+    size_t rb = (size_t)nb * (X4 ? 20 : 18), xs = qrow_bytes(k);                                         \
     int j0 = col_start(n, tid, nth), j1 = col_start(n, tid + 1, nth);                                    \
     int group = (int)((256 * 1024 / rb) & ~(size_t)3);                                                   \
     if (group < 4) group = 4;                                                                            \
@@ -293,36 +295,42 @@ static inline void store_quad(float *o, int j, int je, int acc, __m256 a01, __m2
         float *o = out + (size_t)i * n;                                                                  \
         for (int j = jg; j < je; j += 4) {                                                               \
           int last = je - 1;                                                                             \
-          const uint8_t *w0 = w + (size_t)j * rb;                                                        \
+          const uint8_t *wg = w + (size_t)j * rb; /* X4: the group of rows j..j+3 */                     \
+          const uint8_t *w0 = wg;                                                                        \
           const uint8_t *w1 = w + (size_t)(j + 1 <= last ? j + 1 : last) * rb;                           \
           const uint8_t *w2 = w + (size_t)(j + 2 <= last ? j + 2 : last) * rb;                           \
           const uint8_t *w3 = w + (size_t)(j + 3 <= last ? j + 3 : last) * rb;                           \
           __m256 e01 = _mm256_setzero_ps(), e23 = e01, o01 = e01, o23 = e01;                             \
           int b = 0;                                                                                     \
           for (; b + 2 <= nb; b += 2) {                                                                  \
-            const char *pf = (const char *)(w0 + 4 * rb + (size_t)b * 18);                               \
-            _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + rb, _MM_HINT_T0);                           \
-            _mm_prefetch(pf + 2 * rb, _MM_HINT_T0); _mm_prefetch(pf + 3 * rb, _MM_HINT_T0);              \
-            QUAD_STEP(PAIRDOT, b, e01, e23);                                                             \
-            QUAD_STEP(PAIRDOT, b + 1, o01, o23);                                                         \
+            if (X4) {                                                                                    \
+              X4_STEP(PAIRDOT, b, e01, e23);                                                             \
+              X4_STEP(PAIRDOT, b + 1, o01, o23);                                                         \
+            } else {                                                                                     \
+              const char *pf = (const char *)(w0 + 4 * rb + (size_t)b * 18);                             \
+              _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + rb, _MM_HINT_T0);                         \
+              _mm_prefetch(pf + 2 * rb, _MM_HINT_T0); _mm_prefetch(pf + 3 * rb, _MM_HINT_T0);            \
+              QUAD_STEP(PAIRDOT, b, e01, e23);                                                           \
+              QUAD_STEP(PAIRDOT, b + 1, o01, o23);                                                       \
+            }                                                                                            \
           }                                                                                              \
-          if (b < nb) QUAD_STEP(PAIRDOT, b, e01, e23);                                                   \
+          if (b < nb) {                                                                                  \
+            if (X4) X4_STEP(PAIRDOT, b, e01, e23);                                                       \
+            else QUAD_STEP(PAIRDOT, b, e01, e23);                                                        \
+          }                                                                                              \
           store_quad(o, j, je, acc, _mm256_add_ps(e01, o01), _mm256_add_ps(e23, o23));                   \
         }                                                                                                \
       }                                                                                                  \
     }                                                                                                    \
   }
 
-DEFINE_QMATMUL_Q4(qmatmul_q4_avx2, "avx2,fma,f16c", PAIRDOT_AVX2)
-DEFINE_QMATMUL_Q4(qmatmul_q4_vnni, VNNI_TARGET, PAIRDOT_VNNI)
-
 /**
  * Q4_0 repacked four rows at a time (the backend's upload layout, kernel type 3; see
  * src/kernels/wasm/assembly/quant.ts): per block of rows 4g..4g+3, their four f32 scales (16 bytes), then
  * their 16 nibble bytes each, so a row pair's block is one 256-bit load and the four scales one 128-bit
- * load, all from a single sequential stream (the GGUF-layout kernel above reads four row streams and
- * gathers four f16 scales per block). The same dots, lanes and reduction as DEFINE_QMATMUL_Q4, so a row's
- * result is bit for bit the same in either layout; 1.3–1.8x faster per product (prototype, one thread).
+ * load, all from a single sequential stream (with X4 = 0 the kernel reads four row streams and gathers
+ * four f16 scales per block). The same dots, lanes and reduction either way, so a row's result is bit
+ * for bit the same in either layout; 1.3–1.8x faster per product (prototype, one thread).
  * A last group of fewer than four rows holds zero rows, whose outputs are not written.
  */
 #define X4_PAIR(PAIRDOT, p, off, idx, a)                                                                  \
@@ -341,40 +349,10 @@ DEFINE_QMATMUL_Q4(qmatmul_q4_vnni, VNNI_TARGET, PAIRDOT_VNNI)
     X4_PAIR(PAIRDOT, p, 16, idx01, A01);                                                                 \
     X4_PAIR(PAIRDOT, p, 48, idx23, A23);                                                                 \
   } while (0)
-#define DEFINE_QMATMUL_Q4X4(NAME, TARGET, PAIRDOT)                                                        \
-  __attribute__((target(TARGET)))                                                                        \
-  static void NAME(const uint8_t *xq_base, const uint8_t *w, float *out, int m, int n, int k, int acc, int tid, int nth) { \
-    int nb = k >> 5;                                                                                     \
-    size_t gb = (size_t)nb * 80, xs = qrow_bytes(k);                                                     \
-    int j0 = col_start(n, tid, nth), j1 = col_start(n, tid + 1, nth);                                    \
-    int group = (int)((256 * 1024 / (gb / 4)) & ~(size_t)3);                                             \
-    if (group < 4) group = 4;                                                                            \
-    const __m256i m4 = _mm256_set1_epi8(0x0f);                                                           \
-    const __m256i idx01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), idx23 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3); \
-    for (int jg = j0; jg < j1; jg += group) {                                                            \
-      int je = jg + group < j1 ? jg + group : j1;                                                        \
-      for (int i = 0; i < m; i++) {                                                                      \
-        const int8_t *xq = (const int8_t *)(xq_base + i * xs);                                           \
-        const float *xd = (const float *)(xq_base + i * xs + k);                                         \
-        const int32_t *xn = (const int32_t *)(xq_base + i * xs + k + 4 * (size_t)nb);                    \
-        float *o = out + (size_t)i * n;                                                                  \
-        for (int j = jg; j < je; j += 4) {                                                               \
-          const uint8_t *wg = w + (size_t)(j >> 2) * gb;                                                 \
-          __m256 e01 = _mm256_setzero_ps(), e23 = e01, o01 = e01, o23 = e01;                             \
-          int b = 0;                                                                                     \
-          for (; b + 2 <= nb; b += 2) {                                                                  \
-            X4_STEP(PAIRDOT, b, e01, e23);                                                               \
-            X4_STEP(PAIRDOT, b + 1, o01, o23);                                                           \
-          }                                                                                              \
-          if (b < nb) X4_STEP(PAIRDOT, b, e01, e23);                                                     \
-          store_quad(o, j, je, acc, _mm256_add_ps(e01, o01), _mm256_add_ps(e23, o23));                   \
-        }                                                                                                \
-      }                                                                                                  \
-    }                                                                                                    \
-  }
-
-DEFINE_QMATMUL_Q4X4(qmatmul_q4x4_avx2, "avx2,fma,f16c", PAIRDOT_AVX2)
-DEFINE_QMATMUL_Q4X4(qmatmul_q4x4_vnni, VNNI_TARGET, PAIRDOT_VNNI)
+DEFINE_QMATMUL_Q4(qmatmul_q4_avx2, "avx2,fma,f16c", PAIRDOT_AVX2, 0)
+DEFINE_QMATMUL_Q4(qmatmul_q4_vnni, VNNI_TARGET, PAIRDOT_VNNI, 0)
+DEFINE_QMATMUL_Q4(qmatmul_q4x4_avx2, "avx2,fma,f16c", PAIRDOT_AVX2, 1)
+DEFINE_QMATMUL_Q4(qmatmul_q4x4_vnni, VNNI_TARGET, PAIRDOT_VNNI, 1)
 
 /**
  * out[i, j] (+)= x[i, :] · W[j, :] for f32 W [n, k] (k a multiple of 8; the caller checks). Memory-bound:
