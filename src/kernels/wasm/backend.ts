@@ -263,14 +263,14 @@ export class WasmBackend implements Backend {
   }
 
   /** The kernels' type code for w (3 or 4 for a repacked matrix, checked against the call's shape). */
-  private quantCode(op: string, w: Buf, type: QuantType, n: number, k: number): { code: number; rowBytes: number; packed: boolean } {
+  private quantCode(op: string, w: Buf, type: QuantType, n: number, k: number): { code: number; rowBytes: number; packed?: { rows: number } } {
     const layout = quantLayout(op, type, k);
     const packed = this.repacked.get(w);
-    if (!packed) return { ...layout, packed: false };
+    if (!packed) return layout;
     if (type !== packed.type || k !== packed.k || n > packed.rows) {
       throw new RangeError(`${op}: w is a ${packed.type} matrix [${packed.rows}, ${packed.k}] in this backend's repacked layout, used as ${type} with ${n} rows of ${k}`);
     }
-    return { code: REPACKED[type]!.code, rowBytes: layout.rowBytes, packed: true };
+    return { code: REPACKED[type]!.code, rowBytes: layout.rowBytes, packed };
   }
 
   /** A grow-only scratch area (kept between calls, like the attention scratch). */
@@ -391,8 +391,7 @@ export class WasmBackend implements Backend {
   }
 
   dequantizeRows(w: Buf, ids: Int32Array, out: Buf, a: { k: number; type: QuantType }): void {
-    const packed = this.repacked.get(w);
-    const { code, rowBytes } = this.quantCode('dequantizeRows', w, a.type, 0, a.k);
+    const { code, rowBytes, packed } = this.quantCode('dequantizeRows', w, a.type, 0, a.k);
     const rows = packed ? packed.rows : Math.floor((w.length * 4) / rowBytes);
     if (ids.length * a.k > out.length) throw new RangeError(`dequantizeRows: out holds ${out.length} elements, ${ids.length}·${a.k} needed`);
     for (let i = 0; i < ids.length; i++) {

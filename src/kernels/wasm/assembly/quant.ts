@@ -321,8 +321,16 @@ export function quantizeActivationsK(x: usize, m: i32, k: i32, dst: usize, strid
  * (six shuffles and three adds for four blocks, where each block alone would need a splat of its scale).
  */
 @inline function sum4(a: v128, b: v128, c: v128, d: v128): v128 {
-  const ab = i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
-  const cd = i32x4.add(i32x4.shuffle(c, d, 0, 1, 4, 5), i32x4.shuffle(c, d, 2, 3, 6, 7));
+  return sumPairs(pairSums(a, b), pairSums(c, d));
+}
+
+/** The first half of sum4: [a0 + a2, a1 + a3, b0 + b2, b1 + b3]. */
+@inline function pairSums(a: v128, b: v128): v128 {
+  return i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+}
+
+/** The second half of sum4, from pairSums(a, b) and pairSums(c, d): [Σ a, Σ b, Σ c, Σ d]. */
+@inline function sumPairs(ab: v128, cd: v128): v128 {
   return i32x4.add(i32x4.shuffle(ab, cd, 0, 2, 4, 6), i32x4.shuffle(ab, cd, 1, 3, 5, 7));
 }
 
@@ -415,13 +423,13 @@ function dotGroupQ4x4(w: usize, xq: usize, nb: i32, fence: usize): v128 {
     const x0 = v128.load(xb), x1 = v128.load(xb, 16), x2 = v128.load(xb, 32), x3 = v128.load(xb, 48);
     const s0 = rowBlockQ4x4(wb + 16, x0, x1, x2, x3);
     const s1 = rowBlockQ4x4(wb + 32, x0, x1, x2, x3);
-    const s01 = i32x4.add(i32x4.shuffle(s0, s1, 0, 1, 4, 5), i32x4.shuffle(s0, s1, 2, 3, 6, 7));
+    const s01 = pairSums(s0, s1);
     v128.store32_lane(fence, s01, 0);
     const s2 = rowBlockQ4x4(wb + 48, x0, x1, x2, x3);
     const s3 = rowBlockQ4x4(wb + 64, x0, x1, x2, x3);
-    const s23 = i32x4.add(i32x4.shuffle(s2, s3, 0, 1, 4, 5), i32x4.shuffle(s2, s3, 2, 3, 6, 7));
+    const s23 = pairSums(s2, s3);
     // Σ(nibble − 8)·q = Σ nibble·q − 8·Σq, with 8·Σq the same for the four rows.
-    const s = i32x4.sub(i32x4.add(i32x4.shuffle(s01, s23, 0, 2, 4, 6), i32x4.shuffle(s01, s23, 1, 3, 5, 7)), v128.load32_splat(xc));
+    const s = i32x4.sub(sumPairs(s01, s23), v128.load32_splat(xc));
     acc = madd(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load(wb), v128.load32_splat(xd)), acc);
   }
   return acc;
@@ -447,12 +455,12 @@ function dotGroupQ8x4(w: usize, xq: usize, nb: i32, fence: usize): v128 {
     const x0 = v128.load(xb), x1 = v128.load(xb, 16), x2 = v128.load(xb, 32), x3 = v128.load(xb, 48);
     const s0 = rowBlockQ8x4(wb + 16, x0, x1, x2, x3);
     const s1 = rowBlockQ8x4(wb + 48, x0, x1, x2, x3);
-    const s01 = i32x4.add(i32x4.shuffle(s0, s1, 0, 1, 4, 5), i32x4.shuffle(s0, s1, 2, 3, 6, 7));
+    const s01 = pairSums(s0, s1);
     v128.store32_lane(fence, s01, 0);
     const s2 = rowBlockQ8x4(wb + 80, x0, x1, x2, x3);
     const s3 = rowBlockQ8x4(wb + 112, x0, x1, x2, x3);
-    const s23 = i32x4.add(i32x4.shuffle(s2, s3, 0, 1, 4, 5), i32x4.shuffle(s2, s3, 2, 3, 6, 7));
-    const s = i32x4.add(i32x4.shuffle(s01, s23, 0, 2, 4, 6), i32x4.shuffle(s01, s23, 1, 3, 5, 7));
+    const s23 = pairSums(s2, s3);
+    const s = sumPairs(s01, s23);
     acc = madd(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load(wb), v128.load32_splat(xd)), acc);
   }
   return acc;
