@@ -15,7 +15,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generate } from '../src/generate/generate.js';
-import { generatePooled } from '../src/generate/generate-pooled.js';
 import type { Backend } from '../src/kernels/backend.js';
 import { createBackend } from '../src/kernels/index.js';
 import { BytePooled, isPooledConfig, pooledParameterCounts, resolvePooledConfig } from '../src/models/byte-pooled.js';
@@ -79,7 +78,7 @@ async function trainOne(be: Backend, tokens: Uint8Array, v: Variant, budget: { s
 function generationSpeed(model: TrainableModel, n: number): { bytesPerSecond: number; sample: string } {
   const tok = new ByteTokenizer(), prompt = 'ROMEO:\n';
   const o = { maxTokens: n, temperature: 0.8, topP: 0.95, seed: 1 };
-  const r = model instanceof BytePooled ? generatePooled(model, tok, prompt, o) : generate(model as Llama, tok, prompt, o);
+  const r = generate(model as BytePooled | Llama, tok, prompt, o);
   return { bytesPerSecond: r.tokens.length / r.decodeSeconds, sample: r.text.slice(0, 120) };
 }
 

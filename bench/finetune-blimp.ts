@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { createBackend } from '../src/kernels/index.js';
 import type { Backend } from '../src/kernels/backend.js';
 import { type LoadedModel, loadModel } from '../src/models/io.js';
-import { KvCache, Llama } from '../src/models/llama.js';
+import { kvCacheFor, type KvCache, Llama } from '../src/models/llama.js';
 import { DEFAULT_LORA_TARGETS, type LoraOptions } from '../src/models/lora.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { DEFAULT_FINETUNE_LR, finetune } from '../src/train/finetune.js';
@@ -115,7 +115,7 @@ function scoreYesNo(model: Llama, m: LoadedModel, pairs: Pair[]): Scores {
   const tok = m.tokenizer, bos = m.vocab.addBos && tok.bos !== null ? [tok.bos] : [];
   const eos = tok.eos !== null ? [tok.eos] : [];
   const yes = Int32Array.from([...tok.encode(' yes'), ...eos]), no = Int32Array.from([...tok.encode(' no'), ...eos]);
-  const cache = new KvCache(model.graph, model.config);
+  const cache = kvCacheFor(model.graph, model.config);
   let right = 0, pairsRight = 0, saidYes = 0;
   const margin = (s: string) => {
     const [y, n] = completionLogProbs(model, cache, Int32Array.from([...bos, ...tok.encode(s + QUESTION)]), [yes, no], tok.pad ?? 0);
@@ -135,7 +135,7 @@ function scoreYesNo(model: Llama, m: LoadedModel, pairs: Pair[]): Scores {
 function zeroShotBlimp(model: Llama, m: LoadedModel, pairs: Pair[]): number {
   const tok = m.tokenizer;
   const start = Int32Array.of(tok.bos ?? tok.encode(' ')[0]);
-  const cache = new KvCache(model.graph, model.config);
+  const cache = kvCacheFor(model.graph, model.config);
   let right = 0;
   for (const p of pairs) {
     const [g, b] = [p.good, p.bad].map((s) => completionLogProbs(model, cache, start, [tok.encode(s)], tok.pad ?? 0)[0]);

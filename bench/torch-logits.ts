@@ -19,7 +19,7 @@ import type { SafetensorsFloatDtype } from '../src/formats/safetensors.js';
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { type LlamaConfig, PRESETS, parameterShapes } from '../src/models/config.js';
-import { KvCache, Llama } from '../src/models/llama.js';
+import { kvCacheFor, type KvCache, Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { Rng } from '../src/util/rng.js';
 import { PY, arg, ensureTorch } from './lib/torch.js';
@@ -56,7 +56,7 @@ function randomWeights(config: LlamaConfig, seed: number): Map<string, Float32Ar
 function stlmLogits(be: Backend, config: LlamaConfig, weights: Map<string, Float32Array>, ids: Int32Array): Float32Array {
   const g = new Graph(be);
   const model = new Llama(g, config, weights);
-  const cache = new KvCache(g, config, ids.length);
+  const cache = kvCacheFor(g, config, ids.length);
   const logits = model.forward(ids, cache, false).toArray();
   g.release();
   cache.dispose();

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { type GgufValue, gguf, metaString, writeGgufFile } from '../src/formats/gguf.js';
-import { generatePooled } from '../src/generate/generate-pooled.js';
 import type { Backend } from '../src/kernels/backend.js';
 import { ReferenceBackend } from '../src/kernels/reference.js';
+import { generate } from '../src/generate/generate.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import {
   BytePooled, type PooledConfig, layoutChunks, pooledParameterCounts, pooledParameterShapes, resolvePooledConfig, windowBytes,
@@ -400,7 +400,7 @@ describe('byte-pooled model', () => {
     for (const [chunk, model] of trained) {
       const ctx = model.config.ctx, prompt = 'To be, or';
       const pieces: string[] = [];
-      const r = generatePooled(model, tok, prompt, { temperature: 0, maxTokens: 150, onText: (t) => pieces.push(t) });
+      const r = generate(model, tok, prompt, { temperature: 0, maxTokens: 150, onText: (t) => pieces.push(t) });
       // By hand: the training forward over the whole context for every byte, the same sliding window.
       const history = Array.from(enc(prompt));
       let start = 0;
@@ -424,7 +424,7 @@ describe('byte-pooled model', () => {
       assert.ok(valid.length >= 60 && valid.every((p) => [...p].length === 1), `${chunk}: streamed pieces ${JSON.stringify(pieces)}`);
       assert.ok(valid.some((p) => /[é—ï]/.test(p)), `${chunk}: the sample should include multi-byte characters: ${JSON.stringify(r.text)}`);
       assert.ok(r.text.startsWith(' not to be, that is the question'), `${chunk}: ${JSON.stringify(r.text)}`);
-      const empty = generatePooled(model, tok, '', { temperature: 0, maxTokens: 5 });
+      const empty = generate(model, tok, '', { temperature: 0, maxTokens: 5 });
       assert.equal(empty.tokens.length, 5);
       assert.equal(empty.promptTokens, 0);
     }

@@ -4,7 +4,7 @@ import { after, before } from 'node:test';
 import type { Backend } from '../src/kernels/backend.js';
 import { ReferenceBackend } from '../src/kernels/reference.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
-import { KvCache, type Llama } from '../src/models/llama.js';
+import { kvCacheFor, type KvCache, type Llama } from '../src/models/llama.js';
 import type { Rng } from '../src/util/rng.js';
 
 /** Index of the largest value, the first one on ties (as llama2.c's run.c and llama.cpp's greedy sampler). */
@@ -19,7 +19,7 @@ export function argmax(row: ArrayLike<number>): number {
  * the end; `stepwise` feeds the prompt one token at a time, so every product is a matrix-vector one.
  */
 export function greedyIds(model: Llama, prompt: number[], n: number, o: { ctx?: number; stepwise?: boolean } = {}): number[] {
-  const cache = new KvCache(model.graph, model.config, o.ctx);
+  const cache = kvCacheFor(model.graph, model.config, o.ctx);
   const out: number[] = [];
   let logits: Float32Array = new Float32Array(0);
   for (const chunk of o.stepwise ? prompt.map((t) => [t]) : [prompt]) {
@@ -39,7 +39,7 @@ export function greedyIds(model: Llama, prompt: number[], n: number, o: { ctx?: 
 
 /** Logits at every position of `ids` ([ids.length, vocab] flat), from a fresh KV cache. */
 export function forwardLogits(model: Llama, ids: number[]): Float32Array {
-  const cache = new KvCache(model.graph, model.config, ids.length);
+  const cache = kvCacheFor(model.graph, model.config, ids.length);
   const out = model.forward(Int32Array.from(ids), cache, false).toArray();
   cache.dispose();
   model.graph.release();

@@ -15,7 +15,7 @@ import { createBackend } from '../src/kernels/index.js';
 import { ReferenceBackend } from '../src/kernels/reference.js';
 import type { LlamaConfig } from '../src/models/config.js';
 import { type LoadedModel, type ModelBundle, byteVocab, loadModel, saveModel } from '../src/models/io.js';
-import { KvCache, Llama } from '../src/models/llama.js';
+import { kvCacheFor, type KvCache, Llama } from '../src/models/llama.js';
 import { LORA_TARGETS, type LoraData, LoraAdapters, initLora, loraGguf, mergeLora, parseLoraAdapter, parseLoraTargets, saveLoraAdapter } from '../src/models/lora.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { ByteTokenizer } from '../src/tokenizers/byte.js';
@@ -255,7 +255,7 @@ describe('prompt/completion data and the fine-tuning loop', () => {
     };
     const loss = lossOf(b.ids, b.targets);
     // The same number from an independent path: the KV-cache forward, scored on completion tokens only.
-    const cache = new KvCache(g, m.config);
+    const cache = kvCacheFor(g, m.config);
     const scores = ex.map((e) => scoreExample(model, cache, e));
     cache.dispose();
     const completionNll = -scores.reduce((s, x) => s + x.logProb, 0) / scores.reduce((s, x) => s + x.tokens, 0);

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { PRESETS, materializeSharing, parameterCount, resolveConfig } from '../src/models/config.js';
-import { KvCache, Llama, PREFILL_UBATCH } from '../src/models/llama.js';
+import { kvCacheFor, type KvCache, Llama, PREFILL_UBATCH } from '../src/models/llama.js';
 import { generate, generateStream } from '../src/generate/generate.js';
 import { ByteTokenizer } from '../src/tokenizers/byte.js';
 import { Graph, NonFiniteError } from '../src/tensor/tensor.js';
@@ -73,7 +73,7 @@ describe('llama model', () => {
     const model = new Llama(g, cfg, undefined, 5);
     const seq = Int32Array.from(TEXT.subarray(0, 30));
     // Cached: a prompt of 7 in one pass, then one token at a time.
-    const cache = new KvCache(g, cfg);
+    const cache = kvCacheFor(g, cfg);
     const cached: Float32Array[] = [];
     const all = model.forward(seq.subarray(0, 7), cache, false).toArray();
     for (let i = 0; i < 7; i++) cached.push(all.subarray(i * cfg.vocabSize, (i + 1) * cfg.vocabSize));
@@ -84,7 +84,7 @@ describe('llama model', () => {
     }
     // Uncached: the whole prefix recomputed from scratch for every position.
     for (const i of [0, 6, 7, 15, 29]) {
-      const fresh = new KvCache(g, cfg);
+      const fresh = kvCacheFor(g, cfg);
       const full = model.forward(seq.subarray(0, i + 1), fresh).toArray();
       g.release();
       fresh.dispose();
@@ -136,8 +136,8 @@ describe('llama model', () => {
     }
     g.release();
     const seq = Int32Array.from(TEXT.subarray(0, 12));
-    const a = shared.forward(seq, new KvCache(g, cfg), false).toArray();
-    const b = flat.forward(seq, new KvCache(g, flatCfg), false).toArray();
+    const a = shared.forward(seq, kvCacheFor(g, cfg), false).toArray();
+    const b = flat.forward(seq, kvCacheFor(g, flatCfg), false).toArray();
     g.release();
     let err = 0;
     for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i] - b[i]));
@@ -190,8 +190,8 @@ describe('llama model', () => {
     }
     g.release();
     const seq = Int32Array.from(TEXT.subarray(0, 12));
-    const x = model.forward(seq, new KvCache(g, cfg), false).toArray();
-    const y = flat.forward(seq, new KvCache(g, flatCfg), false).toArray();
+    const x = model.forward(seq, kvCacheFor(g, cfg), false).toArray();
+    const y = flat.forward(seq, kvCacheFor(g, flatCfg), false).toArray();
     g.release();
     let err = 0;
     for (let i = 0; i < x.length; i++) err = Math.max(err, Math.abs(x[i] - y[i]));
@@ -204,14 +204,14 @@ describe('llama model', () => {
     const g = new Graph(be);
     const model = new Llama(g, cfg, undefined, 21);
     const seq = Int32Array.from({ length: n }, (_, i) => TEXT[i % TEXT.length]);
-    const stepCache = new KvCache(g, cfg);
+    const stepCache = kvCacheFor(g, cfg);
     const steps: Float32Array[] = [];
     for (let i = 0; i < n; i++) {
       steps.push(model.forward(seq.subarray(i, i + 1), stepCache).toArray());
       g.release();
     }
-    const all = model.forward(seq, new KvCache(g, cfg), false).toArray();
-    const last = model.forward(seq, new KvCache(g, cfg)).toArray();
+    const all = model.forward(seq, kvCacheFor(g, cfg), false).toArray();
+    const last = model.forward(seq, kvCacheFor(g, cfg)).toArray();
     g.release();
     let err = 0;
     for (let i = 0; i < n; i++) for (let j = 0; j < cfg.vocabSize; j++) err = Math.max(err, Math.abs(all[i * cfg.vocabSize + j] - steps[i][j]));
@@ -225,7 +225,7 @@ describe('llama model', () => {
       const cfg = { ...PRESETS.micro, nLayers, ctx: 40 };
       const g = new Graph(be);
       const model = new Llama(g, cfg, undefined, 3);
-      const cache = new KvCache(g, cfg);
+      const cache = kvCacheFor(g, cfg);
       model.forward(seq, cache, false);
       const n = g.liveTemps;
       g.release();

@@ -15,7 +15,7 @@ import type { Backend } from '../src/kernels/backend.js';
 import { createBackend } from '../src/kernels/index.js';
 import { PRESETS } from '../src/models/config.js';
 import { type LoadedModel, byteVocab, loadModel, saveModel } from '../src/models/io.js';
-import { KvCache, Llama } from '../src/models/llama.js';
+import { kvCacheFor, type KvCache, Llama } from '../src/models/llama.js';
 import { planQuantization } from '../src/models/quantize.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { splitTrainVal } from '../src/train/data.js';
@@ -143,7 +143,7 @@ describe('quantized models against llama.cpp (node-llama-cpp 3.21.1)', () => {
       {
         const g = new Graph(be);
         const model = Llama.fromModel(g, m);
-        const cache = new KvCache(g, m.config, 12);
+        const cache = kvCacheFor(g, m.config, 12);
         let worst = 0;
         prompt.slice(0, 12).forEach((tok, i) => {
           const [row] = logSoftmaxRows(model.forward(Int32Array.of(tok), cache).toArray(), m.config.vocabSize);
@@ -156,7 +156,7 @@ describe('quantized models against llama.cpp (node-llama-cpp 3.21.1)', () => {
       // Batched prefill, teacher-forced on llama.cpp's tokens: our choice equals theirs or is a near tie.
       const g = new Graph(be);
       const model = Llama.fromModel(g, m);
-      const cache = new KvCache(g, m.config, prompt.length + 64);
+      const cache = kvCacheFor(g, m.config, prompt.length + 64);
       let logits = model.forward(Int32Array.from(prompt), cache).toArray();
       let ties = 0;
       for (let i = 0; i < 64; i++) {

@@ -17,7 +17,7 @@ import {
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { type LlamaConfig, PRESETS, parameterShapes } from '../src/models/config.js';
-import { KvCache, Llama } from '../src/models/llama.js';
+import { kvCacheFor, type KvCache, Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { Rng } from '../src/util/rng.js';
 import { maxAbsDiff } from './helpers.js';
@@ -253,7 +253,7 @@ function randomWeights(config: LlamaConfig, seed: number): Map<string, Float32Ar
 
 function logitsOf(be: Backend, config: LlamaConfig, weights: Map<string, Float32Array>, ids: Int32Array): Float32Array {
   const g = new Graph(be);
-  const cache = new KvCache(g, config, ids.length);
+  const cache = kvCacheFor(g, config, ids.length);
   const out = new Llama(g, config, weights).forward(ids, cache, false).toArray();
   g.release();
   cache.dispose();

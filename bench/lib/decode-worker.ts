@@ -17,7 +17,7 @@ import { createWasmBackend } from '../../src/kernels/index.js';
 import { formatProfile, profiled } from '../../src/kernels/profile.js';
 import { headDim, type LlamaConfig } from '../../src/models/config.js';
 import { configFromGguf, loadModel } from '../../src/models/io.js';
-import { KvCache, Llama } from '../../src/models/llama.js';
+import { kvCacheFor, type KvCache, Llama } from '../../src/models/llama.js';
 import { Graph } from '../../src/tensor/tensor.js';
 import { tokenizerFromVocab } from '../../src/tokenizers/from-vocab.js';
 import { vocabFromGguf } from '../../src/tokenizers/vocab.js';
@@ -120,7 +120,7 @@ async function runStlm(o: Options, config: LlamaConfig, promptIds: Int32Array, p
   const runtimeRss = process.memoryUsage().rss;
   // keepQuantized: Q8_0/Q4_0 matrices go from the file to backend memory tensor by tensor, no f32 copy.
   const model = Llama.fromModel(graph, await loadModel(o.model, { keepQuantized: true }));
-  const cache = new KvCache(graph, config, positions);
+  const cache = kvCacheFor(graph, config, positions);
 
   /** Prompt pass (untimed), then `steps` single-token greedy steps (timed). */
   const decodeRun = (steps: number, afterPrompt?: () => void): { seconds: number; tokens: number[] } => {

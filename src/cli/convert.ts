@@ -3,8 +3,7 @@
  * (general.architecture stlm-pooled) has no form outside stlm's GGUF: llama2.c and Hugging Face files
  * hold plain Llamas, and no other engine runs it, so it converts GGUF to GGUF only (e.g. to f16).
  */
-import { isPooledConfig, pooledParameterCounts } from '../models/byte-pooled.js';
-import { type LlamaConfig, parameterCount } from '../models/config.js';
+import { architectureOf } from '../models/architectures.js';
 import { exportModel, formatFromPath } from '../models/export.js';
 import { type ModelFormat, loadModel } from '../models/io.js';
 
@@ -19,17 +18,13 @@ export interface ConvertCliOptions {
 export async function runConvert(input: string, output: string, o: ConvertCliOptions): Promise<void> {
   const m = await loadModel(input, { tokenizer: o.tokenizer });
   const format = o.to === 'hf' ? 'safetensors' : (o.to ?? formatFromPath(output));
-  if (isPooledConfig(m.config) && format !== 'gguf') {
+  if (!architectureOf(m.config).portable && format !== 'gguf') {
     throw new Error(`${input} is a byte-pooled model (stlm-pooled), which only stlm runs: ${FORMAT_NAMES[format]} files hold plain Llama models, so it cannot be written as one; convert it to a .gguf file instead (e.g. --type f16)`);
   }
   if (format === 'llama2c' && m.vocab.model !== 'llama') {
     process.stderr.write(`note: llama2.c's tokenizer.bin cannot hold a '${m.vocab.model}' vocabulary; writing the model only (stlm reads it back${m.vocab.model === 'byte' ? ', the byte vocabulary is implied by its size' : ' with --tokenizer'})\n`);
   }
   const files = await exportModel(output, m, { format, type: o.type });
-  process.stderr.write(`${input} (${m.format}, ${parametersOf(m.config).toLocaleString('en-US')} parameters, ${m.vocab.model} tokenizer) -> ${files.join(', ')}\n`);
+  process.stderr.write(`${input} (${m.format}, ${architectureOf(m.config).parameters.toLocaleString('en-US')} parameters, ${m.vocab.model} tokenizer) -> ${files.join(', ')}\n`);
 }
 
-/** The exact parameter count of either architecture. */
-function parametersOf(c: LlamaConfig): number {
-  return isPooledConfig(c) ? pooledParameterCounts(c).total : parameterCount(c);
-}

@@ -5,12 +5,9 @@
  * and window length.
  */
 import type { Backend } from '../kernels/backend.js';
-import { type BpbModel, evaluateBpb } from '../eval/bpb.js';
-import { BytePooled, POOLED_ARCHITECTURE, type PooledConfig, isPooledConfig } from '../models/byte-pooled.js';
-import { formatChunking } from '../models/chunking.js';
-import { type LoadedModel, loadModel } from '../models/io.js';
-import { Llama } from '../models/llama.js';
-import { Graph } from '../tensor/tensor.js';
+import { evaluateBpb } from '../eval/bpb.js';
+import { openModel } from '../io/open.js';
+import { architectureOf } from '../models/architectures.js';
 import { readTextData, splitTrainVal } from '../train/data.js';
 
 export interface EvalBpbCliOptions {
@@ -23,49 +20,29 @@ export interface EvalBpbCliOptions {
   json: boolean;
 }
 
-/** A model ready to evaluate, with the token stream of the text and what one token stands for. */
-interface EvalInput {
-  model: BpbModel;
-  ids: ArrayLike<number>;
-  /** Bytes per token id (absent: one byte each). */
-  tokenBytes?: Int32Array;
-  /** 'tokens', or 'bytes' for models that read bytes (the count printed is of these). */
-  unit: 'tokens' | 'bytes';
-  /** The weights' types as run ('f32', or the quantized types). */
-  weights: string;
-  /** What the model is, for the text output. */
-  description: string;
-}
-
-/** A Llama: the text through its tokenizer (a byte vocabulary gives one token per byte). */
-function llamaInput(m: LoadedModel, text: Uint8Array, be: Backend): EvalInput {
-  const ids = m.tokenizer.encode(new TextDecoder().decode(text));
-  const tokenBytes = Int32Array.from({ length: m.config.vocabSize }, (_, id) => m.tokenizer.tokenBytes(id).length);
-  const types = m.quantized.size ? [...new Set([...m.quantized.values()].map((q) => q.type))].join('+') : 'f32';
-  return { model: Llama.fromModel(new Graph(be), m), ids, tokenBytes, unit: 'tokens', weights: types, description: types };
-}
-
-/** The byte-pooled model: the raw bytes (it has no tokenizer), exactly what its trainer evaluates. */
-function pooledInput(m: LoadedModel, config: PooledConfig, text: Uint8Array, be: Backend): EvalInput {
-  // fromModel refuses a file with quantized tensors: the pooled model runs from f32 weights only.
-  const model = BytePooled.fromModel(new Graph(be), m);
-  return { model, ids: text, unit: 'bytes', weights: 'f32', description: `f32, byte-pooled, ${formatChunking(config.pooling)} chunks` };
-}
-
 export async function runEvalBpb(o: EvalBpbCliOptions, be: Backend): Promise<void> {
   try {
-    const m = await loadModel(o.model, { tokenizer: o.tokenizer, keepQuantized: true });
+    const m = await openModel(o.model, { tokenizer: o.tokenizer, backend: be });
     const bytes = readTextData(o.data);
     const text = o.split === 'val' ? splitTrainVal(bytes).val : bytes;
-    const input = isPooledConfig(m.config) ? pooledInput(m, m.config, text, be) : llamaInput(m, text, be);
+    const arch = architectureOf(m.config);
+    const weights = m.bundle.quantized.size ? [...new Set([...m.bundle.quantized.values()].map((q) => q.type))].join('+') : 'f32';
+    // A model that reads bytes gets the file's bytes as they are (exactly what its trainer evaluates);
+    // any other reads the text through its tokenizer, and bits are divided by the bytes each token stands for.
+    const input = arch.readsBytes
+      ? { ids: text, tokenBytes: undefined, unit: 'bytes', description: `${weights}, byte-pooled, ${String(arch.extraInfo().chunking)} chunks` }
+      : {
+        ids: m.tokenizer.encode(new TextDecoder().decode(text)), unit: 'tokens', description: weights,
+        tokenBytes: Int32Array.from({ length: m.config.vocabSize }, (_, id) => m.tokenizer.tokenBytes(id).length),
+      };
     const seqLen = Math.min(o.ctx ?? m.config.ctx, m.config.ctx, input.ids.length - 1);
     if (seqLen < 1) throw new Error(`eval: '${o.data}' (${o.split === 'val' ? 'its last 10%' : 'all of it'}) is too short: ${input.ids.length} ${input.unit}`);
     const t0 = performance.now();
-    const r = evaluateBpb(input.model, input.ids, { batch: o.batch, seqLen, tokenBytes: input.tokenBytes });
+    const r = evaluateBpb(m.model, input.ids, { batch: o.batch, seqLen, tokenBytes: input.tokenBytes });
     const seconds = (performance.now() - t0) / 1000;
     if (o.json) {
       process.stdout.write(JSON.stringify({
-        model: o.model, data: o.data, split: o.split, architecture: isPooledConfig(m.config) ? POOLED_ARCHITECTURE : 'llama', weights: input.weights, bpb: r.bpb, tokens: r.tokens, ctx: seqLen, seconds,
+        model: o.model, data: o.data, split: o.split, architecture: arch.name, weights, bpb: r.bpb, tokens: r.tokens, ctx: seqLen, seconds,
       }) + '\n');
     } else {
       process.stdout.write(`${o.model} (${input.description}) on ${o.data} [${o.split}]: ${r.bpb.toFixed(4)} bits/byte over ${r.tokens.toLocaleString('en-US')} ${input.unit} ` +

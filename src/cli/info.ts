@@ -6,11 +6,12 @@
 import { closeSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type GgufFile, elementCount, ggmlTypeName, metaNumber, metaString, readGgufHeader } from '../formats/gguf.js';
-import { POOLED_ARCHITECTURE, type PooledConfig, decoderConfig, isPooledConfig, pooledParameterCounts } from '../models/byte-pooled.js';
-import { formatChunking } from '../models/chunking.js';
-import { type LlamaConfig, headDim, parameterCount } from '../models/config.js';
+import { architectureOf } from '../models/architectures.js';
+import { headDim } from '../models/config.js';
 import { type LoadedModel, loadModel, modelParameterShapes } from '../models/io.js';
 import { loraScale } from '../models/lora.js';
+
+const count = (n: number) => n.toLocaleString('en-US');
 import { BYTE_PAD } from '../tokenizers/byte.js';
 
 const FORMAT_NAMES = { gguf: 'GGUF', llama2c: 'llama2.c checkpoint', safetensors: 'Hugging Face safetensors' };
@@ -29,7 +30,7 @@ export async function runInfo(path: string, o: InfoCliOptions): Promise<void> {
   if (o.json) return writeJson(info);
   const lines = [
     `${path}: ${info.format}, ${info.bytes.toLocaleString('en-US')} bytes${info.checkpoint ? ' (training checkpoint)' : ''}`,
-    ...(isPooledConfig(m.config) ? pooledLines(m.config) : llamaLines(m.config)),
+    ...architectureOf(m.config).describe(),
     tokenizerLine(m),
     `tensors:    ${info.tensors} (${info.tensorTypes.join(', ')})`,
   ];
@@ -39,61 +40,27 @@ export async function runInfo(path: string, o: InfoCliOptions): Promise<void> {
 /** The --json object of a model: the same keys for both architectures, plus the breakdown and chunking of a pooled one. */
 function modelInfo(path: string, m: LoadedModel) {
   const { config, tokenizer, file, format } = m;
-  const pooled = isPooledConfig(config) ? { chunking: formatChunking(config.pooling), parameterCounts: pooledParameterCounts(config) } : {};
+  const arch = architectureOf(config);
   return {
     file: path,
     format: file ? `GGUF v${file.version}` : FORMAT_NAMES[format],
     bytes: sizeOf(path),
     name: file ? metaString(file, 'general.name', '') : '',
-    architecture: isPooledConfig(config) ? POOLED_ARCHITECTURE : 'llama',
-    parameters: isPooledConfig(config) ? pooledParameterCounts(config).total : parameterCount(config),
+    architecture: arch.name,
+    parameters: arch.parameters,
     tensors: file ? file.tensors.length : modelParameterShapes(config).length,
     tensorTypes: file ? [...new Set(file.tensors.map((t) => ggmlTypeName(t.type)))] : ['F32'],
     tokenizer: { kind: tokenizer.kind, vocabSize: tokenizer.vocabSize, bos: tokenizer.bos, eos: tokenizer.eos },
     config: { ...config, headDim: headDim(config) },
     checkpoint: file?.metadata.has('stlm.train.step') ?? false,
-    ...pooled,
+    ...arch.extraInfo(),
   };
 }
 
-const count = (n: number) => n.toLocaleString('en-US');
-
 function tokenizerLine({ config, tokenizer: t }: LoadedModel): string {
   // The pooled model's vocabulary is the bytes plus its specials; it never tokenizes.
-  if (isPooledConfig(config)) return `tokenizer:  none, reads raw bytes (vocab ${t.vocabSize}: 256 bytes + bos ${t.bos}, eos ${t.eos}, pad ${BYTE_PAD})`;
+  if (architectureOf(config).readsBytes) return `tokenizer:  none, reads raw bytes (vocab ${t.vocabSize}: 256 bytes + bos ${t.bos}, eos ${t.eos}, pad ${BYTE_PAD})`;
   return `tokenizer:  ${t.kind}, vocab ${t.vocabSize} (bos ${t.bos}, eos ${t.eos})`;
-}
-
-/** A stack of Llama blocks in one line (the Llama itself, or the pooled model's core). */
-function blocksShape(c: LlamaConfig, width = 'd_model'): string {
-  return `${width} ${c.dModel}, ${c.nLayers} layers, ${c.nHeads} heads (${c.nKvHeads} kv, head dim ${headDim(c)}), mlp ${c.mlpHidden}`;
-}
-
-/** Weight sharing and repeated blocks, as a suffix ('' when neither). */
-function sharingNote(c: LlamaConfig): string {
-  return `${c.shareFfn ? ', FFN shared by all layers' : ''}${(c.blockRepeat ?? 1) > 1 ? `, each block run ${c.blockRepeat}x (${c.nLayers * c.blockRepeat!} deep)` : ''}` +
-    `${(c.sharedLoraRank ?? 0) > 0 ? `, rank-${c.sharedLoraRank} adapters per position on the shared weights` : ''}`;
-}
-
-function llamaLines(c: LlamaConfig): string[] {
-  return [
-    `model:      Llama, ${count(parameterCount(c))} parameters`,
-    `shape:      ${blocksShape(c)}, ctx ${c.ctx}`,
-    `details:    ${c.tieEmbeddings ? 'tied' : 'untied'} embeddings, rope theta ${c.ropeTheta}, norm eps ${c.normEps}${sharingNote(c)}`,
-  ];
-}
-
-function pooledLines(c: PooledConfig): string[] {
-  const n = pooledParameterCounts(c), p = c.pooling, dec = decoderConfig(c);
-  const rule = p.rule === 'fixed' ? `every ${p.chunkBytes} bytes` : `at word boundaries (SpaceByte's rule), at most ${p.chunkBytes} bytes`;
-  return [
-    `model:      byte-pooled (${POOLED_ARCHITECTURE}; only stlm runs it), ${count(n.total)} parameters`,
-    `chunking:   ${formatChunking(p)}: chunks cut ${rule}`,
-    `parameters: byte embedding ${count(n.byteEmbedding)}, encoder ${count(n.encoder)}, core ${count(n.core)}, decoder ${count(n.decoder)}`,
-    `core:       ${blocksShape(c)}, over chunks`,
-    `decoder:    ${blocksShape(dec, 'byte dim')}, over the bytes of a chunk; output head ${c.tieEmbeddings ? 'tied to' : 'apart from'} the byte embedding`,
-    `details:    ctx ${c.ctx} bytes, rope theta ${c.ropeTheta}, norm eps ${c.normEps}${sharingNote(c)}`,
-  ];
 }
 
 /** What a LoRA adapter file holds, from its header: the pairs by base tensor, ranks, targets, positions. */

@@ -1,7 +1,7 @@
 /** `stlm quantize`: writes a GGUF whose matrices are Q8_0, Q4_0, Q4_K (or F16) from an f32/f16 model. */
 import { statSync } from 'node:fs';
 import { GGML_TYPE, ggmlTypeName } from '../formats/gguf.js';
-import { isPooledConfig } from '../models/byte-pooled.js';
+import { architectureOf } from '../models/architectures.js';
 import { fileTypeOf, loadModel, saveModel } from '../models/io.js';
 import { type QuantTarget, checkFinite, planQuantization } from '../models/quantize.js';
 
@@ -16,7 +16,7 @@ const QUANTIZED = new Set<number>([GGML_TYPE.Q8_0, GGML_TYPE.Q4_0, GGML_TYPE.Q4_
 
 export async function runQuantize(input: string, output: string, o: QuantizeCliOptions): Promise<void> {
   const m = await loadModel(input, { tokenizer: o.tokenizer });
-  if (isPooledConfig(m.config)) {
+  if (!architectureOf(m.config).quantizable) {
     // A quantized pooled file could not be run: BytePooled computes with f32 weights only (no quantized matmul path).
     throw new Error(`${input} is a byte-pooled model (stlm-pooled): byte-pooled models cannot be quantized yet, because stlm runs them from f32 weights only (their encoder, core and byte decoder have no quantized path); for a smaller file, convert it to f16: stlm convert ${input} <out.gguf> --type f16`);
   }

@@ -12,6 +12,7 @@ import { readTextData, splitTrainVal } from '../train/data.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import type { DropoutSchedule } from '../train/schedule.js';
 import { type DistillOptions, type ModelFactory, type StepInfo, type TrainableModel, train } from '../train/trainer.js';
+import { createModel } from '../models/architectures.js';
 import { Llama } from '../models/llama.js';
 import { Graph } from '../tensor/tensor.js';
 
@@ -82,7 +83,7 @@ export function parseArchConfig(o: Pick<TrainCliOptions, 'arch' | 'config' | 'ch
 }
 
 /** Builds the model train() trains, by the config's kind (a resumed checkpoint's config decides). */
-const createModel: ModelFactory<TrainableModel> = (g, c, w, seed) => (isPooledConfig(c) ? new BytePooled(g, c, w, seed) : new Llama(g, c, w, seed));
+const modelFactory: ModelFactory<TrainableModel> = (g, c, weights, seed) => createModel(g, c, { weights, seed });
 
 /** --tokenizer: 'byte' or 'bpe:<vocab size>'. */
 export function parseTokenizerArg(arg: string): { kind: 'byte' } | { kind: 'bpe'; size: number } {
@@ -192,7 +193,7 @@ export async function runTrain(o: TrainCliOptions, be: Backend): Promise<void> {
       lr: o.lr, minLr: o.minLr ?? o.lr / 10, warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, accum: o.accum, seed: o.seed,
       evalEvery: o.evalEvery, evalWindows: o.evalWindows, saveEvery: o.saveEvery, resume: o.resume, vocab,
       log, onStep, shouldStop: () => stopRequested,
-    }, createModel);
+    }, modelFactory);
     bar?.stop();
     await saveModel(o.out, { config: r.model.config, weights: r.model.weights(), vocab });
     log(`${r.stoppedEarly ? 'stopped' : 'done'}: ${r.steps} steps in ${formatDuration(r.seconds)}, final loss ${r.losses.at(-1)?.toFixed(4)}, validation ${r.finalValBpb.toFixed(4)} bits/byte`);

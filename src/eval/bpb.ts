@@ -5,17 +5,10 @@
  * windows as raw bytes and scores the same targets, so its number compares directly with a flat byte
  * model's. The trainer's validation, `stlm eval bpb` and the benchmarks all call this one function.
  */
-import type { Graph, Tensor } from '../tensor/tensor.js';
+import type { LossModel } from '../models/model.js';
 
-/**
- * What evaluation needs of a model: its graph and its training loss, the mean cross-entropy in nats
- * over the `batch` windows' targets (ids and targets [batch·T], targets[t] = the token after ids[t]).
- * Llama and BytePooled both are one.
- */
-export interface BpbModel {
-  readonly graph: Graph;
-  loss(ids: Int32Array, targets: Int32Array, batch: number): Tensor;
-}
+/** What evaluation needs of a model: its graph and training loss (models/model.ts; every architecture has them). */
+export type BpbModel = LossModel;
 
 export interface BpbOptions {
   batch: number;

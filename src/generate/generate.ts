@@ -1,13 +1,16 @@
 /**
- * The generation loop: prefill the prompt into the KV cache in one pass, then one token at a time
- * (the prefix is never recomputed), sampling, streaming text that never splits a UTF-8 character,
- * and stopping at EOS, a stop string or maxTokens.
+ * The generation loop, one for every architecture (it drives a model's InferenceSession): prefill the
+ * prompt in one pass, then one token at a time (the prefix is never recomputed), sampling, streaming
+ * text that never splits a UTF-8 character, and stopping at EOS, a stop string or maxTokens.
  *
  * Context overflow is a sliding window: a prompt longer than the context keeps its last ctx − 1 tokens
- * (reported in `promptTruncated`), and when the cache fills during generation it is rebuilt from the
- * most recent half of the context, so generation can run past ctx tokens.
+ * (reported in `promptTruncated`), and when the context fills during generation the session restarts
+ * from the most recent half of it, so generation can run past ctx tokens.
+ *
+ * A model that starts every context itself (the byte-pooled model: `ownStart`) gets no BOS, so
+ * `addBos` is ignored and an empty prompt works; its `tokens` are bytes.
  */
-import { KvCache, type Llama } from '../models/llama.js';
+import type { CausalLM } from '../models/model.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
 import { TextStream } from './stream-text.js';
@@ -39,7 +42,7 @@ export interface GenerateResult {
 }
 
 /** Generates a continuation of `prompt`, calling onText as text streams. */
-export function generate(model: Llama, tok: Tokenizer, prompt: string, o: GenerateOptions = {}): GenerateResult {
+export function generate(model: CausalLM, tok: Tokenizer, prompt: string, o: GenerateOptions = {}): GenerateResult {
   return runSteps(generateSteps(model, tok, prompt, o), o);
 }
 
@@ -67,7 +70,7 @@ export function fitPrompt(ids: number[], ctx: number): { ids: number[]; truncate
 }
 
 /** The same as an async iterator of text pieces (for `for await` streaming). */
-export async function* generateStream(model: Llama, tok: Tokenizer, prompt: string, o: GenerateOptions = {}): AsyncGenerator<string, GenerateResult> {
+export async function* generateStream(model: CausalLM, tok: Tokenizer, prompt: string, o: GenerateOptions = {}): AsyncGenerator<string, GenerateResult> {
   const it = generateSteps(model, tok, prompt, o);
   let r = it.next();
   while (!r.done) {
@@ -78,28 +81,29 @@ export async function* generateStream(model: Llama, tok: Tokenizer, prompt: stri
   return r.value;
 }
 
-function* generateSteps(model: Llama, tok: Tokenizer, prompt: string, o: GenerateOptions): Generator<string, GenerateResult> {
+/** The generation as an iterator of text pieces, returning the result. */
+export function* generateSteps(model: CausalLM, tok: Tokenizer, prompt: string, o: GenerateOptions = {}): Generator<string, GenerateResult> {
+  if (model.tokenizerKind && tok.kind !== model.tokenizerKind) throw new Error(`generate: this ${model.architecture} model reads its tokenizer kind '${model.tokenizerKind}', not '${tok.kind}'`);
   const maxTokens = maxTokensOf(o);
   const sampler = new Sampler(o);
   const ctx = model.config.ctx;
-  let encoded = Array.from(tok.encode(prompt, { bos: o.addBos ?? false }));
-  if (encoded.length === 0 && tok.bos !== null) encoded = [tok.bos];
-  if (encoded.length === 0) throw new Error('generate: the prompt is empty and the tokenizer has no BOS token to start from');
+  let encoded = Array.from(tok.encode(prompt, { bos: !model.ownStart && (o.addBos ?? false) }));
+  if (encoded.length === 0 && !model.ownStart && tok.bos !== null) encoded = [tok.bos];
+  if (encoded.length === 0 && !model.ownStart) throw new Error('generate: the prompt is empty and the tokenizer has no BOS token to start from');
   const promptTokens = encoded.length;
   const { ids, truncated: promptTruncated } = fitPrompt(encoded, ctx);
-  const g = model.graph;
-  const cache = new KvCache(g, model.config);
+  const session = model.session();
   const textStream = new TextStream(tok, o.stop ?? []);
   const out: number[] = [];
   const history = ids.slice();
   let finishReason: GenerateResult['finishReason'] = 'length';
-  const t0 = performance.now();
-  let logits = model.forward(Int32Array.from(ids), cache).toArray();
-  g.release();
-  const prefillSeconds = (performance.now() - t0) / 1000;
-  const t1 = performance.now();
   try {
+    const t0 = performance.now();
+    let logits = session.reset(ids);
+    const prefillSeconds = (performance.now() - t0) / 1000;
+    const t1 = performance.now();
     for (let i = 0; i < maxTokens; i++) {
+      for (const id of model.neverPredicted) logits[id] = -Infinity;
       const next = sampler.sample(logits, history);
       if (next === tok.eos) {
         finishReason = 'eos';
@@ -116,24 +120,16 @@ function* generateSteps(model: Llama, tok: Tokenizer, prompt: string, o: Generat
         break;
       }
       if (i === maxTokens - 1) break;
-      if (cache.length >= ctx) {
-        // Sliding window: rebuild the cache from the most recent half of the context.
-        const keep = history.slice(history.length - Math.floor(ctx / 2));
-        cache.reset();
-        logits = model.forward(Int32Array.from(keep), cache).toArray();
-      } else {
-        logits = model.forward(Int32Array.of(next), cache).toArray();
-      }
-      g.release();
+      // Sliding window: restart from the most recent half of the context once it is full.
+      logits = session.length >= session.capacity ? session.reset(history.slice(history.length - Math.floor(ctx / 2))) : session.push(next);
     }
     if (finishReason !== 'stop') {
       const rest = textStream.finish();
       if (rest.stopped) finishReason = 'stop';
       if (rest.text) yield rest.text;
     }
+    return { text: textStream.text, tokens: out, promptTokens, promptTruncated, finishReason, prefillSeconds, decodeSeconds: (performance.now() - t1) / 1000 };
   } finally {
-    g.release();
-    cache.dispose();
+    session.dispose();
   }
-  return { text: textStream.text, tokens: out, promptTokens, promptTruncated, finishReason, prefillSeconds, decodeSeconds: (performance.now() - t1) / 1000 };
 }

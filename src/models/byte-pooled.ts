@@ -25,14 +25,19 @@
  * `blk.N.*` and `output_norm.weight`, `unpool.weight`, the decoder as `dec.blk.N.*`,
  * `dec.output_norm.weight` (and `dec.output.weight` when not tied). Matrices are [out, in].
  */
+import type { TransformerBlock } from '../nn/block.js';
+import { createParameters, isResidualOutput } from '../nn/init.js';
+import type { KvCache } from '../nn/kv-cache.js';
 import * as ops from '../tensor/ops.js';
 import type { QuantizedWeight } from '../tensor/quant.js';
 import type { Graph, Tensor } from '../tensor/tensor.js';
 import { BYTE_BOS, BYTE_PAD } from '../tokenizers/byte.js';
 import { Rng } from '../util/rng.js';
 import { type Chunking, chunkComplete, chunkEnds, formatChunking, parseChunking, validateChunking } from './chunking.js';
-import { type LlamaConfig, effectiveDepth, ffnSource, headDim, parameterShapes, resolveConfig, validateConfig } from './config.js';
-import { KvCache } from './llama.js';
+import { buildBlocks } from './blocks.js';
+import { type LlamaConfig, effectiveDepth, parameterShapes, resolveConfig, validateConfig } from './config.js';
+import { kvCacheFor } from './llama.js';
+import type { CausalLM, InferenceSession } from './model.js';
 
 /** general.architecture of its GGUF files (llama.cpp does not run them). */
 export const POOLED_ARCHITECTURE = 'stlm-pooled';
@@ -174,87 +179,6 @@ export function describePooled(c: PooledConfig): string {
     `core ${f(n.core)}: d ${c.dModel} × ${c.nLayers} layers, decoder ${f(n.decoder)}: d ${p.byteDim} × ${p.decoderLayers} layers), window ${c.ctx} bytes`;
 }
 
-interface Layer {
-  attnNorm: Tensor; // [d]
-  wq: Tensor; // [d, d]
-  wk: Tensor; // [kvDim, d]
-  wv: Tensor; // [kvDim, d]
-  wo: Tensor; // [d, d]
-  ffnNorm: Tensor; // [d]
-  wGate: Tensor; // [hidden, d]
-  wUp: Tensor; // [hidden, d]
-  wDown: Tensor; // [d, hidden]
-}
-
-/**
- * A stack of Llama blocks (pre-norm GQA attention with RoPE, SwiGLU MLP) over sequences of vectors,
- * with parameters under a name prefix: the core (over chunks) and the decoder (over a chunk's bytes).
- * The same computation as Llama's blocks, minus the embedding and head.
- */
-class Blocks {
-  private readonly layers: Layer[] = [];
-
-  constructor(
-    private readonly c: LlamaConfig,
-    param: (name: string) => Tensor,
-    prefix: string,
-    /** x + branch, with dropout on the branch while training. */
-    private readonly residual: (x: Tensor, branch: Tensor) => Tensor,
-  ) {
-    for (let i = 0; i < c.nLayers; i++) {
-      const b = `${prefix}blk.${i}.`, f = `${prefix}blk.${ffnSource(c, i)}.`;
-      const layer: Layer = {
-        attnNorm: param(b + 'attn_norm.weight'), wq: param(b + 'attn_q.weight'), wk: param(b + 'attn_k.weight'), wv: param(b + 'attn_v.weight'),
-        wo: param(b + 'attn_output.weight'), ffnNorm: param(b + 'ffn_norm.weight'), wGate: param(f + 'ffn_gate.weight'),
-        wUp: param(f + 'ffn_up.weight'), wDown: param(f + 'ffn_down.weight'),
-      };
-      for (let r = 0; r < (c.blockRepeat ?? 1); r++) this.layers.push(layer);
-    }
-  }
-
-  private mlp(l: Layer, x: Tensor): Tensor {
-    const h = ops.rmsNorm(x, l.ffnNorm, this.c.normEps);
-    return ops.linear(ops.swiglu(ops.linear(h, l.wGate), ops.linear(h, l.wUp)), l.wDown);
-  }
-
-  /** Training form: x [batch·t, d], each run of t rows one sequence (causal within it). */
-  forward(x: Tensor, batch: number, t: number): Tensor {
-    const c = this.c, hd = headDim(c);
-    for (const l of this.layers) {
-      const h = ops.rmsNorm(x, l.attnNorm, c.normEps);
-      const q = ops.rope(ops.linear(h, l.wq), c.nHeads, hd, t, 0, c.ropeTheta); // [batch·t, H·hd]
-      const k = ops.rope(ops.linear(h, l.wk), c.nKvHeads, hd, t, 0, c.ropeTheta); // [batch·t, KV·hd]
-      const v = ops.linear(h, l.wv);
-      x = this.residual(x, ops.linear(ops.attention(q, k, v, batch, c.nHeads, c.nKvHeads, hd), l.wo));
-      x = this.residual(x, this.mlp(l, x));
-    }
-    return x;
-  }
-
-  /** Inference: x [n, d], n new positions after the cache's; appends their keys and values. */
-  forwardCached(x: Tensor, cache: KvCache): Tensor {
-    const c = this.c, g = x.graph, be = g.backend, hd = headDim(c);
-    const n = x.shape[0], pos0 = cache.length, kvDim = c.nKvHeads * hd;
-    if (pos0 + n > cache.capacity) throw new Error(`byte-pooled: ${pos0 + n} positions exceed the KV cache's ${cache.capacity}`);
-    this.layers.forEach((l, i) => {
-      const h = ops.rmsNorm(x, l.attnNorm, c.normEps);
-      const q = ops.rope(ops.linear(h, l.wq), c.nHeads, hd, n, pos0, c.ropeTheta);
-      const k = ops.rope(ops.linear(h, l.wk), c.nKvHeads, hd, n, pos0, c.ropeTheta);
-      const v = ops.linear(h, l.wv);
-      be.copy(k.buf, 0, cache.k[i], pos0 * kvDim, n * kvDim);
-      be.copy(v.buf, 0, cache.v[i], pos0 * kvDim, n * kvDim);
-      const a = g.temp([n, c.dModel]);
-      be.attention(q.buf, cache.k[i], cache.v[i], a.buf, g.scratch(n * c.nHeads), {
-        batch: 1, tq: n, tk: pos0 + n, heads: c.nHeads, kvHeads: c.nKvHeads, headDim: hd, qPos0: pos0, scale: 1 / Math.sqrt(hd), kvBatchStride: cache.capacity * kvDim,
-      });
-      x = ops.add(x, ops.linear(a, l.wo));
-      x = ops.add(x, this.mlp(l, x));
-    });
-    cache.length = pos0 + n;
-    return x;
-  }
-}
-
 /**
  * A batch of byte sequences laid out in chunks. Core position j of sequence b and decoder chunk j of
  * sequence b share the index b·chunks + j; decoder row (b·chunks + j)·M + i predicts byte i of chunk j.
@@ -333,19 +257,25 @@ export function windowBytes(ids: Int32Array, targets: Int32Array, batch: number)
   return out;
 }
 
-export class BytePooled {
-  readonly params = new Map<string, Tensor>();
-  /** Draws dropout masks; part of the training state a checkpoint saves. */
+export class BytePooled implements CausalLM {
+  readonly architecture = POOLED_ARCHITECTURE;
+  /** Every context starts from the model's own start chunk: no BOS is fed, an empty context is valid. */
+  readonly ownStart = true;
+  /** BOS and PAD are never targets in training and cannot be fed back as bytes. */
+  readonly neverPredicted: readonly number[] = [BYTE_BOS, BYTE_PAD];
+  readonly tokenizerKind = 'byte';
+  readonly params: Map<string, Tensor>;
   readonly dropoutRng = new Rng(0x5eed);
-  /** Dropout probability of the residual branches now (set per step by the trainer). */
   dropoutRate: number;
   readonly config: PooledConfig;
   readonly byteEmbedding: Tensor; // [259, byteDim]
   readonly pool: Tensor; // [dModel, M·byteDim]
-  readonly core: Blocks;
+  /** Blocks over chunk positions, one per position. */
+  readonly core: TransformerBlock[];
   readonly outNorm: Tensor; // [dModel]
   readonly unpool: Tensor; // [M·byteDim, dModel]
-  readonly decoder: Blocks;
+  /** Blocks over the byte positions of a chunk. */
+  readonly decoder: TransformerBlock[];
   readonly decoderNorm: Tensor; // [byteDim]
   readonly head: Tensor; // [259, byteDim]: the byte embedding when tied
   /** Constant gains (INPUT_SCALE, not trained) of the normalized core and decoder inputs. */
@@ -354,7 +284,7 @@ export class BytePooled {
 
   /**
    * Creates the parameters in `graph`: loaded by name from `weights`, or initialized from `seed` as Llama
-   * does (matrices N(0, 0.02), residual output projections N(0, 0.02/√(2·depth)) per stack, gains 1).
+   * does (nn/init.ts; residual output projections N(0, 0.02/√(2·depth)) per stack).
    * Any LlamaConfig is accepted and checked to be a pooled one (so it can serve as train()'s ModelFactory).
    */
   constructor(
@@ -365,37 +295,41 @@ export class BytePooled {
   ) {
     const config = (this.config = validatePooledConfig(pooledConfig));
     this.dropoutRate = config.dropout;
-    const rng = new Rng(seed);
     const coreStd = 0.02 / Math.sqrt(2 * effectiveDepth(config)), decoderStd = 0.02 / Math.sqrt(2 * config.pooling.decoderLayers);
-    for (const [name, shape] of pooledParameterShapes(config)) {
-      const n = shape.reduce((a, b) => a * b, 1);
-      let data: Float32Array;
-      if (weights) {
-        const w = weights.get(name);
-        if (!w) throw new Error(`model weights: missing tensor '${name}'`);
-        if (w.length !== n) throw new Error(`model weights: tensor '${name}' has ${w.length} values, expected [${shape.join(', ')}] = ${n}`);
-        data = w;
-      } else if (shape.length === 1) {
-        data = new Float32Array(n).fill(1);
-      } else {
-        const std = /attn_output|ffn_down/.test(name) ? (name.startsWith('dec.') ? decoderStd : coreStd) : 0.02;
-        data = new Float32Array(n);
-        for (let i = 0; i < n; i++) data[i] = rng.normal() * std;
-      }
-      this.params.set(name, graph.param(name, shape, data));
-    }
+    const std = (name: string) => (isResidualOutput(name) ? (name.startsWith('dec.') ? decoderStd : coreStd) : 0.02);
+    const params = createParameters(graph, pooledParameterShapes(config), { weights, seed, std });
+    this.params = params.params;
     const p = (name: string) => this.params.get(name)!;
-    const residual = (x: Tensor, branch: Tensor) => ops.add(x, ops.dropout(branch, this.dropoutRate, () => this.dropoutRng.next()));
     this.byteEmbedding = p('byte_embd.weight');
     this.pool = p('pool.weight');
-    this.core = new Blocks(config, p, '', residual);
+    this.core = buildBlocks(config, params);
     this.outNorm = p('output_norm.weight');
     this.unpool = p('unpool.weight');
-    this.decoder = new Blocks(decoderConfig(config), p, 'dec.', residual);
+    this.decoder = buildBlocks(decoderConfig(config), params, 'dec.');
     this.decoderNorm = p('dec.output_norm.weight');
     this.head = config.tieEmbeddings ? this.byteEmbedding : p('dec.output.weight');
     this.coreInputScale = graph.param('core input scale', [config.dModel], new Float32Array(config.dModel).fill(INPUT_SCALE), false);
     this.decoderInputScale = graph.param('decoder input scale', [config.pooling.byteDim], new Float32Array(config.pooling.byteDim).fill(INPUT_SCALE), false);
+  }
+
+  session(capacity = this.config.ctx): InferenceSession {
+    return new PooledStream(this, capacity);
+  }
+
+  /** Training form of a stack: x [batch·t, d], each run of t rows one sequence, dropout on the branches. */
+  private runBlocks(blocks: TransformerBlock[], x: Tensor, batch: number, t: number): Tensor {
+    const residual = (x: Tensor, branch: Tensor) => ops.add(x, ops.dropout(branch, this.dropoutRate, () => this.dropoutRng.next()));
+    for (const block of blocks) x = block.forward(x, batch, t, residual);
+    return x;
+  }
+
+  /** Inference form of a stack: x [n, d], n new positions after the cache's; appends their keys and values. */
+  private runBlocksCached(blocks: TransformerBlock[], x: Tensor, cache: KvCache): Tensor {
+    const n = x.shape[0];
+    if (cache.length + n > cache.capacity) throw new Error(`byte-pooled: ${cache.length + n} positions exceed the KV cache's ${cache.capacity}`);
+    blocks.forEach((block, i) => (x = block.forwardCached(x, cache, i)));
+    cache.length += n;
+    return x;
   }
 
   /** A model from a loaded bundle (f32 weights only: the pooled model has no quantized path). */
@@ -445,9 +379,9 @@ export class BytePooled {
   /** The training forward's logits [batch·chunks·M, 259], one row per decoder position of the layout. */
   layoutLogits(l: ChunkLayout): Tensor {
     const M = this.chunkBytes;
-    const x = this.core.forward(this.encode(l.encoderIds), l.batch, l.chunks); // [B·C, dModel]
+    const x = this.runBlocks(this.core, this.encode(l.encoderIds), l.batch, l.chunks); // [B·C, dModel]
     const y = this.decoderInput(x, l.decoderIds); // [B·C·M, byteDim]
-    return this.byteLogitsOf(this.decoder.forward(y, l.batch * l.chunks, M)); // [B·C·M, 259]
+    return this.byteLogitsOf(this.runBlocks(this.decoder, y, l.batch * l.chunks, M)); // [B·C·M, 259]
   }
 
   /**
@@ -482,7 +416,7 @@ export class BytePooled {
   coreStep(chunkIds: Int32Array, cache: KvCache): Float32Array {
     const g = this.graph, n = chunkIds.length / this.chunkBytes;
     const out = g.noGrad(() => {
-      let x = this.core.forwardCached(this.encode(chunkIds), cache); // [n, dModel]
+      let x = this.runBlocksCached(this.core, this.encode(chunkIds), cache); // [n, dModel]
       if (n > 1) {
         const last = g.temp([1, this.config.dModel]);
         g.backend.copy(x.buf, (n - 1) * this.config.dModel, last.buf, 0, this.config.dModel);
@@ -502,7 +436,7 @@ export class BytePooled {
     const g = this.graph, d = this.config.pooling.byteDim, n = prevIds.length, pos0 = cache.length;
     const out = g.noGrad(() => {
       const cond = g.constant([n, d], conditioning.subarray(pos0 * d, (pos0 + n) * d));
-      let y = this.decoder.forwardCached(ops.add(cond, ops.embedding(this.byteEmbedding, prevIds)), cache); // [n, byteDim]
+      let y = this.runBlocksCached(this.decoder, ops.add(cond, ops.embedding(this.byteEmbedding, prevIds)), cache); // [n, byteDim]
       if (n > 1) {
         const last = g.temp([1, d]);
         g.backend.copy(y.buf, (n - 1) * d, last.buf, 0, d);
@@ -520,14 +454,14 @@ export class BytePooled {
  * positions (the core runs once when a chunk completes) and one over the decoder's positions in the
  * current chunk (reset at each chunk). Every call returns the logits [259] of the next byte.
  */
-export class PooledStream {
+export class PooledStream implements InferenceSession {
   private readonly coreCache: KvCache;
   private readonly decoderCache: KvCache;
   private conditioning: Float32Array = new Float32Array(0);
   /** Bytes of the current chunk (not yet complete). */
   private chunk: number[] = [];
-  /** Bytes in the context: those fed since the last reset. */
-  contextBytes = 0;
+  /** The bytes in the context: those fed since the last reset. */
+  private context: number[] = [];
 
   /** `capacityBytes`: the longest context it can hold (default the model's window). */
   constructor(
@@ -535,8 +469,17 @@ export class PooledStream {
     readonly capacityBytes = model.config.ctx,
   ) {
     // Every chunk holds at least one byte: capacityBytes bytes are at most that many chunks, plus the start chunk.
-    this.coreCache = new KvCache(model.graph, model.config, capacityBytes + 1);
-    this.decoderCache = new KvCache(model.graph, decoderConfig(model.config), model.config.pooling.chunkBytes);
+    this.coreCache = kvCacheFor(model.graph, model.config, capacityBytes + 1);
+    this.decoderCache = kvCacheFor(model.graph, decoderConfig(model.config), model.config.pooling.chunkBytes);
+  }
+
+  /** Bytes in the context. */
+  get length(): number {
+    return this.context.length;
+  }
+
+  get capacity(): number {
+    return this.capacityBytes;
   }
 
   /** Starts over from `bytes` (may be empty); returns the logits of the byte after them. */
@@ -558,7 +501,7 @@ export class PooledStream {
     }
     this.conditioning = this.model.coreStep(ids, this.coreCache);
     this.chunk = Array.from({ length: bytes.length - start }, (_, i) => bytes[start + i]);
-    this.contextBytes = bytes.length;
+    this.context = Array.from(bytes);
     this.decoderCache.reset();
     // The decoder's rows read the byte before each predicted one: the last complete chunk's last byte first.
     return this.model.decoderStep(this.conditioning, Int32Array.from([start > 0 ? bytes[start - 1] : BYTE_BOS, ...this.chunk]), this.decoderCache);
@@ -568,9 +511,9 @@ export class PooledStream {
   push(byte: number): Float32Array {
     const p = this.model.config.pooling, M = p.chunkBytes;
     if (!(Number.isInteger(byte) && byte >= 0 && byte < 256)) throw new Error(`byte-pooled: ${byte} is not a byte`);
-    if (this.contextBytes >= this.capacityBytes) throw new Error(`byte-pooled: the context of ${this.capacityBytes} bytes is full (reset from a shorter one)`);
+    if (this.context.length >= this.capacityBytes) throw new Error(`byte-pooled: the context of ${this.capacityBytes} bytes is full (reset from a shorter one)`);
     this.chunk.push(byte);
-    this.contextBytes++;
+    this.context.push(byte);
     if (chunkComplete(p, this.chunk, 0, this.chunk.length)) {
       // The chunk is complete: the core reads it, and the decoder starts the next one.
       const ids = new Int32Array(M).fill(BYTE_PAD);
@@ -581,6 +524,19 @@ export class PooledStream {
     }
     // Either way the next decoder row reads this byte (the one before the byte it predicts).
     return this.model.decoderStep(this.conditioning, Int32Array.of(byte), this.decoderCache);
+  }
+
+  /** Appends bytes one by one (the decoder runs per byte); returns the logits after each [bytes.length × 259]. */
+  extend(bytes: ArrayLike<number>): Float32Array {
+    const V = BYTE_VOCAB, out = new Float32Array(bytes.length * V);
+    for (let i = 0; i < bytes.length; i++) out.set(this.push(bytes[i]), i * V);
+    return out;
+  }
+
+  /** Keeps the first `length` bytes: the chunking of a prefix is the prefix's own, so it restarts from them. */
+  truncate(length: number): void {
+    if (!(Number.isInteger(length) && length >= 0 && length <= this.context.length)) throw new Error(`byte-pooled: ${length} is not within the ${this.context.length} bytes held`);
+    if (length < this.context.length) this.reset(this.context.slice(0, length));
   }
 
   dispose(): void {

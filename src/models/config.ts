@@ -2,6 +2,7 @@
  * The Llama-style decoder's configuration: one type with every knob, named presets, and validation
  * that names the offending key.
  */
+import { PROJECTIONS, type ProjectionName } from '../nn/linear.js';
 import { addLowRank } from './low-rank.js';
 
 export interface LlamaConfig {
@@ -45,9 +46,8 @@ export interface LlamaConfig {
   sharedLoraRank?: number;
 }
 
-/** The projections of a block, by GGUF tensor name (what adapters attach to). */
-export const PROJECTIONS = ['attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_gate', 'ffn_up', 'ffn_down'] as const;
-export type ProjectionName = (typeof PROJECTIONS)[number];
+/** The projections of a block, by GGUF tensor name (what adapters attach to): defined in nn/linear.ts. */
+export { PROJECTIONS, type ProjectionName };
 
 const BYTE_VOCAB = 259;
 

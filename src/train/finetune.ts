@@ -5,7 +5,7 @@
  * seed, data, backend and thread count give the same run.
  */
 import type { LlamaConfig } from '../models/config.js';
-import { KvCache, Llama } from '../models/llama.js';
+import { kvCacheFor, type KvCache, Llama } from '../models/llama.js';
 import { LoraAdapters, type LoraOptions, initLora } from '../models/lora.js';
 import { type Graph, NonFiniteError } from '../tensor/tensor.js';
 import { Rng } from '../util/rng.js';
@@ -190,7 +190,7 @@ export function scoreExample(model: Llama, cache: KvCache, ex: TokenizedExample,
 /** Loss and accuracy of the completions (inference passes, no tape). */
 export function evaluateCompletions(model: Llama, examples: readonly TokenizedExample[], padId = 0): CompletionEval {
   const longest = Math.max(...examples.map((e) => e.tokens.length - 1));
-  const cache = new KvCache(model.graph, model.config, paddedLength(longest, model.config.ctx));
+  const cache = kvCacheFor(model.graph, model.config, paddedLength(longest, model.config.ctx));
   let nats = 0, tokens = 0, correct = 0, exact = 0;
   try {
     for (const ex of examples) {

@@ -9,11 +9,11 @@
  * the first sample that reaches the target, so the text does not depend on how many requests run at once.
  */
 import { generate } from '../generate/generate.js';
-import { generatePooled } from '../generate/generate-pooled.js';
 import type { Backend } from '../kernels/backend.js';
-import { BytePooled, isPooledConfig } from '../models/byte-pooled.js';
+import { modelFromBundle } from '../models/architectures.js';
 import type { LoadedModel } from '../models/io.js';
 import { Llama } from '../models/llama.js';
+import type { CausalLM } from '../models/model.js';
 import { Graph } from '../tensor/tensor.js';
 import { Rng } from '../util/rng.js';
 
@@ -42,25 +42,21 @@ export interface TextTeacher {
  * so the corpus follows the teacher's distribution at that temperature).
  */
 export class LocalTeacher implements TextTeacher {
-  private readonly llama?: Llama;
-  private readonly pooled?: BytePooled;
+  private readonly model: CausalLM;
   private readonly addBos: boolean;
 
   constructor(private readonly loaded: LoadedModel, backend: Backend, readonly name = 'local model') {
-    const g = new Graph(backend);
-    if (isPooledConfig(loaded.config)) this.pooled = BytePooled.fromModel(g, loaded);
-    else this.llama = Llama.fromModel(g, loaded);
-    this.addBos = loaded.vocab.addBos ?? false;
+    this.model = modelFromBundle(new Graph(backend), loaded);
+    this.addBos = !this.model.ownStart && (loaded.vocab.addBos ?? false);
   }
 
   async complete(prompt: string, o: CompletionOptions): Promise<string> {
     const options = { maxTokens: o.maxTokens, temperature: o.temperature, seed: o.seed, addBos: this.addBos };
-    const r = this.pooled ? generatePooled(this.pooled, this.loaded.tokenizer, prompt, options) : generate(this.llama!, this.loaded.tokenizer, prompt, options);
-    return r.text;
+    return generate(this.model, this.loaded.tokenizer, prompt, options).text;
   }
 
   close(): void {
-    for (const q of this.llama?.quantized.values() ?? []) q.dispose();
+    if (this.model instanceof Llama) for (const q of this.model.quantized.values()) q.dispose();
   }
 }
 

@@ -7,6 +7,7 @@ import type { Backend } from '../kernels/backend.js';
 import { evaluateBpb } from '../eval/bpb.js';
 import type { LlamaConfig } from '../models/config.js';
 import { Llama } from '../models/llama.js';
+import type { TrainableModel } from '../models/model.js';
 import * as ops from '../tensor/ops.js';
 import { Graph, NonFiniteError, type Tensor } from '../tensor/tensor.js';
 import type { VocabSpec } from '../tokenizers/vocab.js';
@@ -84,23 +85,8 @@ export interface StepInfo {
   valBpb?: number;
 }
 
-/**
- * What train() needs of a model. Llama satisfies it; another kind (the byte-pooled model,
- * models/byte-pooled.ts) comes in through a ModelFactory.
- */
-export interface TrainableModel {
-  readonly graph: Graph;
-  readonly config: LlamaConfig;
-  readonly params: Map<string, Tensor>;
-  readonly dropoutRng: Rng;
-  dropoutRate: number;
-  /** Mean cross-entropy (nats per target) of windows ids -> targets [batch·t], on the tape; targets < 0 ignored. */
-  loss(ids: Int32Array, targets: Int32Array, batch: number): Tensor;
-  /** Next-token logits on the tape; distillation needs them (Llama has them, the byte-pooled model not). */
-  trainLogits?(ids: Int32Array, batch: number): Tensor;
-  decayed(t: Tensor): boolean;
-  weights(): Map<string, Float32Array>;
-}
+/** What train() needs of a model (models/model.ts): any architecture, built by a ModelFactory. */
+export type { TrainableModel };
 
 /** Builds the model to train from the run's config (or a resumed checkpoint's) and the checkpoint's weights, if any. */
 export type ModelFactory<M extends TrainableModel> = (graph: Graph, config: LlamaConfig, weights: Map<string, Float32Array> | undefined, seed: number) => M;

@@ -1,0 +1,77 @@
+/**
+ * Log-likelihood of continuations, the request an evaluation harness (lm-evaluation-harness's
+ * `loglikelihood`) and a router's confidence check make of a model: for each continuation of a context,
+ * the summed log-probability of its tokens and whether greedy decoding would have produced it.
+ *
+ * The context runs once; each continuation then goes through the model in one pass (the session's
+ * `extend`) from the context's cached state, so choices that share a context share its prefill.
+ */
+import type { CausalLM } from '../models/model.js';
+
+export interface ContinuationScore {
+  /** Σ log p(continuation token | everything before it), natural log. */
+  logprob: number;
+  /** Whether every continuation token is the model's most likely next token (ties count as greedy). */
+  greedy: boolean;
+  /** Log-probability of each continuation token. */
+  tokenLogprobs: number[];
+}
+
+export interface ScoreResult {
+  continuations: ContinuationScore[];
+  /** Context tokens dropped from the front to fit the model's context (as lm-evaluation-harness truncates). */
+  contextTruncated: number;
+}
+
+/**
+ * Scores each of `continuations` (token ids) after `context` (token ids). A model that does not start
+ * contexts itself needs at least one context token (BOS for an empty text; the caller decides).
+ */
+export function score(model: CausalLM, context: ArrayLike<number>, continuations: readonly ArrayLike<number>[]): ScoreResult {
+  const ctx = model.config.ctx, vocab = model.config.vocabSize;
+  const longest = continuations.reduce((m, c) => Math.max(m, c.length), 0);
+  if (continuations.some((c) => c.length === 0)) throw new Error('score: a continuation is empty (nothing to score)');
+  const minContext = model.ownStart ? 0 : 1;
+  if (longest + minContext > ctx) throw new Error(`score: a continuation of ${longest} tokens does not fit the model's context of ${ctx} (with ${minContext} context token)`);
+  if (context.length < minContext) throw new Error('score: the context is empty; this model needs at least one token to start from (BOS)');
+  for (const c of [context, ...continuations]) {
+    for (let i = 0; i < c.length; i++) if (!(Number.isInteger(c[i]) && c[i] >= 0 && c[i] < vocab)) throw new Error(`score: token id ${c[i]} is outside the vocabulary of ${vocab}`);
+  }
+  // Keep the context's most recent tokens: the longest continuation must fit after them.
+  const contextTruncated = Math.max(0, context.length - (ctx - longest));
+  const kept = Array.from(context).slice(contextTruncated);
+  const banned = new Set(model.neverPredicted);
+  const session = model.session(Math.min(ctx, kept.length + longest));
+  try {
+    const first = session.reset(kept);
+    const out = continuations.map((cont) => {
+      session.truncate(kept.length);
+      // Row 0 predicts cont[0] (from the context); rows 1.. come from feeding cont[0 .. n−2].
+      const rest = cont.length > 1 ? session.extend(Array.from(cont).slice(0, -1)) : new Float32Array(0);
+      const tokenLogprobs: number[] = [];
+      let greedy = true;
+      for (let i = 0; i < cont.length; i++) {
+        const row = i === 0 ? first : rest.subarray((i - 1) * vocab, i * vocab);
+        const r = logSoftmaxAt(row, cont[i], banned);
+        tokenLogprobs.push(r.logprob);
+        greedy &&= r.isMax;
+      }
+      return { logprob: tokenLogprobs.reduce((a, b) => a + b, 0), greedy, tokenLogprobs };
+    });
+    return { continuations: out, contextTruncated };
+  } finally {
+    session.dispose();
+  }
+}
+
+/** log softmax(row)[target] in float64, and whether target has the largest logit among the ids not banned. */
+function logSoftmaxAt(row: Float32Array, target: number, banned: Set<number>): { logprob: number; isMax: boolean } {
+  let max = -Infinity;
+  for (let j = 0; j < row.length; j++) if (row[j] > max) max = row[j];
+  let sum = 0, best = -Infinity;
+  for (let j = 0; j < row.length; j++) {
+    sum += Math.exp(row[j] - max);
+    if (!banned.has(j) && row[j] > best) best = row[j];
+  }
+  return { logprob: row[target] - max - Math.log(sum), isMax: row[target] >= best };
+}

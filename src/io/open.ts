@@ -1,0 +1,98 @@
+/**
+ * One loader: `openModel` opens any model stlm reads — GGUF (f32 or quantized, flat or byte-pooled),
+ * llama2.c, a Hugging Face directory — from a path (Node) or from bytes (anywhere, a browser included),
+ * and returns a handle with the model, its tokenizer and what it is. Node's file access stays at the edge
+ * (`models/io.ts` loadModel); the bytes path touches no `node:` module.
+ */
+import type { Backend } from '../kernels/backend.js';
+import { createModel, modelFromBundle } from '../models/architectures.js';
+import type { LlamaConfig } from '../models/config.js';
+import { type LoadOptions, type LoadedModel, type ModelFormat, detectFormat, loadModel, parseGgufModel } from '../models/io.js';
+import { type LoraData, LoraAdapters, parseLoraAdapter, readLoraAdapter } from '../models/lora.js';
+import { Llama } from '../models/llama.js';
+import type { CausalLM } from '../models/model.js';
+import type { QuantizedWeight } from '../tensor/quant.js';
+import { Graph } from '../tensor/tensor.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
+
+export interface OpenOptions extends LoadOptions {
+  /** The backend the model runs on (default: the WebAssembly backend with every core). */
+  backend?: Backend;
+  /** A LoRA adapter applied on the fly (llama.cpp's --lora): an adapter GGUF's path or bytes, or adapter data. */
+  lora?: string | Uint8Array | LoraData;
+}
+
+/** An opened model: what every consumer (generation, scoring, the tiers, the server) holds. */
+export interface ModelHandle {
+  model: CausalLM;
+  tokenizer: Tokenizer;
+  config: LlamaConfig;
+  /** Where it came from: the file's format and name. */
+  format: ModelFormat;
+  source: string;
+  /** Whether prompts get BOS by default (the vocabulary's add_bos_token; never for a model with its own start). */
+  addBos: boolean;
+  /** Parameters (the model's own count, shared tensors once) and bytes of weights as held. */
+  parameters: number;
+  /** The bundle as loaded (weights, vocabulary, the parsed GGUF file), for info and export. */
+  bundle: LoadedModel;
+  /** Frees the model's memory on the backend (and the backend, when openModel created it). */
+  dispose(): void;
+}
+
+/** Opens a model from a path (Node) or from a file's bytes; quantized GGUF matrices stay quantized. */
+export async function openModel(source: string | Uint8Array, o: OpenOptions = {}): Promise<ModelHandle> {
+  const bundle = typeof source === 'string' ? await loadModel(source, { keepQuantized: true, ...o }) : parseModelBytes(source, o);
+  const owned = !o.backend;
+  const be = o.backend ?? (await (await import('../kernels/wasm/backend.js')).createWasmBackend());
+  try {
+    const name = typeof source === 'string' ? source : '<bytes>';
+    return await handleFor(bundle, new Graph(be), name, o.lora, owned);
+  } catch (e) {
+    if (owned) be.dispose();
+    throw e;
+  }
+}
+
+/** A model file given as bytes: GGUF (any architecture) or llama2.c (with its vocabulary in GGUF or the default one). */
+function parseModelBytes(bytes: Uint8Array, o: OpenOptions): LoadedModel {
+  if (o.tokenizer) throw new Error('openModel: a tokenizer path needs a model path; with model bytes, the tokenizer must be inside the file (GGUF)');
+  const format = detectFormat(bytes);
+  if (format === 'gguf') return parseGgufModel(bytes, '<bytes>', { keepQuantized: true });
+  if (format === undefined) throw new Error('openModel: these bytes are not a model file stlm reads (GGUF, llama2.c checkpoint)');
+  throw new Error(`openModel: a ${format} model needs files beside it (its tokenizer or config.json): open it by path`);
+}
+
+async function handleFor(bundle: LoadedModel, graph: Graph, source: string, loraSource: OpenOptions['lora'], ownsBackend: boolean): Promise<ModelHandle> {
+  let model: CausalLM;
+  if (loraSource) {
+    const base = createModel(graph, bundle.config, { weights: new Map<string, Float32Array | QuantizedWeight>([...bundle.weights, ...bundle.quantized]) });
+    if (!(base instanceof Llama)) throw new Error(`${source} is a ${base.architecture} model; LoRA adapters apply to Llama models`);
+    const lora: LoraData = typeof loraSource === 'string' ? await readLoraAdapter(loraSource, bundle.config)
+      : loraSource instanceof Uint8Array ? parseLoraAdapter(loraSource, '<adapter bytes>', bundle.config) : loraSource;
+    base.adapters = new LoraAdapters(graph, bundle.config, lora, false);
+    model = base;
+  } else {
+    model = modelFromBundle(graph, bundle);
+  }
+  return {
+    model, tokenizer: bundle.tokenizer, config: bundle.config, format: bundle.format, source,
+    addBos: !model.ownStart && (bundle.vocab.addBos ?? false),
+    parameters: parameterTotal(model),
+    bundle,
+    dispose: () => {
+      graph.release();
+      for (const t of model.params.values()) graph.backend.free(t.buf);
+      if (model instanceof Llama) for (const q of model.quantized.values()) q.dispose();
+      if (ownsBackend) graph.backend.dispose();
+    },
+  };
+}
+
+/** Parameters as held: f32 tensors' values plus quantized matrices' values. */
+function parameterTotal(model: CausalLM): number {
+  let n = 0;
+  for (const t of model.params.values()) n += t.size;
+  if (model instanceof Llama) for (const q of model.quantized.values()) n += q.shape[0] * q.shape[1];
+  return n;
+}
