@@ -386,7 +386,8 @@ async function weightPlan(files: HfFileLookup, dir: string): Promise<{ shards: M
     if (!shards.has(shard)) shards.set(shard, new Set());
     shards.get(shard)!.add(name);
   }
-  return { shards, listing: indexPath };
+  // In name order (model-00001-of-0000N first), as they were written.
+  return { shards: new Map([...shards].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))), listing: indexPath };
 }
 
 /** HF name -> [out, in] shape of every tensor a checkpoint of this config may hold (both embedding names). */
@@ -451,7 +452,7 @@ export async function importHfFromFiles(files: HfFileLookup, dirName: string): P
       if (listed && !listed.has(name)) {
         const other = [...plan.shards].find(([, names]) => names?.has(name))?.[0];
         throw new HfFormatError(other
-          ? `${path}: tensor '${name}' is also in ${other}, where ${plan.listing} puts it (a tensor must be in one file)`
+          ? `${path}: tensor '${name}' is here, but ${plan.listing} puts it in ${other} (each tensor must be in exactly the file the index names)`
           : `${path}: tensor '${name}' is not listed in ${plan.listing}`);
       }
       if (IGNORED_TENSOR.test(name)) continue;

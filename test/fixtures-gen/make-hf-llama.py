@@ -41,7 +41,7 @@ CASES = {
     'gqa-sharded-f32': dict(cfg=dict(num_key_value_heads=1, rope_theta=500000.0, tie_word_embeddings=False), dtype='F32',
                             head='untied', shards=3),
     'tied-lm-head-only-f32': dict(cfg=dict(tie_word_embeddings=True), dtype='F32', head='lm_head_only'),
-    'tied-bf16': dict(cfg=dict(vocab_size=256, tie_word_embeddings=True), dtype='BF16', head='embed_only', shards=2),
+    'tied-bf16': dict(cfg=dict(vocab_size=259, tie_word_embeddings=True), dtype='BF16', head='embed_only', shards=2),
     'both-equal-f16': dict(cfg=dict(), dtype='F16', head='both_equal', inv_freq=True),
     'mistral-alias-f32': dict(cfg=dict(tie_word_embeddings=True, sliding_window=None, max_position_embeddings=128),
                               dtype='F32', head='alias', arch='MistralForCausalLM'),
