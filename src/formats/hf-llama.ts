@@ -1,6 +1,12 @@
 /**
  * Hugging Face LlamaForCausalLM checkpoints (config.json + model.safetensors) to and from stlm's Llama.
  *
+ * Reading takes checkpoints as they are published, not only as exportHf writes them: sharded with
+ * model.safetensors.index.json, F32/F16/BF16 tensors, grouped-query attention, the tied embedding stored
+ * under either name (or aliased in safetensors metadata), MistralForCausalLM without a sliding window.
+ * The reader works on a file lookup (importHfFromFiles), so a browser can pass dropped files; importHf is
+ * the Node wrapper that reads them from a directory.
+ *
  * Two things differ between the layouts:
  *   1. Names: HF's `model.layers.{i}.self_attn.q_proj.weight` is our (GGUF) `blk.{i}.attn_q.weight`, ...
  *      (table below). Matrices are [out, in] row-major on both sides, so no transposes.
@@ -392,8 +398,7 @@ async function weightPlan(files: HfFileLookup, dir: string): Promise<{ shards: M
 
 /** HF name -> [out, in] shape of every tensor a checkpoint of this config may hold (both embedding names). */
 function expectedShapes(config: LlamaConfig): Map<string, number[]> {
-  const shapes = new Map(parameterShapes({ ...config, tieEmbeddings: false }).map(([name, shape]) => [hfTensorName(name), shape]));
-  return shapes;
+  return new Map(parameterShapes({ ...config, tieEmbeddings: false }).map(([name, shape]) => [hfTensorName(name), shape]));
 }
 
 const sameValues = (a: Float32Array, b: Float32Array): boolean => {
