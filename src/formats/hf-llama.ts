@@ -1,6 +1,12 @@
 /**
  * Hugging Face LlamaForCausalLM checkpoints (config.json + model.safetensors) to and from stlm's Llama.
  *
+ * Reading takes checkpoints as they are published, not only as exportHf writes them: sharded with
+ * model.safetensors.index.json, F32/F16/BF16 tensors, grouped-query attention, the tied embedding stored
+ * under either name (or aliased in safetensors metadata), MistralForCausalLM without a sliding window.
+ * The reader works on a file lookup (importHfFromFiles), so a browser can pass dropped files; importHf is
+ * the Node wrapper that reads them from a directory.
+ *
  * Two things differ between the layouts:
  *   1. Names: HF's `model.layers.{i}.self_attn.q_proj.weight` is our (GGUF) `blk.{i}.attn_q.weight`, ...
  *      (table below). Matrices are [out, in] row-major on both sides, so no transposes.
@@ -18,7 +24,7 @@
  */
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { type LlamaConfig, headDim, parameterShapes, validateConfig } from '../models/config.js';
-import { type SafetensorsFile, type SafetensorsFloatDtype, readSafetensorsFile, tensorToF32, writeSafetensors } from './safetensors.js';
+import { type SafetensorsFloatDtype, parseJsonStrict, readSafetensors, tensorToF32, writeSafetensors } from './safetensors.js';
 
 /** A config.json or a checkpoint directory that stlm cannot read as a LlamaForCausalLM. */
 export class HfFormatError extends Error {
@@ -179,57 +185,110 @@ function ropeIsPlain(r: unknown): boolean {
   return r === undefined || r === null || (isObject(r) && (r.rope_type ?? r.type ?? 'default') === 'default');
 }
 
+/** Architectures read, with the model_type their config.json must give. */
+const ARCHITECTURES: Readonly<Record<string, string>> = { LlamaForCausalLM: 'llama', MistralForCausalLM: 'mistral' };
+
 /**
- * Our config from an HF config.json object. Shape fields are required; the others take transformers'
- * LlamaConfig defaults when absent (num_key_value_heads = num_attention_heads, max_position_embeddings
- * 2048, rms_norm_eps 1e-6, rope_theta 10000, tie_word_embeddings false, hidden_act silu). Anything this
- * model does not compute (scaled RoPE, biases, another activation, head_dim ≠ hidden/heads) is an error.
+ * transformers' defaults for what a config.json may leave out, per model_type (LlamaConfig, MistralConfig).
+ * MistralConfig's sliding_window defaults to 4096, so a Mistral config must say null explicitly.
  */
-export function llamaFromHfConfig(json: unknown, fileName: string): LlamaConfig {
+const DEFAULTS: Readonly<Record<string, { ctx: number; normEps: number }>> = {
+  llama: { ctx: 2048, normEps: 1e-6 },
+  mistral: { ctx: 4096 * 32, normEps: 1e-6 },
+};
+
+/** What config.json says, before the weights are seen: tie_word_embeddings as given (undefined: absent). */
+export interface HfConfigReading {
+  config: LlamaConfig;
+  /** The architecture read (LlamaForCausalLM or MistralForCausalLM). */
+  architecture: string;
+  declaredTie: boolean | undefined;
+}
+
+/**
+ * Reads an HF config.json object. Shape fields are required; the others take transformers' defaults when
+ * absent or null (num_key_value_heads = num_attention_heads, rms_norm_eps 1e-6, rope_theta 10000, hidden_act
+ * silu). LlamaForCausalLM is read, and MistralForCausalLM when sliding_window is null (then it is the same
+ * network). Anything this model does not compute is refused in one line naming the file, the field and its
+ * value: scaled RoPE, biases, another activation, head_dim ≠ hidden_size / num_attention_heads, a sliding
+ * window, another architecture. tie_word_embeddings is returned as given: the weights decide (importHf).
+ */
+export function readHfConfig(json: unknown, fileName: string): HfConfigReading {
   const fail = (field: string, message: string): never => {
     throw new HfFormatError(`${fileName}: ${field}: ${message}`);
   };
+  const show = (v: unknown): string => JSON.stringify(v) ?? String(v);
   if (!isObject(json)) return fail('config', 'expected a JSON object');
-  const archs = json.architectures;
-  if (archs !== undefined && !(Array.isArray(archs) && archs.includes(HF_ARCHITECTURE))) fail('architectures', `${JSON.stringify(archs)} does not include ${HF_ARCHITECTURE}`);
-  if (json.model_type !== 'llama') fail('model_type', json.model_type === undefined ? "is missing (expected 'llama')" : `${JSON.stringify(json.model_type)} is not supported (expected 'llama')`);
+  const supported = `stlm reads ${Object.keys(ARCHITECTURES).join(', ')}`;
+  const archs = json.architectures ?? undefined;
+  let architecture: string | undefined;
+  if (archs !== undefined) {
+    if (!Array.isArray(archs)) return fail('architectures', `${show(archs)} is not a list of architecture names`);
+    architecture = archs.find((a): a is string => typeof a === 'string' && a in ARCHITECTURES);
+    if (!architecture) return fail('architectures', `${show(archs)} is not supported (${supported})`);
+  }
+  const modelType = json.model_type;
+  if (modelType === undefined || modelType === null) return fail('model_type', `is missing (expected ${architecture ? `'${ARCHITECTURES[architecture]}'` : "'llama' or 'mistral'"})`);
+  if (architecture ? modelType !== ARCHITECTURES[architecture] : !Object.values(ARCHITECTURES).includes(modelType as string)) {
+    fail('model_type', `${show(modelType)} is not supported${architecture ? ` with ${architecture} (expected '${ARCHITECTURES[architecture]}')` : ` (expected 'llama' or 'mistral')`}`);
+  }
+  architecture ??= Object.keys(ARCHITECTURES).find((a) => ARCHITECTURES[a] === modelType)!;
+  const defaults = DEFAULTS[modelType as string];
+  if (modelType === 'mistral' && json.sliding_window !== null) {
+    fail('sliding_window', `${json.sliding_window === undefined ? 'is absent (MistralConfig then uses 4096)' : `${show(json.sliding_window)} is not supported`}: stlm reads MistralForCausalLM only without a sliding window (sliding_window: null), which is Llama's attention`);
+  }
   const int = (key: string, fallback?: number): number => {
     const v = json[key] ?? fallback;
     if (v === undefined) return fail(key, 'is missing');
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) return fail(key, `must be a positive integer, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) return fail(key, `must be a positive integer, got ${show(v)}`);
     return v;
   };
   const positive = (key: string, fallback: number): number => {
     const v = json[key] ?? fallback;
-    if (typeof v !== 'number' || !(v > 0)) return fail(key, `must be a positive number, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !(v > 0)) return fail(key, `must be a positive number, got ${show(v)}`);
     return v;
   };
   const act = json.hidden_act ?? 'silu';
-  if (act !== 'silu') fail('hidden_act', `${JSON.stringify(act)} is not supported (stlm's MLP is SwiGLU: 'silu')`);
-  if (!ropeIsPlain(json.rope_scaling)) fail('rope_scaling', `${JSON.stringify(json.rope_scaling)} is not supported (stlm computes plain RoPE)`);
+  if (act !== 'silu') fail('hidden_act', `${show(act)} is not supported (stlm's MLP is SwiGLU: 'silu')`);
+  if (!ropeIsPlain(json.rope_scaling)) fail('rope_scaling', `${show(json.rope_scaling)} is not supported (stlm computes plain RoPE)`);
   // Newer transformers write rope_theta inside rope_parameters.
   const ropeParameters = json.rope_parameters;
-  if (!ropeIsPlain(ropeParameters)) fail('rope_parameters', `${JSON.stringify(ropeParameters)} is not supported (stlm computes plain RoPE)`);
-  for (const bias of ['attention_bias', 'mlp_bias']) if (json[bias] === true) fail(bias, 'biases are not supported');
-  const tie = json.tie_word_embeddings ?? false;
-  if (typeof tie !== 'boolean') fail('tie_word_embeddings', `must be true or false, got ${JSON.stringify(tie)}`);
-  const dModel = int('hidden_size'), nHeads = int('num_attention_heads');
+  if (!ropeIsPlain(ropeParameters)) fail('rope_parameters', `${show(ropeParameters)} is not supported (stlm computes plain RoPE)`);
+  for (const bias of ['attention_bias', 'mlp_bias']) {
+    const v = json[bias];
+    if (v !== undefined && v !== null && v !== false) fail(bias, `${show(v)} is not supported (stlm's ${bias === 'mlp_bias' ? 'MLP' : 'attention'} has no biases)`);
+  }
+  const tieValue = json.tie_word_embeddings ?? undefined;
+  if (tieValue !== undefined && typeof tieValue !== 'boolean') fail('tie_word_embeddings', `must be true or false, got ${show(tieValue)}`);
+  const tie = tieValue as boolean | undefined;
+  const dModel = int('hidden_size'), nHeads = int('num_attention_heads'), nKvHeads = int('num_key_value_heads', nHeads);
+  if (dModel % nHeads) fail('num_attention_heads', `${nHeads} does not divide hidden_size ${dModel}`);
+  if (nHeads % nKvHeads) fail('num_key_value_heads', `${nKvHeads} does not divide num_attention_heads ${nHeads}`);
   const ropeTheta = isObject(ropeParameters) && ropeParameters.rope_theta !== undefined
-    ? (typeof ropeParameters.rope_theta === 'number' && ropeParameters.rope_theta > 0 ? ropeParameters.rope_theta : fail('rope_parameters.rope_theta', `must be a positive number, got ${JSON.stringify(ropeParameters.rope_theta)}`))
+    ? (typeof ropeParameters.rope_theta === 'number' && ropeParameters.rope_theta > 0 ? ropeParameters.rope_theta : fail('rope_parameters.rope_theta', `must be a positive number, got ${show(ropeParameters.rope_theta)}`))
     : positive('rope_theta', 10000);
   if (json.head_dim !== undefined && json.head_dim !== null && json.head_dim !== dModel / nHeads) {
-    fail('head_dim', `${JSON.stringify(json.head_dim)} is not hidden_size / num_attention_heads = ${dModel / nHeads} (stlm needs them equal)`);
+    fail('head_dim', `${show(json.head_dim)} is not hidden_size / num_attention_heads = ${dModel / nHeads} (stlm needs them equal)`);
   }
   const config: LlamaConfig = {
-    vocabSize: int('vocab_size'), dModel, nLayers: int('num_hidden_layers'), nHeads, nKvHeads: int('num_key_value_heads', nHeads),
-    mlpHidden: int('intermediate_size'), ctx: int('max_position_embeddings', 2048), tieEmbeddings: tie as boolean,
-    ropeTheta, normEps: positive('rms_norm_eps', 1e-6), dropout: 0,
+    vocabSize: int('vocab_size'), dModel, nLayers: int('num_hidden_layers'), nHeads, nKvHeads,
+    mlpHidden: int('intermediate_size'), ctx: int('max_position_embeddings', defaults.ctx), tieEmbeddings: tie ?? false,
+    ropeTheta, normEps: positive('rms_norm_eps', defaults.normEps), dropout: 0,
   };
   try {
-    return validateConfig(config);
+    validateConfig(config);
   } catch (e) {
-    return fail('config', (e as Error).message);
+    fail('config', (e as Error).message);
   }
+  return { config, architecture, declaredTie: tie };
+}
+
+/**
+ * Our config from an HF config.json object (readHfConfig), with tie_word_embeddings as transformers reads
+ * it (absent: false). importHf decides the tie from the weights present instead.
+ */
+export function llamaFromHfConfig(json: unknown, fileName: string): LlamaConfig {
+  return readHfConfig(json, fileName).config;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -275,87 +334,204 @@ export interface HfModel {
   weights: Map<string, Float32Array>;
   /** config.json as read (special token ids, for the tokenizer). */
   hfConfig: Record<string, unknown>;
-  /** The checkpoint directory, where a tokenizer loader finds tokenizer.json and friends. */
+  /** The checkpoint directory (as given), where a tokenizer loader finds tokenizer.json and friends. */
   dir: string;
 }
 
-async function readJsonFile(path: string): Promise<unknown> {
-  const fs = await import('node:fs/promises');
-  let text: string;
-  try {
-    text = await fs.readFile(path, 'utf8');
-  } catch (e) {
-    throw new HfFormatError(`cannot read '${path}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new HfFormatError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
+/**
+ * A checkpoint directory's files by plain name ('config.json', 'model.safetensors', a shard's name): the
+ * bytes, or undefined when there is no such file. In Node, importHf reads them from disk; in a browser,
+ * pass the dropped files. Each file is asked for once, when it is needed, and not kept after.
+ */
+export type HfFileLookup = (name: string) => Promise<Uint8Array | undefined>;
+
+/** `dir/name` for messages (the lookup works on plain names; this is only what the user sees). */
+const pathIn = (dir: string, name: string): string => (dir === '' ? name : `${dir.replace(/[\\/]+$/, '')}/${name}`);
+
+async function readRequired(files: HfFileLookup, dir: string, name: string): Promise<Uint8Array> {
+  const bytes = await files(name);
+  if (bytes === undefined) throw new HfFormatError(`${pathIn(dir, name)}: no such file`);
+  return bytes;
 }
 
-/** Each HF tensor name and the parsed file that holds it: model.safetensors, or the shards of an index. */
-async function readWeightFiles(dir: string): Promise<Map<string, SafetensorsFile>> {
-  const fs = await import('node:fs/promises');
-  const { join } = await import('node:path');
-  const single = join(dir, 'model.safetensors');
-  const where = new Map<string, SafetensorsFile>();
-  if (await fs.stat(single).then(() => true, () => false)) {
-    const file = await readSafetensorsFile(single);
-    for (const t of file.tensors) where.set(t.name, file);
-    return where;
+function decodeText(bytes: Uint8Array, path: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new HfFormatError(`${path}: not valid UTF-8`);
   }
-  const indexPath = join(dir, 'model.safetensors.index.json');
-  if (!(await fs.stat(indexPath).then(() => true, () => false))) throw new HfFormatError(`${dir}: neither model.safetensors nor model.safetensors.index.json is there`);
-  const index = await readJsonFile(indexPath);
-  const weightMap = isObject(index) ? index.weight_map : undefined;
-  if (!isObject(weightMap)) throw new HfFormatError(`${indexPath}: weight_map: must be an object of tensor name -> shard file`);
-  const shards = new Map<string, SafetensorsFile>();
-  for (const [name, shard] of Object.entries(weightMap)) {
-    if (typeof shard !== 'string') throw new HfFormatError(`${indexPath}: weight_map '${name}': must be a file name, got ${JSON.stringify(shard)}`);
-    checkPlainFileName(shard, `${indexPath}: weight_map '${name}'`);
-    if (!shards.has(shard)) shards.set(shard, await readSafetensorsFile(join(dir, shard)));
-    const file = shards.get(shard)!;
-    if (!file.tensors.some((t) => t.name === name)) throw new HfFormatError(`${indexPath}: weight_map '${name}': ${shard} has no such tensor`);
-    where.set(name, file);
-  }
-  return where;
 }
 
 /** Tensors an HF file may hold that are not parameters: old checkpoints saved RoPE's inverse frequencies. */
 const IGNORED_TENSOR = /^model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq$/;
 
-/** Our weights from HF tensors (any of F32, F16, BF16), shapes checked against the config. */
-function llamaWeightsFromFiles(config: LlamaConfig, where: Map<string, SafetensorsFile>, dir: string): Map<string, Float32Array> {
-  const weights = new Map<string, Float32Array>();
-  const used = new Set<string>();
-  for (const [name, shape] of parameterShapes(config)) {
-    const hfName = hfTensorName(name);
-    const file = where.get(hfName);
-    if (!file) throw new HfFormatError(`${dir}: tensor '${hfName}' is missing`);
-    const info = file.tensors.find((t) => t.name === hfName)!;
-    if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
-      throw new HfFormatError(`${file.fileName}: tensor '${hfName}' has shape [${info.shape.join(', ')}], config.json needs [${shape.join(', ')}]`);
-    }
-    const values = tensorToF32(file, hfName);
-    const heads = ropeHeads(config, name);
-    weights.set(name, heads ? permuteQkHfToGguf(values, heads, shape[1]) : values);
-    used.add(hfName);
+const EMBED = 'model.embed_tokens.weight';
+const HEAD = 'lm_head.weight';
+
+/**
+ * Where the weights are: model.safetensors alone, or the shards a model.safetensors.index.json lists (its
+ * weight_map: tensor name -> shard file). Returns each file to read with the tensors it must hold (for a
+ * single file: undefined, whatever it holds), and the name of what lists them, for messages.
+ */
+async function weightPlan(files: HfFileLookup, dir: string): Promise<{ shards: Map<string, Set<string> | undefined>; listing: string; single?: Uint8Array }> {
+  const single = await files('model.safetensors');
+  if (single !== undefined) return { shards: new Map([['model.safetensors', undefined]]), listing: pathIn(dir, 'model.safetensors'), single };
+  const indexPath = pathIn(dir, 'model.safetensors.index.json');
+  const indexBytes = await files('model.safetensors.index.json');
+  if (indexBytes === undefined) throw new HfFormatError(`${dir}: neither model.safetensors nor model.safetensors.index.json is there`);
+  // Strict JSON: a tensor listed twice in weight_map is a duplicate key, which JSON.parse would drop silently.
+  const index = parseJsonStrict(decodeText(indexBytes, indexPath), (m) => {
+    throw new HfFormatError(`${indexPath}: ${m}`);
+  });
+  const weightMap = index instanceof Map ? index.get('weight_map') : undefined;
+  if (!(weightMap instanceof Map) || weightMap.size === 0) throw new HfFormatError(`${indexPath}: weight_map: must be a non-empty object of tensor name -> shard file`);
+  const shards = new Map<string, Set<string>>();
+  for (const [name, shard] of weightMap) {
+    if (typeof shard !== 'string') throw new HfFormatError(`${indexPath}: weight_map '${name}': must be a file name, got ${JSON.stringify(shard)}`);
+    checkPlainFileName(shard, `${indexPath}: weight_map '${name}'`);
+    if (!shards.has(shard)) shards.set(shard, new Set());
+    shards.get(shard)!.add(name);
   }
-  for (const [hfName, file] of where) {
-    // A tied model's file may still carry lm_head (a copy of the embedding): the tie wins.
-    if (used.has(hfName) || IGNORED_TENSOR.test(hfName) || (config.tieEmbeddings && hfName === 'lm_head.weight')) continue;
-    throw new HfFormatError(`${file.fileName}: unexpected tensor '${hfName}' (not a parameter of this LlamaForCausalLM)`);
-  }
-  return weights;
+  // In name order (model-00001-of-0000N first), as they were written.
+  return { shards: new Map([...shards].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))), listing: indexPath };
 }
 
-/** Reads an HF LlamaForCausalLM directory: config.json and model.safetensors (or sharded with an index). */
+/** HF name -> [out, in] shape of every tensor a checkpoint of this config may hold (both embedding names). */
+function expectedShapes(config: LlamaConfig): Map<string, number[]> {
+  return new Map(parameterShapes({ ...config, tieEmbeddings: false }).map(([name, shape]) => [hfTensorName(name), shape]));
+}
+
+const sameValues = (a: Float32Array, b: Float32Array): boolean => {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
+  return true;
+};
+
+/**
+ * Reads an HF LlamaForCausalLM (or sliding-window-free MistralForCausalLM) checkpoint from its files:
+ * config.json, then model.safetensors or the shards listed by model.safetensors.index.json, one file at a
+ * time (each is parsed, its tensors decoded to f32, and let go before the next is asked for).
+ *
+ * Checked: every shard the index lists exists and holds the tensors the index puts there, no tensor is
+ * in two files, every parameter is there with the config's shape, and nothing else is (RoPE's inv_freq
+ * buffers of old checkpoints are skipped). Tensors may be F32, F16 or BF16 (others are refused by name).
+ *
+ * The embedding and the output head: a tied checkpoint may hold model.embed_tokens.weight alone (what
+ * transformers saves), lm_head.weight alone (then it is the embedding too), both equal, or one of them
+ * with safetensors metadata naming the other as its alias (what safetensors' save_model writes for shared
+ * tensors). tie_word_embeddings, when config.json gives it, must agree with what is there; when absent,
+ * the weights decide (both present and different: untied).
+ */
+export async function importHfFromFiles(files: HfFileLookup, dirName: string): Promise<HfModel> {
+  const configPath = pathIn(dirName, 'config.json');
+  let hfConfig: unknown;
+  try {
+    hfConfig = JSON.parse(decodeText(await readRequired(files, dirName, 'config.json'), configPath));
+  } catch (e) {
+    if (e instanceof HfFormatError) throw e;
+    throw new HfFormatError(`${configPath}: not valid JSON (${(e as Error).message})`);
+  }
+  const { config, declaredTie } = readHfConfig(hfConfig, configPath);
+  const shapes = expectedShapes(config);
+  const plan = await weightPlan(files, dirName);
+
+  // HF name -> values (q/k already in our row order), and where each came from.
+  const values = new Map<string, Float32Array>();
+  const foundIn = new Map<string, string>();
+  const aliases = new Map<string, string>();
+  const unexpected: string[] = [];
+  let preread = plan.single;
+  plan.single = undefined;
+  for (const [shard, listed] of plan.shards) {
+    const path = pathIn(dirName, shard);
+    let bytes = preread;
+    preread = undefined;
+    if (bytes === undefined) {
+      bytes = await files(shard);
+      if (bytes === undefined) throw new HfFormatError(`${plan.listing}: weight_map: shard '${shard}' (holding '${[...listed!][0]}') is not in ${dirName}`);
+    }
+    const file = readSafetensors(bytes, path);
+    for (const [k, v] of file.metadata) if ((k === EMBED && v === HEAD) || (k === HEAD && v === EMBED)) aliases.set(k, v);
+    for (const info of file.tensors) {
+      const name = info.name;
+      if (listed && !listed.has(name)) {
+        const other = [...plan.shards].find(([, names]) => names?.has(name))?.[0];
+        throw new HfFormatError(other
+          ? `${path}: tensor '${name}' is here, but ${plan.listing} puts it in ${other} (each tensor must be in exactly the file the index names)`
+          : `${path}: tensor '${name}' is not listed in ${plan.listing}`);
+      }
+      if (IGNORED_TENSOR.test(name)) continue;
+      const shape = shapes.get(name);
+      if (!shape) {
+        unexpected.push(name);
+        continue;
+      }
+      if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
+        throw new HfFormatError(`${path}: tensor '${name}' has shape [${info.shape.join(', ')}], config.json needs [${shape.join(', ')}]`);
+      }
+      const f32 = tensorToF32(file, name);
+      const ours = ggufTensorName(name)!;
+      const heads = ropeHeads(config, ours);
+      values.set(name, heads ? permuteQkHfToGguf(f32, heads, shape[1]) : f32);
+      foundIn.set(name, path);
+    }
+    if (listed) {
+      for (const name of listed) if (!file.tensors.some((t) => t.name === name)) throw new HfFormatError(`${plan.listing}: weight_map '${name}': ${shard} has no such tensor`);
+    }
+    if (unexpected.length) {
+      const shown = unexpected.slice(0, 5).map((n) => `'${n}'`).join(', ') + (unexpected.length > 5 ? `, … (${unexpected.length} in all)` : '');
+      throw new HfFormatError(`${path}: unexpected tensor${unexpected.length > 1 ? 's' : ''} ${shown} (not parameters of a Llama of this config.json)`);
+    }
+  }
+
+  // Tied or not: what config.json says must agree with what the files hold.
+  const where = plan.listing;
+  const embed = values.get(EMBED), head = values.get(HEAD);
+  const tieError = (message: string): never => {
+    throw new HfFormatError(`${configPath}: tie_word_embeddings: ${declaredTie}, but ${message}`);
+  };
+  let tie: boolean;
+  if (embed && head) {
+    const equal = sameValues(embed, head);
+    if (declaredTie === true && !equal) tieError(`${where} holds both ${EMBED} and ${HEAD}, and they differ`);
+    tie = declaredTie ?? equal;
+  } else if (embed || head) {
+    const [have, lack] = embed ? [EMBED, HEAD] : [HEAD, EMBED];
+    const alias = aliases.get(lack) === have ? ` (its metadata names ${lack} as an alias of ${have})` : '';
+    if (declaredTie === false) tieError(`${where} has no ${lack}, only ${have}${alias}: that is a tied checkpoint`);
+    tie = true;
+    if (!embed) values.set(EMBED, head!);
+  } else {
+    throw new HfFormatError(`${where}: tensor '${EMBED}' is missing (and there is no ${HEAD} either)`);
+  }
+  const resolved: LlamaConfig = { ...config, tieEmbeddings: tie };
+  const weights = new Map<string, Float32Array>();
+  for (const [name] of parameterShapes(resolved)) {
+    const hfName = hfTensorName(name);
+    const w = values.get(hfName);
+    if (!w) throw new HfFormatError(`${where}: tensor '${hfName}' is missing`);
+    weights.set(name, w);
+  }
+  return { config: resolved, weights, hfConfig: hfConfig as Record<string, unknown>, dir: dirName };
+}
+
+/**
+ * Reads an HF checkpoint directory from disk (Node): importHfFromFiles over the files in `dir`. Only the
+ * files it asks for are read, one at a time.
+ */
 export async function importHf(dir: string): Promise<HfModel> {
+  const fs = await import('node:fs/promises');
   const { join } = await import('node:path');
-  const configPath = join(dir, 'config.json');
-  const hfConfig = await readJsonFile(configPath);
-  const config = llamaFromHfConfig(hfConfig, configPath);
-  const weights = llamaWeightsFromFiles(config, await readWeightFiles(dir), dir);
-  return { config, weights, hfConfig: hfConfig as Record<string, unknown>, dir };
+  const files: HfFileLookup = async (name) => {
+    const path = join(dir, name);
+    try {
+      const buf = await fs.readFile(path);
+      return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return undefined;
+      throw new HfFormatError(`cannot read '${path}': ${code ?? (e as Error).message}`);
+    }
+  };
+  return importHfFromFiles(files, dir);
 }

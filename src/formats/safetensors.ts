@@ -87,8 +87,8 @@ export interface SafetensorsTensorInput {
 // ---------------------------------------------------------------------------------------------------
 // A strict JSON parser (RFC 8259) whose objects are Maps and which rejects duplicate keys.
 
-type Json = null | boolean | number | string | Json[] | JsonObject;
-type JsonObject = Map<string, Json>;
+export type Json = null | boolean | number | string | Json[] | JsonObject;
+export type JsonObject = Map<string, Json>;
 
 const NUMBER_RE = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 
@@ -214,6 +214,16 @@ class JsonParser {
       return this.error('invalid escape in a string');
     }
   }
+}
+
+/**
+ * Parses JSON text strictly, as safetensors headers are: objects become Maps (so "__proto__" is an
+ * ordinary key), a duplicate key anywhere is an error, nesting deeper than 8 levels is refused. For small
+ * structured files where a silently dropped duplicate would change the meaning (a sharded checkpoint's
+ * model.safetensors.index.json). Errors go to `fail` with a message giving the character position.
+ */
+export function parseJsonStrict(text: string, fail: (message: string) => never): Json {
+  return new JsonParser(text, fail).parseDocument();
 }
 
 // ---------------------------------------------------------------------------------------------------
