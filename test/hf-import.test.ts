@@ -14,7 +14,7 @@ import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import type { LlamaConfig } from '../src/models/config.js';
 import { loadModel } from '../src/models/io.js';
-import { KvCache, Llama } from '../src/models/llama.js';
+import { Llama, kvCacheFor } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
 
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/hf/', import.meta.url));
@@ -37,7 +37,7 @@ const SHAPES: Record<string, Partial<LlamaConfig>> = {
 function logitsOf(be: Backend, m: { config: LlamaConfig; weights: Map<string, Float32Array> }, ids: number[]): Float32Array {
   const g = new Graph(be);
   const model = Llama.fromModel(g, m);
-  const cache = new KvCache(g, m.config, ids.length);
+  const cache = kvCacheFor(g, m.config, ids.length);
   const out = model.forward(Int32Array.from(ids), cache, false).toArray();
   g.release();
   cache.dispose();
