@@ -19,6 +19,7 @@ import { Rng } from '../util/rng.js';
 import { buildBlocks } from './blocks.js';
 import { type LlamaConfig, effectiveDepth, headDim, parameterShapes } from './config.js';
 import type { CausalLM, InferenceSession } from './model.js';
+import { CachedSession } from './session.js';
 
 export { KvCache, type ProjectionAdapters };
 /** The projections an adapter (LoRA, ./lora.ts) can attach to, by their GGUF tensor names. */
@@ -102,7 +103,7 @@ export class Llama implements CausalLM {
   }
 
   session(capacity = this.config.ctx): InferenceSession {
-    return new LlamaSession(this, capacity);
+    return new CachedSession(this.graph, kvCacheFor(this.graph, this.config, capacity), (ids, cache, lastOnly) => this.forward(ids, cache, lastOnly));
   }
 
   /** Mean cross-entropy in nats of ids -> targets [batch·t] (t ≤ ctx, sequences back to back), on the tape; targets < 0 ignored. */
@@ -172,52 +173,5 @@ export class Llama implements CausalLM {
       }
       return head ? this.head.forward(this.outNorm.forward(x)) : x;
     });
-  }
-}
-
-/** Step-by-step inference on a Llama: one KV cache; logits copied out, the step's tensors released. */
-class LlamaSession implements InferenceSession {
-  private readonly cache: KvCache;
-
-  constructor(
-    private readonly model: Llama,
-    readonly capacity: number,
-  ) {
-    this.cache = kvCacheFor(model.graph, model.config, capacity);
-  }
-
-  get length(): number {
-    return this.cache.length;
-  }
-
-  reset(ids: ArrayLike<number>): Float32Array {
-    if (ids.length < 1) throw new Error('reset: a Llama needs at least one token to start from (BOS, for an empty text)');
-    this.cache.reset();
-    return this.run(ids, true);
-  }
-
-  push(id: number): Float32Array {
-    return this.run([id], true);
-  }
-
-  extend(ids: ArrayLike<number>): Float32Array {
-    return this.run(ids, false);
-  }
-
-  truncate(length: number): void {
-    this.cache.truncate(length);
-  }
-
-  dispose(): void {
-    this.cache.dispose();
-  }
-
-  private run(ids: ArrayLike<number>, lastOnly: boolean): Float32Array {
-    const g = this.model.graph;
-    try {
-      return this.model.forward(Int32Array.from(ids), this.cache, lastOnly).toArray();
-    } finally {
-      g.release();
-    }
   }
 }
