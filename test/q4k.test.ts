@@ -13,7 +13,7 @@ import { type LlamaCppModel, openLlamaCpp } from '../src/interop/llamacpp.js';
 import type { Backend, Buf, MatmulArgs } from '../src/kernels/backend.js';
 import { createBackend } from '../src/kernels/index.js';
 import { type LlamaConfig, PRESETS, parameterShapes } from '../src/models/config.js';
-import { byteVocab, type LoadedModel, loadModel, type ModelBundle, modelMetadata, modelTensors } from '../src/models/io.js';
+import { byteVocab, type LoadedModel, loadModel, type ModelBundle, modelMetadata, modelTensors } from '../src/io/model-file.js';
 import { Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { Rng } from '../src/util/rng.js';

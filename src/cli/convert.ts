@@ -5,8 +5,8 @@
  */
 import { isPooledConfig, pooledParameterCounts } from '../models/byte-pooled.js';
 import { type LlamaConfig, parameterCount } from '../models/config.js';
-import { exportModel, formatFromPath } from '../models/export.js';
-import { type ModelFormat, loadModel } from '../models/io.js';
+import { exportModel, formatFromPath } from '../io/export.js';
+import { type ModelFormat, loadModel } from '../io/model-file.js';
 
 const FORMAT_NAMES: Record<ModelFormat, string> = { gguf: 'GGUF', llama2c: 'llama2.c', safetensors: 'Hugging Face safetensors' };
 

@@ -8,7 +8,7 @@ import type { Backend } from '../kernels/backend.js';
 import { type BpbModel, evaluateBpb } from '../eval/bpb.js';
 import { BytePooled, POOLED_ARCHITECTURE, type PooledConfig, isPooledConfig } from '../models/byte-pooled.js';
 import { formatChunking } from '../models/chunking.js';
-import { type LoadedModel, loadModel } from '../models/io.js';
+import { type LoadedModel, loadModel } from '../io/model-file.js';
 import { Llama } from '../models/llama.js';
 import { Graph } from '../tensor/tensor.js';
 import { readTextData, splitTrainVal } from '../train/data.js';

@@ -3,9 +3,10 @@ import { generate } from '../generate/generate.js';
 import { generatePooled } from '../generate/generate-pooled.js';
 import type { Backend } from '../kernels/backend.js';
 import { BytePooled, isPooledConfig } from '../models/byte-pooled.js';
-import { loadModel } from '../models/io.js';
+import { loadModel } from '../io/model-file.js';
 import { Llama } from '../models/llama.js';
-import { LoraAdapters, readLoraAdapter } from '../models/lora.js';
+import { readLoraAdapter } from '../io/lora-file.js';
+import { LoraAdapters } from '../models/lora.js';
 import { Graph } from '../tensor/tensor.js';
 
 export interface GenerateCliOptions {

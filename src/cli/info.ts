@@ -9,7 +9,7 @@ import { type GgufFile, elementCount, ggmlTypeName, metaNumber, metaString, read
 import { POOLED_ARCHITECTURE, type PooledConfig, decoderConfig, isPooledConfig, pooledParameterCounts } from '../models/byte-pooled.js';
 import { formatChunking } from '../models/chunking.js';
 import { type LlamaConfig, headDim, parameterCount } from '../models/config.js';
-import { type LoadedModel, loadModel, modelParameterShapes } from '../models/io.js';
+import { type LoadedModel, loadModel, modelParameterShapes } from '../io/model-file.js';
 import { loraScale } from '../models/lora.js';
 import { BYTE_PAD } from '../tokenizers/byte.js';
 

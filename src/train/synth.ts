@@ -12,7 +12,7 @@ import { generate } from '../generate/generate.js';
 import { generatePooled } from '../generate/generate-pooled.js';
 import type { Backend } from '../kernels/backend.js';
 import { BytePooled, isPooledConfig } from '../models/byte-pooled.js';
-import type { LoadedModel } from '../models/io.js';
+import type { LoadedModel } from '../io/model-file.js';
 import { Llama } from '../models/llama.js';
 import { Graph } from '../tensor/tensor.js';
 import { Rng } from '../util/rng.js';

@@ -7,7 +7,7 @@
  * for Q8_0/Q4_0, 256 for Q4_K) takes the best type its rows fit (Q8_0, else F16) and the plan says so.
  */
 import { GGML_TYPE, ggmlTypeName } from '../formats/gguf.js';
-import { type LlamaConfig, parameterShapes } from './config.js';
+import { type LlamaConfig, parameterShapes } from '../models/config.js';
 
 export type QuantTarget = 'q8_0' | 'q4_0' | 'q4_k' | 'f16' | 'f32';
 export const QUANT_TARGETS: QuantTarget[] = ['q8_0', 'q4_0', 'q4_k', 'f16', 'f32'];

@@ -19,22 +19,19 @@ import { tokenizerFromVocab } from '../tokenizers/from-vocab.js';
 import { byteToUnicode, byteVocab } from '../tokenizers/gpt2.js';
 import { readLlama2cTokenizer } from '../tokenizers/llama2c-tokenizer.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
-import { type VocabSpec, vocabFromGguf, vocabToGguf } from '../tokenizers/vocab.js';
-import { POOLED_ARCHITECTURE, isPooledConfig, pooledParameterShapes, validatePooledConfig } from './byte-pooled.js';
-import { type LlamaConfig, headDim, parameterShapes, validateConfig } from './config.js';
+import type { VocabSpec } from '../tokenizers/vocab.js';
+import { vocabFromGguf, vocabToGguf } from './vocab-gguf.js';
+import { POOLED_ARCHITECTURE, isPooledConfig, pooledParameterShapes, validatePooledConfig } from '../models/byte-pooled.js';
+import type { ModelBundle } from '../models/bundle.js';
+import { type LlamaConfig, headDim, parameterShapes, validateConfig } from '../models/config.js';
 
 /** Re-exported: model code and tests reach the byte vocabulary through the model layer. */
 export { byteToUnicode, byteVocab };
 
 export type ModelFormat = 'gguf' | 'llama2c' | 'safetensors';
 
-/** A model as data, whatever file it came from: what every reader returns and every writer takes. */
-export interface ModelBundle {
-  config: LlamaConfig;
-  /** GGUF tensor names, [out, in] layout, f32. */
-  weights: Map<string, Float32Array>;
-  vocab: VocabSpec;
-}
+/** A model as data (models/bundle.ts): what every reader returns and every writer takes. */
+export type { ModelBundle };
 
 export interface LoadedModel extends ModelBundle {
   /** Matrices kept quantized (LoadOptions.keepQuantized); these names are absent from `weights`. */
