@@ -19,7 +19,7 @@ import type { Backend } from '../src/kernels/backend.js';
 import { createBackend } from '../src/kernels/index.js';
 import { BytePooled, isPooledConfig, pooledParameterCounts, resolvePooledConfig } from '../src/models/byte-pooled.js';
 import { type LlamaConfig, PRESETS, parameterCount } from '../src/models/config.js';
-import { byteVocab } from '../src/models/io.js';
+import { byteVocab } from '../src/io/model-file.js';
 import { Llama } from '../src/models/llama.js';
 import { ByteTokenizer } from '../src/tokenizers/byte.js';
 import { type TrainableModel, type TrainResult, train } from '../src/train/trainer.js';

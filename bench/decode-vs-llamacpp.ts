@@ -34,7 +34,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readGgufHeader } from '../src/formats/gguf.js';
 import { type LlamaConfig, PRESETS, parameterCount, parameterShapes } from '../src/models/config.js';
-import { byteVocab, configFromGguf, saveModel } from '../src/models/io.js';
+import { byteVocab, configFromGguf, saveModel } from '../src/io/model-file.js';
 import { Rng } from '../src/util/rng.js';
 import type { WorkerResult } from './lib/decode-worker.js';
 import { arg } from './lib/torch.js';

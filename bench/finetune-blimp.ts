@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createBackend } from '../src/kernels/index.js';
 import type { Backend } from '../src/kernels/backend.js';
-import { type LoadedModel, loadModel } from '../src/models/io.js';
+import { type LoadedModel, loadModel } from '../src/io/model-file.js';
 import { kvCacheFor, type KvCache, Llama } from '../src/models/llama.js';
 import { DEFAULT_LORA_TARGETS, type LoraOptions } from '../src/models/lora.js';
 import { Graph } from '../src/tensor/tensor.js';

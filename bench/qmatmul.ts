@@ -22,6 +22,7 @@
  * ('auto' rows show what matmulQuant picks by default: in WebAssembly int8 for m ≤ 16 (Q8_0) / m ≤ 8
  * (Q4_0), else f32; with the native kernels int8 at every m.)
  */
+import { QUANT_BLOCKS } from '../src/dtypes/blocks.js';
 import type { Backend, Buf, QuantType } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { quantizeQ4_0, quantizeQ8_0 } from '../src/formats/gguf.js';
@@ -66,7 +67,7 @@ const VARIANTS: [Format, Strategy][] = [
   ['q4_0', 'auto'],
 ];
 
-const BYTES_PER_WEIGHT: Record<Format, number> = { f32: 4, q8_0: 34 / 32, q4_0: 18 / 32 };
+const BYTES_PER_WEIGHT: Record<Format, number> = { f32: 4, q8_0: QUANT_BLOCKS.q8_0.bytes / QUANT_BLOCKS.q8_0.values, q4_0: QUANT_BLOCKS.q4_0.bytes / QUANT_BLOCKS.q4_0.values };
 
 /**
  * Median and best ms per call of each of `fns`, sampled in interleaved rounds (every function once per

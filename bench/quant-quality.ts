@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { evaluateBpb } from '../src/eval/bpb.js';
 import { createBackend } from '../src/kernels/index.js';
-import { loadModel } from '../src/models/io.js';
+import { loadModel } from '../src/io/model-file.js';
 import { Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { splitTrainVal } from '../src/train/data.js';

@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import type { Backend } from '../src/kernels/backend.js';
 import { createBackend } from '../src/kernels/index.js';
 import { type LlamaConfig, PRESETS, effectiveDepth, parameterCount } from '../src/models/config.js';
-import { byteVocab, loadModel } from '../src/models/io.js';
+import { byteVocab, loadModel } from '../src/io/model-file.js';
 import { Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
 import type { DropoutSchedule } from '../src/train/schedule.js';

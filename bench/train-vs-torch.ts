@@ -23,7 +23,7 @@ import { enableRelaxedSimd } from '../src/kernels/wasm/relaxed-flag.js';
 import { PRESETS } from '../src/models/config.js';
 import { Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
-import { byteVocab } from '../src/models/io.js';
+import { byteVocab } from '../src/io/model-file.js';
 import { AdamW } from '../src/train/adamw.js';
 import { WindowSampler } from '../src/train/data.js';
 import { train } from '../src/train/trainer.js';

@@ -7,8 +7,9 @@ export { createModel, modelFromBundle, architectureOf } from './models/architect
 export type { CausalLM, InferenceSession } from './models/model.js';
 export { openModel, type ModelHandle, type OpenOptions } from './io/open.js';
 export { BytePooled, PooledStream, resolvePooledConfig, type PooledConfig } from './models/byte-pooled.js';
-export { LoraAdapters, initLora, mergeLora, readLoraAdapter, saveLoraAdapter, LORA_TARGETS, type LoraData, type LoraOptions } from './models/lora.js';
-export { byteVocab, loadModel, parseGgufModel, saveModel, type LoadedModel, type ModelBundle } from './models/io.js';
+export { LoraAdapters, initLora, mergeLora, LORA_TARGETS, type LoraData, type LoraOptions } from './models/lora.js';
+export { readLoraAdapter, saveLoraAdapter } from './io/lora-file.js';
+export { byteVocab, loadModel, parseGgufModel, saveModel, type LoadedModel, type ModelBundle } from './io/model-file.js';
 export { ByteTokenizer } from './tokenizers/byte.js';
 export { TokenStreamDecoder, Utf8StreamDecoder, type Tokenizer } from './tokenizers/tokenizer.js';
 export { generate, generateStream, generateSteps, type GenerateOptions, type GenerateResult } from './generate/generate.js';

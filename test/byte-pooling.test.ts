@@ -18,7 +18,7 @@ import {
 } from '../src/models/byte-pooled.js';
 import { chunkComplete, chunkEnds, isSpacelike, parseChunking, splitChunks } from '../src/models/chunking.js';
 import { PRESETS } from '../src/models/config.js';
-import { byteVocab, loadModel, modelMetadata, modelTensors, saveModel } from '../src/models/io.js';
+import { byteVocab, loadModel, modelMetadata, modelTensors, saveModel } from '../src/io/model-file.js';
 import { parseArchConfig } from '../src/cli/train.js';
 import * as ops from '../src/tensor/ops.js';
 import { Graph, type Tensor } from '../src/tensor/tensor.js';

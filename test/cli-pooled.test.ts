@@ -15,9 +15,10 @@ import { evaluateBpb } from '../src/eval/bpb.js';
 import { ReferenceBackend } from '../src/kernels/reference.js';
 import { BytePooled, type PooledConfig, pooledParameterCounts, resolvePooledConfig } from '../src/models/byte-pooled.js';
 import { PRESETS } from '../src/models/config.js';
-import { byteVocab, loadModel, saveModel } from '../src/models/io.js';
+import { byteVocab, loadModel, saveModel } from '../src/io/model-file.js';
 import { Llama } from '../src/models/llama.js';
-import { type LoraData, initLora, saveLoraAdapter } from '../src/models/lora.js';
+import { saveLoraAdapter } from '../src/io/lora-file.js';
+import { type LoraData, initLora } from '../src/models/lora.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { splitTrainVal } from '../src/train/data.js';
 

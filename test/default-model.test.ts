@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { generate } from '../src/generate/generate.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { PRESETS } from '../src/models/config.js';
-import { loadModel } from '../src/models/io.js';
+import { loadModel } from '../src/io/model-file.js';
 import { Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
 

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../src/formats/f16.js';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../src/dtypes/f16.js';
 import {
   GGML_TYPE, GgufError, type GgufFile, type GgufTensorInput, type GgufValue, decodeTensor, getTensor, gguf,
   metaArray, metaNumber, metaString, quantizeQ4_0, quantizeQ8_0, readGguf, readGgufFile, tensorBytes,

@@ -13,7 +13,7 @@ import { SafetensorsError, readSafetensors, tensorBytes } from '../src/formats/s
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import type { LlamaConfig } from '../src/models/config.js';
-import { loadModel } from '../src/models/io.js';
+import { loadModel } from '../src/io/model-file.js';
 import { Llama, kvCacheFor } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
 

@@ -27,9 +27,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Backend, Buf, QuantStrategy, QuantType } from '../src/kernels/backend.js';
-import { f16ToF32Table, f32ToF16 } from '../src/formats/f16.js';
+import { QUANT_BLOCKS } from '../src/dtypes/blocks.js';
+import { f16ToF32Table, f32ToF16 } from '../src/dtypes/f16.js';
 import { dequantizeQ4_0, dequantizeQ8_0, quantizeQ4_0, quantizeQ8_0 } from '../src/formats/gguf.js';
-import { dequantizeQ4_K, minCode, packScalesAndMins, quantizeQ4_K, scaleCode } from '../src/formats/kquants.js';
+import { dequantizeQ4_K, minCode, packScalesAndMins, quantizeQ4_K, scaleCode } from '../src/dtypes/kquants.js';
 import { Rng } from '../src/util/rng.js';
 import { randomF32, wasmAndReference } from './helpers.js';
 
@@ -37,9 +38,6 @@ const U = 2 ** -24;
 /** The 32-value block types (Q4_K, with its 256-value super-blocks, has tests of its own below). */
 const TYPES: QuantType[] = ['q8_0', 'q4_0'];
 const ALL_TYPES: QuantType[] = ['q8_0', 'q4_0', 'q4_k'];
-const BLOCK_BYTES: Record<QuantType, number> = { q8_0: 34, q4_0: 18, q4_k: 144 };
-/** Values per block (for Q4_K, per super-block). */
-const BLOCK_VALUES: Record<QuantType, number> = { q8_0: 32, q4_0: 32, q4_k: 256 };
 
 const quantize = (type: QuantType, x: Float32Array): Uint8Array => (type === 'q8_0' ? quantizeQ8_0(x) : type === 'q4_0' ? quantizeQ4_0(x) : quantizeQ4_K(x));
 const dequantize = (type: QuantType, b: Uint8Array, n: number): Float32Array =>
@@ -249,7 +247,7 @@ describe(`quantized matmul and dequantizeRows: wasm${native ? ' with native kern
     const rng = new Rng(13);
     const k = 8 * 32, n = 21, m = 3;
     for (const type of TYPES) {
-      const bb = BLOCK_BYTES[type];
+      const bb = QUANT_BLOCKS[type].bytes;
       const bytes = new Uint8Array(n * (k / 32) * bb);
       // Scales: 0, −0, ±65504 (f16 max), the smallest subnormal, the smallest normal, ordinary ones.
       const scales = [0, 0x8000, f32ToF16(65504), f32ToF16(-65504), 0x0001, 0x0400, f32ToF16(0.01), f32ToF16(-0.003)];
@@ -398,7 +396,7 @@ describe(`quantized matmul and dequantizeRows: wasm${native ? ' with native kern
 
   test('int8 strategy: a NaN in x gives NaN outputs for its row (not a silently zeroed block)', () => {
     for (const type of ALL_TYPES) {
-      const [m, n, k] = [2, 3, BLOCK_VALUES[type] * 2];
+      const [m, n, k] = [2, 3, QUANT_BLOCKS[type].values * 2];
       const x = new Float32Array(m * k).fill(0.5);
       x[5] = Number.NaN;
       const wBytes = quantize(type, new Float32Array(n * k).fill(0.25));

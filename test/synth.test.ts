@@ -14,7 +14,7 @@ import { generate } from '../src/generate/generate.js';
 import type { Backend } from '../src/kernels/backend.js';
 import { createBackend } from '../src/kernels/index.js';
 import { PRESETS } from '../src/models/config.js';
-import { byteVocab, loadModel, saveModel } from '../src/models/io.js';
+import { byteVocab, loadModel, saveModel } from '../src/io/model-file.js';
 import { Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { EndpointTeacher, LocalTeacher, type TextTeacher, formatSample, synthesizeCorpus } from '../src/train/synth.js';

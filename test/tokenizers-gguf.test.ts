@@ -15,7 +15,8 @@ import {
 } from '../src/tokenizers/llama2c-tokenizer.js';
 import { SpmTokenizer } from '../src/tokenizers/spm.js';
 import { TokenStreamDecoder, type Tokenizer } from '../src/tokenizers/tokenizer.js';
-import { TOKEN_TYPE, type VocabSpec, VocabError, validateVocab, vocabFromGguf, vocabToGguf } from '../src/tokenizers/vocab.js';
+import { vocabFromGguf, vocabToGguf } from '../src/io/vocab-gguf.js';
+import { TOKEN_TYPE, type VocabSpec, VocabError, validateVocab } from '../src/tokenizers/vocab.js';
 import { WordPieceTokenizer, bertWords } from '../src/tokenizers/wordpiece.js';
 
 // From dist/test/: ../../ is the repository root; the fixtures sit beside it.

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { PRESETS } from '../src/models/config.js';
-import { byteVocab, loadModel } from '../src/models/io.js';
+import { byteVocab, loadModel } from '../src/io/model-file.js';
 import { readTextData } from '../src/train/data.js';
 import { Llama } from '../src/models/llama.js';
 import * as ops from '../src/tensor/ops.js';

@@ -16,11 +16,11 @@ import { readGgufHeader } from '../../src/formats/gguf.js';
 import { createWasmBackend } from '../../src/kernels/index.js';
 import { formatProfile, profiled } from '../../src/kernels/profile.js';
 import { headDim, type LlamaConfig } from '../../src/models/config.js';
-import { configFromGguf, loadModel } from '../../src/models/io.js';
+import { configFromGguf, loadModel } from '../../src/io/model-file.js';
 import { kvCacheFor, type KvCache, Llama } from '../../src/models/llama.js';
 import { Graph } from '../../src/tensor/tensor.js';
 import { tokenizerFromVocab } from '../../src/tokenizers/from-vocab.js';
-import { vocabFromGguf } from '../../src/tokenizers/vocab.js';
+import { vocabFromGguf } from '../../src/io/vocab-gguf.js';
 
 export interface WorkerResult {
   engine: 'stlm' | 'stlm-wasm' | 'llama.cpp';

@@ -4,8 +4,8 @@
  * hold plain Llamas, and no other engine runs it, so it converts GGUF to GGUF only (e.g. to f16).
  */
 import { architectureOf } from '../models/architectures.js';
-import { exportModel, formatFromPath } from '../models/export.js';
-import { type ModelFormat, loadModel } from '../models/io.js';
+import { exportModel, formatFromPath } from '../io/export.js';
+import { type ModelFormat, loadModel } from '../io/model-file.js';
 
 const FORMAT_NAMES: Record<ModelFormat, string> = { gguf: 'GGUF', llama2c: 'llama2.c', safetensors: 'Hugging Face safetensors' };
 

@@ -1,7 +1,8 @@
 /** `stlm finetune`: fine-tunes a model on prompt/completion JSONL, writing a LoRA adapter or a whole model. */
 import type { Backend } from '../kernels/backend.js';
-import { loadModel, saveModel } from '../models/io.js';
-import { DEFAULT_LORA_TARGETS, parseLoraTargets, saveLoraAdapter } from '../models/lora.js';
+import { loadModel, saveModel } from '../io/model-file.js';
+import { saveLoraAdapter } from '../io/lora-file.js';
+import { DEFAULT_LORA_TARGETS, parseLoraTargets } from '../models/lora.js';
 import { Graph } from '../tensor/tensor.js';
 import { DEFAULT_FINETUNE_LR, type FinetuneStep, finetune } from '../train/finetune.js';
 import { readJsonl, tokenizeExamples } from '../train/jsonl.js';

@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createBackend } from '../kernels/index.js';
-import { QUANT_TARGETS } from '../models/quantize.js';
+import { QUANT_TARGETS } from '../io/quantize.js';
 import { DROPOUT_SCHEDULES } from '../train/schedule.js';
 import { runConvert } from './convert.js';
 import { runEvalBpb } from './eval.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { type GgufFile, elementCount, ggmlTypeName, metaNumber, metaString, readGgufHeader } from '../formats/gguf.js';
 import { architectureOf } from '../models/architectures.js';
 import { headDim } from '../models/config.js';
-import { type LoadedModel, loadModel, modelParameterShapes } from '../models/io.js';
+import { type LoadedModel, loadModel, modelParameterShapes } from '../io/model-file.js';
 import { loraScale } from '../models/lora.js';
 
 const count = (n: number) => n.toLocaleString('en-US');

@@ -1,7 +1,8 @@
 /** `stlm merge`: folds a LoRA adapter into its base, writing a plain f32 GGUF model. */
 import { sharesWeights } from '../models/config.js';
-import { loadModel, saveModel } from '../models/io.js';
-import { mergeLora, readLoraAdapter } from '../models/lora.js';
+import { loadModel, saveModel } from '../io/model-file.js';
+import { readLoraAdapter } from '../io/lora-file.js';
+import { mergeLora } from '../models/lora.js';
 
 export async function runMerge(basePath: string, adapterPath: string, outPath: string, o: { tokenizer?: string }): Promise<void> {
   const base = await loadModel(basePath, { tokenizer: o.tokenizer });

@@ -2,8 +2,8 @@
 import { statSync } from 'node:fs';
 import { GGML_TYPE, ggmlTypeName } from '../formats/gguf.js';
 import { architectureOf } from '../models/architectures.js';
-import { fileTypeOf, loadModel, saveModel } from '../models/io.js';
-import { type QuantTarget, checkFinite, planQuantization } from '../models/quantize.js';
+import { fileTypeOf, loadModel, saveModel } from '../io/model-file.js';
+import { type QuantTarget, checkFinite, planQuantization } from '../io/quantize.js';
 
 export interface QuantizeCliOptions {
   type: QuantTarget;

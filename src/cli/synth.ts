@@ -7,7 +7,7 @@ import cliProgress from 'cli-progress';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Backend } from '../kernels/backend.js';
-import { loadModel } from '../models/io.js';
+import { loadModel } from '../io/model-file.js';
 import { EndpointTeacher, LocalTeacher, type SynthProgress, type TextTeacher, synthesizeCorpus } from '../train/synth.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { formatDuration } from './train.js';

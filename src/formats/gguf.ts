@@ -18,7 +18,7 @@
  *               9 array = { u32 item_type, u64 count, count items } (items may be strings or arrays),
  *               10 u64, 11 i64, 12 f64
  *   ne[0] is the contiguous (fastest-varying) dimension; a quantized row of ne[0] values is ne[0]/block
- *   blocks. Block layouts used here (from ggml-common.h):
+ *   blocks (every type's block geometry: dtypes/blocks.ts). Block layouts used here (from ggml-common.h):
  *     Q8_0 (32 values, 34 bytes): f16 d, then 32 x int8 q;            x = q * d
  *     Q4_0 (32 values, 18 bytes): f16 d, then 16 bytes; value j (0..15) is the low nibble of byte j,
  *                                 value j + 16 its high nibble;       x = (nibble - 8) * d
@@ -35,8 +35,9 @@
  * the writer does the same, so write(read(x)) reproduces such files byte for byte.
  */
 import { writeFileAtomic } from '../util/atomic-write.js';
-import { bf16ToF32, f16ToF32Table, f32ToBf16, f32ToF16 } from './f16.js';
-import { dequantizeQ4_K, quantizeQ4_K } from './kquants.js';
+import { bf16ToF32, f16ToF32Table, f32ToBf16, f32ToF16 } from '../dtypes/f16.js';
+import { dequantizeQ4_K, quantizeQ4_K } from '../dtypes/kquants.js';
+import { GGML_TYPE, QUANT_BLOCKS, blockGeometry } from '../dtypes/blocks.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Types
@@ -117,65 +118,22 @@ export type GgufMetadataInput = Map<string, GgufValue> | ReadonlyArray<readonly 
 // ---------------------------------------------------------------------------------------------------
 // ggml tensor types
 
-/** ggml type ids. */
-export const GGML_TYPE = {
-  F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, Q8_1: 9,
-  Q2_K: 10, Q3_K: 11, Q4_K: 12, Q5_K: 13, Q6_K: 14, Q8_K: 15,
-  IQ2_XXS: 16, IQ2_XS: 17, IQ3_XXS: 18, IQ1_S: 19, IQ4_NL: 20, IQ3_S: 21, IQ2_S: 22, IQ4_XS: 23,
-  I8: 24, I16: 25, I32: 26, I64: 27, F64: 28, IQ1_M: 29, BF16: 30, TQ1_0: 34, TQ2_0: 35, MXFP4: 39,
-} as const;
-
-interface GgmlTypeTraits { name: string; blockSize: number; typeSize: number }
-
-/** Values per block and bytes per block of every ggml type a GGUF file may hold. */
-const GGML_TYPE_TRAITS = new Map<number, GgmlTypeTraits>([
-  [0, { name: 'F32', blockSize: 1, typeSize: 4 }],
-  [1, { name: 'F16', blockSize: 1, typeSize: 2 }],
-  [2, { name: 'Q4_0', blockSize: 32, typeSize: 18 }],
-  [3, { name: 'Q4_1', blockSize: 32, typeSize: 20 }],
-  [6, { name: 'Q5_0', blockSize: 32, typeSize: 22 }],
-  [7, { name: 'Q5_1', blockSize: 32, typeSize: 24 }],
-  [8, { name: 'Q8_0', blockSize: 32, typeSize: 34 }],
-  [9, { name: 'Q8_1', blockSize: 32, typeSize: 36 }],
-  [10, { name: 'Q2_K', blockSize: 256, typeSize: 84 }],
-  [11, { name: 'Q3_K', blockSize: 256, typeSize: 110 }],
-  [12, { name: 'Q4_K', blockSize: 256, typeSize: 144 }],
-  [13, { name: 'Q5_K', blockSize: 256, typeSize: 176 }],
-  [14, { name: 'Q6_K', blockSize: 256, typeSize: 210 }],
-  [15, { name: 'Q8_K', blockSize: 256, typeSize: 292 }],
-  [16, { name: 'IQ2_XXS', blockSize: 256, typeSize: 66 }],
-  [17, { name: 'IQ2_XS', blockSize: 256, typeSize: 74 }],
-  [18, { name: 'IQ3_XXS', blockSize: 256, typeSize: 98 }],
-  [19, { name: 'IQ1_S', blockSize: 256, typeSize: 50 }],
-  [20, { name: 'IQ4_NL', blockSize: 32, typeSize: 18 }],
-  [21, { name: 'IQ3_S', blockSize: 256, typeSize: 110 }],
-  [22, { name: 'IQ2_S', blockSize: 256, typeSize: 82 }],
-  [23, { name: 'IQ4_XS', blockSize: 256, typeSize: 136 }],
-  [24, { name: 'I8', blockSize: 1, typeSize: 1 }],
-  [25, { name: 'I16', blockSize: 1, typeSize: 2 }],
-  [26, { name: 'I32', blockSize: 1, typeSize: 4 }],
-  [27, { name: 'I64', blockSize: 1, typeSize: 8 }],
-  [28, { name: 'F64', blockSize: 1, typeSize: 8 }],
-  [29, { name: 'IQ1_M', blockSize: 256, typeSize: 56 }],
-  [30, { name: 'BF16', blockSize: 1, typeSize: 2 }],
-  [34, { name: 'TQ1_0', blockSize: 256, typeSize: 54 }],
-  [35, { name: 'TQ2_0', blockSize: 256, typeSize: 66 }],
-  [39, { name: 'MXFP4', blockSize: 32, typeSize: 17 }],
-]);
+/** ggml type ids and every type's block geometry: one table, in dtypes/blocks.ts. */
+export { GGML_TYPE };
 
 /** The ggml name of a type id ('Q8_0'), or 'type N' for an unknown id. */
 export function ggmlTypeName(type: number): string {
-  return GGML_TYPE_TRAITS.get(type)?.name ?? `type ${type}`;
+  return blockGeometry(type)?.name ?? `type ${type}`;
 }
 
 /** Bytes taken by `elements` values of a ggml type (elements must be a whole number of blocks). */
 export function ggmlByteLength(type: number, elements: number): number {
-  const t = GGML_TYPE_TRAITS.get(type);
+  const t = blockGeometry(type);
   if (!t) throw new GgufError(`unknown ggml type ${type}`);
-  if (elements % t.blockSize !== 0) {
-    throw new GgufError(`${elements} values are not a whole number of ${t.name} blocks of ${t.blockSize}`);
+  if (elements % t.values !== 0) {
+    throw new GgufError(`${elements} values are not a whole number of ${t.name} blocks of ${t.values}`);
   }
-  return (elements / t.blockSize) * t.typeSize;
+  return (elements / t.values) * t.bytes;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -550,12 +508,12 @@ export function readGguf(input: Uint8Array, fileName = '<buffer>', fileSize?: nu
       elements *= ne;
     }
     const type = c.u32(`${field}: type`);
-    const traits = GGML_TYPE_TRAITS.get(type);
+    const traits = blockGeometry(type);
     if (!traits) c.fail(`${field}: type`, `unknown ggml type ${type}`);
-    if (shape[0] % traits.blockSize !== 0) {
-      c.fail(field, `ne[0] = ${shape[0]} is not a multiple of the ${traits.name} block size ${traits.blockSize}`);
+    if (shape[0] % traits.values !== 0) {
+      c.fail(field, `ne[0] = ${shape[0]} is not a multiple of the ${traits.name} block size ${traits.values}`);
     }
-    const byteLength = (elements / BigInt(traits.blockSize)) * BigInt(traits.typeSize);
+    const byteLength = (elements / BigInt(traits.values)) * BigInt(traits.bytes);
     const offset = c.u64(`${field}: offset`);
     if (offset % BigInt(alignment) !== 0n) c.fail(`${field}: offset`, `${offset} is not a multiple of the alignment ${alignment}`);
     if (offset + byteLength > BigInt(size)) {
@@ -716,21 +674,24 @@ export function decodeBf16(b: Uint8Array, n: number): Float32Array {
 }
 
 const fround = Math.fround;
+/** Values and bytes per block of Q8_0 and Q4_0 (dtypes/blocks.ts). */
+const QK8_0 = QUANT_BLOCKS.q8_0.values, Q8_0_BYTES = QUANT_BLOCKS.q8_0.bytes;
+const QK4_0 = QUANT_BLOCKS.q4_0.values, Q4_0_BYTES = QUANT_BLOCKS.q4_0.bytes;
 
 /** Q8_0 as llama.cpp's reference quantizer: d = amax/127, q = round(x/d) (half away from zero), all in f32. */
 export function quantizeQ8_0(x: Float32Array): Uint8Array {
-  const nb = ggmlByteLength(GGML_TYPE.Q8_0, x.length) / 34;
-  const out = new Uint8Array(nb * 34);
+  const nb = ggmlByteLength(GGML_TYPE.Q8_0, x.length) / Q8_0_BYTES;
+  const out = new Uint8Array(nb * Q8_0_BYTES);
   for (let b = 0; b < nb; b++) {
-    const src = b * 32, dst = b * 34;
+    const src = b * QK8_0, dst = b * Q8_0_BYTES;
     let amax = 0;
-    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[src + j]));
+    for (let j = 0; j < QK8_0; j++) amax = Math.max(amax, Math.abs(x[src + j]));
     const d = fround(amax / 127);
     const id = d ? fround(1 / d) : 0;
     const h = f32ToF16(d);
     out[dst] = h & 0xff;
     out[dst + 1] = h >>> 8;
-    for (let j = 0; j < 32; j++) {
+    for (let j = 0; j < QK8_0; j++) {
       const v = fround(x[src + j] * id);
       const q = v < 0 ? -Math.round(-v) : Math.round(v); // C roundf: halves away from zero
       out[dst + 2 + j] = q & 0xff;
@@ -742,25 +703,25 @@ export function quantizeQ8_0(x: Float32Array): Uint8Array {
 export function dequantizeQ8_0(b: Uint8Array, n: number): Float32Array {
   const table = f16ToF32Table();
   const out = new Float32Array(n);
-  for (let blk = 0, src = 0, dst = 0; dst < n; blk++, src += 34, dst += 32) {
+  for (let blk = 0, src = 0, dst = 0; dst < n; blk++, src += Q8_0_BYTES, dst += QK8_0) {
     const d = table[b[src] | (b[src + 1] << 8)];
-    for (let j = 0; j < 32; j++) out[dst + j] = ((b[src + 2 + j] << 24) >> 24) * d;
+    for (let j = 0; j < QK8_0; j++) out[dst + j] = ((b[src + 2 + j] << 24) >> 24) * d;
   }
   return out;
 }
 
 /** Q4_0 as llama.cpp's reference quantizer: d = max/-8 (max = the value of largest |x|), q = min(15, trunc(x/d + 8.5)). */
 export function quantizeQ4_0(x: Float32Array): Uint8Array {
-  const nb = ggmlByteLength(GGML_TYPE.Q4_0, x.length) / 18;
-  const out = new Uint8Array(nb * 18);
+  const nb = ggmlByteLength(GGML_TYPE.Q4_0, x.length) / Q4_0_BYTES;
+  const out = new Uint8Array(nb * Q4_0_BYTES);
   const nibble = (v: number, id: number): number => {
     const q = Math.trunc(fround(fround(v * id) + 8.5));
     return q > 15 ? 15 : q >= 0 ? q : 0; // NaN -> 0
   };
   for (let b = 0; b < nb; b++) {
-    const src = b * 32, dst = b * 18;
+    const src = b * QK4_0, dst = b * Q4_0_BYTES;
     let amax = 0, max = 0;
-    for (let j = 0; j < 32; j++) {
+    for (let j = 0; j < QK4_0; j++) {
       const v = x[src + j];
       if (amax < Math.abs(v)) { amax = Math.abs(v); max = v; }
     }
@@ -777,7 +738,7 @@ export function quantizeQ4_0(x: Float32Array): Uint8Array {
 export function dequantizeQ4_0(b: Uint8Array, n: number): Float32Array {
   const table = f16ToF32Table();
   const out = new Float32Array(n);
-  for (let src = 0, dst = 0; dst < n; src += 18, dst += 32) {
+  for (let src = 0, dst = 0; dst < n; src += Q4_0_BYTES, dst += QK4_0) {
     const d = table[b[src] | (b[src + 1] << 8)];
     for (let j = 0; j < 16; j++) {
       const q = b[src + 2 + j];
@@ -902,11 +863,11 @@ function encodeTensorInput(t: GgufTensorInput, index: number): EncodedTensor {
   const shape = Array.from(t.shape ?? []);
   if (shape.length < 1 || shape.length > MAX_DIMS) bad(`${shape.length} dimensions (expected 1 to ${MAX_DIMS})`);
   for (const d of shape) if (!Number.isSafeInteger(d) || d < 1) bad(`shape [${shape.join(', ')}] must hold positive integers`);
-  const traits = GGML_TYPE_TRAITS.get(t.type);
+  const traits = blockGeometry(t.type);
   if (!traits) bad(`unknown ggml type ${t.type}`);
-  if (shape[0] % traits!.blockSize !== 0) bad(`ne[0] = ${shape[0]} is not a multiple of the ${traits!.name} block size ${traits!.blockSize}`);
+  if (shape[0] % traits!.values !== 0) bad(`ne[0] = ${shape[0]} is not a multiple of the ${traits!.name} block size ${traits!.values}`);
   const n = elementCount(shape);
-  const expected = (n / traits!.blockSize) * traits!.typeSize;
+  const expected = (n / traits!.values) * traits!.bytes;
   let bytes: Uint8Array;
   if (t.data instanceof Float32Array) {
     if (t.data.length !== n) bad(`${t.data.length} values given for shape [${shape.join(', ')}] (${n} values)`);

@@ -7,8 +7,9 @@
 import type { Backend } from '../kernels/backend.js';
 import { createModel, modelFromBundle } from '../models/architectures.js';
 import type { LlamaConfig } from '../models/config.js';
-import { type LoadOptions, type LoadedModel, type ModelFormat, detectFormat, loadModel, parseGgufModel } from '../models/io.js';
-import { type LoraData, LoraAdapters, parseLoraAdapter, readLoraAdapter } from '../models/lora.js';
+import { type LoadOptions, type LoadedModel, type ModelFormat, detectFormat, loadModel, parseGgufModel } from './model-file.js';
+import { type LoraData, LoraAdapters } from '../models/lora.js';
+import { parseLoraAdapter, readLoraAdapter } from './lora-file.js';
 import { Llama } from '../models/llama.js';
 import type { CausalLM } from '../models/model.js';
 import type { QuantizedWeight } from '../tensor/quant.js';

@@ -13,6 +13,7 @@
  * - Ops never allocate a Buf; outputs are caller-provided. Gradients named `accumulate` add into
  *   their output instead of overwriting it (so parameter gradients sum over micro-batches).
  */
+import type { QuantType } from '../dtypes/blocks.js';
 
 /** Opaque handle to a backend-owned f32 buffer of `length` elements. */
 export interface Buf {
@@ -80,14 +81,14 @@ export interface AdamWArgs {
  * - 'q8_0': 34 bytes, an f16 scale d then 32 int8 q; value = q·d.
  * - 'q4_0': 18 bytes, an f16 scale d then 16 bytes; value j (0..15) is the low nibble of byte j, value
  *   j+16 its high nibble; value = (nibble − 8)·d.
- * - 'q4_k': super-blocks of 256 values in 144 bytes (src/formats/kquants.ts): f16 d, f16 dmin, 12 bytes
+ * - 'q4_k': super-blocks of 256 values in 144 bytes (src/dtypes/kquants.ts): f16 d, f16 dmin, 12 bytes
  *   of 6-bit scale and min codes (sc, m) for 8 sub-blocks of 32, then 128 bytes of nibbles q (in each
  *   group of 64 values, the low nibbles of 32 bytes are values 0..31, the high nibbles 32..63);
  *   value = fround(d·sc)·q − fround(dmin·m), rounded to f32 once (as llama.cpp's dequantize_row_q4_K).
  * A quantized matrix [rows, k] is row-major: each row is k/32 consecutive blocks (k a multiple of 32),
- * or k/256 super-blocks for 'q4_k' (k a multiple of 256).
+ * or k/256 super-blocks for 'q4_k' (k a multiple of 256). Block geometry: dtypes/blocks.ts (QUANT_BLOCKS).
  */
-export type QuantType = 'q8_0' | 'q4_0' | 'q4_k';
+export type { QuantType };
 
 /**
  * How {@link Backend.matmulQuant} computes:

@@ -3,8 +3,9 @@
  * the fast backends are tested against, so every function here reads like its definition.
  * Accumulations use float64 locals so the reference is at least as accurate as anything it checks.
  */
-import { f16ToF32, f16ToF32Table, f32ToF16 } from '../formats/f16.js';
-import { minCode, scaleCode } from '../formats/kquants.js';
+import { f16ToF32, f16ToF32Table, f32ToF16 } from '../dtypes/f16.js';
+import { Q4_K_BLOCK_BYTES, minCode, scaleCode } from '../dtypes/kquants.js';
+import { QUANT_BLOCKS, QUANT_TYPES, quantBlock } from '../dtypes/blocks.js';
 import type { AdamWArgs, AttentionArgs, Backend, Buf, MatmulArgs, QuantMatmulArgs, QuantType } from './backend.js';
 
 class RefBuf implements Buf {
@@ -17,17 +18,10 @@ class RefBuf implements Buf {
 const d = (b: Buf): Float32Array => (b as RefBuf).data;
 const bytesOf = (b: Buf): Uint8Array => new Uint8Array(d(b).buffer, d(b).byteOffset, d(b).byteLength);
 
-/** Values and bytes per block of each quantized type (Q4_K's block is a 256-value super-block). */
-const QUANT_BLOCKS: Record<QuantType, { values: number; bytes: number; block: string }> = {
-  q8_0: { values: 32, bytes: 34, block: 'block' },
-  q4_0: { values: 32, bytes: 18, block: 'block' },
-  q4_k: { values: 256, bytes: 144, block: 'super-block' },
-};
-
 /** Bytes per row of k values; throws for an unknown type or k not a whole number of blocks. */
 function quantRowBytes(op: string, type: QuantType, k: number): number {
-  const layout = Object.hasOwn(QUANT_BLOCKS, type) ? QUANT_BLOCKS[type] : undefined;
-  if (!layout) throw new RangeError(`${op}: unknown quantized type '${type as string}' (valid: ${Object.keys(QUANT_BLOCKS).join(', ')})`);
+  const layout = quantBlock(type);
+  if (!layout) throw new RangeError(`${op}: unknown quantized type '${type as string}' (valid: ${QUANT_TYPES.join(', ')})`);
   const { values, bytes, block } = layout;
   if (!(Number.isInteger(k) && k > 0 && k % values === 0)) throw new RangeError(`${op}: k = ${k} must be a positive multiple of ${values} (the ${type} ${block} size)`);
   return (k / values) * bytes;
@@ -42,7 +36,7 @@ function quantRowBytes(op: string, type: QuantType, k: number): number {
 function decodeRow(b: Uint8Array, o: number, type: QuantType, k: number, f16: Float32Array, out: Float64Array, unrounded: boolean): void {
   if (type === 'q4_k') {
     for (let sb = 0; sb < k / 256; sb++) {
-      const p = o + sb * 144;
+      const p = o + sb * Q4_K_BLOCK_BYTES;
       const dw = f16[b[p] | (b[p + 1] << 8)], dmin = f16[b[p + 2] | (b[p + 3] << 8)];
       for (let j = 0; j < 8; j++) {
         const step = Math.fround(dw * scaleCode(b, p + 4, j)), offset = Math.fround(dmin * minCode(b, p + 4, j));

@@ -3,19 +3,13 @@
  * inference ops that read them: a linear layer and an embedding lookup. They never make an f32 copy of
  * the matrix: the backend multiplies straight from the blocks. Inference only: there is no gradient.
  */
+import { QUANT_BLOCKS } from '../dtypes/blocks.js';
 import type { Buf, QuantType } from '../kernels/backend.js';
 import type { Graph, Tensor } from './tensor.js';
 
-/** Values and bytes per block: 32 values, or a 256-value super-block of 144 bytes for Q4_K. */
-const BLOCK_BYTES: Record<QuantType, { values: number; bytes: number }> = {
-  q8_0: { values: 32, bytes: 34 },
-  q4_0: { values: 32, bytes: 18 },
-  q4_k: { values: 256, bytes: 144 },
-};
-
 /** Bytes a [rows, cols] matrix of `type` takes. */
 export function quantByteLength(type: QuantType, rows: number, cols: number): number {
-  const { values, bytes } = BLOCK_BYTES[type];
+  const { values, bytes } = QUANT_BLOCKS[type];
   if (cols % values !== 0) throw new Error(`a ${type} matrix needs rows of whole ${values}-value blocks; ${cols} columns is not a multiple of ${values}`);
   return (rows * cols / values) * bytes;
 }

@@ -11,7 +11,7 @@
 import { generate } from '../generate/generate.js';
 import type { Backend } from '../kernels/backend.js';
 import { modelFromBundle } from '../models/architectures.js';
-import type { LoadedModel } from '../models/io.js';
+import type { LoadedModel } from '../io/model-file.js';
 import { Llama } from '../models/llama.js';
 import type { CausalLM } from '../models/model.js';
 import { Graph } from '../tensor/tensor.js';

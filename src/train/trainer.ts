@@ -13,7 +13,7 @@ import { Graph, NonFiniteError, type Tensor } from '../tensor/tensor.js';
 import type { VocabSpec } from '../tokenizers/vocab.js';
 import { Rng } from '../util/rng.js';
 import { AdamW } from './adamw.js';
-import { type Checkpoint, checkpointExists, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { type Checkpoint, checkpointExists, loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
 import { WindowSampler, splitTrainVal } from './data.js';
 import { type DropoutSchedule, dropoutRate, learningRate } from './schedule.js';
 

@@ -8,6 +8,7 @@
  * free-list hit and the memory stops growing.
  */
 import type { AdamWArgs, AttentionArgs, Backend, Buf, MatmulArgs, QuantMatmulArgs, QuantStrategy, QuantType } from '../backend.js';
+import { QUANT_BLOCKS, QUANT_TYPES, quantBlock } from '../../dtypes/blocks.js';
 import { relaxedShared, simdShared, simdSingle } from './generated/binaries.js';
 import { loadNative, NATIVE_ADDON_URL, returnSlot, takeSlot, type NativeKernels } from './native.js';
 import { WorkerPool } from './pool.js';
@@ -250,7 +251,7 @@ export class WasmBackend implements Backend {
     // Q8_0 stays in GGUF's layout where the native kernel takes it (no native kernel for its repacked form).
     if (!x4 || rows === 0 || (!x4.native && this.nativeTakes(type, rows, k))) return this.uploadBytes(bytes);
     const src = this.uploadBytes(bytes);
-    const dst = this.alloc(Math.ceil(rows / 4) * (k / 32) * (x4.groupBlockBytes / 4));
+    const dst = this.alloc(Math.ceil(rows / 4) * (k / QUANT_BLOCKS[type].values) * (x4.groupBlockBytes / 4));
     this.k.repackX4(p(src), p(dst), rows, k, x4.code, this.quantTable());
     this.free(src);
     this.repacked.set(dst, { type, rows, k });
@@ -529,18 +530,11 @@ const REPACKED: Partial<Record<QuantType, { code: number; groupBlockBytes: numbe
   q8_0: { code: 4, groupBlockBytes: 144, native: false },
 };
 
-/** The kernels' type code and block geometry, in the order of the codes (0 = Q8_0, 1 = Q4_0, 2 = Q4_K). */
-const QUANT_LAYOUTS: { type: QuantType; values: number; bytes: number; block: string }[] = [
-  { type: 'q8_0', values: 32, bytes: 34, block: 'block' },
-  { type: 'q4_0', values: 32, bytes: 18, block: 'block' },
-  { type: 'q4_k', values: 256, bytes: 144, block: 'super-block' },
-];
-
-/** The kernels' type code and bytes per row; throws for a bad type or k. */
+/** The kernels' type code (dtypes/blocks.ts: 0 = Q8_0, 1 = Q4_0, 2 = Q4_K) and bytes per row; throws for a bad type or k. */
 function quantLayout(op: string, type: QuantType, k: number): { code: number; rowBytes: number } {
-  const code = QUANT_LAYOUTS.findIndex((l) => l.type === type);
-  if (code < 0) throw new RangeError(`${op}: unknown quantized type '${type as string}' (valid: ${QUANT_LAYOUTS.map((l) => l.type).join(', ')})`);
-  const { values, bytes, block } = QUANT_LAYOUTS[code];
+  const layout = quantBlock(type);
+  if (!layout) throw new RangeError(`${op}: unknown quantized type '${type as string}' (valid: ${QUANT_TYPES.join(', ')})`);
+  const { code, values, bytes, block } = layout;
   if (!(Number.isInteger(k) && k > 0 && k % values === 0)) throw new RangeError(`${op}: k = ${k} must be a positive multiple of ${values} (the ${type} ${block} size)`);
   return { code, rowBytes: (k / values) * bytes };
 }

@@ -6,7 +6,7 @@
 //   Q4_0, 18 bytes: f16 scale d, then 16 bytes; value j (0..15) is the low nibble of byte j and value
 //                   j+16 its high nibble;                            w = (nibble − 8)·d
 //   Q4_K, 144 bytes: f16 d, f16 dmin, 12 bytes of 6-bit scale and min codes (sc, m) for 8 sub-blocks
-//                   of 32 (see src/formats/kquants.ts), then 128 bytes of nibbles: in the g-th group
+//                   of 32 (see src/dtypes/kquants.ts), then 128 bytes of nibbles: in the g-th group
 //                   of 64 values, the low nibbles of bytes 32g..32g+31 are values 0..31 (sub-block 2g)
 //                   and their high nibbles values 32..63 (sub-block 2g+1); w = d·sc·q − dmin·m
 // Blocks are not 4-byte aligned (34 and 18 bytes); wasm loads of any width are fine unaligned.

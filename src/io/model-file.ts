@@ -12,29 +12,26 @@ import {
   GGML_TYPE, type GgufFile, type GgufTensorInfo, type GgufTensorInput, type GgufValue, decodeTensor, elementCount, gguf, metaNumber,
   metaString, readGguf, readGgufHeader, tensorBytes, writeGgufFile,
 } from '../formats/gguf.js';
-import type { QuantType } from '../kernels/backend.js';
+import { quantTypeOf } from '../dtypes/blocks.js';
 import type { QuantizedWeight } from '../tensor/quant.js';
 import { looksLikeLlama2c, readLlama2c } from '../formats/llama2c.js';
 import { tokenizerFromVocab } from '../tokenizers/from-vocab.js';
 import { byteToUnicode, byteVocab } from '../tokenizers/gpt2.js';
 import { readLlama2cTokenizer } from '../tokenizers/llama2c-tokenizer.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
-import { type VocabSpec, vocabFromGguf, vocabToGguf } from '../tokenizers/vocab.js';
-import { POOLED_ARCHITECTURE, isPooledConfig, pooledParameterShapes, validatePooledConfig } from './byte-pooled.js';
-import { type LlamaConfig, headDim, parameterShapes, validateConfig } from './config.js';
+import type { VocabSpec } from '../tokenizers/vocab.js';
+import { vocabFromGguf, vocabToGguf } from './vocab-gguf.js';
+import { POOLED_ARCHITECTURE, isPooledConfig, pooledParameterShapes, validatePooledConfig } from '../models/byte-pooled.js';
+import type { ModelBundle } from '../models/bundle.js';
+import { type LlamaConfig, headDim, parameterShapes, validateConfig } from '../models/config.js';
 
 /** Re-exported: model code and tests reach the byte vocabulary through the model layer. */
 export { byteToUnicode, byteVocab };
 
 export type ModelFormat = 'gguf' | 'llama2c' | 'safetensors';
 
-/** A model as data, whatever file it came from: what every reader returns and every writer takes. */
-export interface ModelBundle {
-  config: LlamaConfig;
-  /** GGUF tensor names, [out, in] layout, f32. */
-  weights: Map<string, Float32Array>;
-  vocab: VocabSpec;
-}
+/** A model as data (models/bundle.ts): what every reader returns and every writer takes. */
+export type { ModelBundle };
 
 export interface LoadedModel extends ModelBundle {
   /** Matrices kept quantized (LoadOptions.keepQuantized); these names are absent from `weights`. */
@@ -157,9 +154,6 @@ export function configFromGguf(file: GgufFile): LlamaConfig {
   });
 }
 
-/** GGUF tensor types a model can run from without dequantizing (the backend's quantized kernels). */
-const RUNNABLE_QUANT: Partial<Record<number, QuantType>> = { [GGML_TYPE.Q8_0]: 'q8_0', [GGML_TYPE.Q4_0]: 'q4_0', [GGML_TYPE.Q4_K]: 'q4_k' };
-
 /**
  * A GGUF Llama as a bundle. `readTensor` gives a tensor's bytes (a view of the file in memory, or a read
  * from disk). With `keepQuantized`, Q8_0/Q4_0/Q4_K matrices stay quantized and are read only when the model
@@ -179,7 +173,8 @@ function ggufModel(file: GgufFile, readTensor: (info: GgufTensorInfo) => Uint8Ar
     if (info.shape.length !== want.length || info.shape.some((d, i) => d !== want[i])) {
       throw new Error(`${fileName}: tensor '${name}' has shape [${info.shape.join(', ')}], the config needs [${want.join(', ')}]`);
     }
-    const qtype = RUNNABLE_QUANT[info.type];
+    // GGUF tensor types a model can run from without dequantizing (the backend's quantized kernels).
+    const qtype = quantTypeOf(info.type);
     if (keepQuantized && qtype && shape.length === 2) {
       quantized.set(name, { type: qtype, byteLength: info.byteLength, bytes: () => readTensor(info) });
     } else {

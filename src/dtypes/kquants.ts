@@ -22,12 +22,13 @@
  * with an outlier (the other sub-blocks' scales would otherwise round to 0). It is not bit-identical
  * to llama.cpp's output, but its files decode identically in both (the decoder is exact).
  */
+import { QUANT_BLOCKS } from './blocks.js';
 import { f16ToF32Table, f32ToF16 } from './f16.js';
 
-/** Values per super-block. */
-export const QK_K = 256;
-/** Bytes per Q4_K super-block. */
-export const Q4_K_BLOCK_BYTES = 144;
+/** Values per super-block (256; dtypes/blocks.ts). */
+export const QK_K = QUANT_BLOCKS.q4_k.values;
+/** Bytes per Q4_K super-block (144; dtypes/blocks.ts). */
+export const Q4_K_BLOCK_BYTES = QUANT_BLOCKS.q4_k.bytes;
 
 const SUB_BLOCK = 32;
 const SUB_BLOCKS = QK_K / SUB_BLOCK;

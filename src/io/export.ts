@@ -7,9 +7,9 @@ import { GGML_TYPE, writeGgufFile } from '../formats/gguf.js';
 import { writeLlama2c } from '../formats/llama2c.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { writeLlama2cTokenizer } from '../tokenizers/llama2c-tokenizer.js';
-import { vocabToGguf } from '../tokenizers/vocab.js';
-import { materializeSharing } from './config.js';
-import { HF_VOCAB_FILE, type ModelBundle, type ModelFormat, saveModel } from './io.js';
+import { vocabToGguf } from './vocab-gguf.js';
+import { materializeSharing } from '../models/config.js';
+import { HF_VOCAB_FILE, type ModelBundle, type ModelFormat, saveModel } from './model-file.js';
 
 export interface ExportOptions {
   /** Output format; by default from the path: .gguf, .bin (llama2.c), anything else a Hugging Face directory. */

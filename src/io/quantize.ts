@@ -6,14 +6,14 @@
  * Fallback, documented and tested: a matrix whose rows are not whole blocks of the target type (32 values
  * for Q8_0/Q4_0, 256 for Q4_K) takes the best type its rows fit (Q8_0, else F16) and the plan says so.
  */
-import { GGML_TYPE, ggmlTypeName } from '../formats/gguf.js';
-import { type LlamaConfig, parameterShapes } from './config.js';
+import { GGML_TYPE, QUANT_BLOCKS, blockGeometry } from '../dtypes/blocks.js';
+import { ggmlTypeName } from '../formats/gguf.js';
+import { type LlamaConfig, parameterShapes } from '../models/config.js';
 
 export type QuantTarget = 'q8_0' | 'q4_0' | 'q4_k' | 'f16' | 'f32';
 export const QUANT_TARGETS: QuantTarget[] = ['q8_0', 'q4_0', 'q4_k', 'f16', 'f32'];
 
 const TYPE_OF: Record<QuantTarget, number> = { q8_0: GGML_TYPE.Q8_0, q4_0: GGML_TYPE.Q4_0, q4_k: GGML_TYPE.Q4_K, f16: GGML_TYPE.F16, f32: GGML_TYPE.F32 };
-const BLOCK: Record<number, number> = { [GGML_TYPE.Q8_0]: 32, [GGML_TYPE.Q4_0]: 32, [GGML_TYPE.Q4_K]: 256, [GGML_TYPE.F16]: 1, [GGML_TYPE.F32]: 1 };
 
 export interface QuantPlan {
   /** ggml type per tensor name. */
@@ -42,9 +42,10 @@ export function planQuantization(config: LlamaConfig, target: QuantTarget, o: Qu
     const wanted = isEmbedding ? (o.embedding ?? (lowBit ? 'q8_0' : target)) : target;
     let type = TYPE_OF[wanted];
     const rowLength = shape[1];
-    if (rowLength % BLOCK[type] !== 0) {
-      const fallback = rowLength % 32 === 0 ? GGML_TYPE.Q8_0 : GGML_TYPE.F16;
-      notes.push(`${name}: rows of ${rowLength} are not whole ${ggmlTypeName(type)} blocks of ${BLOCK[type]}; written as ${ggmlTypeName(fallback)}`);
+    const block = blockGeometry(type)!.values;
+    if (rowLength % block !== 0) {
+      const fallback = rowLength % QUANT_BLOCKS.q8_0.values === 0 ? GGML_TYPE.Q8_0 : GGML_TYPE.F16;
+      notes.push(`${name}: rows of ${rowLength} are not whole ${ggmlTypeName(type)} blocks of ${block}; written as ${ggmlTypeName(fallback)}`);
       type = fallback;
     }
     if (isEmbedding && wanted !== target) notes.push(`${name}: kept at ${ggmlTypeName(type)}${config.tieEmbeddings ? ' (it is also the output head)' : ''}`);
