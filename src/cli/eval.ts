@@ -5,7 +5,7 @@
  * and window length.
  */
 import type { Backend } from '../kernels/backend.js';
-import { type BpbModel, evaluateBpb } from '../eval/bpb.js';
+import { type BpbModel, bpbWindowLength, evaluateBpb, tokenizeForBpb } from '../eval/bpb.js';
 import { BytePooled, POOLED_ARCHITECTURE, type PooledConfig, isPooledConfig } from '../models/byte-pooled.js';
 import { formatChunking } from '../models/chunking.js';
 import { type LoadedModel, loadModel } from '../models/io.js';
@@ -39,8 +39,7 @@ interface EvalInput {
 
 /** A Llama: the text through its tokenizer (a byte vocabulary gives one token per byte). */
 function llamaInput(m: LoadedModel, text: Uint8Array, be: Backend): EvalInput {
-  const ids = m.tokenizer.encode(new TextDecoder().decode(text));
-  const tokenBytes = Int32Array.from({ length: m.config.vocabSize }, (_, id) => m.tokenizer.tokenBytes(id).length);
+  const { ids, tokenBytes } = tokenizeForBpb(m.tokenizer, text, m.config.vocabSize);
   const types = m.quantized.size ? [...new Set([...m.quantized.values()].map((q) => q.type))].join('+') : 'f32';
   return { model: Llama.fromModel(new Graph(be), m), ids, tokenBytes, unit: 'tokens', weights: types, description: types };
 }
@@ -58,8 +57,7 @@ export async function runEvalBpb(o: EvalBpbCliOptions, be: Backend): Promise<voi
     const bytes = readTextData(o.data);
     const text = o.split === 'val' ? splitTrainVal(bytes).val : bytes;
     const input = isPooledConfig(m.config) ? pooledInput(m, m.config, text, be) : llamaInput(m, text, be);
-    const seqLen = Math.min(o.ctx ?? m.config.ctx, m.config.ctx, input.ids.length - 1);
-    if (seqLen < 1) throw new Error(`eval: '${o.data}' (${o.split === 'val' ? 'its last 10%' : 'all of it'}) is too short: ${input.ids.length} ${input.unit}`);
+    const seqLen = bpbWindowLength(input.ids.length, m.config.ctx, { ctx: o.ctx, what: `'${o.data}' (${o.split === 'val' ? 'its last 10%' : 'all of it'})`, unit: input.unit });
     const t0 = performance.now();
     const r = evaluateBpb(input.model, input.ids, { batch: o.batch, seqLen, tokenBytes: input.tokenBytes });
     const seconds = (performance.now() - t0) / 1000;
