@@ -16,7 +16,9 @@ export { generate, generateStream, generateSteps, type GenerateOptions, type Gen
 export { score, type ContinuationScore, type ScoreResult } from './generate/score.js';
 export { Sampler, type SamplerOptions } from './generate/sampler.js';
 export { train, type ModelFactory, type TrainableModel, type TrainOptions, type TrainResult } from './train/trainer.js';
+export { prepareTraining, tokenizeTrainingData, loadTeacher, type PrepareTrainingOptions, type PreparedTraining } from './train/prepare.js';
+export { parseArchConfig, parseConfigArg, parseConfigSpec, parseTokenizerArg, type ArchSpec, type SpecNames } from './train/config-spec.js';
 export { finetune, evaluateCompletions, type FinetuneOptions, type FinetuneResult } from './train/finetune.js';
 export { parseJsonl, readJsonl, tokenizeExamples, type CompletionExample } from './train/jsonl.js';
-export { evaluateBpb } from './eval/bpb.js';
+export { evaluateBpb, tokenizeForBpb } from './eval/bpb.js';
 export { readGguf, writeGguf } from './formats/gguf.js';

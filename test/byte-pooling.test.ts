@@ -19,7 +19,7 @@ import {
 import { chunkComplete, chunkEnds, isSpacelike, parseChunking, splitChunks } from '../src/models/chunking.js';
 import { PRESETS } from '../src/models/config.js';
 import { byteVocab, loadModel, modelMetadata, modelTensors, saveModel } from '../src/io/model-file.js';
-import { parseArchConfig } from '../src/cli/train.js';
+import { parseArchConfig } from '../src/train/config-spec.js';
 import * as ops from '../src/tensor/ops.js';
 import { Graph, type Tensor } from '../src/tensor/tensor.js';
 import { BYTE_BOS, BYTE_PAD, ByteTokenizer } from '../src/tokenizers/byte.js';
@@ -150,8 +150,8 @@ describe('byte-pooled model', () => {
     assert.throws(() => tiny('fixed:4', { byte_dimm: 8 }), /unknown config key 'byte_dimm'.*byte-pooled models also take byteDim, byte_dim/);
     assert.throws(() => tiny('fixed'), /chunking must be 'fixed:<bytes>'/);
     assert.throws(() => new BytePooled(new Graph(be), PRESETS.nano), /config pooling is missing: not a byte-pooled config/);
-    assert.throws(() => parseArchConfig({ arch: 'llama', config: 'nano', chunk: 'space', tokenizer: 'byte' }), /--chunk applies to --arch pooled only/);
-    assert.throws(() => parseArchConfig({ arch: 'pooled', config: 'nano', tokenizer: 'bpe:300' }), /--arch pooled reads raw bytes: use --tokenizer byte/);
+    assert.throws(() => parseArchConfig({ arch: 'llama', config: 'nano', chunk: 'space', tokenizer: 'byte' }), /chunk applies to arch pooled only/);
+    assert.throws(() => parseArchConfig({ arch: 'pooled', config: 'nano', tokenizer: 'bpe:300' }), /arch pooled reads raw bytes: use tokenizer byte/);
     assert.equal((parseArchConfig({ arch: 'pooled', config: '{"preset":"nano","byte_dim":32}', chunk: 'space:6', tokenizer: 'byte' }) as PooledConfig).pooling.chunkBytes, 6);
   });
 

@@ -5,7 +5,7 @@
  * and window length.
  */
 import type { Backend } from '../kernels/backend.js';
-import { evaluateBpb } from '../eval/bpb.js';
+import { bpbWindowLength, evaluateBpb, tokenizeForBpb } from '../eval/bpb.js';
 import { openModel } from '../io/open.js';
 import { architectureOf } from '../models/architectures.js';
 import { readTextData, splitTrainVal } from '../train/data.js';
@@ -30,13 +30,9 @@ export async function runEvalBpb(o: EvalBpbCliOptions, be: Backend): Promise<voi
     // A model that reads bytes gets the file's bytes as they are (exactly what its trainer evaluates);
     // any other reads the text through its tokenizer, and bits are divided by the bytes each token stands for.
     const input = arch.readsBytes
-      ? { ids: text, tokenBytes: undefined, unit: 'bytes', description: `${weights}, byte-pooled, ${String(arch.extraInfo().chunking)} chunks` }
-      : {
-        ids: m.tokenizer.encode(new TextDecoder().decode(text)), unit: 'tokens', description: weights,
-        tokenBytes: Int32Array.from({ length: m.config.vocabSize }, (_, id) => m.tokenizer.tokenBytes(id).length),
-      };
-    const seqLen = Math.min(o.ctx ?? m.config.ctx, m.config.ctx, input.ids.length - 1);
-    if (seqLen < 1) throw new Error(`eval: '${o.data}' (${o.split === 'val' ? 'its last 10%' : 'all of it'}) is too short: ${input.ids.length} ${input.unit}`);
+      ? { ids: text, tokenBytes: undefined, unit: 'bytes' as const, description: `${weights}, byte-pooled, ${String(arch.extraInfo().chunking)} chunks` }
+      : { ...tokenizeForBpb(m.tokenizer, text, m.config.vocabSize), unit: 'tokens' as const, description: weights };
+    const seqLen = bpbWindowLength(input.ids.length, m.config.ctx, { ctx: o.ctx, what: `'${o.data}' (${o.split === 'val' ? 'its last 10%' : 'all of it'})`, unit: input.unit });
     const t0 = performance.now();
     const r = evaluateBpb(m.model, input.ids, { batch: o.batch, seqLen, tokenBytes: input.tokenBytes });
     const seconds = (performance.now() - t0) / 1000;

@@ -5,8 +5,8 @@ import { saveLoraAdapter } from '../io/lora-file.js';
 import { DEFAULT_LORA_TARGETS, parseLoraTargets } from '../models/lora.js';
 import { Graph } from '../tensor/tensor.js';
 import { DEFAULT_FINETUNE_LR, type FinetuneStep, finetune } from '../train/finetune.js';
-import { readJsonl, tokenizeExamples } from '../train/jsonl.js';
-import { formatDuration } from './train.js';
+import { loadExamples } from '../train/jsonl.js';
+import { formatDuration, log } from './progress.js';
 
 export interface FinetuneCliOptions {
   model: string;
@@ -30,16 +30,13 @@ export interface FinetuneCliOptions {
 }
 
 export async function runFinetune(o: FinetuneCliOptions, be: Backend): Promise<void> {
-  const log = (line: string) => process.stderr.write(line + '\n');
   if (o.steps !== undefined && o.epochs !== undefined) throw new Error('finetune: give --steps or --epochs, not both');
   if (!o.lora && (o.targets !== undefined)) throw new Error('finetune: --targets applies to LoRA: add --lora');
   const targets = parseLoraTargets(o.targets ?? DEFAULT_LORA_TARGETS.join(','));
   if (o.lora && !(o.alpha > 0)) throw new Error(`--alpha must be positive, got ${o.alpha}`);
   const base = await loadModel(o.model, { tokenizer: o.tokenizer });
-  const encode = (path: string) =>
-    tokenizeExamples(readJsonl(path), base.tokenizer, { ctx: base.config.ctx, bos: base.vocab.addBos ?? false, fileName: path, log });
-  const train = encode(o.data);
-  const test = o.test ? encode(o.test) : undefined;
+  const train = loadExamples(o.data, base, log);
+  const test = o.test ? loadExamples(o.test, base, log) : undefined;
   const lr = o.lr ?? (o.lora ? DEFAULT_FINETUNE_LR.lora : DEFAULT_FINETUNE_LR.full);
   const g = new Graph(be);
   let lastLine = 0;

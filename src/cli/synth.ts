@@ -3,14 +3,12 @@
  * model file, or an OpenAI-compatible endpoint) and writes it atomically; `stlm train --data` then trains
  * the student on it (a folder mixes it with real text).
  */
-import cliProgress from 'cli-progress';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Backend } from '../kernels/backend.js';
-import { loadModel } from '../io/model-file.js';
-import { EndpointTeacher, LocalTeacher, type SynthProgress, type TextTeacher, synthesizeCorpus } from '../train/synth.js';
+import { EndpointTeacher, type SynthProgress, type TextTeacher, loadLocalTeacher, parsePromptList, synthesizeCorpus } from '../train/synth.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
-import { formatDuration } from './train.js';
+import { Progress, formatDuration, log } from './progress.js';
 
 export interface SynthCliOptions {
   teacher?: string;
@@ -65,14 +63,12 @@ export async function runSynth(o: SynthCliOptions, makeBackend: () => Promise<Ba
   checkOut(o.out);
   let prompts: string[] | undefined;
   if (o.prompts !== undefined) {
-    prompts = readText(o.prompts, '--prompts').split(/\r?\n/).filter((l) => l.trim() !== '');
+    prompts = parsePromptList(readText(o.prompts, '--prompts'));
     if (!prompts.length) throw new Error(`--prompts: '${o.prompts}' has no prompts (one per line)`);
   }
   const seedText = o.seedText !== undefined ? readText(o.seedText, '--seed-text') : undefined;
   if (seedText !== undefined && !seedText.trim()) throw new Error(`--seed-text: '${o.seedText}' has no text to draw prompts from`);
 
-  const log = (line: string) => process.stderr.write(line + '\n');
-  let be: Backend | undefined;
   let teacher: TextTeacher;
   if (o.endpoint !== undefined) {
     let apiKey: string | undefined;
@@ -82,58 +78,34 @@ export async function runSynth(o: SynthCliOptions, makeBackend: () => Promise<Ba
     }
     teacher = new EndpointTeacher({ baseUrl: o.endpoint, model: o.endpointModel!, apiKey });
   } else {
-    const loaded = await loadModel(o.teacher!, { tokenizer: o.tokenizer, keepQuantized: true });
-    be = await makeBackend();
-    try {
-      teacher = new LocalTeacher(loaded, be, o.teacher!);
-    } catch (e) {
-      be.dispose();
-      throw e;
-    }
+    teacher = await loadLocalTeacher(o.teacher!, makeBackend, { tokenizer: o.tokenizer });
   }
 
   const source = prompts ? `${prompts.length} prompts from ${o.prompts}` : seedText !== undefined ? `prompts drawn from line starts of ${o.seedText}` : 'empty prompts (from BOS)';
   log(`synth: sampling ${fmtBytes(o.bytes)} bytes from ${teacher.name}: ${source}, max ${o.maxTokens} tokens, temperature ${o.temperature}, seed ${o.seed}`);
-  const bar = process.stderr.isTTY
-    ? new cliProgress.SingleBar({
-        format: 'bytes {value}/{total} |{bar}| {samples} samples | {bps} B/s | {elapsed} elapsed | ETA {eta}',
-        hideCursor: true, clearOnComplete: false, barsize: 20,
-      }, cliProgress.Presets.shades_classic)
-    : null;
-  let lastLine = 0, barStarted = false;
+  const progress = new Progress({
+    barFormat: 'bytes {value}/{total} |{bar}| {samples} samples | {bps} B/s | {elapsed} elapsed | ETA {eta}',
+    interruptMessage: 'interrupted: finishing the requests in flight and writing the corpus so far (Ctrl-C again to quit without writing)',
+  });
   const onProgress = (p: SynthProgress) => {
     const payload = { samples: p.samples, bps: Math.round(p.bytesPerSecond).toLocaleString('en-US'), elapsed: formatDuration(p.elapsedSeconds), eta: p.samples ? formatDuration(p.etaSeconds) : '?' };
-    const value = Math.min(p.bytes, p.targetBytes);
-    if (bar) {
-      if (!barStarted) bar.start(p.targetBytes, value, payload);
-      barStarted = true;
-      bar.update(value, payload);
-    } else if (p.samples > 0 && (p.samples === 1 || p.bytes >= p.targetBytes || performance.now() - lastLine > 10_000)) {
-      lastLine = performance.now();
-      log(`${p.samples} samples | ${fmtBytes(p.bytes)}/${fmtBytes(p.targetBytes)} bytes | ${payload.bps} B/s | ${payload.elapsed} elapsed | ETA ${payload.eta}`);
-    }
+    progress.update({
+      value: Math.min(p.bytes, p.targetBytes), total: p.targetBytes, payload, quiet: p.samples === 0, force: p.samples === 1 || p.bytes >= p.targetBytes,
+      line: () => `${p.samples} samples | ${fmtBytes(p.bytes)}/${fmtBytes(p.targetBytes)} bytes | ${payload.bps} B/s | ${payload.elapsed} elapsed | ETA ${payload.eta}`,
+    });
   };
-  let stopRequested = false;
-  const onSigint = () => {
-    if (stopRequested) process.exit(130);
-    stopRequested = true;
-    log('\ninterrupted: finishing the requests in flight and writing the corpus so far (Ctrl-C again to quit without writing)');
-  };
-  process.on('SIGINT', onSigint);
   try {
     const r = await synthesizeCorpus(teacher, {
       bytes: o.bytes, prompts, seedText, maxTokens: o.maxTokens, temperature: o.temperature, seed: o.seed, parallel: o.parallel,
-      onProgress, shouldStop: () => stopRequested,
+      onProgress, shouldStop: progress.shouldStop,
     });
-    bar?.stop();
+    progress.stop();
     if (r.samples === 0) throw new Error('synth: interrupted before the first sample; nothing written');
     await writeFileAtomic(o.out, r.text);
     log(`${r.stoppedEarly ? 'stopped' : 'done'}: ${r.samples} samples, ${fmtBytes(r.bytes)} bytes in ${formatDuration(r.seconds)}`);
     log(`wrote ${o.out}; train a student on it with: stlm train --data ${o.out} --out student.gguf --steps N`);
   } finally {
-    bar?.stop();
-    process.off('SIGINT', onSigint);
+    progress.close();
     teacher.close?.();
-    be?.dispose();
   }
 }

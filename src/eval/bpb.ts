@@ -6,6 +6,7 @@
  * model's. The trainer's validation, `stlm eval bpb` and the benchmarks all call this one function.
  */
 import type { LossModel } from '../models/model.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
 /** What evaluation needs of a model: its graph and training loss (models/model.ts; every architecture has them). */
 export type BpbModel = LossModel;
@@ -47,4 +48,24 @@ export function evaluateBpb(model: BpbModel, tokens: ArrayLike<number>, o: BpbOp
   }
   if (bytes === 0) throw new Error('eval: the scored tokens stand for no bytes of text (only special tokens)');
   return { bpb: nats / Math.LN2 / bytes, tokens: count };
+}
+
+/** Bytes of text per token id, for `BpbOptions.tokenBytes` (special tokens: 0). */
+export function tokenByteLengths(tok: Tokenizer, vocabSize = tok.vocabSize): Int32Array {
+  return Int32Array.from({ length: vocabSize }, (_, id) => tok.tokenBytes(id).length);
+}
+
+/** Text as evaluateBpb takes it through a tokenizer: the token ids and the bytes each id stands for. */
+export function tokenizeForBpb(tok: Tokenizer, text: Uint8Array, vocabSize = tok.vocabSize): { ids: Int32Array; tokenBytes: Int32Array } {
+  return { ids: tok.encode(new TextDecoder().decode(text)), tokenBytes: tokenByteLengths(tok, vocabSize) };
+}
+
+/**
+ * The window length to evaluate `tokens` ids with: `ctx` (default the model's), at most the model's
+ * context and the ids less one; an error naming `what` when not even one window fits.
+ */
+export function bpbWindowLength(tokens: number, modelCtx: number, o: { ctx?: number; what?: string; unit?: string } = {}): number {
+  const seqLen = Math.min(o.ctx ?? modelCtx, modelCtx, tokens - 1);
+  if (seqLen < 1) throw new Error(`eval: ${o.what ?? 'the text'} is too short: ${tokens} ${o.unit ?? 'tokens'}`);
+  return seqLen;
 }

@@ -4,7 +4,7 @@
  */
 import type { QuantizedWeight } from '../tensor/quant.js';
 import type { Graph } from '../tensor/tensor.js';
-import { BytePooled, POOLED_ARCHITECTURE, decoderConfig, isPooledConfig, pooledParameterCounts } from './byte-pooled.js';
+import { BytePooled, POOLED_ARCHITECTURE, decoderConfig, describePooled, isPooledConfig, pooledParameterCounts } from './byte-pooled.js';
 import { formatChunking } from './chunking.js';
 import { type LlamaConfig, headDim, parameterCount } from './config.js';
 import { Llama } from './llama.js';
@@ -51,6 +51,10 @@ export interface ArchitectureInfo {
   quantizable: boolean;
   /** Whether it reads raw bytes with no tokenizer (its evaluation then reads the file's bytes as they are). */
   readsBytes: boolean;
+  /** Whether it has next-token logits on the tape, so it can learn from a teacher's (distillation). */
+  distillable: boolean;
+  /** One line for training logs where the architecture needs one ('' for the plain Llama). */
+  summary: string;
   /** Lines describing its shape, for `stlm info`. */
   describe(): string[];
   /** Extra fields of `stlm info --json`. */
@@ -75,7 +79,7 @@ export function architectureOf(c: LlamaConfig): ArchitectureInfo {
   if (isPooledConfig(c)) {
     const n = pooledParameterCounts(c), p = c.pooling, dec = decoderConfig(c);
     return {
-      name: POOLED_ARCHITECTURE, parameters: n.total, portable: false, quantizable: false, readsBytes: true,
+      name: POOLED_ARCHITECTURE, parameters: n.total, portable: false, quantizable: false, readsBytes: true, distillable: false, summary: describePooled(c),
       describe: () => {
         const rule = p.rule === 'fixed' ? `every ${p.chunkBytes} bytes` : `at word boundaries (SpaceByte's rule), at most ${p.chunkBytes} bytes`;
         return [
@@ -91,7 +95,7 @@ export function architectureOf(c: LlamaConfig): ArchitectureInfo {
     };
   }
   return {
-    name: 'llama', parameters: parameterCount(c), portable: true, quantizable: true, readsBytes: false,
+    name: 'llama', parameters: parameterCount(c), portable: true, quantizable: true, readsBytes: false, distillable: true, summary: '',
     describe: () => [
       `model:      Llama, ${count(parameterCount(c))} parameters`,
       `shape:      ${blocksShape(c)}, ctx ${c.ctx}`,

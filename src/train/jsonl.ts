@@ -99,6 +99,14 @@ export function tokenizeExamples(examples: CompletionExample[], tok: Tokenizer, 
 }
 
 /** A padded batch: ids and targets [batch · seqLen], targets −1 on prompts and padding. */
+/**
+ * A JSONL file's examples tokenized for a model: its tokenizer, its context, BOS as its vocabulary
+ * says (add_bos_token).
+ */
+export function loadExamples(path: string, model: { tokenizer: Tokenizer; config: { ctx: number }; vocab: { addBos?: boolean } }, log?: (line: string) => void): TokenizedExample[] {
+  return tokenizeExamples(readJsonl(path), model.tokenizer, { ctx: model.config.ctx, bos: model.vocab.addBos ?? false, fileName: path, log });
+}
+
 export interface CompletionBatch {
   ids: Int32Array;
   targets: Int32Array;

@@ -11,7 +11,7 @@
 import { generate } from '../generate/generate.js';
 import type { Backend } from '../kernels/backend.js';
 import { modelFromBundle } from '../models/architectures.js';
-import type { LoadedModel } from '../io/model-file.js';
+import { type LoadedModel, loadModel } from '../io/model-file.js';
 import { Llama } from '../models/llama.js';
 import type { CausalLM } from '../models/model.js';
 import { Graph } from '../tensor/tensor.js';
@@ -58,6 +58,38 @@ export class LocalTeacher implements TextTeacher {
   close(): void {
     if (this.model instanceof Llama) for (const q of this.model.quantized.values()) q.dispose();
   }
+}
+
+/**
+ * A LocalTeacher from a model file, on a backend of its own made by `makeBackend` (only once the file has
+ * loaded); close() frees the weights and disposes that backend.
+ */
+export async function loadLocalTeacher(path: string, makeBackend: () => Promise<Backend>, o: { tokenizer?: string } = {}): Promise<TextTeacher> {
+  const loaded = await loadModel(path, { tokenizer: o.tokenizer, keepQuantized: true });
+  const be = await makeBackend();
+  let teacher: LocalTeacher;
+  try {
+    teacher = new LocalTeacher(loaded, be, path);
+  } catch (e) {
+    be.dispose();
+    throw e;
+  }
+  return {
+    name: teacher.name,
+    complete: (prompt, c) => teacher.complete(prompt, c),
+    close: () => {
+      try {
+        teacher.close();
+      } finally {
+        be.dispose();
+      }
+    },
+  };
+}
+
+/** A prompt list as text: one prompt per line, blank lines skipped. */
+export function parsePromptList(text: string): string[] {
+  return text.split(/\r?\n/).filter((l) => l.trim() !== '');
 }
 
 export interface EndpointOptions {

@@ -185,6 +185,7 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
   // shapes the schedule, and steps past it run at minLr. With --steps (and no --minutes) it is exact.
   const timeBudgeted = !!o.minutes && !o.steps;
   let warmStart = t0, warmStep = step;
+  let lastYield = performance.now();
   while (true) {
     if (plannedSteps && step >= plannedSteps && !timeBudgeted) break;
     if (performance.now() >= deadline) break;
@@ -233,6 +234,12 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
     const info: StepInfo = { step, totalSteps: total, loss, lr, dropout: model.dropoutRate, gradNorm, tokensPerSecond: tps, elapsedSeconds: elapsed, etaSeconds: eta, valBpb };
     o.onStep?.(info);
     if (o.saveEvery && step % o.saveEvery === 0) await save();
+    // A step never waits on I/O: yield to the event loop now and then so signal handlers (shouldStop's
+    // Ctrl-C) run within a step or so, not only at the next checkpoint.
+    if (o.shouldStop && performance.now() - lastYield > 100) {
+      await new Promise<void>((r) => setTimeout(r, 0));
+      lastYield = performance.now();
+    }
     if (o.shouldStop?.()) {
       stoppedEarly = true;
       log(`stopping at step ${step}: saving ${o.checkpointPath}`);
