@@ -1,7 +1,7 @@
 /**
  * Before/after of the whole model: this build's Llama and byte-pooled model against another build's
  * (a second checkout, e.g. `git worktree add ../base <commit> && (cd ../base && npm ci)`), in one
- * process, with rounds interleaved (A B A B …) so a busy shared host slows both sides alike. Both sides
+ * process, with rounds interleaved (A B, B A, …) so a busy shared host slows both sides alike. Both sides
  * build the same model from the same config and seed on their own backend (same threads, native kernels
  * as configured), then per round time:
  *   - prefill: one forward of a 256-token prompt into an empty KV cache;
@@ -146,11 +146,12 @@ export async function main(argv: string[]): Promise<void> {
       if (outs[0].length !== outs[1].length) maxDiff = Infinity;
       const times: number[][] = [[], []];
       for (let r = 0; r < rounds; r++) {
-        sides.forEach((s, i) => {
+        // A B, then B A: neither side always runs right after the other's garbage or cache state.
+        for (const i of r % 2 ? [1, 0] : [0, 1]) {
           const t0 = performance.now();
-          s[t].run();
+          sides[i][t].run();
           times[i].push(performance.now() - t0);
-        });
+        }
       }
       const [bm, om] = times.map(median);
       const row = { task: sides[0][t].name, base_ms: +bm.toFixed(2), ours_ms: +om.toFixed(2), speedup: +(bm / om).toFixed(3), ours_units_per_s: Math.round(sides[0][t].units / (om / 1000)), max_diff: maxDiff };
