@@ -14,12 +14,13 @@ import {
 } from '../formats/gguf.js';
 import { quantTypeOf } from '../dtypes/blocks.js';
 import type { QuantizedWeight } from '../tensor/quant.js';
-import { looksLikeLlama2c, readLlama2c } from '../formats/llama2c.js';
+import { looksLikeLlama2c } from '../formats/llama2c.js';
 import { tokenizerFromVocab } from '../tokenizers/from-vocab.js';
 import { byteToUnicode, byteVocab } from '../tokenizers/gpt2.js';
 import { readLlama2cTokenizer } from '../tokenizers/llama2c-tokenizer.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import type { VocabSpec } from '../tokenizers/vocab.js';
+import { readLlama2cModel } from './llama2c.js';
 import { vocabFromGguf, vocabToGguf } from './vocab-gguf.js';
 import { POOLED_ARCHITECTURE, isPooledConfig, pooledParameterShapes, validatePooledConfig } from '../models/byte-pooled.js';
 import type { ModelBundle } from '../models/bundle.js';
@@ -286,7 +287,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
   }
   if (format === 'safetensors') return hf(dirname(path));
   if (format === 'llama2c') {
-    const { config, weights } = readLlama2c(bytes, path);
+    const { config, weights } = readLlama2cModel(bytes, path);
     const vocab = (await tokenizerFile(config.vocabSize, findLlama2cTokenizer(dirname(path), config.vocabSize, join, existsSync))) ?? defaultVocab(config, path);
     return withTokenizer({ config, weights, vocab, format: 'llama2c' }, path);
   }
