@@ -9,7 +9,8 @@ import { writeLlama2cTokenizer } from '../tokenizers/llama2c-tokenizer.js';
 import { vocabToGguf } from './vocab-gguf.js';
 import { materializeSharing } from '../models/config.js';
 import { writeLlama2cModel } from './llama2c.js';
-import { HF_VOCAB_FILE, type ModelBundle, type ModelFormat, saveModel } from './model-file.js';
+import { saveModel } from './gguf-model.js';
+import { HF_VOCAB_FILE, type ModelBundle, type ModelFormat } from './model-file.js';
 
 export interface ExportOptions {
   /** Output format; by default from the path: .gguf, .bin (llama2.c), anything else a Hugging Face directory. */
