@@ -15,7 +15,8 @@ import { generate } from '../src/generate/generate.js';
 import { type LlamaCppModel, openLlamaCpp } from '../src/interop/llamacpp.js';
 import { createBackend } from '../src/kernels/index.js';
 import type { Backend } from '../src/kernels/backend.js';
-import { Llama2cError, readLlama2c, writeLlama2c } from '../src/formats/llama2c.js';
+import { Llama2cError, readLlama2c, readLlama2cHeader, writeLlama2c } from '../src/formats/llama2c.js';
+import { readLlama2cModel, writeLlama2cModel } from '../src/io/llama2c.js';
 import { exportModel } from '../src/io/export.js';
 import { PRESETS } from '../src/models/config.js';
 import { type LoadedModel, loadModel, parseGgufModel, saveModel } from '../src/io/model-file.js';
@@ -94,12 +95,28 @@ describe('llama2.c: stories260K against run.c', { skip: absent(STORIES) || absen
 
   test('write(read(file)) keeps every weight; the legacy layout is run.c\'s', () => {
     const bytes = new Uint8Array(readFileSync(STORIES));
-    const m = readLlama2c(bytes, STORIES);
-    const again = writeLlama2c(m.config, m.weights);
+    const m = readLlama2cModel(bytes, STORIES);
+    const again = writeLlama2cModel(m.config, m.weights);
     assert.equal(again.length, bytes.length);
-    sameWeights(readLlama2c(again, 'rewritten').weights, m.weights);
+    sameWeights(readLlama2cModel(again, 'rewritten').weights, m.weights);
     // The header and every weight are identical; only run.c's unused freq_cis tables are recomputed.
     assert.ok(Buffer.from(again.subarray(0, 28)).equals(Buffer.from(bytes.subarray(0, 28))));
+  });
+
+  test('the byte container: header fields as read, run.c\'s tensors, and write(read(file)) is the file', () => {
+    const bytes = new Uint8Array(readFileSync(STORIES));
+    const file = readLlama2c(bytes, STORIES);
+    assert.deepEqual(file.header, readLlama2cHeader(bytes, STORIES));
+    assert.deepEqual({ ...file.header }, { dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, vocabSize: 512, seqLen: 512, sharedClassifier: true, version: 0 });
+    assert.deepEqual([...file.tensors.keys()], ['token_embedding_table', 'rms_att_weight', 'wq', 'wk', 'wv', 'wo', 'rms_ffn_weight', 'w1', 'w2', 'w3', 'rms_final_weight', 'freq_cis_real', 'freq_cis_imag']);
+    assert.equal(file.tensors.get('wk')!.length, 5 * 32 * 64);
+    assert.ok(Buffer.from(writeLlama2c(file.header, file.tensors)).equals(Buffer.from(bytes)));
+    // The model writer's bytes are the container's with export.py's freq_cis tables.
+    const m = readLlama2cModel(bytes, STORIES);
+    const tensors = new Map(file.tensors);
+    tensors.delete('freq_cis_real');
+    tensors.delete('freq_cis_imag');
+    assert.ok(Buffer.from(writeLlama2c(file.header, tensors)).equals(Buffer.from(writeLlama2cModel(m.config, m.weights))));
   });
 });
 
@@ -111,15 +128,15 @@ describe('llama2.c reader: bad input', () => {
     for (const [name, n] of [['token_embd.weight', 128], ['blk.0.attn_norm.weight', 8], ['blk.0.attn_q.weight', 64], ['blk.0.attn_k.weight', 32], ['blk.0.attn_v.weight', 32], ['blk.0.attn_output.weight', 64], ['blk.0.ffn_norm.weight', 8], ['blk.0.ffn_gate.weight', 96], ['blk.0.ffn_up.weight', 96], ['blk.0.ffn_down.weight', 96], ['output_norm.weight', 8], ['output.weight', 128]] as const) {
       w.set(name, Float32Array.from({ length: n }, () => rng.normal()));
     }
-    return { cfg, w, bytes: writeLlama2c(cfg, w) };
+    return { cfg, w, bytes: writeLlama2cModel(cfg, w) };
   };
   const rejects = (bytes: Uint8Array, re: RegExp) =>
-    assert.throws(() => readLlama2c(bytes, 'bad.bin'), (e: unknown) => e instanceof Llama2cError && e.message.startsWith('bad.bin: ') && re.test(e.message));
+    assert.throws(() => readLlama2cModel(bytes, 'bad.bin'), (e: unknown) => e instanceof Llama2cError && e.message.startsWith('bad.bin: ') && re.test(e.message));
 
   test('an untied model round-trips (negative vocab in the header)', () => {
     const { cfg, w, bytes } = small();
     assert.equal(new DataView(bytes.buffer).getInt32(20, true), -16);
-    const m = readLlama2c(bytes, 'small.bin');
+    const m = readLlama2cModel(bytes, 'small.bin');
     assert.deepEqual(m.config, cfg);
     sameWeights(m.weights, w);
   });
@@ -140,6 +157,25 @@ describe('llama2.c reader: bad input', () => {
     rejects(nan, /token_embd.weight holds a non-finite value at index 5/);
   });
 
+  test('version 1 (written by the container) reads back as the same model', () => {
+    const { cfg, w, bytes } = small();
+    const v0 = readLlama2c(bytes, 'small.bin');
+    const tensors = new Map(v0.tensors);
+    tensors.delete('freq_cis_real');
+    tensors.delete('freq_cis_imag');
+    const v1 = writeLlama2c({ ...v0.header, version: 1 }, tensors);
+    assert.equal(v1.length, 256 + (bytes.length - 28) - 4 * 8 * 4); // no freq_cis tables (2 × 8 × 2 floats)
+    assert.equal(new DataView(v1.buffer).getUint32(0, true), 0x616b3432);
+    assert.equal(new DataView(v1.buffer).getInt32(28, true), 16, 'version 1 keeps the vocabulary positive');
+    assert.equal(v1[36], 0, 'shared_classifier');
+    const m = readLlama2cModel(v1, 'v1.bin');
+    assert.equal(m.version, 1);
+    assert.deepEqual(m.config, cfg);
+    sameWeights(m.weights, w);
+    assert.ok(Buffer.from(writeLlama2c(readLlama2c(v1, 'v1.bin').header, readLlama2c(v1, 'v1.bin').tensors)).equals(Buffer.from(v1)));
+    assert.throws(() => writeLlama2c(v0.header, new Map([...tensors].filter(([k]) => k !== 'wq'))), /cannot write llama2.c: tensor wq is missing/);
+  });
+
   test('fuzz: 3000 seeded flips and truncations either parse or raise a Llama2cError', () => {
     const { bytes } = small();
     const rng = new Rng(2026);
@@ -149,9 +185,14 @@ describe('llama2.c reader: bad input', () => {
       const flips = 1 + Math.floor(rng.next() * 4);
       for (let f = 0; f < flips && b.length; f++) b[Math.floor(rng.next() * Math.min(b.length, 64))] = Math.floor(rng.next() * 256);
       try {
-        readLlama2c(b, 'fuzz.bin');
+        readLlama2cModel(b, 'fuzz.bin');
       } catch (e) {
         assert.ok(e instanceof Llama2cError, `case ${i}: ${String(e)}`);
+      }
+      try {
+        readLlama2c(b, 'fuzz.bin'); // the byte container alone
+      } catch (e) {
+        assert.ok(e instanceof Llama2cError, `case ${i} (container): ${String(e)}`);
       }
     }
   });

@@ -7,7 +7,8 @@
 import { existsSync } from 'node:fs';
 import { GGML_TYPE, type GgufTensorInput, type GgufValue, getTensor, gguf, metaArray, metaNumber, tensorToF32 } from '../formats/gguf.js';
 import type { LlamaConfig } from '../models/config.js';
-import { loadModel, modelMetadata, modelTensors } from './model-file.js';
+import { modelMetadata, modelTensors } from './gguf-model.js';
+import { loadModel } from './model-file.js';
 import type { VocabSpec } from '../tokenizers/vocab.js';
 
 export interface Checkpoint {

@@ -4,12 +4,13 @@
  * as a vocab-only GGUF beside them). Every file is written to a temporary name, then renamed.
  */
 import { GGML_TYPE, writeGgufFile } from '../formats/gguf.js';
-import { writeLlama2c } from '../formats/llama2c.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { writeLlama2cTokenizer } from '../tokenizers/llama2c-tokenizer.js';
 import { vocabToGguf } from './vocab-gguf.js';
 import { materializeSharing } from '../models/config.js';
-import { HF_VOCAB_FILE, type ModelBundle, type ModelFormat, saveModel } from './model-file.js';
+import { writeLlama2cModel } from './llama2c.js';
+import { saveModel } from './gguf-model.js';
+import { HF_VOCAB_FILE, type ModelBundle, type ModelFormat } from './model-file.js';
 
 export interface ExportOptions {
   /** Output format; by default from the path: .gguf, .bin (llama2.c), anything else a Hugging Face directory. */
@@ -42,7 +43,7 @@ export async function exportModel(path: string, bundle: ModelBundle, o: ExportOp
   if (format === 'llama2c') {
     if (type !== 'f32') throw new Error(`llama2.c export: only f32 is supported (got ${type})`);
     const written = [path];
-    await writeFileAtomic(path, writeLlama2c(m.config, m.weights));
+    await writeFileAtomic(path, writeLlama2cModel(m.config, m.weights));
     // run.c reads the vocabulary from a separate file; only SentencePiece-style vocabularies fit its format.
     if (m.vocab.model === 'llama') {
       const tokPath = join(dirname(path), `tok${m.config.vocabSize}.bin`);
