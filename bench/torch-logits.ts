@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from '../src/formats/gguf.js';
-import { exportHf, importHf, permuteQkHfToGguf } from '../src/formats/hf-llama.js';
+import { exportHf, importHf, permuteQkHfToGguf } from '../src/io/hf-llama.js';
 import type { SafetensorsFloatDtype } from '../src/formats/safetensors.js';
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';

@@ -8,7 +8,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { type HfFileLookup, HfFormatError, importHf, importHfFromFiles } from '../src/formats/hf-llama.js';
+import { type HfFileLookup, HfFormatError, importHf, importHfFromFiles } from '../src/io/hf-llama.js';
 import { SafetensorsError, readSafetensors, tensorBytes } from '../src/formats/safetensors.js';
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';

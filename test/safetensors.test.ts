@@ -10,7 +10,7 @@ import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from '../src/formats/ggu
 import {
   HfFormatError, exportHf, ggufTensorName, hfConfigFromLlama, hfTensorName, hfWeightsFromLlama, importHf, llamaFromHfConfig,
   permuteQkGgufToHf, permuteQkHfToGguf,
-} from '../src/formats/hf-llama.js';
+} from '../src/io/hf-llama.js';
 import {
   MAX_HEADER_BYTES, SafetensorsError, type SafetensorsTensorInput, getTensorInfo, readSafetensors, tensorToF32, writeSafetensors,
 } from '../src/formats/safetensors.js';

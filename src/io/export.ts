@@ -52,7 +52,7 @@ export async function exportModel(path: string, bundle: ModelBundle, o: ExportOp
     }
     return written;
   }
-  const { exportHf } = await import('../formats/hf-llama.js');
+  const { exportHf } = await import('./hf-llama.js');
   await exportHf(m.config, m.weights, path, { dtype: type === 'f16' ? 'F16' : type === 'bf16' ? 'BF16' : 'F32' });
   const vocabPath = join(path, HF_VOCAB_FILE);
   await writeGgufFile(vocabPath, vocabToGguf(m.vocab), []);

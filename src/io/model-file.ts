@@ -102,7 +102,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     return p === undefined ? undefined : readTokenizerFile(await read(p, 'tokenizer file'), p, vocabSize);
   };
   const hf = async (dir: string) => {
-    const { importHf } = await import('../formats/hf-llama.js');
+    const { importHf } = await import('./hf-llama.js');
     const { config, weights } = await importHf(dir);
     const beside = join(dir, HF_VOCAB_FILE);
     const vocab = (await tokenizerFile(config.vocabSize, existsSync(beside) ? beside : undefined)) ?? defaultVocab(config, dir);

@@ -24,7 +24,7 @@
  */
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { type LlamaConfig, headDim, parameterShapes, validateConfig } from '../models/config.js';
-import { type SafetensorsFloatDtype, parseJsonStrict, readSafetensors, tensorToF32, writeSafetensors } from './safetensors.js';
+import { type SafetensorsFloatDtype, parseJsonStrict, readSafetensors, tensorToF32, writeSafetensors } from '../formats/safetensors.js';
 
 /** A config.json or a checkpoint directory that stlm cannot read as a LlamaForCausalLM. */
 export class HfFormatError extends Error {
