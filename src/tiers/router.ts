@@ -1,0 +1,284 @@
+/**
+ * The router: a LanguageModel over several tiers that picks one per request under the request's
+ * constraints, and records why (LiteLLM-style decisions as data). Two policies:
+ *   - cheapest: the cheapest tier whose declared numbers fit the constraints answers;
+ *   - cascade: the cheapest fitting tier answers first; when its confidence in its own answer is under
+ *     the threshold (mean token log-probability of a generation; for a multiple-choice request, the
+ *     margin between the two best choices' log-likelihoods), the next fitting tier answers instead.
+ * Either way a tier that fails or times out falls back to the next one. Every decision is returned
+ * with the result (`route`) and passed to `onDecision` (a log line).
+ */
+import type { ContinuationScore, GenerateInput, GenerateOptions, GenerateResult, GenerateStream, LanguageModel, LanguageModelInfo, Tier } from './types.js';
+
+/** One tier as the router sees it: the model and what is declared or measured of it. */
+export interface RouteTier {
+  name: string;
+  model: LanguageModel;
+  tier: Tier;
+  /** US dollars per million tokens (0 for a local model). */
+  price?: { prompt: number; completion: number };
+  /** Typical latency of a request, declared or measured (ms). */
+  latencyMs?: number;
+  /** Memory the model needs on this machine (bytes; 0 or absent for a remote one). */
+  memoryBytes?: number;
+  /** Quality in 0..1 (e.g. measured accuracy on the user's task). */
+  quality?: number;
+  /** Whether it runs without a network (local and llama.cpp tiers). */
+  offline: boolean;
+}
+
+/** Limits a request puts on the choice; a tier whose declared numbers break one is skipped, with the reason. */
+export interface RouteConstraints {
+  maxLatencyMs?: number;
+  maxCostUsd?: number;
+  minQuality?: number;
+  memoryBudgetBytes?: number;
+  offlineOnly?: boolean;
+}
+
+export interface RouterOptions {
+  policy: 'cheapest' | 'cascade';
+  /**
+   * Cascade: escalate when confidence is under this. For a generation, the mean log-probability of its
+   * tokens (e.g. −1.5); for a multiple-choice request, the log-likelihood margin of the best choice
+   * over the second (e.g. 1.0).
+   */
+  threshold?: number;
+  choiceThreshold?: number;
+  /** Applied to every request unless the request gives its own. */
+  constraints?: RouteConstraints;
+  /** Called with every decision (for a log line). */
+  onDecision?: (d: RouteDecision) => void;
+}
+
+/** One tier's part in a decision. */
+export interface RouteAttempt {
+  tier: string;
+  outcome: 'answered' | 'escalated' | 'failed' | 'skipped';
+  /** Why: the broken constraint, the error, or the confidence against the threshold. */
+  reason: string;
+  estimatedCostUsd?: number;
+  estimatedLatencyMs?: number;
+  costUsd?: number;
+  latencyMs?: number;
+  confidence?: number;
+}
+
+export interface RouteDecision {
+  /** The tier that answered. */
+  tier: string;
+  /** One line: why that tier. */
+  reason: string;
+  attempts: RouteAttempt[];
+  /** Cost and latency of the whole request, all attempts together. */
+  costUsd: number;
+  latencyMs: number;
+}
+
+export type RoutedResult = GenerateResult & { route: RouteDecision };
+
+/** A request every tier refused or failed: the decision says why for each. */
+export class RouteError extends Error {
+  override name = 'RouteError';
+  constructor(message: string, readonly decision: RouteDecision) {
+    super(message);
+  }
+}
+
+/** What a request is expected to cost on a tier: tokens in (estimated as bytes / 4 unless counted) and maxTokens out. */
+export function estimateCost(t: RouteTier, promptTokens: number, maxTokens: number): number {
+  const p = t.price ?? { prompt: 0, completion: 0 };
+  return (promptTokens * p.prompt + maxTokens * p.completion) / 1e6;
+}
+
+const text = (input: GenerateInput): string => input.prompt ?? input.messages.map((m) => m.content).join('\n');
+
+/** Prompt tokens before a tier has tokenized anything: UTF-8 bytes / 4, the usual rule of thumb for BPE vocabularies. */
+const estimateTokens = (s: string): number => Math.ceil(new TextEncoder().encode(s).length / 4);
+
+export class Router implements LanguageModel {
+  constructor(
+    readonly tiers: RouteTier[],
+    readonly options: RouterOptions,
+  ) {
+    if (tiers.length === 0) throw new Error('router: no tiers');
+    const names = new Set<string>();
+    for (const t of tiers) {
+      if (names.has(t.name)) throw new Error(`router: two tiers are named '${t.name}'`);
+      names.add(t.name);
+    }
+    if (options.policy === 'cascade' && options.threshold === undefined && options.choiceThreshold === undefined) {
+      throw new Error('router: the cascade policy needs a threshold (mean log-probability) or a choiceThreshold (log-likelihood margin)');
+    }
+  }
+
+  info(): LanguageModelInfo {
+    return { name: 'auto', tier: 'tiny', provider: 'router', runsOn: `router over ${this.tiers.map((t) => t.name).join(', ')}` };
+  }
+
+  /**
+   * The tiers that may answer, in the order they would be tried (cheapest estimate first, then lower
+   * latency), and the attempts recording each skipped tier's reason.
+   */
+  plan(promptTokens: number, maxTokens: number, constraints: RouteConstraints = this.options.constraints ?? {}): { order: RouteTier[]; skipped: RouteAttempt[] } {
+    const c = constraints, order: RouteTier[] = [], skipped: RouteAttempt[] = [];
+    for (const t of this.tiers) {
+      const cost = estimateCost(t, promptTokens, maxTokens);
+      const why =
+        c.offlineOnly && !t.offline ? 'needs the network (offline only)'
+        : c.memoryBudgetBytes !== undefined && (t.memoryBytes ?? 0) > c.memoryBudgetBytes ? `needs ${t.memoryBytes} bytes, over the memory budget of ${c.memoryBudgetBytes}`
+        : c.minQuality !== undefined && (t.quality ?? 0) < c.minQuality ? `quality ${t.quality ?? 'unknown'} under the minimum ${c.minQuality}`
+        : c.maxCostUsd !== undefined && cost > c.maxCostUsd ? `estimated $${cost.toPrecision(3)} over the maximum $${c.maxCostUsd}`
+        : c.maxLatencyMs !== undefined && t.latencyMs !== undefined && t.latencyMs > c.maxLatencyMs ? `latency ${t.latencyMs} ms over the maximum ${c.maxLatencyMs} ms`
+        : '';
+      if (why) skipped.push({ tier: t.name, outcome: 'skipped', reason: why, estimatedCostUsd: cost, estimatedLatencyMs: t.latencyMs });
+      else order.push(t);
+    }
+    const cost = (t: RouteTier) => estimateCost(t, promptTokens, maxTokens);
+    order.sort((a, b) => cost(a) - cost(b) || (a.latencyMs ?? 0) - (b.latencyMs ?? 0) || (a.quality ?? 0) - (b.quality ?? 0));
+    return { order, skipped };
+  }
+
+  /** The decision the router would make for this request, without running it (`stlm route --explain`). */
+  explain(input: GenerateInput, o: GenerateOptions & { constraints?: RouteConstraints } = {}): RouteDecision {
+    const promptTokens = estimateTokens(text(input)), maxTokens = o.maxTokens ?? 256;
+    const { order, skipped } = this.plan(promptTokens, maxTokens, o.constraints);
+    const first = order[0];
+    const planned: RouteAttempt[] = order.map((t, i) => ({
+      tier: t.name, outcome: i === 0 ? 'answered' : 'escalated', reason: i === 0 ? this.firstReason(t, order.length) : 'next if the tier before it is unsure or fails',
+      estimatedCostUsd: estimateCost(t, promptTokens, maxTokens), estimatedLatencyMs: t.latencyMs,
+    }));
+    return {
+      tier: first?.name ?? '', reason: first ? this.firstReason(first, order.length) : 'no tier fits the constraints',
+      attempts: [...skipped, ...planned], costUsd: 0, latencyMs: 0,
+    };
+  }
+
+  /** Whether tier i of n streams its text as it comes: always, except a cascade's tiers before the last, whose answer may be dropped. */
+  private streams(i: number, n: number): boolean {
+    return this.options.policy !== 'cascade' || i === n - 1;
+  }
+
+  /** The decision record, with a one-line reason naming any fallback; passed to onDecision. */
+  private decision(tier: string | undefined, attempts: RouteAttempt[], costUsd: number, t0: number): RouteDecision {
+    const failed = attempts.filter((a) => a.outcome === 'failed');
+    const answer = attempts.find((a) => a.tier === tier && a.outcome === 'answered') ?? attempts.filter((a) => a.tier === tier).at(-1);
+    const reason = !tier ? attempts.map((a) => `${a.tier}: ${a.reason}`).join('; ') || 'no tiers fit'
+      : `${answer?.reason ?? ''}${failed.length ? ` (after ${failed.map((a) => `${a.tier} failed: ${a.reason}`).join('; ')})` : ''}`;
+    const d: RouteDecision = { tier: tier ?? '', reason, attempts, costUsd, latencyMs: performance.now() - t0 };
+    this.options.onDecision?.(d);
+    return d;
+  }
+
+  private firstReason(t: RouteTier, fitting: number): string {
+    const policy = this.options.policy === 'cascade' ? `cascade (escalates under ${this.options.threshold ?? this.options.choiceThreshold})` : 'cheapest that fits';
+    return `${policy}: ${t.name} is the cheapest of ${fitting} fitting tier${fitting === 1 ? '' : 's'}`;
+  }
+
+  async generate(input: GenerateInput, o: GenerateOptions & { constraints?: RouteConstraints } = {}): Promise<RoutedResult> {
+    const t0 = performance.now();
+    const promptTokens = estimateTokens(text(input));
+    const { order, skipped } = this.plan(promptTokens, o.maxTokens ?? 256, o.constraints);
+    const attempts: RouteAttempt[] = [...skipped];
+    let costUsd = 0;
+    let last: GenerateResult | undefined, lastTier: RouteTier | undefined;
+    for (const [i, t] of order.entries()) {
+      const started = performance.now();
+      const estimate = { estimatedCostUsd: estimateCost(t, promptTokens, o.maxTokens ?? 256), estimatedLatencyMs: t.latencyMs };
+      let r: GenerateResult;
+      try {
+        // Only the answer that is kept streams to the caller: a cascade holds text back until it decides.
+        r = await t.model.generate(input, { ...o, onText: this.streams(i, order.length) ? o.onText : undefined });
+      } catch (e) {
+        if ((e as Error).name === 'AbortError') throw e;
+        attempts.push({ tier: t.name, outcome: 'failed', reason: (e as Error).message.split('\n')[0], ...estimate, latencyMs: performance.now() - started });
+        continue;
+      }
+      costUsd += r.costUsd;
+      last = r;
+      lastTier = t;
+      const confidence = r.meanLogprob;
+      const unsure = this.options.policy === 'cascade' && this.options.threshold !== undefined && confidence !== undefined && confidence < this.options.threshold && i < order.length - 1;
+      const reason = this.options.policy !== 'cascade' ? 'cheapest that fits'
+        : confidence === undefined ? 'answered (this tier reports no log-probabilities, so no confidence to check)'
+        : unsure ? `mean log-probability ${confidence.toFixed(3)} under the threshold ${this.options.threshold}` : `mean log-probability ${confidence.toFixed(3)} at or over the threshold ${this.options.threshold ?? '-'}`;
+      attempts.push({ tier: t.name, outcome: unsure ? 'escalated' : 'answered', reason, ...estimate, costUsd: r.costUsd, latencyMs: performance.now() - started, confidence });
+      if (!unsure) {
+        if (!this.streams(i, order.length)) o.onText?.(r.text);
+        break;
+      }
+    }
+    // Every tier after an unsure one failed: the unsure answer is the best there is.
+    if (last && attempts.at(-1)?.outcome !== 'answered' && !this.streams(order.indexOf(lastTier!), order.length)) o.onText?.(last.text);
+    const decision = this.decision(lastTier?.name, attempts, costUsd, t0);
+    if (!last || !lastTier) throw new RouteError(`router: no tier answered (${decision.reason})`, decision);
+    return { ...last, costUsd, model: lastTier.name, route: decision };
+  }
+
+  async *stream(input: GenerateInput, o: GenerateOptions & { constraints?: RouteConstraints } = {}): GenerateStream {
+    const pieces: string[] = [];
+    let wake: (() => void) | undefined;
+    let done = false;
+    const result = this.generate(input, { ...o, onText: (t) => { pieces.push(t); wake?.(); } }).finally(() => {
+      done = true;
+      wake?.();
+    });
+    result.catch(() => undefined); // awaited below
+    while (!done || pieces.length) {
+      if (pieces.length) yield pieces.shift()!;
+      else await new Promise<void>((res) => (wake = res));
+    }
+    return await result;
+  }
+
+  /**
+   * Multiple choice: the index of the best continuation and the decision. With the cascade, a tier whose
+   * margin (best log-likelihood minus the second) is under choiceThreshold hands the item to the next.
+   */
+  async choose(context: string, choices: string[], o: { constraints?: RouteConstraints; normalize?: 'none' | 'bytes' } = {}): Promise<{ index: number; scores: ContinuationScore[]; route: RouteDecision }> {
+    const t0 = performance.now();
+    const { order, skipped } = this.plan(estimateTokens(context), 1, o.constraints);
+    const attempts: RouteAttempt[] = [...skipped];
+    let best: { index: number; scores: ContinuationScore[]; tier: string } | undefined;
+    for (const [i, t] of order.entries()) {
+      const started = performance.now();
+      let scores: ContinuationScore[];
+      try {
+        scores = await t.model.score(context, choices);
+      } catch (e) {
+        attempts.push({ tier: t.name, outcome: 'failed', reason: (e as Error).message.split('\n')[0], latencyMs: performance.now() - started });
+        continue;
+      }
+      const values = scores.map((s, j) => (o.normalize === 'bytes' ? s.logprob / Math.max(1, new TextEncoder().encode(choices[j]).length) : s.logprob));
+      const ranked = values.map((v, j) => [v, j] as const).sort((a, b) => b[0] - a[0]);
+      const margin = ranked.length > 1 ? ranked[0][0] - ranked[1][0] : Infinity;
+      best = { index: ranked[0][1], scores, tier: t.name };
+      const unsure = this.options.policy === 'cascade' && this.options.choiceThreshold !== undefined && margin < this.options.choiceThreshold && i < order.length - 1;
+      attempts.push({
+        tier: t.name, outcome: unsure ? 'escalated' : 'answered', confidence: margin, latencyMs: performance.now() - started,
+        reason: this.options.policy !== 'cascade' ? 'cheapest that fits' : `margin ${margin.toFixed(3)} ${unsure ? 'under' : 'at or over'} the threshold ${this.options.choiceThreshold}`,
+      });
+      if (!unsure) break;
+    }
+    const decision = this.decision(best?.tier, attempts, 0, t0);
+    if (!best) throw new RouteError(`router: no tier could score the choices (${decision.reason})`, decision);
+    return { index: best.index, scores: best.scores, route: decision };
+  }
+
+  /** Scores with the cheapest fitting tier that can (falling back past those that cannot). */
+  async score(context: string, continuations: string[]): Promise<ContinuationScore[]> {
+    return (await this.choose(context, continuations)).scores;
+  }
+
+  async tokenize(text: string): Promise<number[]> {
+    return this.plan(0, 0).order[0]?.model.tokenize(text) ?? [];
+  }
+
+  async countTokens(text: string): Promise<number> {
+    return (await this.tokenize(text)).length;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.tiers.map((t) => t.model.close()));
+  }
+}
