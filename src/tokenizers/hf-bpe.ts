@@ -37,11 +37,18 @@ const CUT_MIN = 48;
 
 export class HfBpe {
   readonly vocab: Map<string, number>;
-  private readonly stride: number;
-  /** (left id * stride + right id) -> rank; a pair listed twice keeps its last rank, as the Rust HashMap does. */
-  private readonly pairRank = new Map<number, number>();
+  /** (left id, right id) -> rank; a pair listed twice keeps its last rank, as the Rust HashMap does. */
+  private readonly pairRank: PairTable;
   /** rank -> id of the merged token. */
   private readonly mergedId: Int32Array;
+  /** Scratch arrays for mergeAll, grown as needed. */
+  private sym = new Int32Array(64);
+  private prev = new Int32Array(64);
+  private next = new Int32Array(64);
+  private alive = new Uint8Array(64);
+  private readonly heap = new MergeHeap();
+  /** Per BMP code point: 0 not looked up yet, 1 a token of its own, 2 not. */
+  private readonly charKnown = new Uint8Array(0x10000);
   private readonly byteIds: Int32Array;
   private readonly prefix: string;
   private readonly suffix: string;
@@ -55,9 +62,6 @@ export class HfBpe {
   /** Throws an Error naming the merge (by index) whose parts or result are not in the vocabulary. */
   constructor(private readonly config: HfBpeConfig, fail: (path: string, msg: string) => never) {
     this.vocab = config.vocab;
-    let maxId = 0;
-    for (const id of this.vocab.values()) if (id > maxId) maxId = id;
-    this.stride = maxId + 1;
     this.prefix = config.continuingSubwordPrefix ?? '';
     this.suffix = config.endOfWordSuffix ?? '';
     this.unkId = config.unkToken === null ? undefined : this.vocab.get(config.unkToken);
@@ -70,6 +74,7 @@ export class HfBpe {
     let fallbackMerges = false;
     const junctions = new Set<number>();
     this.mergedId = new Int32Array(config.merges.length);
+    this.pairRank = new PairTable(config.merges.length);
     config.merges.forEach(([a, b], rank) => {
       const aId = this.vocab.get(a);
       const bId = this.vocab.get(b);
@@ -78,7 +83,7 @@ export class HfBpe {
       const merged = a + (b.startsWith(this.prefix) ? b.slice(this.prefix.length) : b);
       const newId = this.vocab.get(merged);
       if (newId === undefined) fail(`model.merges[${rank}]`, `makes '${merged}', which is not in model.vocab`);
-      this.pairRank.set(aId * this.stride + bId, rank);
+      this.pairRank.set(aId, bId, rank);
       this.mergedId[rank] = newId;
       if (special.has(aId) || special.has(bId)) fallbackMerges = true;
       if (a.length > 0 && b.length > 0) junctions.add(a.codePointAt(a.length - (isLowSurrogate(a, a.length - 1) ? 2 : 1))! * 0x110000 + b.codePointAt(0)!);
@@ -105,11 +110,10 @@ export class HfBpe {
     }
     let start = 0;
     let prev = word.codePointAt(0)!;
-    let prevKnown = this.vocab.has(String.fromCodePoint(prev));
+    let prevKnown = this.isToken(prev);
     for (let i = prev > 0xffff ? 2 : 1; i < word.length;) {
       const cp = word.codePointAt(i)!;
-      const ch = String.fromCodePoint(cp);
-      const known = this.vocab.has(ch);
+      const known = this.isToken(cp);
       let cut: boolean;
       if (prevKnown && known) cut = !this.junctions.has(prev * 0x110000 + cp);
       else if (prevKnown || known) cut = !this.fallbackMerges; // a byte-fallback/unknown symbol next to a known one
@@ -120,9 +124,17 @@ export class HfBpe {
       }
       prev = cp;
       prevKnown = known;
-      i += ch.length;
+      i += cp > 0xffff ? 2 : 1;
     }
     this.cache.append(word.slice(start), out);
+  }
+
+  /** Whether the character `cp` alone is a token. */
+  private isToken(cp: number): boolean {
+    if (cp > 0xffff) return this.vocab.has(String.fromCodePoint(cp));
+    let k = this.charKnown[cp];
+    if (k === 0) this.charKnown[cp] = k = this.vocab.has(String.fromCharCode(cp)) ? 1 : 2;
+    return k === 1;
   }
 
   /** merge_word + merge_all for one word: its ids. */
@@ -171,18 +183,24 @@ export class HfBpe {
     const n = c.length;
     if (n < 2) return c;
     if (n >= POS_BITS) throw new HfBpeError(`a pre-token of ${n} symbols is too long to merge`);
-    const sym = Int32Array.from(c);
-    const prev = new Int32Array(n);
-    const next = new Int32Array(n);
-    const alive = new Uint8Array(n).fill(1);
+    if (this.sym.length < n) {
+      const size = Math.max(n, 2 * this.sym.length);
+      this.sym = new Int32Array(size);
+      this.prev = new Int32Array(size);
+      this.next = new Int32Array(size);
+      this.alive = new Uint8Array(size);
+    }
+    const { sym, prev, next, alive, heap, pairRank, mergedId } = this;
     for (let i = 0; i < n; i++) {
+      sym[i] = c[i];
       prev[i] = i - 1;
       next[i] = i + 1 < n ? i + 1 : -1;
+      alive[i] = 1;
     }
-    const heap = new MergeHeap();
+    heap.clear();
     for (let i = 0; i + 1 < n; i++) {
-      const rank = this.pairRank.get(sym[i] * this.stride + sym[i + 1]);
-      if (rank !== undefined) heap.push(rank * POS_BITS + i, this.mergedId[rank]);
+      const rank = pairRank.get(sym[i], sym[i + 1]);
+      if (rank >= 0) heap.push(rank * POS_BITS + i, mergedId[rank]);
     }
     while (heap.size > 0) {
       const key = heap.topKey();
@@ -192,26 +210,61 @@ export class HfBpe {
       if (!alive[pos]) continue;
       const right = next[pos];
       if (right < 0) continue;
-      const rank = this.pairRank.get(sym[pos] * this.stride + sym[right]);
-      if (rank === undefined || this.mergedId[rank] !== newId) continue; // stale entry
+      const rank = pairRank.get(sym[pos], sym[right]);
+      if (rank < 0 || mergedId[rank] !== newId) continue; // stale entry
       sym[pos] = newId;
       alive[right] = 0;
       next[pos] = next[right];
       if (next[right] >= 0) prev[next[right]] = pos;
       const p = prev[pos];
       if (p >= 0) {
-        const r = this.pairRank.get(sym[p] * this.stride + newId);
-        if (r !== undefined) heap.push(r * POS_BITS + p, this.mergedId[r]);
+        const r = pairRank.get(sym[p], newId);
+        if (r >= 0) heap.push(r * POS_BITS + p, mergedId[r]);
       }
       const q = next[pos];
       if (q >= 0) {
-        const r = this.pairRank.get(newId * this.stride + sym[q]);
-        if (r !== undefined) heap.push(r * POS_BITS + pos, this.mergedId[r]);
+        const r = pairRank.get(newId, sym[q]);
+        if (r >= 0) heap.push(r * POS_BITS + pos, mergedId[r]);
       }
     }
     const out: number[] = [];
     for (let i = 0; i >= 0; i = next[i]) out.push(sym[i]);
     return out;
+  }
+}
+
+/** An open-addressing hash table from a pair of ids to a rank (-1 when absent). */
+class PairTable {
+  private readonly mask: number;
+  private readonly left: Int32Array;
+  private readonly right: Int32Array;
+  private readonly value: Int32Array;
+
+  constructor(entries: number) {
+    let cap = 16;
+    while (cap < entries * 2) cap *= 2;
+    this.mask = cap - 1;
+    this.left = new Int32Array(cap).fill(-1);
+    this.right = new Int32Array(cap);
+    this.value = new Int32Array(cap);
+  }
+
+  private slot(a: number, b: number): number {
+    let i = (Math.imul(a, 0x9e3779b1) ^ Math.imul(b + 0x7f4a7c15, 0x85ebca77)) & this.mask;
+    while (this.left[i] !== -1 && (this.left[i] !== a || this.right[i] !== b)) i = (i + 1) & this.mask;
+    return i;
+  }
+
+  set(a: number, b: number, v: number): void {
+    const i = this.slot(a, b);
+    this.left[i] = a;
+    this.right[i] = b;
+    this.value[i] = v;
+  }
+
+  get(a: number, b: number): number {
+    const i = this.slot(a, b);
+    return this.left[i] === -1 ? -1 : this.value[i];
   }
 }
 
@@ -227,6 +280,11 @@ class MergeHeap {
 
   get size(): number {
     return this.keys.length;
+  }
+
+  clear(): void {
+    this.keys.length = 0;
+    this.values.length = 0;
   }
 
   topKey(): number {
