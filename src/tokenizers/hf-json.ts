@@ -578,3 +578,5 @@ function readConfig(input: string | object | null | undefined, source: string): 
   }
   return info;
 }
+
+export { vocabFromHfTokenizer } from './hf-vocab.js';
