@@ -11,6 +11,7 @@
  * independently, exactly as inside the whole, and repeated pieces come from a cache.
  */
 import { IdCache } from './spm.js';
+import { VocabError } from './vocab.js';
 
 /** What a BPE model needs from tokenizer.json's "model" (already checked). */
 export interface HfBpeConfig {
@@ -23,11 +24,6 @@ export interface HfBpeConfig {
   ignoreMerges: boolean;
   continuingSubwordPrefix: string | null;
   endOfWordSuffix: string | null;
-}
-
-/** Thrown by encode when the text needs a token the vocabulary lacks (the Rust code errors there too). */
-export class HfBpeError extends Error {
-  override name = 'HfBpeError';
 }
 
 const utf8 = new TextEncoder();
@@ -59,8 +55,11 @@ export class HfBpe {
   private readonly cache = new IdCache((word) => this.mergeWord(word));
   private readonly unkId: number | undefined;
 
-  /** Throws an Error naming the merge (by index) whose parts or result are not in the vocabulary. */
-  constructor(private readonly config: HfBpeConfig, fail: (path: string, msg: string) => never) {
+  /**
+   * `fail` reports a merge (by index) whose parts or result are not in the vocabulary; `source` names the
+   * file in errors thrown while encoding.
+   */
+  constructor(private readonly config: HfBpeConfig, fail: (path: string, msg: string) => never, private readonly source = 'tokenizer.json') {
     this.vocab = config.vocab;
     this.prefix = config.continuingSubwordPrefix ?? '';
     this.suffix = config.endOfWordSuffix ?? '';
@@ -167,7 +166,8 @@ export class HfBpe {
       }
       if (this.config.unkToken !== null) {
         if (this.unkId === undefined) {
-          throw new HfBpeError(`cannot encode '${s}': the unknown token '${this.config.unkToken}' is not in the vocabulary`);
+          // The Rust code fails here too (UnkTokenOutOfVocabulary).
+          throw new VocabError(`${this.source}: cannot encode ${JSON.stringify(s)}: model.unk_token ${JSON.stringify(this.config.unkToken)} is not in model.vocab`);
         }
         if (unk !== undefined && !this.config.fuseUnk) ids.push(unk);
         if (unk === undefined || !this.config.fuseUnk) unk = this.unkId;
@@ -182,7 +182,7 @@ export class HfBpe {
   private mergeAll(c: number[]): number[] {
     const n = c.length;
     if (n < 2) return c;
-    if (n >= POS_BITS) throw new HfBpeError(`a pre-token of ${n} symbols is too long to merge`);
+    if (n >= POS_BITS) throw new VocabError(`${this.source}: a pre-token of ${n} symbols is too long to merge`);
     if (this.sym.length < n) {
       const size = Math.max(n, 2 * this.sym.length);
       this.sym = new Int32Array(size);

@@ -4,7 +4,8 @@
  * as the Rust `tokenizers` crate does. From strings or parsed objects only: no file access, so it runs
  * in a browser too. Supported: the BPE model (SentencePiece style with byte fallback and '▁', or
  * byte-level) with the normalizers, pre-tokenizers, decoders and post-processors listed in
- * hf-components.ts; anything else is refused with one line naming the component, its type and the file.
+ * hf-pretokenize.ts and hf-decode.ts; anything else is refused with one line naming the component,
+ * its type and the file.
  *
  * Encoding follows TokenizerImpl::encode: added tokens that are not `normalized` are cut out of the raw
  * text first (longest match at the leftmost position, with their lstrip / rstrip / single_word rules),
@@ -19,14 +20,16 @@
  * `afterBos = stripsLeadingSpace` for the first token it is given. `decodeText` is HF's decode exactly
  * (decoder chain over the token strings, skip_special_tokens, clean_up_tokenization_spaces).
  */
+import { AddedMatcher, type HfAddedToken, readAddedToken } from './hf-added.js';
 import { HfBpe, type HfBpeConfig } from './hf-bpe.js';
-import {
-  type DecoderInfo, JsonReader, type Normalizer, type PreTokenizerInfo, type Template,
-  concatBytes, readDecoder, readNormalizer, readPostProcessor, readPreTokenizer,
-} from './hf-components.js';
+import { configName, readConfig } from './hf-config.js';
+import { type DecoderInfo, type Template, concatBytes, readDecoder, readPostProcessor } from './hf-decode.js';
+import { type Normalizer, type PreTokenizerInfo, readNormalizer, readPreTokenizer } from './hf-pretokenize.js';
+import { JsonReader, parseJson } from './hf-read.js';
 import { checkId, wellFormed } from './spm.js';
 import type { EncodeOptions, Tokenizer } from './tokenizer.js';
-import { VocabError } from './vocab.js';
+
+export type { HfAddedToken } from './hf-added.js';
 
 /** Options for {@link HfTokenizer.encode}. */
 export interface HfEncodeOptions extends EncodeOptions {
@@ -52,17 +55,6 @@ export interface HfDecodeOptions {
   cleanUpTokenizationSpaces?: boolean;
 }
 
-/** One entry of tokenizer.json's added_tokens. */
-export interface HfAddedToken {
-  id: number;
-  content: string;
-  special: boolean;
-  lstrip: boolean;
-  rstrip: boolean;
-  singleWord: boolean;
-  normalized: boolean;
-}
-
 /** The parts of tokenizer.json that vocabFromHfTokenizer inspects (parsed, checked). */
 export interface HfTokenizerParts {
   model: HfBpeConfig;
@@ -76,95 +68,6 @@ export interface HfTokenizerParts {
 
 const EMPTY = new Uint8Array(0);
 const utf8 = new TextEncoder();
-
-/** Rust regex's \w, for single_word added tokens. */
-const WORD_CHAR = /[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]/u;
-const TRAILING_WS = /\p{White_Space}*$/u;
-const LEADING_WS = /^\p{White_Space}*/u;
-
-/** A segment of text: plain text (id null) or an added token's span. */
-interface Segment {
-  start: number;
-  end: number;
-  id: number | null;
-}
-
-interface TrieNode {
-  next: Map<number, TrieNode>;
-  token: number; // index into the matcher's tokens, -1 if none ends here
-}
-
-/** AddedVocabulary::find_matches over one trie (leftmost-longest matches, then the strip rules). */
-class AddedMatcher {
-  private readonly root: TrieNode = { next: new Map(), token: -1 };
-
-  constructor(private readonly tokens: { pattern: string; tok: HfAddedToken }[]) {
-    tokens.forEach(({ pattern }, k) => {
-      let node = this.root;
-      for (let i = 0; i < pattern.length; i++) {
-        const c = pattern.charCodeAt(i);
-        let child = node.next.get(c);
-        if (!child) {
-          child = { next: new Map(), token: -1 };
-          node.next.set(c, child);
-        }
-        node = child;
-      }
-      // Two tokens with the same pattern: the trie keeps one (the later).
-      node.token = k;
-    });
-  }
-
-  get empty(): boolean {
-    return this.tokens.length === 0;
-  }
-
-  segments(s: string, skipSpecial: boolean): Segment[] {
-    if (s.length === 0 || this.tokens.length === 0) return [{ start: 0, end: s.length, id: null }];
-    const out: Segment[] = [];
-    let startOffset = 0;
-    for (let i = 0; i < s.length;) {
-      // Longest token starting at i (leftmost-longest: the leftmost start wins, then the longest).
-      let node: TrieNode | undefined = this.root;
-      let best = -1;
-      let bestEnd = -1;
-      for (let j = i; j < s.length; j++) {
-        node = node.next.get(s.charCodeAt(j));
-        if (!node) break;
-        if (node.token >= 0) {
-          best = node.token;
-          bestEnd = j + 1;
-        }
-      }
-      if (best < 0) {
-        i++;
-        continue;
-      }
-      const tok = this.tokens[best].tok;
-      let start = i;
-      let stop = bestEnd;
-      i = bestEnd;
-      if (skipSpecial && tok.special) continue;
-      if (tok.singleWord) {
-        const startSpace = start === 0 || !WORD_CHAR.test(lastChar(s, start));
-        const stopSpace = stop === s.length || !WORD_CHAR.test(String.fromCodePoint(s.codePointAt(stop)!));
-        if (!startSpace || !stopSpace) continue;
-      }
-      if (tok.lstrip) start = Math.max(s.slice(0, start).search(TRAILING_WS), startOffset);
-      if (tok.rstrip) stop += LEADING_WS.exec(s.slice(stop))![0].length;
-      if (startOffset < start) out.push({ start: startOffset, end: start, id: null });
-      out.push({ start, end: stop, id: tok.id });
-      startOffset = stop;
-    }
-    if (startOffset !== s.length) out.push({ start: startOffset, end: s.length, id: null });
-    return out;
-  }
-}
-
-function lastChar(s: string, end: number): string {
-  const c = s.charCodeAt(end - 1);
-  return c >= 0xdc00 && c < 0xe000 && end >= 2 ? s.slice(end - 2, end) : s.slice(end - 1, end);
-}
 
 /** A Hugging Face BPE tokenizer read from tokenizer.json (+ tokenizer_config.json). */
 export class HfTokenizer implements Tokenizer {
@@ -357,18 +260,6 @@ export function cleanUpTokenization(text: string): string {
     .replaceAll(" n't", "n't").replaceAll(" 'm", "'m").replaceAll(" 's", "'s").replaceAll(" 've", "'ve").replaceAll(" 're", "'re");
 }
 
-const MODELS_NOT_SUPPORTED = ['WordPiece', 'Unigram', 'WordLevel'];
-
-function parseJson(r: JsonReader, input: string | object): Record<string, unknown> {
-  if (typeof input !== 'string') return r.obj(input, '(top level)');
-  let v: unknown;
-  try {
-    v = JSON.parse(input);
-  } catch (e) {
-    throw new VocabError(`${r.source}: not valid JSON (${(e as Error).message})`);
-  }
-  return r.obj(v, '(top level)');
-}
 
 /** The model of tokenizer.json as a checked BPE configuration. */
 function readModel(r: JsonReader, v: unknown): HfBpeConfig {
@@ -377,7 +268,7 @@ function readModel(r: JsonReader, v: unknown): HfBpeConfig {
   if (type !== 'BPE') {
     if (type === undefined) r.fail('model', "has no 'type' (supported model types: BPE)");
     if (typeof type !== 'string') r.fail('model.type', 'should be a string');
-    r.fail('model', `type '${type}' is not supported (supported: BPE${MODELS_NOT_SUPPORTED.includes(type) ? '' : `; ${MODELS_NOT_SUPPORTED.join(', ')} are not supported either`})`);
+    r.fail('model', `type '${type}' is not supported (supported: BPE)`);
   }
   const vocabObj = r.obj(m.vocab, 'model.vocab');
   const vocab = new Map<string, number>();
@@ -410,19 +301,6 @@ function readModel(r: JsonReader, v: unknown): HfBpeConfig {
   };
 }
 
-function readAddedToken(r: JsonReader, v: unknown, path: string, id: number): HfAddedToken {
-  const o = r.obj(v, path);
-  const special = r.bool(o.special, `${path}.special`, false);
-  return {
-    id,
-    content: r.str(o.content, `${path}.content`),
-    special,
-    lstrip: r.bool(o.lstrip, `${path}.lstrip`, false),
-    rstrip: r.bool(o.rstrip, `${path}.rstrip`, false),
-    singleWord: r.bool(o.single_word, `${path}.single_word`, false),
-    normalized: r.bool(o.normalized, `${path}.normalized`, !special),
-  };
-}
 
 /**
  * Reads tokenizer.json (a JSON string or the parsed object) and, optionally, tokenizer_config.json.
@@ -434,7 +312,7 @@ export function tokenizerFromHfJson(tokenizerJson: string | object, tokenizerCon
   const json = parseJson(r, tokenizerJson);
   if (json.version !== undefined && json.version !== '1.0') r.fail('version', `is ${JSON.stringify(json.version)}, only "1.0" is known`);
   const model = readModel(r, json.model);
-  const bpe = new HfBpe(model, (path, msg) => r.fail(path, msg));
+  const bpe = new HfBpe(model, (path, msg) => r.fail(path, msg), source);
 
   const vocabTexts: string[] = [];
   for (const [text, id] of model.vocab) vocabTexts[id] = text;
@@ -471,7 +349,12 @@ export function tokenizerFromHfJson(tokenizerJson: string | object, tokenizerCon
   }
 
   const normalizer = readNormalizer(r, json.normalizer, 'normalizer');
-  const preTokenizer = readPreTokenizer(r, json.pre_tokenizer, 'pre_tokenizer');
+  let preJson = json.pre_tokenizer;
+  if (config.addPrefixSpace !== undefined && typeof preJson === 'object' && preJson !== null && (preJson as Record<string, unknown>).type === 'ByteLevel') {
+    // transformers' GPT-2-family fast tokenizers set a top-level ByteLevel's add_prefix_space from the config.
+    preJson = { ...preJson, add_prefix_space: config.addPrefixSpace };
+  }
+  const preTokenizer = readPreTokenizer(r, preJson, 'pre_tokenizer');
   const decoder = readDecoder(r, json.decoder, 'decoder');
   let template = readPostProcessor(r, json.post_processor, 'post_processor');
 
@@ -499,6 +382,13 @@ export function tokenizerFromHfJson(tokenizerJson: string | object, tokenizerCon
     template = { before: addBos ? [bos!] : [], after: addEos ? [eos!] : [] };
   }
 
+  let size = 0;
+  for (const id of model.vocab.values()) size = Math.max(size, id + 1);
+  for (const t of addedTokens) size = Math.max(size, t.id + 1);
+  for (const id of [...template.before, ...template.after]) {
+    if (id >= size) r.fail('post_processor', `adds token id ${id}, but the tokenizer has ids 0..${size - 1}`);
+  }
+
   const specialIds = new Set<number>();
   for (const text of config.additionalSpecial) {
     const id = idOfText(text, 'additional_special_tokens');
@@ -507,76 +397,11 @@ export function tokenizerFromHfJson(tokenizerJson: string | object, tokenizerCon
 
   return new HfTokenizer({
     source,
-    parts: { model, addedTokens, normalizer: json.normalizer ?? null, preTokenizer: json.pre_tokenizer ?? null, decoder: json.decoder ?? null, postProcessor: json.post_processor ?? null },
+    parts: { model, addedTokens, normalizer: json.normalizer ?? null, preTokenizer: preJson ?? null, decoder: json.decoder ?? null, postProcessor: json.post_processor ?? null },
     bpe, normalizer, preTokenizer, decoder, template, specialIds, bos, eos, pad, unk, addBos, addEos,
     chatTemplates: config.chatTemplates, cleanUp: config.cleanUp,
   });
 }
 
-interface ConfigInfo {
-  source: string;
-  present: boolean;
-  bos: string | null;
-  eos: string | null;
-  unk: string | null;
-  pad: string | null;
-  addBos?: boolean;
-  addEos?: boolean;
-  chatTemplates: Map<string, string>;
-  cleanUp: boolean;
-  additionalSpecial: string[];
-  extraAddedTokens: HfAddedToken[];
-}
-
-/** The name of tokenizer_config.json beside `source`. */
-function configName(source: string): string {
-  const slash = Math.max(source.lastIndexOf('/'), source.lastIndexOf('\\'));
-  return `${source.slice(0, slash + 1)}tokenizer_config.json`;
-}
-
-function readConfig(input: string | object | null | undefined, source: string): ConfigInfo {
-  const name = configName(source);
-  const info: ConfigInfo = { source: name, present: false, bos: null, eos: null, unk: null, pad: null, chatTemplates: new Map(), cleanUp: false, additionalSpecial: [], extraAddedTokens: [] };
-  if (input === undefined || input === null) return info;
-  const r: JsonReader = new JsonReader(name);
-  const c = parseJson(r, input);
-  info.present = true;
-  /** A token given as a string or as {"__type": "AddedToken", "content": ...}. */
-  const tokenText = (v: unknown, key: string): string | null => {
-    if (v === undefined || v === null) return null;
-    if (typeof v === 'string') return v;
-    return r.str(r.obj(v, key).content, `${key}.content`);
-  };
-  info.bos = tokenText(c.bos_token, 'bos_token');
-  info.eos = tokenText(c.eos_token, 'eos_token');
-  info.unk = tokenText(c.unk_token, 'unk_token');
-  info.pad = tokenText(c.pad_token, 'pad_token');
-  if (c.add_bos_token !== undefined && c.add_bos_token !== null) info.addBos = r.bool(c.add_bos_token, 'add_bos_token');
-  if (c.add_eos_token !== undefined && c.add_eos_token !== null) info.addEos = r.bool(c.add_eos_token, 'add_eos_token');
-  info.cleanUp = r.bool(c.clean_up_tokenization_spaces, 'clean_up_tokenization_spaces', false);
-  const ct = c.chat_template;
-  if (typeof ct === 'string') info.chatTemplates.set('default', ct);
-  else if (Array.isArray(ct)) {
-    ct.forEach((t, i) => {
-      const o = r.obj(t, `chat_template[${i}]`);
-      info.chatTemplates.set(r.str(o.name, `chat_template[${i}].name`), r.str(o.template, `chat_template[${i}].template`));
-    });
-  } else if (ct !== undefined && ct !== null) r.fail('chat_template', 'should be a string or a list of {name, template}');
-  if (c.additional_special_tokens !== undefined && c.additional_special_tokens !== null) {
-    r.arr(c.additional_special_tokens, 'additional_special_tokens').forEach((v, i) => {
-      const t = tokenText(v, `additional_special_tokens[${i}]`);
-      if (t !== null) info.additionalSpecial.push(t);
-    });
-  }
-  if (c.added_tokens_decoder !== undefined && c.added_tokens_decoder !== null) {
-    for (const [key, v] of Object.entries(r.obj(c.added_tokens_decoder, 'added_tokens_decoder'))) {
-      const path = `added_tokens_decoder[${JSON.stringify(key)}]`;
-      if (!/^\d+$/.test(key)) r.fail(path, 'should be keyed by a token id');
-      const tok = readAddedToken(r, v, path, Number(key));
-      if (tok.content !== '') info.extraAddedTokens.push(tok);
-    }
-  }
-  return info;
-}
 
 export { vocabFromHfTokenizer } from './hf-vocab.js';

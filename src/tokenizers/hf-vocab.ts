@@ -21,7 +21,7 @@
  * token has become '[PAD<id>]', UNUSED (as llama.cpp's converter writes them). stlm's own SpmTokenizer and
  * Gpt2Tokenizer do not match added tokens in the text.
  */
-import { BYTE_LEVEL_REGEX } from './hf-components.js';
+import { BYTE_LEVEL_REGEX } from './hf-pretokenize.js';
 import type { HfTokenizer } from './hf-json.js';
 import { TOKEN_TYPE, type VocabSpec, VocabError } from './vocab.js';
 
