@@ -13,7 +13,7 @@ import { Tokenizer as Oracle } from '@huggingface/tokenizers';
 import { readGguf, writeGguf } from '../src/formats/gguf.js';
 import { tokenizerFromVocab } from '../src/tokenizers/from-vocab.js';
 import { type HfTokenizer, tokenizerFromHfJson, vocabFromHfTokenizer } from '../src/tokenizers/hf-json.js';
-import { translateOnigRegex } from '../src/tokenizers/hf-regex.js';
+import { RegexTranslateError, translateOnigRegex } from '../src/tokenizers/hf-regex.js';
 import { TokenStreamDecoder } from '../src/tokenizers/tokenizer.js';
 import { TOKEN_TYPE, VocabError, vocabFromGguf, vocabToGguf } from '../src/tokenizers/vocab.js';
 
@@ -612,7 +612,7 @@ describe('HF tokenizer.json: Oniguruma patterns', () => {
   });
 
   test('patterns with no faithful translation are refused', () => {
-    for (const p of ['(a)\\1', '[a[b]]', '[a&&b]', '\\G', '(?<=a', 'a)']) assert.throws(() => translateOnigRegex(p), Error, p);
+    for (const p of ['(a)\\1', '[a[b]]', '[a&&b]', '\\G', '(?<=a', 'a)', '[a\\', 'a\\']) assert.throws(() => translateOnigRegex(p), RegexTranslateError, p);
   });
 });
 

@@ -336,6 +336,7 @@ class Parser {
     }
     this.i++;
     const c = this.peek();
+    if (c === '') this.fail('a pattern cannot end with a backslash');
     this.i++;
     if (CLASS_ESCAPES[c] !== undefined) return CLASS_ESCAPES[c];
     if (c === 'W' || c === 'H') this.fail(`'\\${c}' inside a character class`);
