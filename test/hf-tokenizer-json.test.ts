@@ -174,6 +174,24 @@ describe('HF tokenizer.json: small tokenizers against @huggingface/tokenizers (n
     });
   }
 
+  test('the reader runs in a browser: no static import of a Node module anywhere below hf-json.js', () => {
+    // Node modules may only be loaded by dynamic import() inside functions that touch files (gguf.ts does so).
+    const seen = new Set<string>();
+    const offending: string[] = [];
+    const walk = (url: URL): void => {
+      if (seen.has(url.href)) return;
+      seen.add(url.href);
+      const source = readFileSync(url, 'utf8');
+      for (const m of source.matchAll(/^(?:import|export)\s[^;]*?\sfrom\s+'([^']+)';/gm)) {
+        if (m[1].startsWith('.')) walk(new URL(m[1], url));
+        else offending.push(`${url.pathname.split('/dist/')[1]} imports ${m[1]}`);
+      }
+    };
+    walk(new URL('../src/tokenizers/hf-json.js', import.meta.url));
+    assert.ok(seen.size > 10, `walked ${seen.size} modules`);
+    assert.deepEqual(offending, []);
+  });
+
   test('fuse_unk: characters with no token and no byte token fuse into one <unk> (the Rust rule)', () => {
     const j = tinySpm();
     for (const b of ['<0xC3>', '<0xBC>']) delete j.model.vocab[b]; // 'ü' can no longer fall back to bytes

@@ -26,7 +26,7 @@ import { configName, readConfig } from './hf-config.js';
 import { type DecoderInfo, type Template, concatBytes, readDecoder, readPostProcessor } from './hf-decode.js';
 import { type Normalizer, type PreTokenizerInfo, readNormalizer, readPreTokenizer } from './hf-pretokenize.js';
 import { JsonReader, parseJson } from './hf-read.js';
-import { checkId, wellFormed } from './spm.js';
+import { checkId, decodeTokens, wellFormed } from './spm.js';
 import type { EncodeOptions, Tokenizer } from './tokenizer.js';
 
 export type { HfAddedToken } from './hf-added.js';
@@ -175,9 +175,7 @@ export class HfTokenizer implements Tokenizer {
   }
 
   decode(ids: ArrayLike<number>): Uint8Array {
-    const parts: Uint8Array[] = [];
-    for (let i = 0; i < ids.length; i++) parts.push(this.tokenBytes(ids[i]));
-    return concatBytes(parts.length === 0 ? [EMPTY] : parts);
+    return decodeTokens(ids, (id) => this.tokenBytes(id)); // a new array: tokenBytes' are shared
   }
 
   /** Like decode, but drops one leading space when HF's decoder would (stripsLeadingSpace). */
