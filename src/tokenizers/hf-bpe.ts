@@ -52,6 +52,8 @@ export class HfBpe {
   private readonly junctions: Set<number> | null;
   /** Whether some merge involves a byte-fallback or unknown token (then unknown characters never cut). */
   private readonly fallbackMerges: boolean;
+  /** Whether every character can fall back to byte tokens, so no unknown token (which may fuse) is ever made. */
+  private readonly allBytes: boolean;
   private readonly cache = new IdCache((word) => this.mergeWord(word));
   private readonly unkId: number | undefined;
 
@@ -68,6 +70,7 @@ export class HfBpe {
     for (let b = 0; b < 256; b++) {
       this.byteIds[b] = this.vocab.get(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`) ?? -1;
     }
+    this.allBytes = config.byteFallback && this.byteIds.every((id) => id >= 0);
     const special = new Set<number>(this.byteIds.filter((id) => id >= 0));
     if (this.unkId !== undefined) special.add(this.unkId);
     let fallbackMerges = false;
@@ -116,7 +119,7 @@ export class HfBpe {
       let cut: boolean;
       if (prevKnown && known) cut = !this.junctions.has(prev * 0x110000 + cp);
       else if (prevKnown || known) cut = !this.fallbackMerges; // a byte-fallback/unknown symbol next to a known one
-      else cut = false; // two unknown characters: their unknown tokens may fuse
+      else cut = this.allBytes && !this.fallbackMerges; // two unknown characters: unless both become bytes, their unknown tokens may fuse
       if (cut) {
         this.cache.append(word.slice(start, i), out);
         start = i;
