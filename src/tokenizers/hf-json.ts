@@ -270,7 +270,10 @@ function readModel(r: JsonReader, v: unknown): HfBpeConfig {
   }
   const vocabObj = r.obj(m.vocab, 'model.vocab');
   const vocab = new Map<string, number>();
-  for (const [text, id] of Object.entries(vocabObj)) vocab.set(text, r.int(id, `model.vocab[${JSON.stringify(text)}]`));
+  for (const text in vocabObj) {
+    const id = vocabObj[text];
+    vocab.set(text, typeof id === 'number' && Number.isSafeInteger(id) && id >= 0 ? id : r.int(id, `model.vocab[${JSON.stringify(text)}]`));
+  }
   if (vocab.size === 0) r.fail('model.vocab', 'is empty');
   const merges: [string, string][] = [];
   r.arr(m.merges, 'model.merges').forEach((x, i) => {
