@@ -14,7 +14,9 @@ import { tokenizerFromVocab } from '../tokenizers/from-vocab.js';
 import { byteToUnicode, byteVocab } from '../tokenizers/gpt2.js';
 import { readLlama2cTokenizer } from '../tokenizers/llama2c-tokenizer.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
-import type { VocabSpec } from '../tokenizers/vocab.js';
+import { TOKEN_TYPE, type VocabSpec } from '../tokenizers/vocab.js';
+import { tokenizerFromHfJson } from '../tokenizers/hf-json.js';
+import { vocabFromHfTokenizer } from '../tokenizers/hf-vocab.js';
 import { readGgufModel } from './gguf-model.js';
 import { readLlama2cModel } from './llama2c.js';
 import { vocabFromGguf } from './vocab-gguf.js';
@@ -49,6 +51,32 @@ function ggufModel(file: GgufFile, readTensor: (info: GgufTensorInfo) => Uint8Ar
 export function parseGgufModel(bytes: Uint8Array, fileName: string, opts: { keepQuantized?: boolean } = {}): LoadedModel {
   const file = readGguf(bytes, fileName);
   return ggufModel(file, (info) => tensorBytes(file, info), opts.keepQuantized ?? false);
+}
+
+/**
+ * A Hugging Face tokenizer for a model: the tokenizer itself, and its vocabulary in GGUF's form (for
+ * export; padded with unused tokens up to the model's vocabulary, as llama.cpp's converter pads, since
+ * published embeddings often have spare rows). A tokenizer GGUF cannot hold still runs; only export refuses it.
+ */
+export function hfTokenizerModel(tokenizerJson: string, tokenizerConfig: string | null, source: string, config: LlamaConfig): { tokenizer: Tokenizer; vocab: VocabSpec } {
+  const tokenizer = tokenizerFromHfJson(tokenizerJson, tokenizerConfig, source);
+  if (tokenizer.vocabSize > config.vocabSize) throw new Error(`${source}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`);
+  let vocab: VocabSpec;
+  try {
+    vocab = vocabFromHfTokenizer(tokenizer);
+  } catch (e) {
+    const why = (e as Error).message;
+    vocab = { model: 'llama', tokens: Array.from({ length: tokenizer.vocabSize }, (_, i) => tokenizer.tokenText(i)), exportBlocker: `${source}: this tokenizer has no GGUF form stlm writes (${why})` };
+  }
+  const pad = config.vocabSize - vocab.tokens.length;
+  if (pad > 0) {
+    vocab = {
+      ...vocab, tokens: [...vocab.tokens, ...Array.from({ length: pad }, (_, i) => `[PAD${vocab.tokens.length + i}]`)],
+      scores: vocab.scores && Float32Array.from([...vocab.scores, ...new Array<number>(pad).fill(-1e9)]),
+      types: vocab.types && Int32Array.from([...vocab.types, ...new Array<number>(pad).fill(TOKEN_TYPE.UNUSED)]),
+    };
+  }
+  return { tokenizer, vocab };
 }
 
 function withTokenizer(m: Omit<LoadedModel, 'tokenizer' | 'quantized'> & { quantized?: Map<string, QuantizedWeight> }, fileName: string): LoadedModel {
@@ -104,6 +132,15 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
   const hf = async (dir: string) => {
     const { importHf } = await import('./hf-llama.js');
     const { config, weights } = await importHf(dir);
+    // A directory as Hugging Face publishes it carries tokenizer.json (+ tokenizer_config.json); one stlm
+    // exported carries tokenizer.gguf. An explicit tokenizer file wins over both.
+    const tokenizerJson = join(dir, 'tokenizer.json');
+    if (!opts.tokenizer && existsSync(tokenizerJson)) {
+      const configJson = join(dir, 'tokenizer_config.json');
+      const text = async (p: string) => new TextDecoder().decode(await read(p, 'tokenizer file'));
+      const hfTok = hfTokenizerModel(await text(tokenizerJson), existsSync(configJson) ? await text(configJson) : null, tokenizerJson, config);
+      return { config, weights, quantized: new Map(), format: 'safetensors' as const, ...hfTok };
+    }
     const beside = join(dir, HF_VOCAB_FILE);
     const vocab = (await tokenizerFile(config.vocabSize, existsSync(beside) ? beside : undefined)) ?? defaultVocab(config, dir);
     return withTokenizer({ config, weights, vocab, format: 'safetensors' }, dir);

@@ -137,6 +137,7 @@ export function vocabFromGguf(file: GgufFile): VocabSpec {
  * (llama.cpp then reads it as byte-level BPE, which it is); its tokens must be those of byteVocab().
  */
 export function vocabToGguf(spec: VocabSpec): [string, GgufValue][] {
+  if (spec.exportBlocker) throw new VocabError(spec.exportBlocker);
   validateVocab(spec, 'vocabulary');
   const isByte = spec.model === 'byte';
   if (isByte && spec.tokens.length !== 259) {

@@ -36,6 +36,11 @@ export interface VocabSpec {
   addEos?: boolean;
   /** llama: prepend a space ('▁') to the text before encoding (tokenizer.ggml.add_space_prefix, default true). */
   addSpacePrefix?: boolean;
+  /**
+   * Set when the tokenizer this describes (one read from tokenizer.json) has no faithful GGUF form:
+   * the model still runs with its own tokenizer, and writing the vocabulary refuses with this reason.
+   */
+  exportBlocker?: string;
 }
 
 // ---------------------------------------------------------------------------------------------------
