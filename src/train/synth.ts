@@ -16,6 +16,9 @@ import { Llama } from '../models/llama.js';
 import type { CausalLM } from '../models/model.js';
 import { Graph } from '../tensor/tensor.js';
 import { Rng } from '../util/rng.js';
+// The endpoint client lives with the tiers (it is the large tier); it imports nothing from train/.
+import { OpenAIModel } from '../tiers/openai.js';
+import type { LanguageModel } from '../tiers/types.js';
 
 export interface CompletionOptions {
   /** Tokens to generate at most. */
@@ -101,81 +104,44 @@ export interface EndpointOptions {
   apiKey?: string;
   /** Per-request time limit in milliseconds (default 300000). */
   timeoutMs?: number;
+  /** Retries after 429/5xx answers, network errors and time-outs (default 2). */
+  maxRetries?: number;
   /** The fetch to use (default: the global one). */
   fetch?: typeof fetch;
 }
 
 /**
- * An OpenAI-compatible text-completion endpoint (llama.cpp's server, vLLM, OpenAI and others): POST
- * {base}/completions with {model, prompt, max_tokens, temperature, seed}, reading choices[0].text.
- * Every failure (no connection, an HTTP error status, a body that is not the expected JSON) throws one
- * line naming the endpoint.
+ * Any LanguageModel (a tier, the router) as a teacher: each sample is one `generate` call with the prompt
+ * and the request's maxTokens, temperature and seed (other sampling options are the model's defaults).
+ */
+export function modelTeacher(model: LanguageModel, name = model.info().name): TextTeacher {
+  return {
+    name,
+    complete: async (prompt, o) => (await model.generate({ prompt }, { maxTokens: o.maxTokens, temperature: o.temperature, seed: o.seed })).text,
+    close: () => void model.close(),
+  };
+}
+
+/**
+ * An OpenAI-compatible text-completion endpoint (llama.cpp's server, vLLM, OpenAI and others) through
+ * the large tier's client (`tiers/openai.ts`): POST {base}/completions with {model, prompt, max_tokens,
+ * temperature, seed}, reading choices[0].text, with its time limit and retries. Every failure (no
+ * connection, an HTTP error status, a body that is not the expected JSON) throws one line naming the endpoint.
  */
 export class EndpointTeacher implements TextTeacher {
   readonly url: string;
   readonly name: string;
+  readonly model: OpenAIModel;
 
-  constructor(private readonly o: EndpointOptions) {
-    let base: URL;
-    try {
-      base = new URL(o.baseUrl);
-    } catch {
-      throw new Error(`endpoint '${o.baseUrl}' is not a URL (expected e.g. http://localhost:8080/v1)`);
-    }
-    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new Error(`endpoint '${o.baseUrl}': only http and https URLs are supported`);
-    this.url = o.baseUrl.replace(/\/+$/, '') + '/completions';
+  constructor(o: EndpointOptions) {
+    this.model = new OpenAIModel({ baseUrl: o.baseUrl, model: o.model, apiKey: o.apiKey, timeoutMs: o.timeoutMs ?? 300_000, maxRetries: o.maxRetries, fetch: o.fetch });
+    this.url = this.model.baseUrl + '/completions';
     this.name = `${this.url} (model ${o.model})`;
   }
 
   async complete(prompt: string, c: CompletionOptions): Promise<string> {
-    const fail = (what: string) => new Error(`endpoint ${this.url}: ${what}`);
-    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
-    if (this.o.apiKey) headers.authorization = `Bearer ${this.o.apiKey}`;
-    const body = JSON.stringify({ model: this.o.model, prompt, max_tokens: c.maxTokens, temperature: c.temperature, seed: c.seed });
-    let res: Response;
-    try {
-      res = await (this.o.fetch ?? fetch)(this.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.o.timeoutMs ?? 300_000) });
-    } catch (e) {
-      const err = e as Error & { cause?: { code?: string; message?: string } };
-      if (err.name === 'TimeoutError') throw fail(`no response within ${((this.o.timeoutMs ?? 300_000) / 1000).toFixed(0)} s`);
-      throw fail(`request failed: ${err.cause?.code || err.cause?.message || err.message}`);
-    }
-    let text: string;
-    try {
-      text = await res.text();
-    } catch (e) {
-      throw fail(`reading the response failed: ${(e as Error).message}`);
-    }
-    if (!res.ok) throw fail(`HTTP ${res.status}${res.statusText ? ' ' + res.statusText : ''}${text.trim() ? ': ' + snippet(errorMessage(text)) : ''}`);
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw fail(`the response is not JSON: ${snippet(text) || '(empty body)'}`);
-    }
-    const choice = (json as { choices?: unknown })?.choices;
-    const out = Array.isArray(choice) ? (choice[0] as { text?: unknown } | undefined)?.text : undefined;
-    if (typeof out !== 'string') throw fail(`the response has no choices[0].text (is this an OpenAI-compatible completions endpoint?): ${snippet(text)}`);
-    return out;
+    return (await this.model.generate({ prompt }, { maxTokens: c.maxTokens, temperature: c.temperature, seed: c.seed })).text;
   }
-}
-
-/** An OpenAI-style error body's message, else the text itself. */
-function errorMessage(text: string): string {
-  try {
-    const j = JSON.parse(text) as { error?: { message?: unknown } | string; message?: unknown };
-    const m = typeof j.error === 'string' ? j.error : (j.error?.message ?? j.message);
-    if (typeof m === 'string') return m;
-  } catch {
-    // not JSON: show the text
-  }
-  return text;
-}
-
-/** One line of at most 200 characters. */
-function snippet(text: string): string {
-  const one = text.replace(/\s+/g, ' ').trim();
-  return one.length > 200 ? one.slice(0, 200) + '…' : one;
 }
 
 export interface SynthProgress {
