@@ -194,6 +194,7 @@ export class OpenAIModel implements LanguageModel {
           throw new EndpointError(`endpoint ${url}: a stream event is not JSON: ${snippet(ev.data)}`, url);
         }
         if (chunk?.error !== undefined) throw new EndpointError(`endpoint ${url}: the stream reported an error: ${snippet(errorText(chunk))}`, url);
+        signal?.throwIfAborted(); // (a chunk may hold several events: none is taken after an abort)
         const piece = take(chunk, g, url, body.messages !== undefined);
         if (piece) yield piece;
       }
