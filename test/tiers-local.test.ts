@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { generate } from '../src/generate/generate.js';
@@ -142,5 +143,21 @@ describe('LocalModel', () => {
     const t0 = performance.now();
     await assert.rejects(local.generate({ prompt: 'ROMEO:' }, { maxTokens: 250, signal: ctl.signal }), { name: 'AbortError' });
     assert.ok(performance.now() - t0 < 1000, `took ${performance.now() - t0} ms`);
+  });
+
+  test('browser-safe: no static import of a node: module (or a package) anywhere below tiers/local.js and tiers/openai.js', () => {
+    const seen = new Set<string>(), bad: string[] = [];
+    const walk = (file: string) => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      const src = readFileSync(file, 'utf8');
+      for (const m of src.matchAll(/^\s*(?:import|export)\s(?:[^;]*?\sfrom\s)?\s*['"]([^'"]+)['"]/gm)) {
+        if (m[1].startsWith('.')) walk(resolve(dirname(file), m[1]));
+        else bad.push(`${file}: ${m[1]}`);
+      }
+    };
+    for (const f of ['local.js', 'openai.js']) walk(fileURLToPath(new URL(`../src/tiers/${f}`, import.meta.url)));
+    assert.ok(seen.size > 20, `${seen.size} modules`);
+    assert.deepEqual(bad, []);
   });
 });

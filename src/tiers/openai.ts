@@ -85,7 +85,12 @@ export class OpenAIModel implements LanguageModel {
   /** Set once /tokenize failed: why. */
   private noTokenizer: string | undefined;
 
-  constructor(private readonly o: OpenAIModelOptions) {
+  /** The options, less the key. */
+  private readonly o: Omit<OpenAIModelOptions, 'apiKey'>;
+
+  constructor(options: OpenAIModelOptions) {
+    const { apiKey, ...o } = options;
+    this.o = o;
     let base: URL;
     try {
       base = new URL(o.baseUrl);
@@ -102,7 +107,7 @@ export class OpenAIModel implements LanguageModel {
       if (!key) throw new Error(`endpoint ${this.baseUrl}: the environment variable ${o.apiKeyEnv} (apiKeyEnv) is not set`);
       this.#key = key;
     } else {
-      this.#key = o.apiKey;
+      this.#key = apiKey;
     }
     this.timeoutMs = positive(o.timeoutMs ?? 300_000, 'timeoutMs');
     this.idleTimeoutMs = Math.min(this.timeoutMs, positive(o.idleTimeoutMs ?? 60_000, 'idleTimeoutMs'));
@@ -122,7 +127,10 @@ export class OpenAIModel implements LanguageModel {
     };
   }
 
-  /** One request; with `o.onText` it streams (and calls onText per piece), else it waits for the whole answer. */
+  /**
+   * One request; with `o.onText` it streams (and calls onText per piece), else it waits for the whole
+   * answer (then timeToFirstTokenMs is the total time: the text arrives at once).
+   */
   async generate(input: GenerateInput, o: GenerateOptions = {}): Promise<GenerateResult> {
     if (o.onText) {
       const it = this.run(input, o, 'throw');
@@ -525,7 +533,7 @@ function refused(url: string, e: EndpointError): ScoreUnsupportedError {
 // --- Small helpers -----------------------------------------------------------------------------------
 
 /** Waits before retry `attempt` + 1: the server's retry-after, else base·2^attempt jittered to 50–100%. */
-function backoff(e: unknown, attempt: number, o: OpenAIModelOptions, signal: AbortSignal | undefined): Promise<void> {
+function backoff(e: unknown, attempt: number, o: Pick<OpenAIModelOptions, 'retryBaseMs' | 'maxRetryDelayMs'>, signal: AbortSignal | undefined): Promise<void> {
   const cap = o.maxRetryDelayMs ?? 30_000;
   const after = e instanceof EndpointError ? e.retryAfterMs : undefined;
   const ms = after ?? Math.min(cap, (o.retryBaseMs ?? 500) * 2 ** attempt) * (0.5 + 0.5 * Math.random());
