@@ -11,6 +11,8 @@ import { score } from '../src/generate/score.js';
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { LocalModel, plainChatTemplate, scoreTokens } from '../src/tiers/local.js';
+import { modelTeacher } from '../src/tiers/teacher.js';
+import { synthesizeCorpus } from '../src/train/synth.js';
 import type { Tokenizer } from '../src/tokenizers/tokenizer.js';
 import { languageModelInterface } from './tiers-interface.js';
 
@@ -143,6 +145,14 @@ describe('LocalModel', () => {
     const t0 = performance.now();
     await assert.rejects(local.generate({ prompt: 'ROMEO:' }, { maxTokens: 250, signal: ctl.signal }), { name: 'AbortError' });
     assert.ok(performance.now() - t0 < 1000, `took ${performance.now() - t0} ms`);
+  });
+
+  test('stlm synth takes any LanguageModel as its teacher (modelTeacher)', async () => {
+    const teacher = modelTeacher(local);
+    assert.equal(teacher.name, 'default.gguf');
+    const r = await synthesizeCorpus(teacher, { bytes: 60, prompts: ['ROMEO:'], maxTokens: 20, temperature: 0 });
+    const g = await local.generate({ prompt: 'ROMEO:' }, { maxTokens: 20, temperature: 0 });
+    assert.ok(r.text.startsWith('ROMEO:' + g.text), r.text);
   });
 
   test('browser-safe: no static import of a node: module (or a package) anywhere below tiers/local.js and tiers/openai.js', () => {

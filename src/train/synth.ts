@@ -3,7 +3,8 @@
  * OpenAI-compatible endpoint, or a local model file), sample a corpus from it and train the student on
  * that text (`stlm synth`, then `stlm train --data <corpus>`).
  *
- * A `TextTeacher` turns a prompt into a completion. `synthesizeCorpus` asks it for samples until the
+ * A `TextTeacher` turns a prompt into a completion (a local model here; any tier, an OpenAI-compatible
+ * endpoint included, through `tiers/teacher.ts`). `synthesizeCorpus` asks it for samples until the
  * corpus holds at least the requested bytes. Sample i's prompt and seed depend on i only (prompts are
  * drawn in index order from one seeded RNG, the teacher's seed is seed + i), and the corpus is cut after
  * the first sample that reaches the target, so the text does not depend on how many requests run at once.
@@ -16,9 +17,6 @@ import { Llama } from '../models/llama.js';
 import type { CausalLM } from '../models/model.js';
 import { Graph } from '../tensor/tensor.js';
 import { Rng } from '../util/rng.js';
-// The endpoint client lives with the tiers (it is the large tier); it imports nothing from train/.
-import { OpenAIModel } from '../tiers/openai.js';
-import type { LanguageModel } from '../tiers/types.js';
 
 export interface CompletionOptions {
   /** Tokens to generate at most. */
@@ -93,55 +91,6 @@ export async function loadLocalTeacher(path: string, makeBackend: () => Promise<
 /** A prompt list as text: one prompt per line, blank lines skipped. */
 export function parsePromptList(text: string): string[] {
   return text.split(/\r?\n/).filter((l) => l.trim() !== '');
-}
-
-export interface EndpointOptions {
-  /** The API base, e.g. http://localhost:8080/v1 (requests go to {base}/completions). */
-  baseUrl: string;
-  /** The `model` field of each request. */
-  model: string;
-  /** Sent as `Authorization: Bearer <key>`. */
-  apiKey?: string;
-  /** Per-request time limit in milliseconds (default 300000). */
-  timeoutMs?: number;
-  /** Retries after 429/5xx answers, network errors and time-outs (default 2). */
-  maxRetries?: number;
-  /** The fetch to use (default: the global one). */
-  fetch?: typeof fetch;
-}
-
-/**
- * Any LanguageModel (a tier, the router) as a teacher: each sample is one `generate` call with the prompt
- * and the request's maxTokens, temperature and seed (other sampling options are the model's defaults).
- */
-export function modelTeacher(model: LanguageModel, name = model.info().name): TextTeacher {
-  return {
-    name,
-    complete: async (prompt, o) => (await model.generate({ prompt }, { maxTokens: o.maxTokens, temperature: o.temperature, seed: o.seed })).text,
-    close: () => void model.close(),
-  };
-}
-
-/**
- * An OpenAI-compatible text-completion endpoint (llama.cpp's server, vLLM, OpenAI and others) through
- * the large tier's client (`tiers/openai.ts`): POST {base}/completions with {model, prompt, max_tokens,
- * temperature, seed}, reading choices[0].text, with its time limit and retries. Every failure (no
- * connection, an HTTP error status, a body that is not the expected JSON) throws one line naming the endpoint.
- */
-export class EndpointTeacher implements TextTeacher {
-  readonly url: string;
-  readonly name: string;
-  readonly model: OpenAIModel;
-
-  constructor(o: EndpointOptions) {
-    this.model = new OpenAIModel({ baseUrl: o.baseUrl, model: o.model, apiKey: o.apiKey, timeoutMs: o.timeoutMs ?? 300_000, maxRetries: o.maxRetries, fetch: o.fetch });
-    this.url = this.model.baseUrl + '/completions';
-    this.name = `${this.url} (model ${o.model})`;
-  }
-
-  async complete(prompt: string, c: CompletionOptions): Promise<string> {
-    return (await this.model.generate({ prompt }, { maxTokens: c.maxTokens, temperature: c.temperature, seed: c.seed })).text;
-  }
 }
 
 export interface SynthProgress {
