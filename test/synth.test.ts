@@ -17,7 +17,8 @@ import { PRESETS } from '../src/models/config.js';
 import { byteVocab, loadModel, saveModel } from '../src/io/model-file.js';
 import { Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
-import { EndpointTeacher, LocalTeacher, type TextTeacher, formatSample, synthesizeCorpus } from '../src/train/synth.js';
+import { EndpointTeacher } from '../src/tiers/teacher.js';
+import { LocalTeacher, type TextTeacher, formatSample, synthesizeCorpus } from '../src/train/synth.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/index.js', import.meta.url));
 /** Runs the CLI without blocking this process (the test's HTTP server must keep answering). */

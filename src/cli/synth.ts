@@ -6,7 +6,8 @@
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Backend } from '../kernels/backend.js';
-import { EndpointTeacher, type SynthProgress, type TextTeacher, loadLocalTeacher, parsePromptList, synthesizeCorpus } from '../train/synth.js';
+import { EndpointTeacher } from '../tiers/teacher.js';
+import { type SynthProgress, type TextTeacher, loadLocalTeacher, parsePromptList, synthesizeCorpus } from '../train/synth.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { Progress, formatDuration, log } from './progress.js';
 

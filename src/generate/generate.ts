@@ -27,6 +27,13 @@ export interface GenerateOptions extends SamplerOptions {
   addBos?: boolean;
   /** Called with each piece of text as soon as it is complete. */
   onText?: (text: string) => void;
+  /**
+   * Called with each generated token (EOS, which ends generation, is not one), the logits it was drawn
+   * from (the session's buffer: read it during the call only) and its probability under the sampler's
+   * temperature-1 softmax after the repetition penalty (computed by the sampler anyway, so free): the
+   * model's own probability when the penalty is off. For confidence signals; it changes nothing.
+   */
+  onToken?: (id: number, logits: Float32Array, prob: number) => void;
 }
 
 export interface GenerateResult {
@@ -111,6 +118,7 @@ export function* generateSteps(model: CausalLM, tok: Tokenizer, prompt: string, 
       }
       out.push(next);
       history.push(next);
+      o.onToken?.(next, logits, sampler.lastProb);
       // SentencePiece vocabularies mark word starts with a space; the text's first word has none.
       const afterBos = tok.kind === 'llama' && history[history.length - 2] === tok.bos;
       const piece = textStream.push(next, afterBos);

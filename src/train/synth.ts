@@ -3,7 +3,8 @@
  * OpenAI-compatible endpoint, or a local model file), sample a corpus from it and train the student on
  * that text (`stlm synth`, then `stlm train --data <corpus>`).
  *
- * A `TextTeacher` turns a prompt into a completion. `synthesizeCorpus` asks it for samples until the
+ * A `TextTeacher` turns a prompt into a completion (a local model here; any tier, an OpenAI-compatible
+ * endpoint included, through `tiers/teacher.ts`). `synthesizeCorpus` asks it for samples until the
  * corpus holds at least the requested bytes. Sample i's prompt and seed depend on i only (prompts are
  * drawn in index order from one seeded RNG, the teacher's seed is seed + i), and the corpus is cut after
  * the first sample that reaches the target, so the text does not depend on how many requests run at once.
@@ -90,92 +91,6 @@ export async function loadLocalTeacher(path: string, makeBackend: () => Promise<
 /** A prompt list as text: one prompt per line, blank lines skipped. */
 export function parsePromptList(text: string): string[] {
   return text.split(/\r?\n/).filter((l) => l.trim() !== '');
-}
-
-export interface EndpointOptions {
-  /** The API base, e.g. http://localhost:8080/v1 (requests go to {base}/completions). */
-  baseUrl: string;
-  /** The `model` field of each request. */
-  model: string;
-  /** Sent as `Authorization: Bearer <key>`. */
-  apiKey?: string;
-  /** Per-request time limit in milliseconds (default 300000). */
-  timeoutMs?: number;
-  /** The fetch to use (default: the global one). */
-  fetch?: typeof fetch;
-}
-
-/**
- * An OpenAI-compatible text-completion endpoint (llama.cpp's server, vLLM, OpenAI and others): POST
- * {base}/completions with {model, prompt, max_tokens, temperature, seed}, reading choices[0].text.
- * Every failure (no connection, an HTTP error status, a body that is not the expected JSON) throws one
- * line naming the endpoint.
- */
-export class EndpointTeacher implements TextTeacher {
-  readonly url: string;
-  readonly name: string;
-
-  constructor(private readonly o: EndpointOptions) {
-    let base: URL;
-    try {
-      base = new URL(o.baseUrl);
-    } catch {
-      throw new Error(`endpoint '${o.baseUrl}' is not a URL (expected e.g. http://localhost:8080/v1)`);
-    }
-    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new Error(`endpoint '${o.baseUrl}': only http and https URLs are supported`);
-    this.url = o.baseUrl.replace(/\/+$/, '') + '/completions';
-    this.name = `${this.url} (model ${o.model})`;
-  }
-
-  async complete(prompt: string, c: CompletionOptions): Promise<string> {
-    const fail = (what: string) => new Error(`endpoint ${this.url}: ${what}`);
-    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
-    if (this.o.apiKey) headers.authorization = `Bearer ${this.o.apiKey}`;
-    const body = JSON.stringify({ model: this.o.model, prompt, max_tokens: c.maxTokens, temperature: c.temperature, seed: c.seed });
-    let res: Response;
-    try {
-      res = await (this.o.fetch ?? fetch)(this.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.o.timeoutMs ?? 300_000) });
-    } catch (e) {
-      const err = e as Error & { cause?: { code?: string; message?: string } };
-      if (err.name === 'TimeoutError') throw fail(`no response within ${((this.o.timeoutMs ?? 300_000) / 1000).toFixed(0)} s`);
-      throw fail(`request failed: ${err.cause?.code || err.cause?.message || err.message}`);
-    }
-    let text: string;
-    try {
-      text = await res.text();
-    } catch (e) {
-      throw fail(`reading the response failed: ${(e as Error).message}`);
-    }
-    if (!res.ok) throw fail(`HTTP ${res.status}${res.statusText ? ' ' + res.statusText : ''}${text.trim() ? ': ' + snippet(errorMessage(text)) : ''}`);
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw fail(`the response is not JSON: ${snippet(text) || '(empty body)'}`);
-    }
-    const choice = (json as { choices?: unknown })?.choices;
-    const out = Array.isArray(choice) ? (choice[0] as { text?: unknown } | undefined)?.text : undefined;
-    if (typeof out !== 'string') throw fail(`the response has no choices[0].text (is this an OpenAI-compatible completions endpoint?): ${snippet(text)}`);
-    return out;
-  }
-}
-
-/** An OpenAI-style error body's message, else the text itself. */
-function errorMessage(text: string): string {
-  try {
-    const j = JSON.parse(text) as { error?: { message?: unknown } | string; message?: unknown };
-    const m = typeof j.error === 'string' ? j.error : (j.error?.message ?? j.message);
-    if (typeof m === 'string') return m;
-  } catch {
-    // not JSON: show the text
-  }
-  return text;
-}
-
-/** One line of at most 200 characters. */
-function snippet(text: string): string {
-  const one = text.replace(/\s+/g, ' ').trim();
-  return one.length > 200 ? one.slice(0, 200) + '…' : one;
 }
 
 export interface SynthProgress {

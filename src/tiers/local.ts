@@ -1,0 +1,236 @@
+/**
+ * The tiny tier: any model stlm's own engine opens (`openModel`: GGUF f32 or quantized, flat or
+ * byte-pooled, llama2.c, a Hugging Face directory), as a `LanguageModel`. Generation is the one loop
+ * (`generateSteps`), scoring is `score()` on token ids; nothing here touches a `node:` module, so it runs
+ * in a browser too (open a model from its bytes there; a path goes through openModel's Node branch).
+ *
+ * Sampling defaults are `stlm generate`'s (temperature 0.8, top-p 0.95, min-p 0.05, seed 1), so a seed
+ * gives the same text here as on the command line.
+ */
+import { generateSteps, type GenerateResult as LoopResult } from '../generate/generate.js';
+import { score as scoreIds } from '../generate/score.js';
+import { type ModelHandle, type OpenOptions, openModel } from '../io/open.js';
+import type { Tokenizer } from '../tokenizers/tokenizer.js';
+import type {
+  ChatMessage, ContinuationScore, GenerateInput, GenerateOptions, GenerateResult, GenerateStream, LanguageModel, LanguageModelInfo, Tier,
+} from './types.js';
+
+/** A chat rendered for a model without chat turns of its own: the prompt, and the strings that end the reply. */
+export interface RenderedChat {
+  prompt: string;
+  stop: string[];
+}
+
+/** Turns chat messages into a prompt to continue. */
+export type ChatTemplate = (messages: readonly ChatMessage[]) => RenderedChat;
+
+const ROLE_LABEL: Record<ChatMessage['role'], string> = { system: 'System', user: 'User', assistant: 'Assistant' };
+
+/**
+ * The plain template for models trained on plain text (stlm's tiny models have no chat template): one
+ * `Role: content` line per message, then `Assistant:` for the reply, which ends at the next `\nUser:`.
+ *
+ *     System: You are terse.
+ *     User: Hi
+ *     Assistant:
+ */
+export const plainChatTemplate: ChatTemplate = (messages) => {
+  if (!messages.length) throw new Error('chat: there are no messages to answer');
+  const lines = messages.map((m, i) => {
+    if (!(m.role in ROLE_LABEL)) throw new Error(`chat: message ${i} has role '${String(m.role)}'; expected system, user or assistant`);
+    if (typeof m.content !== 'string') throw new Error(`chat: message ${i} has no text content`);
+    return `${ROLE_LABEL[m.role]}: ${m.content}\n`;
+  });
+  return { prompt: lines.join('') + 'Assistant:', stop: ['\nUser:'] };
+};
+
+export interface LocalModelOptions {
+  /** The name requests and results use (default: the file name, or 'local model' for bytes). */
+  name?: string;
+  /** Default 'tiny'. */
+  tier?: Tier;
+  /**
+   * How chat messages become a prompt. Default {@link plainChatTemplate}. A model file that carries its
+   * own template (GGUF `tokenizer.chat_template`, Jinja: `handle.bundle.file?.metadata`) is used by
+   * passing its renderer here.
+   */
+  chatTemplate?: ChatTemplate;
+}
+
+/** A model run by stlm's own engine in this process, behind the tiers' interface. */
+export class LocalModel implements LanguageModel {
+  readonly name: string;
+  readonly tier: Tier;
+  private readonly chatTemplate: ChatTemplate;
+  private closed = false;
+
+  /** Wraps an opened model; `close()` disposes it. */
+  constructor(readonly handle: ModelHandle, o: LocalModelOptions = {}) {
+    this.name = o.name ?? (handle.source === '<bytes>' ? 'local model' : baseName(handle.source));
+    this.tier = o.tier ?? 'tiny';
+    this.chatTemplate = o.chatTemplate ?? plainChatTemplate;
+  }
+
+  /** Opens a model file (a path in Node, or the file's bytes anywhere) as a LocalModel. */
+  static async open(source: string | Uint8Array, o: OpenOptions & LocalModelOptions = {}): Promise<LocalModel> {
+    const { name, tier, chatTemplate, ...open } = o;
+    return new LocalModel(await openModel(source, open), { name, tier, chatTemplate });
+  }
+
+  info(): LanguageModelInfo {
+    const h = this.handle;
+    const types = new Set<string>([...h.bundle.quantized.values()].map((q) => q.type));
+    if (h.bundle.weights.size) types.add('f32');
+    return {
+      name: this.name, tier: this.tier, provider: 'local', parameters: h.parameters,
+      fileBytes: h.bundle.file?.fileSize, contextLength: h.config.ctx,
+      quantization: [...types].sort().join('+') || undefined, runsOn: 'this process',
+    };
+  }
+
+  async generate(input: GenerateInput, o: GenerateOptions = {}): Promise<GenerateResult> {
+    const it = this.run(input, o, 'throw');
+    let r = await it.next();
+    while (!r.done) r = await it.next();
+    return r.value;
+  }
+
+  stream(input: GenerateInput, o: GenerateOptions = {}): GenerateStream {
+    return this.run(input, o, 'end');
+  }
+
+  /**
+   * The generation, token by token: each piece goes to `o.onText` and is yielded; between pieces the
+   * abort signal is checked, and every ~10 ms the event loop gets a turn (so timers and I/O can abort).
+   * An abort rejects (`'throw'`, generate) or ends the stream with finishReason 'abort' (`'end'`).
+   */
+  private async *run(input: GenerateInput, o: GenerateOptions, onAbort: 'throw' | 'end'): GenerateStream {
+    if (this.closed) throw new Error(`${this.name}: the model is closed`);
+    const t0 = performance.now();
+    const { prompt, stop, chat } = this.render(input);
+    const h = this.handle;
+    let logprobSum = 0, generated = 0;
+    const steps = generateSteps(h.model, h.tokenizer, prompt, {
+      maxTokens: o.maxTokens, temperature: o.temperature ?? 0.8, topK: o.topK ?? 0, topP: o.topP ?? 0.95, minP: o.minP ?? 0.05,
+      repetitionPenalty: o.repetitionPenalty ?? 1, seed: o.seed ?? 1, stop: [...(o.stop ?? []), ...stop], addBos: h.addBos,
+      onToken: (_id, _logits, p) => {
+        logprobSum += Math.log(p);
+        generated++;
+      },
+    });
+    let text = '', ttft: number | undefined, loop: LoopResult | undefined;
+    let leading = chat; // a reply's leading whitespace (after "Assistant:") is not part of it
+    let lastTurn = performance.now();
+    try {
+      for (;;) {
+        if (o.signal?.aborted) break;
+        const r = steps.next();
+        if (r.done) {
+          loop = r.value;
+          break;
+        }
+        let piece = r.value;
+        if (leading) {
+          piece = piece.replace(/^\s+/, '');
+          if (piece) leading = false;
+        }
+        if (piece) {
+          ttft ??= performance.now() - t0;
+          text += piece;
+          o.onText?.(piece);
+          yield piece;
+        }
+        if (performance.now() - lastTurn > 10) {
+          await nextTurn();
+          lastTurn = performance.now();
+        }
+      }
+    } finally {
+      if (!loop) steps.return(undefined as never); // frees the session
+    }
+    if (!loop && onAbort === 'throw') throw o.signal!.reason;
+    const totalMs = performance.now() - t0;
+    const promptTokens = loop ? loop.promptTokens : promptTokenCount(h, prompt);
+    return {
+      text, finishReason: loop ? loop.finishReason : 'abort',
+      usage: { promptTokens, completionTokens: loop ? loop.tokens.length : generated },
+      timeToFirstTokenMs: ttft ?? totalMs, totalMs, costUsd: 0, model: this.name,
+      meanLogprob: generated ? logprobSum / generated : undefined,
+    };
+  }
+
+  /** A prompt, or chat messages through the chat template. */
+  private render(input: GenerateInput): RenderedChat & { chat: boolean } {
+    if (input.messages !== undefined) return { ...this.chatTemplate(input.messages), chat: true };
+    if (typeof input.prompt !== 'string') throw new Error('generate: give a prompt (text) or messages');
+    return { prompt: input.prompt, stop: [], chat: false };
+  }
+
+  /**
+   * `score()` on token ids: the context with BOS when the model takes BOS, each continuation as
+   * lm-evaluation-harness tokenizes it (encode(context + continuation) minus encode(context) when that
+   * is a prefix, else encode(continuation)).
+   */
+  async score(context: string, continuations: string[], o: { signal?: AbortSignal } = {}): Promise<ContinuationScore[]> {
+    o.signal?.throwIfAborted();
+    if (this.closed) throw new Error(`${this.name}: the model is closed`);
+    const h = this.handle;
+    const { context: ctxIds, continuations: contIds } = scoreTokens(h, context, continuations);
+    const r = scoreIds(h.model, ctxIds, contIds);
+    return r.continuations.map((c, i) => ({ logprob: c.logprob, greedy: c.greedy, tokens: contIds[i].length }));
+  }
+
+  /** Token ids of the text (no BOS). */
+  async tokenize(text: string): Promise<number[]> {
+    return Array.from(this.handle.tokenizer.encode(text));
+  }
+
+  /** Exact: the length of {@link tokenize}. */
+  async countTokens(text: string): Promise<number> {
+    return this.handle.tokenizer.encode(text).length;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.handle.dispose();
+  }
+}
+
+/**
+ * The token ids `LocalModel.score` hands to `score()`: the context (with BOS when the model takes it; BOS
+ * alone for an empty context) and each continuation as lm-evaluation-harness splits it.
+ */
+export function scoreTokens(h: Pick<ModelHandle, 'tokenizer' | 'addBos' | 'model'>, context: string, continuations: readonly string[]): { context: number[]; continuations: number[][] } {
+  const tok = h.tokenizer;
+  let ctxIds = Array.from(tok.encode(context, { bos: h.addBos }));
+  if (ctxIds.length === 0 && !h.model.ownStart && tok.bos !== null) ctxIds = [tok.bos];
+  const conts = continuations.map((c, i) => {
+    if (typeof c !== 'string' || c === '') throw new Error(`score: continuation ${i} is empty (nothing to score)`);
+    return continuationIds(tok, context, c, h.addBos);
+  });
+  return { context: ctxIds, continuations: conts };
+}
+
+/** encode(context + continuation) minus encode(context) when that is a prefix of it, else encode(continuation). */
+function continuationIds(tok: Tokenizer, context: string, continuation: string, bos: boolean): number[] {
+  const whole = tok.encode(context + continuation, { bos }), head = tok.encode(context, { bos });
+  let prefix = head.length < whole.length;
+  for (let i = 0; prefix && i < head.length; i++) prefix = whole[i] === head[i];
+  return Array.from(prefix ? whole.subarray(head.length) : tok.encode(continuation));
+}
+
+/** Prompt tokens as the loop counts them (for an aborted generation, which has no loop result). */
+function promptTokenCount(h: ModelHandle, prompt: string): number {
+  const n = h.tokenizer.encode(prompt, { bos: !h.model.ownStart && h.addBos }).length;
+  return n === 0 && !h.model.ownStart && h.tokenizer.bos !== null ? 1 : n;
+}
+
+/** A turn of the event loop (setImmediate in Node: no 1 ms timer clamp; a timer elsewhere). */
+function nextTurn(): Promise<void> {
+  return new Promise((r) => (typeof setImmediate === 'function' ? setImmediate(r) : setTimeout(r, 0)));
+}
+
+function baseName(path: string): string {
+  return path.replace(/[/\\]+$/, '').split(/[/\\]/).pop() || path;
+}
