@@ -15,7 +15,8 @@ import { tokenizerFromVocab } from '../src/tokenizers/from-vocab.js';
 import { type HfTokenizer, tokenizerFromHfJson, vocabFromHfTokenizer } from '../src/tokenizers/hf-json.js';
 import { RegexTranslateError, translateOnigRegex } from '../src/tokenizers/hf-regex.js';
 import { TokenStreamDecoder } from '../src/tokenizers/tokenizer.js';
-import { TOKEN_TYPE, VocabError, vocabFromGguf, vocabToGguf } from '../src/tokenizers/vocab.js';
+import { TOKEN_TYPE, VocabError } from '../src/tokenizers/vocab.js';
+import { vocabFromGguf, vocabToGguf } from '../src/io/vocab-gguf.js';
 
 // From dist/test/: ../../ is the repository root; the fixtures sit beside it.
 const FIXTURES = fileURLToPath(new URL('../../../shared/fixtures/', import.meta.url));

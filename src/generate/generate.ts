@@ -111,6 +111,8 @@ export function* generateSteps(model: CausalLM, tok: Tokenizer, prompt: string, 
     const t1 = performance.now();
     for (let i = 0; i < maxTokens; i++) {
       for (const id of model.neverPredicted) logits[id] = -Infinity;
+      // Rows past the tokenizer's vocabulary (a published model's spare embedding rows) stand for no text.
+      for (let id = tok.vocabSize; id < logits.length; id++) logits[id] = -Infinity;
       const next = sampler.sample(logits, history);
       if (next === tok.eos) {
         finishReason = 'eos';
@@ -120,7 +122,7 @@ export function* generateSteps(model: CausalLM, tok: Tokenizer, prompt: string, 
       history.push(next);
       o.onToken?.(next, logits, sampler.lastProb);
       // SentencePiece vocabularies mark word starts with a space; the text's first word has none.
-      const afterBos = tok.kind === 'llama' && history[history.length - 2] === tok.bos;
+      const afterBos = (tok.kind === 'llama' || tok.stripsLeadingSpace === true) && history[history.length - 2] === tok.bos;
       const piece = textStream.push(next, afterBos);
       if (piece.text) yield piece.text;
       if (piece.stopped) {

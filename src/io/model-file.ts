@@ -66,7 +66,7 @@ export function hfTokenizerModel(tokenizerJson: string, tokenizerConfig: string 
     vocab = vocabFromHfTokenizer(tokenizer);
   } catch (e) {
     const why = (e as Error).message;
-    vocab = { model: 'llama', tokens: Array.from({ length: tokenizer.vocabSize }, (_, i) => tokenizer.tokenText(i)), exportBlocker: `${source}: this tokenizer has no GGUF form stlm writes (${why})` };
+    vocab = { model: 'llama', tokens: Array.from({ length: tokenizer.vocabSize }, (_, i) => tokenizer.tokenText(i) ?? ''), exportBlocker: `${source}: this tokenizer has no GGUF form stlm writes (${why})` };
   }
   const pad = config.vocabSize - vocab.tokens.length;
   if (pad > 0) {

@@ -23,6 +23,8 @@ export interface Tokenizer {
   readonly eos: number | null;
   /** Padding id, or null / absent if none. */
   readonly pad?: number | null;
+  /** Whether decoding drops the space a text's first word carries (SentencePiece's dummy prefix; kind 'llama' always does). */
+  readonly stripsLeadingSpace?: boolean;
   /** Encodes text (UTF-8) into token ids. */
   encode(text: string, opts?: EncodeOptions): Int32Array;
   /** Decodes ids to the bytes they stand for; special tokens decode to nothing. */
