@@ -282,6 +282,36 @@ export function getTensor(file: GgufFile, name: string): GgufTensorInfo {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// What a file holds (for `info` lines and the tiers)
+
+/** llama.cpp's general.file_type (enum llama_ftype) names, lower case; ids 4–6 and 33–35 are retired. */
+const LLAMA_FILE_TYPES: Readonly<Record<number, string>> = {
+  0: 'f32', 1: 'f16', 2: 'q4_0', 3: 'q4_1', 7: 'q8_0', 8: 'q5_0', 9: 'q5_1', 10: 'q2_k', 11: 'q3_k_s', 12: 'q3_k_m',
+  13: 'q3_k_l', 14: 'q4_k_s', 15: 'q4_k_m', 16: 'q5_k_s', 17: 'q5_k_m', 18: 'q6_k', 19: 'iq2_xxs', 20: 'iq2_xs',
+  21: 'q2_k_s', 22: 'iq3_xs', 23: 'iq3_xxs', 24: 'iq1_s', 25: 'iq4_nl', 26: 'iq3_s', 27: 'iq3_m', 28: 'iq2_s',
+  29: 'iq2_m', 30: 'iq4_xs', 31: 'iq1_m', 32: 'bf16', 36: 'tq1_0', 37: 'tq2_0', 38: 'mxfp4_moe',
+};
+
+/**
+ * The weight type a model file is run in, as llama.cpp names it ('q4_k_m', 'f16', …): general.file_type
+ * where the file has a known one, else the type holding most of the matrices' bytes ('q8_0').
+ */
+export function ggufQuantization(file: GgufFile): string | undefined {
+  const ftype = file.metadata.get('general.file_type');
+  if (ftype && typeof ftype.value === 'number' && LLAMA_FILE_TYPES[ftype.value]) return LLAMA_FILE_TYPES[ftype.value];
+  const bytes = new Map<number, number>();
+  for (const t of file.tensors) if (t.shape.length >= 2) bytes.set(t.type, (bytes.get(t.type) ?? 0) + t.byteLength);
+  let best: number | undefined;
+  for (const [type, n] of bytes) if (best === undefined || n > bytes.get(best)!) best = type;
+  return best === undefined ? undefined : ggmlTypeName(best).toLowerCase();
+}
+
+/** Values in all of a file's tensors (its parameter count, each stored tensor once). */
+export function ggufParameterCount(file: GgufFile): number {
+  return file.tensors.reduce((n, t) => n + elementCount(t.shape), 0);
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Reader
 
 const MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
