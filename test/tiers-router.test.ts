@@ -132,6 +132,24 @@ describe('router: cascade', () => {
     assert.match(r.route.reason, /after small failed: small: crashed; large failed: large: HTTP 503/);
   });
 
+  test('unsure answers and a failing last tier: the most confident unsure answer is kept; order and fallback from the config', async () => {
+    const t = tiers({ tiny: { text: 'less unsure', meanLogprob: -3 }, small: { text: 'more unsure', meanLogprob: -5 }, large: { text: '', fail: 'large: down' } });
+    const r = await new Router(t, { policy: 'cascade', threshold: -1 }).generate({ prompt: 'Q' });
+    assert.deepEqual([r.model, r.text], ['tiny', 'less unsure']);
+    // The last tier answers even when unsure: nothing stronger is left.
+    const t2 = tiers({ tiny: { text: 'u', meanLogprob: -3 }, small: { text: 'u2', meanLogprob: -5 }, large: { text: 'weak large', meanLogprob: -4 } });
+    const r2 = await new Router(t2, { policy: 'cascade', threshold: -1 }).generate({ prompt: 'Q' });
+    assert.equal(r2.model, 'large');
+    assert.match(r2.route.attempts[2].reason, /under the threshold -1; no stronger tier is left/);
+    // A configured order replaces the cost order; fallback: false stops at the first failure.
+    const t3 = tiers({ large: { text: '', fail: 'large: down' } });
+    const ordered = new Router(t3, { policy: 'cheapest', order: ['large', 'small', 'tiny'], fallback: false });
+    await assert.rejects(ordered.generate({ prompt: 'Q' }), /router: no tier answered \(large: large: down\)/);
+    assert.equal(calls(t3, 'small') + calls(t3, 'tiny'), 0);
+    assert.equal((await new Router(t3, { policy: 'cheapest', order: ['large', 'small', 'tiny'] }).generate({ prompt: 'Q' })).model, 'small');
+    assert.throws(() => new Router(t3, { policy: 'cheapest', order: ['huge'] }), /order names 'huge', which is not a tier/);
+  });
+
   test('multiple choice: escalates when the margin between the two best choices is small', async () => {
     const t = tiers({
       tiny: { text: '', choices: { ' A': -2.0, ' B': -2.1 } },
@@ -152,7 +170,7 @@ describe('router: cascade', () => {
     const d = new Router(t, { policy: 'cascade', threshold: -1, constraints: { memoryBudgetBytes: 1e8 } }).explain({ prompt: 'Hello' }, { maxTokens: 100 });
     assert.equal(d.tier, 'tiny');
     assert.match(d.reason, /cascade \(escalates under -1\): tiny is the cheapest of 2 fitting tiers/);
-    assert.deepEqual(d.attempts.map((a) => [a.tier, a.outcome]), [['small', 'skipped'], ['tiny', 'answered'], ['large', 'escalated']]);
+    assert.deepEqual(d.attempts.map((a) => [a.tier, a.outcome]), [['small', 'skipped'], ['tiny', 'first'], ['large', 'next']]);
     assert.equal(calls(t, 'tiny') + calls(t, 'small') + calls(t, 'large'), 0);
   });
 

@@ -18,6 +18,7 @@ import { runTrain } from './train.js';
 import { runFinetune } from './finetune.js';
 import { runMerge } from './merge.js';
 import { runSynth } from './synth.js';
+import { runRoute } from './route.js';
 import { enableRelaxedSimd } from '../kernels/wasm/relaxed-flag.js';
 
 /** The embedded default model, shipped in the package. */
@@ -200,6 +201,23 @@ backendOpts(
     .option('--parallel <n>', 'requests in flight at once (for --endpoint; the corpus does not depend on it)', int('--parallel', 1), 1),
 ).action(async (o) => runSynth(o, () => backendFrom(o)));
 
+program
+  .command('route')
+  .description('send a prompt through the router a tiers config describes (--explain: show the decision without running anything)')
+  .requiredOption('--tiers <file>', 'tiers config (YAML or JSON), e.g. examples/tiers.yaml')
+  .argument('<prompt>', 'the prompt')
+  .option('--explain', 'print which tier would answer and why, running no model', false)
+  .option('--json', 'print the decision as JSON', false)
+  .option('--max-tokens <n>', 'tokens to generate', int('--max-tokens', 0), 128)
+  .option('--temperature <t>', '0 = greedy', num('--temperature', 0), 0.8)
+  .option('--seed <n>', 'sampling seed', int('--seed', 0), 1)
+  .option('--max-latency-ms <ms>', 'skip tiers slower than this (declared latencyMs)', num('--max-latency-ms', 0))
+  .option('--max-cost <usd>', 'skip tiers whose estimated cost is over this (US dollars)', num('--max-cost', 0))
+  .option('--min-quality <q>', 'skip tiers whose declared quality is under this (0..1)', num('--min-quality', 0, 1))
+  .option('--memory-budget <bytes>', 'skip tiers that need more memory than this', num('--memory-budget', 0))
+  .option('--offline', 'only tiers that run on this machine', false)
+  .action(async (prompt, o) => runRoute(prompt, o));
+
 function readVersion(): string {
   const pkg = fileURLToPath(new URL('../../../package.json', import.meta.url));
   return existsSync(pkg) ? (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version : '0.0.0';
@@ -215,6 +233,6 @@ enableRelaxedSimd()
     const err = e as Error;
     process.stderr.write(`stlm: error: ${err?.message ?? String(e)}\n`);
     if (process.env.STLM_DEBUG) process.stderr.write(`${err?.stack}\n`);
-    process.exit(1);
+    process.exit((err as { exitCode?: number })?.exitCode ?? 1);
   },
 );

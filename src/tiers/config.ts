@@ -13,6 +13,9 @@
  * Unknown keys are errors too (a misspelt field would otherwise be silently ignored). Relative model paths
  * (local, llamacpp) resolve against the config file's folder.
  */
+import { LocalModel } from './local.js';
+import { OpenAIModel } from './openai.js';
+import type { RouteConstraints } from './router.js';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
@@ -47,15 +50,8 @@ export interface TierEntry {
   timeoutMs?: number;
 }
 
-/** Constraints a request gets unless it sets its own. */
-export interface RouteConstraints {
-  maxLatencyMs?: number;
-  maxCostUsd?: number;
-  minQuality?: number;
-  memoryBudgetBytes?: number;
-  /** Only tiers that run on this machine (local, llamacpp). */
-  offlineOnly?: boolean;
-}
+/** Constraints a request gets unless it sets its own (router.ts). */
+export type { RouteConstraints };
 
 /** The router's settings (the router reads them; this file only validates them). */
 export interface RouterConfig {
@@ -312,6 +308,11 @@ export type TierProviders = Partial<Record<TierProvider, TierOpener>>;
 
 /** The providers this file wires in itself. */
 export const DEFAULT_PROVIDERS: TierProviders = {
+  local: (e) => LocalModel.open(e.model, { name: e.name, tier: e.tier }),
+  openai: async (e) => new OpenAIModel({
+    baseUrl: e.baseUrl!, model: e.model, name: e.name, tier: e.tier, ...(e.apiKeyEnv ? { apiKeyEnv: e.apiKeyEnv } : {}), ...(e.price ? { prices: e.price } : {}),
+    ...(e.timeoutMs ? { timeoutMs: e.timeoutMs } : {}), ...(e.contextLength ? { contextLength: e.contextLength } : {}),
+  }),
   llamacpp: (e) => openLlamaCppModel(e.model, { name: e.name, tier: e.tier, ...(e.price ? { price: e.price } : {}), ...(e.contextLength ? { contextSize: e.contextLength } : {}) }),
 };
 

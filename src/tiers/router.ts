@@ -47,6 +47,10 @@ export interface RouterOptions {
   choiceThreshold?: number;
   /** Applied to every request unless the request gives its own. */
   constraints?: RouteConstraints;
+  /** Tier names in the order they are tried (default: cheapest estimate first, then lower latency). */
+  order?: string[];
+  /** Try the next tier when one fails or times out (default true). */
+  fallback?: boolean;
   /** Called with every decision (for a log line). */
   onDecision?: (d: RouteDecision) => void;
 }
@@ -54,7 +58,8 @@ export interface RouterOptions {
 /** One tier's part in a decision. */
 export interface RouteAttempt {
   tier: string;
-  outcome: 'answered' | 'escalated' | 'failed' | 'skipped';
+  /** What happened; in a plan (explain), 'first' and 'next' say what would be tried. */
+  outcome: 'answered' | 'escalated' | 'failed' | 'skipped' | 'first' | 'next';
   /** Why: the broken constraint, the error, or the confidence against the threshold. */
   reason: string;
   estimatedCostUsd?: number;
@@ -107,6 +112,7 @@ export class Router implements LanguageModel {
       if (names.has(t.name)) throw new Error(`router: two tiers are named '${t.name}'`);
       names.add(t.name);
     }
+    for (const n of options.order ?? []) if (!names.has(n)) throw new Error(`router: order names '${n}', which is not a tier (tiers: ${[...names].join(', ')})`);
     if (options.policy === 'cascade' && options.threshold === undefined && options.choiceThreshold === undefined) {
       throw new Error('router: the cascade policy needs a threshold (mean log-probability) or a choiceThreshold (log-likelihood margin)');
     }
@@ -135,7 +141,9 @@ export class Router implements LanguageModel {
       else order.push(t);
     }
     const cost = (t: RouteTier) => estimateCost(t, promptTokens, maxTokens);
-    order.sort((a, b) => cost(a) - cost(b) || (a.latencyMs ?? 0) - (b.latencyMs ?? 0) || (a.quality ?? 0) - (b.quality ?? 0));
+    const rank = (t: RouteTier) => this.options.order?.indexOf(t.name) ?? -1;
+    if (this.options.order) order.sort((a, b) => (rank(a) < 0 ? Infinity : rank(a)) - (rank(b) < 0 ? Infinity : rank(b)));
+    else order.sort((a, b) => cost(a) - cost(b) || (a.latencyMs ?? 0) - (b.latencyMs ?? 0) || (a.quality ?? 0) - (b.quality ?? 0));
     return { order, skipped };
   }
 
@@ -145,7 +153,8 @@ export class Router implements LanguageModel {
     const { order, skipped } = this.plan(promptTokens, maxTokens, o.constraints);
     const first = order[0];
     const planned: RouteAttempt[] = order.map((t, i) => ({
-      tier: t.name, outcome: i === 0 ? 'answered' : 'escalated', reason: i === 0 ? this.firstReason(t, order.length) : 'next if the tier before it is unsure or fails',
+      tier: t.name, outcome: i === 0 ? 'first' : 'next', reason: i === 0 ? this.firstReason(t, order.length)
+        : this.options.policy === 'cascade' ? 'if the tier before it is unsure or fails' : 'if the tier before it fails',
       estimatedCostUsd: estimateCost(t, promptTokens, maxTokens), estimatedLatencyMs: t.latencyMs,
     }));
     return {
@@ -172,7 +181,7 @@ export class Router implements LanguageModel {
 
   private firstReason(t: RouteTier, fitting: number): string {
     const policy = this.options.policy === 'cascade' ? `cascade (escalates under ${this.options.threshold ?? this.options.choiceThreshold})` : 'cheapest that fits';
-    return `${policy}: ${t.name} is the cheapest of ${fitting} fitting tier${fitting === 1 ? '' : 's'}`;
+    return `${policy}: ${t.name} is the ${this.options.order ? 'first in the configured order' : 'cheapest'} of ${fitting} fitting tier${fitting === 1 ? '' : 's'}`;
   }
 
   async generate(input: GenerateInput, o: GenerateOptions & { constraints?: RouteConstraints } = {}): Promise<RoutedResult> {
@@ -192,23 +201,31 @@ export class Router implements LanguageModel {
       } catch (e) {
         if ((e as Error).name === 'AbortError') throw e;
         attempts.push({ tier: t.name, outcome: 'failed', reason: (e as Error).message.split('\n')[0], ...estimate, latencyMs: performance.now() - started });
+        if (this.options.fallback === false) break;
         continue;
       }
       costUsd += r.costUsd;
-      last = r;
-      lastTier = t;
-      const confidence = r.meanLogprob;
-      const unsure = this.options.policy === 'cascade' && this.options.threshold !== undefined && confidence !== undefined && confidence < this.options.threshold && i < order.length - 1;
+      const confidence = r.meanLogprob, threshold = this.options.threshold;
+      const under = this.options.policy === 'cascade' && threshold !== undefined && confidence !== undefined && confidence < threshold;
+      const lastTierHere = i === order.length - 1;
+      const unsure = under && !lastTierHere;
       const reason = this.options.policy !== 'cascade' ? 'cheapest that fits'
         : confidence === undefined ? 'answered (this tier reports no log-probabilities, so no confidence to check)'
-        : unsure ? `mean log-probability ${confidence.toFixed(3)} under the threshold ${this.options.threshold}` : `mean log-probability ${confidence.toFixed(3)} at or over the threshold ${this.options.threshold ?? '-'}`;
+        : `mean log-probability ${confidence.toFixed(3)} ${under ? 'under' : 'at or over'} the threshold ${threshold ?? '-'}${under && lastTierHere ? '; no stronger tier is left' : ''}`;
       attempts.push({ tier: t.name, outcome: unsure ? 'escalated' : 'answered', reason, ...estimate, costUsd: r.costUsd, latencyMs: performance.now() - started, confidence });
       if (!unsure) {
+        last = r;
+        lastTier = t;
         if (!this.streams(i, order.length)) o.onText?.(r.text);
         break;
       }
+      // Kept in case every stronger tier fails: the most confident of the unsure answers.
+      if (!last || (confidence ?? -Infinity) > (last.meanLogprob ?? -Infinity)) {
+        last = r;
+        lastTier = t;
+      }
     }
-    // Every tier after an unsure one failed: the unsure answer is the best there is.
+    // Every tier after the unsure ones failed: the most confident unsure answer is the best there is.
     if (last && attempts.at(-1)?.outcome !== 'answered' && !this.streams(order.indexOf(lastTier!), order.length)) o.onText?.(last.text);
     const decision = this.decision(lastTier?.name, attempts, costUsd, t0);
     if (!last || !lastTier) throw new RouteError(`router: no tier answered (${decision.reason})`, decision);
@@ -247,6 +264,7 @@ export class Router implements LanguageModel {
         scores = await t.model.score(context, choices);
       } catch (e) {
         attempts.push({ tier: t.name, outcome: 'failed', reason: (e as Error).message.split('\n')[0], latencyMs: performance.now() - started });
+        if (this.options.fallback === false) break;
         continue;
       }
       const values = scores.map((s, j) => (o.normalize === 'bytes' ? s.logprob / Math.max(1, new TextEncoder().encode(choices[j]).length) : s.logprob));
