@@ -135,14 +135,28 @@ describe('tiers config: bad input, one line naming file, field and value', () =>
 });
 
 describe('tiers config: openTier', () => {
-  test('providers come from the registry given, else the wired-in ones; a provider not wired in says so', async () => {
+  test('providers come from the registry given, else the wired-in ones (local, llamacpp, openai)', async () => {
     const c = parseTiersConfig(stringify(base()), '/etc/stlm/tiers.yaml');
     const seen: TierEntry[] = [];
     const fake = { info: () => ({ name: 'fake' }) } as unknown as LanguageModel;
     const m = await openTier(c.tiers[0], { local: async (e) => (seen.push(e), fake) });
     assert.equal(m, fake);
     assert.equal(seen[0].model, '/etc/stlm/models/default.gguf');
-    await assert.rejects(openTier(c.tiers[2]), /^Error: tier large: provider openai is not available in this build$/);
+    // The wired-in openai provider: an OpenAIModel for the entry (constructing it sends no request); the key
+    // comes from the variable apiKeyEnv names, and its absence is one clear line.
+    const saved = process.env.OPENAI_API_KEY;
+    try {
+      delete process.env.OPENAI_API_KEY;
+      await assert.rejects(openTier(c.tiers[2]), /^Error: endpoint http:\/\/127\.0\.0\.1:8080\/v1: the environment variable OPENAI_API_KEY \(apiKeyEnv\) is not set$/);
+      process.env.OPENAI_API_KEY = 'test-key';
+      const large = await openTier(c.tiers[2]);
+      assert.deepEqual([large.info().name, large.info().tier, large.info().provider], ['large', 'large', 'openai']);
+      assert.doesNotMatch(JSON.stringify(large.info()), /test-key/);
+      await large.close();
+    } finally {
+      if (saved === undefined) delete process.env.OPENAI_API_KEY;
+      else process.env.OPENAI_API_KEY = saved;
+    }
   });
 
   test('a llamacpp tier opens the GGUF file with the entry\'s name, tier, price and context', async (t) => {
