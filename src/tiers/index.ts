@@ -6,3 +6,4 @@ export { LlamaCppModel, openLlamaCppModel } from './llamacpp.js';
 export { Router, RouteError, estimateCost, type RouteAttempt, type RouteConstraints, type RouteDecision, type RouteTier, type RouterOptions, type RoutedResult } from './router.js';
 export { loadTiersConfig, parseTiersConfig, openTier, TiersConfigError, type TierEntry, type TiersConfig } from './config.js';
 export { routerFromConfig } from './open.js';
+export { aiSdkModel } from './ai-sdk.js';
