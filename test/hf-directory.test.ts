@@ -42,6 +42,13 @@ describe('Hugging Face directories with tokenizer.json', () => {
     assert.deepEqual(Array.from(m.tokenizer.encode(rec.text, { bos: true })), rec.token_ids);
     const h = await openModel(path, { backend: new ReferenceBackend() });
     assert.equal(h.addBos, true);
+    // The same directory as a browser would hand it over, file by file: the same tokens and logits.
+    const files = await openModel({ name: 'dropped', files: async (f) => (existsSync(join(path, f)) ? new Uint8Array(readFileSync(join(path, f))) : undefined) }, { backend: new ReferenceBackend() });
+    const ids = Array.from(h.tokenizer.encode('Hello world', { bos: true }));
+    assert.deepEqual(Array.from(files.tokenizer.encode('Hello world', { bos: true })), ids);
+    assert.deepEqual(files.model.session().reset(ids), h.model.session().reset(ids));
+    files.dispose();
+    await assert.rejects(openModel({ name: 'empty', files: async () => undefined }), /empty\/config\.json/);
     const r = generate(h.model, h.tokenizer, 'Hello world', { maxTokens: 5, temperature: 1, seed: 2, addBos: h.addBos });
     assert.equal(r.tokens.length + (r.finishReason === 'eos' ? 1 : 0), 5);
     h.dispose();

@@ -7,7 +7,8 @@
 import type { Backend } from '../kernels/backend.js';
 import { createModel, modelFromBundle } from '../models/architectures.js';
 import type { LlamaConfig } from '../models/config.js';
-import { type LoadOptions, type LoadedModel, type ModelFormat, detectFormat, loadModel, parseGgufModel } from './model-file.js';
+import { type HfFileLookup, importHfFromFiles } from './hf-llama.js';
+import { type LoadOptions, type LoadedModel, type ModelFormat, detectFormat, hfTokenizerModel, loadModel, parseGgufModel } from './model-file.js';
 import { type LoraData, LoraAdapters } from '../models/lora.js';
 import { parseLoraAdapter, readLoraAdapter } from './lora-file.js';
 import { Llama } from '../models/llama.js';
@@ -41,18 +42,46 @@ export interface ModelHandle {
   dispose(): void;
 }
 
-/** Opens a model from a path (Node) or from a file's bytes; quantized GGUF matrices stay quantized. */
-export async function openModel(source: string | Uint8Array, o: OpenOptions = {}): Promise<ModelHandle> {
-  const bundle = typeof source === 'string' ? await loadModel(source, { keepQuantized: true, ...o }) : parseModelBytes(source, o);
+/**
+ * A model directory given as its files (a browser's dropped folder): `files(name)` returns a file's bytes
+ * or undefined. A Hugging Face directory (config.json, safetensors, tokenizer.json) opens this way.
+ */
+export interface ModelFiles {
+  /** The directory's name, for messages. */
+  name: string;
+  files: HfFileLookup;
+}
+
+/**
+ * Opens a model from a path (Node), from a file's bytes, or from a directory's files (anywhere);
+ * quantized GGUF matrices stay quantized.
+ */
+export async function openModel(source: string | Uint8Array | ModelFiles, o: OpenOptions = {}): Promise<ModelHandle> {
+  const bundle = typeof source === 'string' ? await loadModel(source, { keepQuantized: true, ...o })
+    : source instanceof Uint8Array ? parseModelBytes(source, o) : await hfFromFiles(source, o);
   const owned = !o.backend;
   const be = o.backend ?? (await (await import('../kernels/wasm/backend.js')).createWasmBackend());
   try {
-    const name = typeof source === 'string' ? source : '<bytes>';
+    const name = typeof source === 'string' ? source : source instanceof Uint8Array ? '<bytes>' : source.name;
     return await handleFor(bundle, new Graph(be), name, o.lora, owned);
   } catch (e) {
     if (owned) be.dispose();
     throw e;
   }
+}
+
+/** A Hugging Face directory from its files: the weights, config.json, and tokenizer.json (+ tokenizer_config.json). */
+async function hfFromFiles(dir: ModelFiles, o: OpenOptions): Promise<LoadedModel> {
+  if (o.tokenizer) throw new Error('openModel: a tokenizer path needs a model path; a directory\'s files carry their tokenizer.json');
+  const { config, weights } = await importHfFromFiles(dir.files, dir.name);
+  const text = async (name: string) => {
+    const b = await dir.files(name);
+    return b && new TextDecoder().decode(b);
+  };
+  const tokenizerJson = await text('tokenizer.json');
+  if (tokenizerJson === undefined) throw new Error(`${dir.name}: no tokenizer.json (the files must include the model's tokenizer)`);
+  const hf = hfTokenizerModel(tokenizerJson, (await text('tokenizer_config.json')) ?? null, `${dir.name}/tokenizer.json`, config);
+  return { config, weights, quantized: new Map(), format: 'safetensors', ...hf };
 }
 
 /** A model file given as bytes: GGUF (any architecture) or llama2.c (with its vocabulary in GGUF or the default one). */
