@@ -68,6 +68,8 @@ export function hfTokenizerModel(tokenizerJson: string, tokenizerConfig: string 
     const why = (e as Error).message;
     vocab = { model: 'llama', tokens: Array.from({ length: tokenizer.vocabSize }, (_, i) => tokenizer.tokenText(i) ?? ''), exportBlocker: `${source}: this tokenizer has no GGUF form stlm writes (${why})` };
   }
+  // Whether prompts get BOS is the tokenizer config's say, whichever form the vocabulary took.
+  vocab = { ...vocab, addBos: tokenizer.addBos, addEos: tokenizer.addEos };
   const pad = config.vocabSize - vocab.tokens.length;
   if (pad > 0) {
     vocab = {

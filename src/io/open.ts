@@ -34,7 +34,7 @@ export interface ModelHandle {
   source: string;
   /** Whether prompts get BOS by default (the vocabulary's add_bos_token; never for a model with its own start). */
   addBos: boolean;
-  /** Parameters (the model's own count, shared tensors once) and bytes of weights as held. */
+  /** Parameters as held (shared tensors once; quantized matrices counted by their values). */
   parameters: number;
   /** The bundle as loaded (weights, vocabulary, the parsed GGUF file), for info and export. */
   bundle: LoadedModel;
@@ -84,7 +84,7 @@ async function hfFromFiles(dir: ModelFiles, o: OpenOptions): Promise<LoadedModel
   return { config, weights, quantized: new Map(), format: 'safetensors', ...hf };
 }
 
-/** A model file given as bytes: GGUF (any architecture) or llama2.c (with its vocabulary in GGUF or the default one). */
+/** A model file given as bytes: GGUF, any architecture (a llama2.c checkpoint or safetensors needs the files beside it: open those by path or as files). */
 function parseModelBytes(bytes: Uint8Array, o: OpenOptions): LoadedModel {
   if (o.tokenizer) throw new Error('openModel: a tokenizer path needs a model path; with model bytes, the tokenizer must be inside the file (GGUF)');
   const format = detectFormat(bytes);
