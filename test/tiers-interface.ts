@@ -1,7 +1,7 @@
 // The checks every LanguageModel passes, whatever the tier (not a test file itself: tiers-local.test.ts
 // and tiers-openai.test.ts apply it to their models). Generation must be reproducible for a given seed.
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describe, test as nodeTest } from 'node:test';
 import type { GenerateResult, GenerateStream, LanguageModel } from '../src/tiers/types.js';
 
 export interface InterfaceOptions {
@@ -10,6 +10,8 @@ export interface InterfaceOptions {
   maxTokens?: number;
   /** Whether tokenize() works (an endpoint without /tokenize throws instead). */
   tokenizes?: boolean;
+  /** Why the model cannot be had here (checked when each test runs: the tests then skip, saying so). */
+  unavailable?: () => string | false;
 }
 
 /** Drains a stream: its pieces and its result. */
@@ -37,6 +39,13 @@ export function assertResultShape(r: GenerateResult, maxTokens: number): void {
 /** The shared checks, as a describe block over the model `get()` returns (made in the caller's before()). */
 export function languageModelInterface(label: string, get: () => LanguageModel, o: InterfaceOptions = {}): void {
   const prompt = o.prompt ?? 'ROMEO:', seed = o.seed ?? 11, maxTokens = o.maxTokens ?? 24;
+  // Each check skips, with the reason, where the model cannot be had (a provider whose engine is missing).
+  const test = (name: string, fn: () => unknown) =>
+    nodeTest(name, async (t) => {
+      const why = o.unavailable?.();
+      if (why) return t.skip(why);
+      await fn();
+    });
   describe(`LanguageModel interface: ${label}`, () => {
     test('info() names the model, its tier, provider and where it runs', () => {
       const i = get().info();

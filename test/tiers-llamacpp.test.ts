@@ -13,6 +13,7 @@ import { score } from '../src/generate/score.js';
 import { type ModelHandle, openModel } from '../src/io/open.js';
 import { loadLlamaCpp } from '../src/interop/llamacpp.js';
 import { LlamaCppModel, openLlamaCppModel } from '../src/tiers/llamacpp.js';
+import { languageModelInterface } from './tiers-interface.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../shared/fixtures/', import.meta.url));
 const TINY_RANDOM = `${FIXTURES}models/tiny-random-llama/llama-2-tiny-random.gguf`;
@@ -190,4 +191,14 @@ describe('llamacpp tier: bad input', () => {
     const r = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(register)}`, '--input-type=module', '-e', script], { encoding: 'utf8' });
     assert.equal(r.stdout, 'LlamaCppUnavailableError: node-llama-cpp is not installed; install it with: npm install node-llama-cpp@3.21.1\n', r.stderr);
   });
+});
+
+// The same interface checks every tier passes (tiers-interface.ts), on the embedded model through llama.cpp.
+describe('llamacpp tier: the shared interface', { skip: !existsSync(DEFAULT_MODEL) && `${DEFAULT_MODEL} is absent` }, () => {
+  let shared: LlamaCppModel | undefined;
+  before(async () => {
+    if (!unavailable) shared = await openLlamaCppModel(DEFAULT_MODEL, { kvCacheType: 'F32', threads: 1 });
+  });
+  after(async () => shared?.close());
+  languageModelInterface('LlamaCppModel (models/default.gguf through llama.cpp)', () => shared!, { unavailable: () => unavailable || false });
 });
