@@ -105,7 +105,11 @@ export async function main(argv: string[]): Promise<void> {
     return { recover: f, cascadeShare: hit?.share ?? null, randomShare: gap > 0 ? f : null };
   });
   const diffs = curve.slice(1, -1).map((p) => p.cascade - p.random);
-  const beats = { min: Math.min(...diffs), mean: diffs.reduce((a, b) => a + b, 0) / Math.max(1, diffs.length), atEveryShare: diffs.every((d) => d >= 0) };
+  const worst = diffs.reduce((w, d, i) => (d < diffs[w] ? i : w), 0);
+  const beats = {
+    min: Math.min(...diffs), minAtShare: (worst + 1) / n, mean: diffs.reduce((a, b) => a + b, 0) / Math.max(1, diffs.length),
+    sharesBelow: diffs.filter((d) => d < 0).length, shares: diffs.length, atEveryShare: diffs.every((d) => d >= 0),
+  };
   // The Router itself at one threshold (the median margin) on the first 100 items: the same picks as the curve assumes.
   const threshold = w[byMargin[Math.floor(n / 2)]].margin;
   const router = new Router([
@@ -128,7 +132,8 @@ export async function main(argv: string[]): Promise<void> {
     console.log(`  escalate ${(share * 100).toFixed(0).padStart(2)}%: cascade ${p.cascade.toFixed(4)}  random ${p.random.toFixed(4)}  (+${((p.cascade - p.random) * 100).toFixed(2)} points)`);
   }
   for (const r of sharesFor) console.log(`  ${(r.recover * 100).toFixed(0)}% of the gap: cascade escalates ${r.cascadeShare === null ? '-' : `${(r.cascadeShare * 100).toFixed(1)}%`}, random ${r.randomShare === null ? '-' : `${(r.randomShare * 100).toFixed(0)}%`}`);
-  console.log(`  cascade − random over every share: min ${(beats.min * 100).toFixed(2)}, mean ${(beats.mean * 100).toFixed(2)} points; beats it at every share: ${beats.atEveryShare}`);
+  console.log(`  cascade − random over every share: min ${(beats.min * 100).toFixed(4)} points (at ${(beats.minAtShare * 100).toFixed(2)}% escalated), mean ${(beats.mean * 100).toFixed(2)} points; ` +
+    `below it at ${beats.sharesBelow} of ${beats.shares} shares; at or above it at every share: ${beats.atEveryShare}`);
   console.log(`  Router.choose at threshold ${threshold.toFixed(3)}: ${agree}/${check} items as the curve assumes`);
   const svg = arg(argv, '--svg', '');
   if (svg) {
