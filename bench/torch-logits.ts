@@ -19,7 +19,7 @@ import type { SafetensorsFloatDtype } from '../src/formats/safetensors.js';
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { type LlamaConfig, PRESETS, parameterShapes } from '../src/models/config.js';
-import { kvCacheFor, type KvCache, Llama } from '../src/models/llama.js';
+import { kvCacheFor, Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { Rng } from '../src/util/rng.js';
 import { PY, arg, ensureTorch } from './lib/torch.js';

@@ -4,7 +4,7 @@ import { after, before } from 'node:test';
 import type { Backend } from '../src/kernels/backend.js';
 import { ReferenceBackend } from '../src/kernels/reference.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
-import { kvCacheFor, type KvCache, type Llama } from '../src/models/llama.js';
+import { kvCacheFor, type Llama } from '../src/models/llama.js';
 import type { Rng } from '../src/util/rng.js';
 
 /** Index of the largest value, the first one on ties (as llama2.c's run.c and llama.cpp's greedy sampler). */

@@ -15,7 +15,7 @@ import { createBackend } from '../src/kernels/index.js';
 import { ReferenceBackend } from '../src/kernels/reference.js';
 import type { LlamaConfig } from '../src/models/config.js';
 import { type LoadedModel, type ModelBundle, byteVocab, loadModel, saveModel } from '../src/io/model-file.js';
-import { kvCacheFor, type KvCache, Llama } from '../src/models/llama.js';
+import { kvCacheFor, Llama } from '../src/models/llama.js';
 import { loraGguf, parseLoraAdapter, saveLoraAdapter } from '../src/io/lora-file.js';
 import { LORA_TARGETS, type LoraData, LoraAdapters, initLora, mergeLora, parseLoraTargets } from '../src/models/lora.js';
 import { Graph } from '../src/tensor/tensor.js';

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { PRESETS, materializeSharing, parameterCount, resolveConfig } from '../src/models/config.js';
-import { kvCacheFor, type KvCache, Llama, PREFILL_UBATCH } from '../src/models/llama.js';
+import { kvCacheFor, Llama, PREFILL_UBATCH } from '../src/models/llama.js';
 import { generate, generateStream } from '../src/generate/generate.js';
 import { ByteTokenizer } from '../src/tokenizers/byte.js';
 import { Graph, NonFiniteError } from '../src/tensor/tensor.js';

@@ -15,7 +15,7 @@ import type { Backend } from '../src/kernels/backend.js';
 import { createBackend } from '../src/kernels/index.js';
 import { PRESETS } from '../src/models/config.js';
 import { type LoadedModel, byteVocab, loadModel, saveModel } from '../src/io/model-file.js';
-import { kvCacheFor, type KvCache, Llama } from '../src/models/llama.js';
+import { kvCacheFor, Llama } from '../src/models/llama.js';
 import { planQuantization } from '../src/io/quantize.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { splitTrainVal } from '../src/train/data.js';

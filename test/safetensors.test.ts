@@ -17,7 +17,7 @@ import {
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { type LlamaConfig, PRESETS, parameterShapes } from '../src/models/config.js';
-import { kvCacheFor, type KvCache, Llama } from '../src/models/llama.js';
+import { kvCacheFor, Llama } from '../src/models/llama.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { Rng } from '../src/util/rng.js';
 import { maxAbsDiff } from './helpers.js';

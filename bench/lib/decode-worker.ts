@@ -17,7 +17,7 @@ import { createWasmBackend } from '../../src/kernels/index.js';
 import { formatProfile, profiled } from '../../src/kernels/profile.js';
 import { headDim, type LlamaConfig } from '../../src/models/config.js';
 import { configFromGguf, loadModel } from '../../src/io/model-file.js';
-import { kvCacheFor, type KvCache, Llama } from '../../src/models/llama.js';
+import { kvCacheFor, Llama } from '../../src/models/llama.js';
 import { Graph } from '../../src/tensor/tensor.js';
 import { tokenizerFromVocab } from '../../src/tokenizers/from-vocab.js';
 import { vocabFromGguf } from '../../src/io/vocab-gguf.js';
