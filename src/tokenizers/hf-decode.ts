@@ -4,6 +4,7 @@
  */
 import { type JsonReader, findMatches } from './hf-read.js';
 import { BYTE_CHARS, readMetaspace, utf8 } from './hf-pretokenize.js';
+import { joinBytes } from './tokenizer.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Decoders
@@ -65,7 +66,7 @@ export function readDecoder(r: JsonReader, v: unknown, path: string): DecoderInf
       return {
         run: (tokens, mode) => {
           const parts = tokens.map((t) => (typeof t === 'string' ? byteLevelBytes(t) : t));
-          const bytes = concatBytes(parts);
+          const bytes = joinBytes(parts);
           return mode === 'stream' ? [bytes] : [lossyUtf8.decode(bytes)];
         },
         stripsLeadingSpace: false,
@@ -112,7 +113,7 @@ export function readDecoder(r: JsonReader, v: unknown, path: string): DecoderInf
       return {
         run: (tokens, mode) => {
           if (tokens.length <= 1) return tokens;
-          return mode === 'text' ? [tokens.map(textOf).join('')] : [concatBytes(tokens.map((t) => (typeof t === 'string' ? utf8.encode(t) : t)))];
+          return mode === 'text' ? [tokens.map(textOf).join('')] : [joinBytes(tokens.map((t) => (typeof t === 'string' ? utf8.encode(t) : t)))];
         },
         stripsLeadingSpace: false,
       };
@@ -145,18 +146,6 @@ export function readDecoder(r: JsonReader, v: unknown, path: string): DecoderInf
   throw new Error('unreachable');
 }
 
-export function concatBytes(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Post-processors

@@ -23,11 +23,11 @@
 import { AddedMatcher, type HfAddedToken, readAddedToken } from './hf-added.js';
 import { HfBpe, type HfBpeConfig } from './hf-bpe.js';
 import { configName, readConfig } from './hf-config.js';
-import { type DecoderInfo, type Template, concatBytes, readDecoder, readPostProcessor } from './hf-decode.js';
+import { type DecoderInfo, type Template, readDecoder, readPostProcessor } from './hf-decode.js';
 import { type Normalizer, type PreTokenizerInfo, readNormalizer, readPreTokenizer } from './hf-pretokenize.js';
 import { JsonReader, parseJson } from './hf-read.js';
 import { checkId, decodeTokens, wellFormed } from './spm.js';
-import type { EncodeOptions, Tokenizer } from './tokenizer.js';
+import { type EncodeOptions, type Tokenizer, joinBytes } from './tokenizer.js';
 
 export type { HfAddedToken } from './hf-added.js';
 
@@ -207,7 +207,7 @@ export class HfTokenizer implements Tokenizer {
       const t = this.texts[id];
       if (this.special[id] || t === undefined) bytes = EMPTY;
       else if (!this.decoder) bytes = utf8.encode(t);
-      else bytes = concatBytes(this.decoder.run([t], 'stream').map((x) => (typeof x === 'string' ? utf8.encode(x) : x)));
+      else bytes = joinBytes(this.decoder.run([t], 'stream').map((x) => (typeof x === 'string' ? utf8.encode(x) : x)));
       this.pieces[id] = bytes;
     }
     return bytes;

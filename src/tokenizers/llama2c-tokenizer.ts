@@ -8,7 +8,8 @@
  * both, so the vocabulary is in llama.cpp's form and writing gives the same bytes back. run.c hard-codes
  * BOS = 1, EOS = 2 and byte fallback to id byte + 3, which is where SentencePiece puts <0x00>..<0xFF>.
  */
-import { SPM_SPACE, joinBytes } from './spm.js';
+import { SPM_SPACE } from './spm.js';
+import { joinBytes } from './tokenizer.js';
 import { TOKEN_TYPE, type VocabSpec, VocabError, validateVocab } from './vocab.js';
 
 /** The ids run.c hard-codes. */

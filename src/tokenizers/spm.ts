@@ -7,7 +7,7 @@
  * Also home of what the other vocabulary tokenizers share: BigramQueue (the priority queue of candidate
  * merges) and runMerges, the '▁'-spelling decode rules, the id cache, and small id and byte helpers.
  */
-import type { EncodeOptions, Tokenizer } from './tokenizer.js';
+import { type EncodeOptions, type Tokenizer, joinBytes } from './tokenizer.js';
 import { TOKEN_TYPE, type VocabSpec, VocabError, validateVocab } from './vocab.js';
 
 /** U+2581, SentencePiece's visible stand-in for a space. */
@@ -140,18 +140,6 @@ export function checkId(kind: string, id: number, vocabSize: number): number {
   return id;
 }
 
-/** Concatenates per-token byte strings. */
-export function joinBytes(parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** The bytes of the tokens `ids`, one after another (a Tokenizer's decode), each from `tokenBytes`. */
 export function decodeTokens(ids: ArrayLike<number>, tokenBytes: (id: number) => Uint8Array): Uint8Array {

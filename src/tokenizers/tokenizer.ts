@@ -144,3 +144,16 @@ export class TokenStreamDecoder {
     return this.utf8.flush();
   }
 }
+
+/** Concatenates byte strings into a new array (per-token bytes into a text's). */
+export function joinBytes(parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
