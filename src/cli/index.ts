@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `stlm` command: train, finetune, merge, synth, generate, info, convert, quantize, eval. Errors print one clear line and exit non-zero
+ * The `stlm` command: train, finetune, merge, synth, generate, info, convert, quantize, eval, route, serve. Errors print one clear line and exit non-zero
  * (set STLM_DEBUG=1 for the stack trace).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -19,6 +19,7 @@ import { runFinetune } from './finetune.js';
 import { runMerge } from './merge.js';
 import { runSynth } from './synth.js';
 import { runRoute } from './route.js';
+import { runServe } from './serve.js';
 import { enableRelaxedSimd } from '../kernels/wasm/relaxed-flag.js';
 
 /** The embedded default model, shipped in the package. */
@@ -217,6 +218,22 @@ program
   .option('--memory-budget <bytes>', 'skip tiers that need more memory than this', num('--memory-budget', 0))
   .option('--offline', 'only tiers that run on this machine', false)
   .action(async (prompt, o) => runRoute(prompt, o));
+
+backendOpts(
+  program
+    .command('serve')
+    .description('serve models over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health): a model file (the embedded default model unless --model or --tiers), or every tier of a tiers config plus the router as model "auto"')
+    .option('--model <file>', 'model: GGUF, llama2.c .bin, or a Hugging Face directory', DEFAULT_MODEL)
+    .option('--tiers <file>', 'tiers config (YAML or JSON): serve every tier by name and the router as "auto"')
+    .option('--name <id>', 'the model id requests use for --model (default: the file name)')
+    .option('--tokenizer <file>', 'tokenizer file for models without one inside')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <n>', 'port (0: any free port)', int('--port', 0), 8080)
+    .option('--api-key-env <var>', 'require this environment variable\'s value as the API key (Authorization: Bearer)')
+    .option('--queue <n>', 'requests that may wait per model while it serves another (more get 429)', int('--queue', 0), 16)
+    .option('--body-limit <bytes>', 'largest request body (more get 413)', int('--body-limit', 1), 1 << 20)
+    .option('--log', 'log each request as a JSON line (pino) to stdout', false),
+).action(async (o, cmd: Command) => runServe(o, cmd.getOptionValueSource('model') === 'cli', () => backendFrom(o)));
 
 function readVersion(): string {
   const pkg = fileURLToPath(new URL('../../../package.json', import.meta.url));

@@ -88,13 +88,16 @@ export async function* generateStream(model: CausalLM, tok: Tokenizer, prompt: s
   return r.value;
 }
 
-/** The generation as an iterator of text pieces, returning the result. */
-export function* generateSteps(model: CausalLM, tok: Tokenizer, prompt: string, o: GenerateOptions = {}): Generator<string, GenerateResult> {
+/**
+ * The generation as an iterator of text pieces, returning the result. The prompt is text, or token ids
+ * taken as they are (no BOS added: an OpenAI-style request that sends ids sends the ones it means).
+ */
+export function* generateSteps(model: CausalLM, tok: Tokenizer, prompt: string | readonly number[], o: GenerateOptions = {}): Generator<string, GenerateResult> {
   if (model.tokenizerKind && tok.kind !== model.tokenizerKind) throw new Error(`generate: this ${model.architecture} model reads its tokenizer kind '${model.tokenizerKind}', not '${tok.kind}'`);
   const maxTokens = maxTokensOf(o);
   const sampler = new Sampler(o);
   const ctx = model.config.ctx;
-  let encoded = Array.from(tok.encode(prompt, { bos: !model.ownStart && (o.addBos ?? false) }));
+  let encoded = typeof prompt === 'string' ? Array.from(tok.encode(prompt, { bos: !model.ownStart && (o.addBos ?? false) })) : Array.from(prompt);
   if (encoded.length === 0 && !model.ownStart && tok.bos !== null) encoded = [tok.bos];
   if (encoded.length === 0 && !model.ownStart) throw new Error('generate: the prompt is empty and the tokenizer has no BOS token to start from');
   const promptTokens = encoded.length;

@@ -44,6 +44,32 @@ export const plainChatTemplate: ChatTemplate = (messages) => {
   return { prompt: lines.join('') + 'Assistant:', stop: ['\nUser:'] };
 };
 
+/** One token with its log-probability, as an OpenAI `logprobs` answer reports it. */
+export interface TokenLogprob {
+  id: number;
+  /**
+   * Its text: the characters its bytes complete, so a sequence's token texts concatenate to its text (a
+   * character split over several tokens comes with its last one; the others are '').
+   */
+  text: string;
+  /** log p(token | the tokens before it), natural log; null for a sequence's first token (nothing predicts it). */
+  logprob: number | null;
+  /** The most likely tokens at its position, best first (`topN` of them; none for the first token). */
+  top: { id: number; text: string; logprob: number }[];
+}
+
+/** LocalModel's generation options: the tiers' ones, plus what an OpenAI-compatible server needs. */
+export interface LocalGenerateOptions extends GenerateOptions {
+  /** Token ids to continue, taken as they are, instead of the prompt's text (a tokenized completions prompt). */
+  promptIds?: readonly number[];
+  /**
+   * Called with each generated token and its log-probability (temperature 1, over the tokens the sampler
+   * may draw), with the `topLogprobs` most likely alternatives.
+   */
+  onTokenLogprob?: (t: TokenLogprob) => void;
+  topLogprobs?: number;
+}
+
 export interface LocalModelOptions {
   /** The name requests and results use (default: the file name, or 'local model' for bytes). */
   name?: string;
@@ -88,14 +114,14 @@ export class LocalModel implements LanguageModel {
     };
   }
 
-  async generate(input: GenerateInput, o: GenerateOptions = {}): Promise<GenerateResult> {
+  async generate(input: GenerateInput, o: LocalGenerateOptions = {}): Promise<GenerateResult> {
     const it = this.run(input, o, 'throw');
     let r = await it.next();
     while (!r.done) r = await it.next();
     return r.value;
   }
 
-  stream(input: GenerateInput, o: GenerateOptions = {}): GenerateStream {
+  stream(input: GenerateInput, o: LocalGenerateOptions = {}): GenerateStream {
     return this.run(input, o, 'end');
   }
 
@@ -104,18 +130,25 @@ export class LocalModel implements LanguageModel {
    * abort signal is checked, and every ~10 ms the event loop gets a turn (so timers and I/O can abort).
    * An abort rejects (`'throw'`, generate) or ends the stream with finishReason 'abort' (`'end'`).
    */
-  private async *run(input: GenerateInput, o: GenerateOptions, onAbort: 'throw' | 'end'): GenerateStream {
+  private async *run(input: GenerateInput, o: LocalGenerateOptions, onAbort: 'throw' | 'end'): GenerateStream {
     if (this.closed) throw new Error(`${this.name}: the model is closed`);
     const t0 = performance.now();
     const { prompt, stop, chat } = this.render(input);
     const h = this.handle;
     let logprobSum = 0, generated = 0;
-    const steps = generateSteps(h.model, h.tokenizer, prompt, {
+    const tokenText = new TextDecoder();
+    const onLogprob = o.onTokenLogprob, topN = o.topLogprobs ?? 0;
+    const steps = generateSteps(h.model, h.tokenizer, o.promptIds ?? prompt, {
       maxTokens: o.maxTokens, temperature: o.temperature ?? 0.8, topK: o.topK ?? 0, topP: o.topP ?? 0.95, minP: o.minP ?? 0.05,
       repetitionPenalty: o.repetitionPenalty ?? 1, seed: o.seed ?? 1, stop: [...(o.stop ?? []), ...stop], addBos: h.addBos,
-      onToken: (_id, _logits, p) => {
+      onToken: (id, logits, p) => {
         logprobSum += Math.log(p);
         generated++;
+        if (onLogprob) {
+          const r = logSoftmaxTop(logits, id, topN);
+          const text = tokenText.decode(h.tokenizer.decode([id]), { stream: true });
+          onLogprob({ id, text, logprob: r.logprob, top: r.top.map((t) => ({ ...t, text: this.tokenText(t.id) })) });
+        }
       },
     });
     let text = '', ttft: number | undefined, loop: LoopResult | undefined;
@@ -150,13 +183,63 @@ export class LocalModel implements LanguageModel {
     }
     if (!loop && onAbort === 'throw') throw o.signal!.reason;
     const totalMs = performance.now() - t0;
-    const promptTokens = loop ? loop.promptTokens : promptTokenCount(h, prompt);
+    const promptTokens = loop ? loop.promptTokens : o.promptIds ? o.promptIds.length : promptTokenCount(h, prompt);
     return {
       text, finishReason: loop ? loop.finishReason : 'abort',
       usage: { promptTokens, completionTokens: loop ? loop.tokens.length : generated },
       timeToFirstTokenMs: ttft ?? totalMs, totalMs, costUsd: 0, model: this.name,
       meanLogprob: generated ? logprobSum / generated : undefined,
     };
+  }
+
+  /** The prompt a chat becomes (this model's chat template), and the strings that end its reply. */
+  renderChat(messages: readonly ChatMessage[]): RenderedChat {
+    return this.chatTemplate(messages);
+  }
+
+  /** A prompt's token ids as generation and scoring see them: with BOS when the model takes it; BOS alone for an empty text. */
+  promptIds(text: string): number[] {
+    const h = this.handle;
+    const ids = Array.from(h.tokenizer.encode(text, { bos: !h.model.ownStart && h.addBos }));
+    return ids.length === 0 && !h.model.ownStart && h.tokenizer.bos !== null ? [h.tokenizer.bos] : ids;
+  }
+
+  /** One token's text on its own (a piece of a character decodes to U+FFFD). */
+  tokenText(id: number): string {
+    return new TextDecoder().decode(this.handle.tokenizer.decode([id]));
+  }
+
+  /**
+   * The log-probability of each token of `ids` given the tokens before it (the first has none: null), and
+   * the `topN` most likely tokens at each position: what an OpenAI completions request with `echo` and
+   * `logprobs` reports of its prompt. One pass through the model (float64 log-softmax over the whole
+   * vocabulary, as `score()` computes it, so the sums equal score()'s). At most the model's context.
+   */
+  tokenLogprobs(ids: readonly number[], topN = 0): TokenLogprob[] {
+    if (this.closed) throw new Error(`${this.name}: the model is closed`);
+    const { model, tokenizer } = this.handle;
+    const ctx = model.config.ctx, vocab = model.config.vocabSize;
+    if (ids.length > ctx) throw new Error(`tokenLogprobs: ${ids.length} tokens do not fit the model's context of ${ctx}`);
+    for (const id of ids) if (!(Number.isInteger(id) && id >= 0 && id < vocab)) throw new Error(`tokenLogprobs: token id ${id} is outside the vocabulary of ${vocab}`);
+    if (!(Number.isInteger(topN) && topN >= 0)) throw new Error(`tokenLogprobs: topN must be an integer >= 0, got ${topN}`);
+    const dec = new TextDecoder();
+    const texts = ids.map((id) => dec.decode(tokenizer.decode([id]), { stream: true }));
+    const out: TokenLogprob[] = ids.map((id, i) => ({ id, text: texts[i], logprob: null, top: [] }));
+    if (ids.length < 2) return out;
+    const session = model.session(ids.length);
+    try {
+      const first = session.reset([ids[0]]);
+      const rest = ids.length > 2 ? session.extend(ids.slice(1, -1)) : new Float32Array(0);
+      for (let i = 1; i < ids.length; i++) {
+        const row = i === 1 ? first : rest.subarray((i - 2) * vocab, (i - 1) * vocab);
+        const r = logSoftmaxTop(row, ids[i], topN);
+        out[i].logprob = r.logprob;
+        out[i].top = r.top.map((t) => ({ ...t, text: this.tokenText(t.id) }));
+      }
+    } finally {
+      session.dispose();
+    }
+    return out;
   }
 
   /** A prompt, or chat messages through the chat template. */
@@ -224,6 +307,26 @@ function continuationIds(tok: Tokenizer, context: string, continuation: string, 
 function promptTokenCount(h: ModelHandle, prompt: string): number {
   const n = h.tokenizer.encode(prompt, { bos: !h.model.ownStart && h.addBos }).length;
   return n === 0 && !h.model.ownStart && h.tokenizer.bos !== null ? 1 : n;
+}
+
+/** log softmax(row)[target] in float64, and the topN largest entries of log softmax(row), best first. */
+function logSoftmaxTop(row: Float32Array, target: number, topN: number): { logprob: number; top: { id: number; logprob: number }[] } {
+  let max = -Infinity;
+  for (let j = 0; j < row.length; j++) if (row[j] > max) max = row[j];
+  let sum = 0;
+  for (let j = 0; j < row.length; j++) sum += Math.exp(row[j] - max);
+  const z = max + Math.log(sum);
+  const best: number[] = []; // ids, best first
+  if (topN > 0) {
+    for (let j = 0; j < row.length; j++) {
+      if (best.length === topN && !(row[j] > row[best[topN - 1]])) continue;
+      let k = best.length < topN ? best.length : topN - 1;
+      while (k > 0 && row[best[k - 1]] < row[j]) k--;
+      best.splice(k, 0, j);
+      if (best.length > topN) best.pop();
+    }
+  }
+  return { logprob: row[target] - z, top: best.map((id) => ({ id, logprob: row[id] - z })) };
 }
 
 /** A turn of the event loop (setImmediate in Node: no 1 ms timer clamp; a timer elsewhere). */

@@ -8,13 +8,18 @@ import { type RouteTier, Router } from './router.js';
 import type { GenerateInput, GenerateOptions, LanguageModel, LanguageModelInfo } from './types.js';
 
 /** A LanguageModel that opens the real one on first use. */
-class LazyModel implements LanguageModel {
+export class LazyModel implements LanguageModel {
   private opened: Promise<LanguageModel> | undefined;
 
   constructor(
     private readonly entry: TierEntry,
     private readonly providers: TierProviders,
   ) {}
+
+  /** The opened model (opening it now if no request has yet): for callers that need its own methods. */
+  resolve(): Promise<LanguageModel> {
+    return this.model();
+  }
 
   private model(): Promise<LanguageModel> {
     this.opened ??= openTier(this.entry, this.providers);

@@ -1,0 +1,477 @@
+/**
+ * `stlm serve`: an OpenAI-compatible HTTP server over any LanguageModel (a model file as a LocalModel,
+ * every tier of a tiers config by name, and the router as `auto`), on fastify. Endpoints, in OpenAI's
+ * shapes: `GET /health`, `GET /v1/models`, `POST /v1/completions` (prompt as text, texts or token ids; n;
+ * stop; seed; `logprobs` top-N and `echo`, what lm-evaluation-harness's `local-completions` scores with)
+ * and `POST /v1/chat/completions` (messages through the model's chat template; SSE streaming in OpenAI's
+ * chunk format; `stream_options.include_usage`; logprobs).
+ *
+ * Bodies are checked by JSON Schema (`schemas.ts`) and every error, fastify's own included, is answered in
+ * OpenAI's shape `{ error: { message, type, param, code } }`. An optional API key (Bearer) is compared in
+ * constant time. A client that goes away mid-request aborts its generation (AbortSignal).
+ *
+ * Concurrency, for now: each model serves one request at a time through a bounded queue (`queue.ts`;
+ * 429 with retry-after when full). Continuous batching of decode steps across requests is a later step
+ * of issue 16. The router's tiers are the same objects as the tiers served by name but the router's calls
+ * do not pass through their queues.
+ *
+ * Log-probabilities and echo need the model's own numbers, so they are served for stlm's own models
+ * (LocalModel, also as a tier); other tiers refuse them by name.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { LocalModel, type TokenLogprob } from '../tiers/local.js';
+import { LazyModel } from '../tiers/open.js';
+import type { RouteDecision } from '../tiers/router.js';
+import type { ChatMessage, FinishReason, GenerateOptions, GenerateResult, LanguageModel } from '../tiers/types.js';
+import { QueueFullError, RequestQueue } from './queue.js';
+import { UNSUPPORTED, chatBody, completionsBody } from './schemas.js';
+
+export interface ServerOptions {
+  /** The models requests name (`model`); the router, if any, under its name `auto`. */
+  models: Map<string, LanguageModel>;
+  /** Requests must send `Authorization: Bearer <apiKey>` (except GET /health). */
+  apiKey?: string;
+  /** Requests that may wait for a model while it serves another (default 16). */
+  queueLimit?: number;
+  /** Largest request body in bytes (default 1 MiB): larger ones get 413. */
+  bodyLimit?: number;
+  /** fastify's logger (pino): true logs one structured line per request. Default false. */
+  logger?: boolean;
+}
+
+/** An error answered as itself: status, OpenAI type, the field it is about, a code. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly param: string | null = null,
+    readonly code: string | null = null,
+    readonly type = status === 401 ? 'authentication_error' : status === 404 ? 'invalid_request_error' : status === 429 ? 'rate_limit_error' : status >= 500 ? 'server_error' : 'invalid_request_error',
+  ) {
+    super(message);
+  }
+}
+
+type Json = Record<string, unknown>;
+
+interface Choice {
+  text: string;
+  finishReason: 'stop' | 'length';
+  tokens: TokenLogprob[];
+  usage: GenerateResult['usage'];
+  route?: RouteDecision;
+}
+
+/** OpenAI's finish reasons: EOS and a stop string are both 'stop'. */
+const finish = (r: FinishReason): 'stop' | 'length' => (r === 'length' ? 'length' : 'stop');
+
+/** The error body OpenAI sends. */
+const errorBody = (message: string, type: string, param: string | null, code: string | null) => ({ error: { message, type, param, code } });
+
+/** Characters as OpenAI's endpoints count them (code points), for text_offset. */
+const codePoints = (s: string): number => {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+};
+
+/** A JSON value safe in one header line: ASCII only. */
+const headerJson = (v: unknown): string => JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
+/** Ajv's instancePath ("/messages/0/role") as a field name ("messages[0].role"). */
+function paramOf(path: string, missing?: string): string | null {
+  const parts = path.split('/').filter(Boolean);
+  if (missing) parts.push(missing);
+  if (!parts.length) return null;
+  return parts.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
+}
+
+/** Builds the server (not listening: call `listen`). */
+export function createServer(o: ServerOptions): FastifyInstance {
+  const app = Fastify({
+    bodyLimit: o.bodyLimit ?? 1 << 20,
+    logger: o.logger ?? false,
+    // Wrong types are errors, not coerced; nothing is removed or defaulted behind the client's back.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+  });
+  const created = Math.floor(Date.now() / 1000);
+  const queues = new Map<string, RequestQueue>();
+  for (const name of o.models.keys()) queues.set(name, new RequestQueue(o.queueLimit ?? 16));
+  const keyDigest = o.apiKey !== undefined ? createHash('sha256').update(o.apiKey).digest() : undefined;
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: { instancePath: string; keyword: string; params: Record<string, unknown>; message?: string }[] }, req, reply) => {
+    if (err instanceof HttpError) {
+      if (err.status === 429) void reply.header('retry-after', '1');
+      return reply.code(err.status).send(errorBody(err.message, err.type, err.param, err.code));
+    }
+    if (err.validation?.length) {
+      const v = err.validation[0];
+      const missing = v.keyword === 'required' ? String(v.params.missingProperty) : undefined;
+      const param = paramOf(v.instancePath, missing);
+      const message = missing ? `Missing required parameter: '${param}'.` : `Invalid value for '${param ?? 'body'}': ${v.message ?? 'invalid'}.`;
+      return reply.code(400).send(errorBody(message, 'invalid_request_error', param, missing ? 'missing_required_parameter' : 'invalid_value'));
+    }
+    const status = err.statusCode ?? 500;
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send(errorBody(`The request body is over the limit of ${app.initialConfig.bodyLimit} bytes.`, 'invalid_request_error', null, 'request_too_large'));
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.code(415).send(errorBody(`Send the body as application/json (got '${req.headers['content-type'] ?? 'none'}').`, 'invalid_request_error', null, 'unsupported_media_type'));
+    if (status === 400 && (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' || err instanceof SyntaxError || err.code === 'FST_ERR_CTP_INVALID_JSON_BODY')) {
+      return reply.code(400).send(errorBody(`We could not parse the JSON body of your request: ${err.message}`, 'invalid_request_error', null, 'invalid_json'));
+    }
+    if (status >= 400 && status < 500) return reply.code(status).send(errorBody(err.message, 'invalid_request_error', null, err.code ?? null));
+    req.log.error(err);
+    return reply.code(500).send(errorBody(`The server had an error while processing your request: ${err.message}`, 'server_error', null, null));
+  });
+
+  app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(`Unknown request URL: ${req.method} ${req.url.split('?')[0]}.`, 'invalid_request_error', null, 'unknown_url')));
+
+  if (keyDigest) {
+    app.addHook('onRequest', async (req) => {
+      if (req.url === '/health') return;
+      const auth = req.headers.authorization ?? '';
+      const given = /^Bearer\s+(.+)$/i.exec(auth)?.[1]?.trim();
+      // Digests of equal length, compared in constant time: neither the key nor its length leaks by timing.
+      if (given === undefined || !timingSafeEqual(createHash('sha256').update(given).digest(), keyDigest)) {
+        throw new HttpError(401, given === undefined ? 'You did not provide an API key (Authorization: Bearer <key>).' : 'Incorrect API key provided.', null, 'invalid_api_key');
+      }
+    });
+  }
+
+  app.get('/health', async () => ({ status: 'ok', models: [...o.models.keys()] }));
+
+  app.get('/v1/models', async () => ({
+    object: 'list',
+    data: [...o.models.entries()].map(([id, m]) => {
+      const info = m.info();
+      return { id, object: 'model', created, owned_by: 'stlm', context_length: info.contextLength ?? null };
+    }),
+  }));
+
+  /** The model a request names, its queue, and the LocalModel behind it where there is one. */
+  async function modelOf(name: string): Promise<{ model: LanguageModel; local?: LocalModel; queue: RequestQueue }> {
+    const model = o.models.get(name);
+    if (!model) throw new HttpError(404, `The model '${name}' does not exist (served: ${[...o.models.keys()].join(', ')}).`, 'model', 'model_not_found');
+    const opened = model instanceof LazyModel ? await model.resolve() : model;
+    return { model, local: opened instanceof LocalModel ? opened : undefined, queue: queues.get(name)! };
+  }
+
+  function refuseUnsupported(body: Json): void {
+    for (const [name, isUsed] of Object.entries(UNSUPPORTED)) {
+      const v = body[name];
+      if (v !== undefined && v !== null && isUsed(v)) throw new HttpError(400, `'${name}' is not supported by this server.`, name, 'unsupported_parameter');
+    }
+  }
+
+  /** The request's end: aborted when the client goes away before the answer is complete. */
+  function abortOnClose(reply: FastifyReply): AbortController {
+    const ac = new AbortController();
+    reply.raw.on('close', () => {
+      if (!reply.raw.writableFinished) ac.abort(Object.assign(new Error('the client disconnected'), { name: 'AbortError' }));
+    });
+    return ac;
+  }
+
+  async function acquire(queue: RequestQueue, signal: AbortSignal): Promise<() => void> {
+    try {
+      return await queue.acquire(signal);
+    } catch (e) {
+      if (e instanceof QueueFullError) throw new HttpError(429, e.message, null, 'rate_limit_exceeded');
+      throw e;
+    }
+  }
+
+  /** Checks max_tokens and the prompt's length against the model's context, where the model says what it is. */
+  function checkLimits(ctx: number | undefined, maxTokens: number, promptTokens: number | undefined, param: string): void {
+    if (maxTokens < 0) throw new HttpError(400, `Invalid '${param}': ${maxTokens}; it must be at least 0.`, param, 'invalid_value');
+    if (ctx === undefined) return;
+    if (maxTokens > ctx) throw new HttpError(400, `'${param}' is ${maxTokens}, beyond this model's context of ${ctx} tokens.`, param, 'invalid_value');
+    const room = maxTokens > 0 ? ctx - 1 : ctx;
+    if (promptTokens !== undefined && promptTokens > room) {
+      throw new HttpError(400, `This model's maximum context length is ${ctx} tokens, however your prompt has ${promptTokens} tokens${maxTokens > 0 ? ' (at most ' + room + ' leave room to generate)' : ''}.`, null, 'context_length_exceeded');
+    }
+  }
+
+  /** Prompt tokens of a text on a model that is not a LocalModel (where it can count them; else unknown). */
+  async function countTokens(m: LanguageModel, text: string): Promise<number | undefined> {
+    try {
+      return await m.countTokens(text);
+    } catch {
+      return undefined;
+    }
+  }
+
+  interface RunSpec {
+    model: LanguageModel;
+    local?: LocalModel;
+    input: { prompt: string } | { messages: ChatMessage[] };
+    promptIds?: number[];
+    opts: GenerateOptions;
+    topLogprobs?: number;
+    signal: AbortSignal;
+    /** Streaming: each piece of text with the tokens it completes. */
+    onPiece?: (text: string, tokens: TokenLogprob[]) => void;
+  }
+
+  /** One choice: a generation (streamed pieces to onPiece), with its tokens' log-probabilities when asked. */
+  async function runChoice(s: RunSpec): Promise<Choice> {
+    const tokens: TokenLogprob[] = [];
+    let pending: TokenLogprob[] = [];
+    const want = s.topLogprobs !== undefined;
+    const opts = {
+      ...s.opts, signal: s.signal,
+      ...(s.local && s.promptIds ? { promptIds: s.promptIds } : {}),
+      ...(s.local && want ? { topLogprobs: s.topLogprobs, onTokenLogprob: (t: TokenLogprob) => { tokens.push(t); pending.push(t); } } : {}),
+    };
+    let r: GenerateResult;
+    if (s.onPiece) {
+      const it = s.model.stream(s.input as never, opts);
+      let step = await it.next();
+      while (!step.done) {
+        const piece = step.value;
+        const done = pending;
+        pending = [];
+        s.onPiece(piece, done);
+        step = await it.next();
+      }
+      r = step.value;
+      if (r.finishReason === 'abort') throw s.signal.reason ?? new Error('aborted');
+    } else {
+      r = await s.model.generate(s.input as never, opts);
+    }
+    // A stop string ends the text inside the tokens generated: keep the tokens whose text the answer holds.
+    let kept = 0, seen = 0;
+    while (kept < tokens.length && seen < r.text.length) seen += tokens[kept++].text.length;
+    tokens.length = kept;
+    return { text: r.text, finishReason: finish(r.finishReason), tokens, usage: r.usage, route: (r as { route?: RouteDecision }).route };
+  }
+
+  const id = (prefix: string) => `${prefix}-${randomBytes(12).toString('hex')}`;
+
+  /** Starts an SSE answer (the reply is then ours to write); returns the writer. */
+  function sse(reply: FastifyReply, signal: AbortSignal, headers: Record<string, string> = {}) {
+    reply.hijack();
+    const raw = reply.raw;
+    raw.on('error', () => undefined);
+    raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no', ...headers });
+    return {
+      send: (data: unknown) => {
+        if (!signal.aborted && !raw.destroyed) raw.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+      },
+      end: () => {
+        if (!raw.destroyed) raw.end();
+      },
+    };
+  }
+
+  /** An error once a stream has started: an error event in OpenAI's shape, then the end. */
+  function streamError(e: unknown): Json {
+    const err = e instanceof HttpError ? e : new HttpError(500, (e as Error)?.message ?? String(e));
+    return errorBody(err.message, err.type, err.param, err.code);
+  }
+
+  function samplingOf(b: Json, seed: number): GenerateOptions {
+    const stop = b.stop === undefined || b.stop === null ? [] : typeof b.stop === 'string' ? [b.stop] : (b.stop as string[]);
+    return {
+      temperature: (b.temperature as number | null) ?? 1, topP: (b.top_p as number | null) ?? 1, topK: (b.top_k as number | null) ?? 0,
+      minP: (b.min_p as number | null) ?? 0, repetitionPenalty: (b.repetition_penalty as number | null) ?? 1, seed, stop: stop.filter((s) => s !== ''),
+    };
+  }
+
+  const seedOf = (b: Json): number => (b.seed as number | null) ?? randomBytes(4).readUInt32BE(0) >>> 1;
+
+  /** OpenAI's completions `logprobs` object for tokens starting at character `offset`. */
+  function completionLogprobs(tokens: TokenLogprob[], offset: number): Json {
+    const textOffset: number[] = [];
+    let at = offset;
+    for (const t of tokens) {
+      textOffset.push(at);
+      at += codePoints(t.text);
+    }
+    return {
+      tokens: tokens.map((t) => t.text),
+      token_logprobs: tokens.map((t) => t.logprob),
+      top_logprobs: tokens.map((t) => (t.logprob === null ? null : Object.fromEntries(t.top.map((x) => [x.text, x.logprob])))),
+      text_offset: textOffset,
+    };
+  }
+
+  app.post('/v1/completions', { schema: { body: completionsBody } }, async (req: FastifyRequest, reply: FastifyReply) => {
+    const b = req.body as Json;
+    refuseUnsupported(b);
+    const { model, local, queue } = await modelOf(b.model as string);
+    const name = b.model as string;
+    const logprobs = (b.logprobs as number | null | undefined) ?? undefined;
+    const echo = b.echo === true;
+    if (!local && logprobs !== undefined) throw new HttpError(400, `'logprobs' needs one of stlm's own models; '${name}' does not report log-probabilities here.`, 'logprobs', 'unsupported_parameter');
+    if (!local && echo) throw new HttpError(400, `'echo' needs one of stlm's own models; '${name}' cannot echo its prompt here.`, 'echo', 'unsupported_parameter');
+    const raw = b.prompt as string | string[] | number[] | number[][];
+    const prompts: (string | number[])[] = typeof raw === 'string' ? [raw] : typeof raw[0] === 'number' ? [raw as number[]] : (raw as (string | number[])[]);
+    if (!local && prompts.some((p) => typeof p !== 'string')) throw new HttpError(400, `Token-id prompts need one of stlm's own models; send '${name}' text.`, 'prompt', 'unsupported_parameter');
+    const maxTokens = (b.max_tokens as number | null | undefined) ?? 16;
+    const ctx = model.info().contextLength ?? local?.info().contextLength;
+    const vocab = local?.handle.model.config.vocabSize;
+    // Each prompt as the model sees it: its ids (for stlm's own models) and its text.
+    const seen = await Promise.all(prompts.map(async (p) => {
+      if (typeof p !== 'string') {
+        const bad = p.find((x) => vocab !== undefined && x >= vocab);
+        if (bad !== undefined) throw new HttpError(400, `Token id ${bad} is outside the model's vocabulary of ${vocab}.`, 'prompt', 'invalid_value');
+        return { ids: p, text: new TextDecoder().decode(local!.handle.tokenizer.decode(p)) };
+      }
+      return { ids: local?.promptIds(p), text: p, count: local ? undefined : ctx !== undefined ? await countTokens(model, p) : undefined };
+    }));
+    for (const p of seen) checkLimits(ctx, maxTokens, p.ids?.length ?? p.count, 'max_tokens');
+    const n = (b.n as number | null) ?? 1, seed = seedOf(b), sampling = samplingOf(b, seed);
+    const stream = b.stream === true, includeUsage = (b.stream_options as Json | null)?.include_usage === true;
+
+    const ac = abortOnClose(reply);
+    const release = await acquire(queue, ac.signal);
+    const cid = id('cmpl'), now = Math.floor(Date.now() / 1000);
+    const chunk = (choices: Json[], extra: Json = {}) => ({ id: cid, object: 'text_completion', created: now, model: name, choices, ...extra });
+    try {
+      const promptLogprobs = seen.map((p) => (echo && logprobs !== undefined && local ? local.tokenLogprobs(p.ids!, logprobs) : undefined));
+      const out = stream ? sse(reply, ac.signal) : undefined;
+      const choices: Json[] = [];
+      let promptTokens = 0, completionTokens = 0;
+      let firstRoute: RouteDecision | undefined;
+      try {
+        for (const [pi, p] of seen.entries()) {
+          let promptCounted = false;
+          for (let j = 0; j < n; j++) {
+            const index = pi * n + j;
+            const head = echo ? p.text : '';
+            const headLogprobs = promptLogprobs[pi];
+            if (out && echo) out.send(chunk([{ text: head, index, logprobs: headLogprobs ? completionLogprobs(headLogprobs, 0) : null, finish_reason: null }]));
+            let offset = codePoints(p.text); // generated text starts after the prompt, echoed or not
+            const c = await runChoice({
+              model, local, input: { prompt: p.text }, promptIds: typeof prompts[pi] === 'string' ? undefined : p.ids,
+              opts: { ...sampling, maxTokens, seed: seed + j }, topLogprobs: logprobs, signal: ac.signal,
+              onPiece: out ? (text, toks) => {
+                out.send(chunk([{ text, index, logprobs: logprobs !== undefined ? completionLogprobs(toks, offset) : null, finish_reason: null }]));
+                offset += toks.reduce((s, t) => s + codePoints(t.text), 0);
+              } : undefined,
+            });
+            firstRoute ??= c.route;
+            if (!promptCounted) promptTokens += c.usage.promptTokens;
+            promptCounted = true;
+            completionTokens += c.usage.completionTokens;
+            const route = c.route ? { stlm_route: c.route } : {};
+            if (out) {
+              out.send(chunk([{ text: '', index, logprobs: null, finish_reason: c.finishReason, ...route }]));
+              continue;
+            }
+            const lp = logprobs === undefined ? null : completionLogprobs([...(headLogprobs ?? []), ...c.tokens], headLogprobs ? 0 : codePoints(head || (echo ? '' : p.text)));
+            choices.push({ text: head + c.text, index, logprobs: lp, finish_reason: c.finishReason, ...route });
+          }
+        }
+      } catch (e) {
+        if (!out) throw e;
+        if (!ac.signal.aborted) out.send(streamError(e));
+        out.send('[DONE]');
+        out.end();
+        return reply;
+      }
+      const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+      if (out) {
+        if (includeUsage) out.send(chunk([], { usage }));
+        out.send('[DONE]');
+        out.end();
+        return reply;
+      }
+      if (firstRoute) void reply.header('x-stlm-route', headerJson(firstRoute));
+      return chunk(choices, { usage, ...(firstRoute ? { stlm_route: firstRoute } : {}) });
+    } finally {
+      release();
+    }
+  });
+
+  /** OpenAI's chat `logprobs` object. */
+  function chatLogprobs(tokens: TokenLogprob[]): Json {
+    const bytes = (s: string) => Array.from(new TextEncoder().encode(s));
+    return {
+      content: tokens.map((t) => ({
+        token: t.text, logprob: t.logprob, bytes: bytes(t.text),
+        top_logprobs: t.top.map((x) => ({ token: x.text, logprob: x.logprob, bytes: bytes(x.text) })),
+      })),
+      refusal: null,
+    };
+  }
+
+  app.post('/v1/chat/completions', { schema: { body: chatBody } }, async (req: FastifyRequest, reply: FastifyReply) => {
+    const b = req.body as Json;
+    refuseUnsupported(b);
+    const name = b.model as string;
+    const { model, local, queue } = await modelOf(name);
+    const messages: ChatMessage[] = (b.messages as { role: string; content: string | { text: string }[] }[]).map((m) => ({
+      role: m.role === 'developer' ? 'system' : (m.role as ChatMessage['role']),
+      content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
+    }));
+    const wantLogprobs = b.logprobs === true;
+    if (wantLogprobs && !local) throw new HttpError(400, `'logprobs' needs one of stlm's own models; '${name}' does not report log-probabilities here.`, 'logprobs', 'unsupported_parameter');
+    const topLogprobs = wantLogprobs ? (b.top_logprobs as number | null | undefined) ?? 0 : undefined;
+    const ctx = model.info().contextLength ?? local?.info().contextLength;
+    let promptTokens: number | undefined;
+    if (local) {
+      try {
+        promptTokens = local.promptIds(local.renderChat(messages).prompt).length;
+      } catch (e) {
+        throw new HttpError(400, (e as Error).message, 'messages', 'invalid_value');
+      }
+    } else if (ctx !== undefined) promptTokens = await countTokens(model, messages.map((m) => m.content).join('\n'));
+    const param = b.max_completion_tokens !== undefined && b.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
+    const asked = (b[param] as number | null | undefined) ?? undefined;
+    checkLimits(ctx, asked ?? 0, promptTokens, param);
+    const maxTokens = asked ?? (ctx !== undefined && promptTokens !== undefined ? Math.max(1, Math.min(1024, ctx - promptTokens)) : 256);
+    if (asked === undefined) checkLimits(ctx, maxTokens, promptTokens, param);
+    const n = (b.n as number | null) ?? 1, seed = seedOf(b), sampling = samplingOf(b, seed);
+    const stream = b.stream === true, includeUsage = (b.stream_options as Json | null)?.include_usage === true;
+
+    const ac = abortOnClose(reply);
+    const release = await acquire(queue, ac.signal);
+    const cid = id('chatcmpl'), now = Math.floor(Date.now() / 1000);
+    const chunk = (choices: Json[], extra: Json = {}) => ({ id: cid, object: stream ? 'chat.completion.chunk' : 'chat.completion', created: now, model: name, system_fingerprint: null, choices, ...extra });
+    try {
+      const out = stream ? sse(reply, ac.signal) : undefined;
+      const nullUsage = includeUsage ? { usage: null } : {};
+      const choices: Json[] = [];
+      let prompt = 0, completion = 0;
+      let firstRoute: RouteDecision | undefined;
+      try {
+        for (let j = 0; j < n; j++) {
+          if (out) out.send(chunk([{ index: j, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], nullUsage));
+          const c = await runChoice({
+            model, local, input: { messages }, opts: { ...sampling, maxTokens, seed: seed + j }, topLogprobs, signal: ac.signal,
+            onPiece: out ? (text, toks) => out.send(chunk([{ index: j, delta: { content: text }, logprobs: wantLogprobs ? chatLogprobs(toks) : null, finish_reason: null }], nullUsage)) : undefined,
+          });
+          firstRoute ??= c.route;
+          if (j === 0) prompt = c.usage.promptTokens;
+          completion += c.usage.completionTokens;
+          const route = c.route ? { stlm_route: c.route } : {};
+          if (out) {
+            out.send(chunk([{ index: j, delta: {}, logprobs: null, finish_reason: c.finishReason, ...route }], nullUsage));
+            continue;
+          }
+          choices.push({ index: j, message: { role: 'assistant', content: c.text, refusal: null }, logprobs: wantLogprobs ? chatLogprobs(c.tokens) : null, finish_reason: c.finishReason, ...route });
+        }
+      } catch (e) {
+        if (!out) throw e;
+        if (!ac.signal.aborted) out.send(streamError(e));
+        out.send('[DONE]');
+        out.end();
+        return reply;
+      }
+      const usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+      if (out) {
+        if (includeUsage) out.send(chunk([], { usage }));
+        out.send('[DONE]');
+        out.end();
+        return reply;
+      }
+      if (firstRoute) void reply.header('x-stlm-route', headerJson(firstRoute));
+      return chunk(choices, { usage, ...(firstRoute ? { stlm_route: firstRoute } : {}) });
+    } finally {
+      release();
+    }
+  });
+
+  return app;
+}
