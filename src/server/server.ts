@@ -106,10 +106,13 @@ export function createServer(o: ServerOptions): FastifyInstance {
       return reply.code(err.status).send(errorBody(err.message, err.type, err.param, err.code));
     }
     if (err.validation?.length) {
-      const v = err.validation[0];
+      // The deepest error names the field (an anyOf's branches fail at its own path or below); its
+      // alternatives at the same path are listed together ("must be string or must be array").
+      const v = err.validation.reduce((a, e) => (e.instancePath.length > a.instancePath.length ? e : a));
       const missing = v.keyword === 'required' ? String(v.params.missingProperty) : undefined;
       const param = paramOf(v.instancePath, missing);
-      const message = missing ? `Missing required parameter: '${param}'.` : `Invalid value for '${param ?? 'body'}': ${v.message ?? 'invalid'}.`;
+      const why = [...new Set(err.validation.filter((e) => e.instancePath === v.instancePath && e.keyword !== 'anyOf' && e.keyword !== 'required').map((e) => e.message ?? 'invalid'))].join(' or ');
+      const message = missing ? `Missing required parameter: '${param}'.` : `Invalid value for '${param ?? 'body'}': ${why || v.message || 'invalid'}.`;
       return reply.code(400).send(errorBody(message, 'invalid_request_error', param, missing ? 'missing_required_parameter' : 'invalid_value'));
     }
     const status = err.statusCode ?? 500;
