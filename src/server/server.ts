@@ -15,6 +15,10 @@
  * of issue 16. The router's tiers are the same objects as the tiers served by name but the router's calls
  * do not pass through their queues.
  *
+ * The router's decision (tier, reason, each tier's cost and latency) comes back in an `x-stlm-route`
+ * header (one line of JSON, ASCII) and in the body's extra field `stlm_route`; streamed, in the finishing
+ * chunk's `stlm_route` only, since the headers leave before the router has decided.
+ *
  * Log-probabilities and echo need the model's own numbers, so they are served for stlm's own models
  * (LocalModel, also as a tier); other tiers refuse them by name.
  */
@@ -115,6 +119,8 @@ export function createServer(o: ServerOptions): FastifyInstance {
       const message = missing ? `Missing required parameter: '${param}'.` : `Invalid value for '${param ?? 'body'}': ${why || v.message || 'invalid'}.`;
       return reply.code(400).send(errorBody(message, 'invalid_request_error', param, missing ? 'missing_required_parameter' : 'invalid_value'));
     }
+    // The client went away mid-request (its generation was aborted): nobody reads this answer.
+    if (err.name === 'AbortError') return reply.code(499).send(errorBody('The client closed the request.', 'invalid_request_error', null, 'client_closed_request'));
     const status = err.statusCode ?? 500;
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send(errorBody(`The request body is over the limit of ${app.initialConfig.bodyLimit} bytes.`, 'invalid_request_error', null, 'request_too_large'));
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.code(415).send(errorBody(`Send the body as application/json (got '${req.headers['content-type'] ?? 'none'}').`, 'invalid_request_error', null, 'unsupported_media_type'));
