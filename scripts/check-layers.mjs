@@ -22,7 +22,9 @@ export const LAYERS = [
   ['io'],
   ['generate', 'eval', 'train'],
   ['interop'],
-  // Folders not listed above go here (e.g. a future tiers/ or server/).
+  ['tiers'],
+  ['server'],
+  // Folders not listed above go here.
   ['cli'],
 ];
 
