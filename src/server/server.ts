@@ -200,8 +200,12 @@ export function createServer(o: ServerOptions): FastifyInstance {
     }
   }
 
-  /** Prompt tokens of a text on a model that is not a LocalModel (where it can count them; else unknown). */
+  /**
+   * Prompt tokens of a text on a model that is not a LocalModel, where it counts them exactly (llama.cpp);
+   * a remote endpoint only estimates, so it judges its own prompts (unknown here).
+   */
   async function countTokens(m: LanguageModel, text: string): Promise<number | undefined> {
+    if (m.info().provider === 'openai' || m.info().provider === 'router') return undefined;
     try {
       return await m.countTokens(text);
     } catch {
