@@ -473,3 +473,30 @@ describe('stlm serve: disconnects and fuzz', () => {
 // The shared LanguageModel checks, on OpenAIModel talking to stlm serve.
 let remoteForInterface: OpenAIModel | undefined;
 languageModelInterface('OpenAIModel against stlm serve', () => (remoteForInterface ??= new OpenAIModel({ baseUrl: `${base}/v1`, model: 'tiny', retryBaseMs: 5 })), { tokenizes: false });
+
+describe('stlm serve: CORS', () => {
+  test('allowed origins get CORS headers on the preflight and the request (the key is not asked of the preflight); others get none', async () => {
+    const c = createServer({ models: new Map<string, LanguageModel>([['slow', new SlowModel()]]), apiKey: 'sk-cors', cors: ['http://localhost:5173'] });
+    const url = await c.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const pre = await fetch(`${url}/v1/chat/completions`, {
+        method: 'OPTIONS', headers: { origin: 'http://localhost:5173', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,authorization' },
+      });
+      assert.ok(pre.status === 204 || pre.status === 200, `preflight ${pre.status}`);
+      assert.equal(pre.headers.get('access-control-allow-origin'), 'http://localhost:5173');
+      assert.match(pre.headers.get('access-control-allow-headers') ?? '', /authorization/);
+      const models = await fetch(`${url}/v1/models`, { headers: { origin: 'http://localhost:5173', authorization: 'Bearer sk-cors' } });
+      assert.equal(models.status, 200);
+      assert.equal(models.headers.get('access-control-allow-origin'), 'http://localhost:5173');
+      const other = await fetch(`${url}/v1/models`, { headers: { origin: 'http://evil.example', authorization: 'Bearer sk-cors' } });
+      assert.equal(other.headers.get('access-control-allow-origin'), null);
+      const noKey = await fetch(`${url}/v1/models`, { headers: { origin: 'http://localhost:5173' } });
+      assert.equal(noKey.status, 401);
+    } finally {
+      await c.close();
+    }
+    // Without --cors no CORS header at all.
+    const r = await fetch(`${base}/v1/models`, { headers: { origin: 'http://localhost:5173' } });
+    assert.equal(r.headers.get('access-control-allow-origin'), null);
+  });
+});

@@ -232,7 +232,8 @@ backendOpts(
     .option('--api-key-env <var>', 'require this environment variable\'s value as the API key (Authorization: Bearer)')
     .option('--queue <n>', 'requests that may wait per model while it serves another (more get 429)', int('--queue', 0), 16)
     .option('--body-limit <bytes>', 'largest request body (more get 413)', int('--body-limit', 1), 1 << 20)
-    .option('--log', 'log each request as a JSON line (pino) to stdout', false),
+    .option('--log', 'log each request as a JSON line (pino) to stdout', false)
+    .option('--cors <origins...>', "origins a browser page may call from (CORS), e.g. http://localhost:5173; '*' for any"),
 ).action(async (o, cmd: Command) => runServe(o, cmd.getOptionValueSource('model') === 'cli', () => backendFrom(o)));
 
 function readVersion(): string {

@@ -23,6 +23,8 @@ export interface ServeCliOptions {
   queue: number;
   bodyLimit: number;
   log: boolean;
+  /** Origins allowed to call from a browser (CORS); '*' for any. */
+  cors?: string[];
 }
 
 export async function runServe(o: ServeCliOptions, modelGiven: boolean, backend: () => Promise<Backend>): Promise<void> {
@@ -50,7 +52,7 @@ export async function runServe(o: ServeCliOptions, modelGiven: boolean, backend:
     const m = await LocalModel.open(o.model, { tokenizer: o.tokenizer, backend: await backend(), name: o.name });
     models.set(m.name, m);
   }
-  const app = createServer({ models, apiKey, queueLimit: o.queue, bodyLimit: o.bodyLimit, logger: o.log });
+  const app = createServer({ models, apiKey, queueLimit: o.queue, bodyLimit: o.bodyLimit, logger: o.log, cors: o.cors });
   try {
     await app.listen({ host: o.host, port: o.port });
   } catch (e) {

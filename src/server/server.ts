@@ -23,6 +23,7 @@
  * (LocalModel, also as a tier); other tiers refuse them by name.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import cors from '@fastify/cors';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { LocalModel, type TokenLogprob } from '../tiers/local.js';
 import { LazyModel } from '../tiers/open.js';
@@ -42,6 +43,8 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** fastify's logger (pino): true logs one structured line per request. Default false. */
   logger?: boolean;
+  /** Origins a browser page may call from (CORS); '*' for any. Default none: no CORS headers. */
+  cors?: string[];
 }
 
 /** An error answered as itself: status, OpenAI type, the field it is about, a code. */
@@ -134,9 +137,17 @@ export function createServer(o: ServerOptions): FastifyInstance {
 
   app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(`Unknown request URL: ${req.method} ${req.url.split('?')[0]}.`, 'invalid_request_error', null, 'unknown_url')));
 
+  if (o.cors?.length) {
+    void app.register(cors, {
+      origin: o.cors.includes('*') ? true : o.cors, methods: ['GET', 'POST', 'OPTIONS'],
+      allowedHeaders: ['content-type', 'authorization'], exposedHeaders: ['x-stlm-route'],
+    });
+  }
+
   if (keyDigest) {
     app.addHook('onRequest', async (req) => {
-      if (req.url === '/health') return;
+      // A browser's CORS preflight carries no credentials; the request it announces does.
+      if (req.url === '/health' || req.method === 'OPTIONS') return;
       const auth = req.headers.authorization ?? '';
       const given = /^Bearer\s+(.+)$/i.exec(auth)?.[1]?.trim();
       // Digests of equal length, compared in constant time: neither the key nor its length leaks by timing.
