@@ -2,9 +2,11 @@
  * A model's own chat template (Jinja, as Hugging Face's tokenizer_config.json `chat_template` and GGUF's
  * `tokenizer.chat_template` carry it), rendered as transformers' `apply_chat_template` renders it:
  * `@huggingface/jinja` (trim_blocks and lstrip_blocks on, as transformers sets them), with `messages`,
- * `add_generation_prompt`, `bos_token`, `eos_token` and `raise_exception`.
+ * `add_generation_prompt`, `bos_token`, `eos_token` and `raise_exception`. The package is imported
+ * dynamically (on the first template), so nothing below tiers/local.js imports a package statically and
+ * a browser without a bundler loads a model without a template as before.
  */
-import { Template } from '@huggingface/jinja';
+import type { Template } from '@huggingface/jinja';
 
 /** One chat message as a template sees it (`message['role']`, `message['content']`, any other field a template reads). */
 export interface TemplateMessage {
@@ -28,16 +30,17 @@ export interface TemplateSpecialTokens {
 }
 
 /**
- * Parses a Jinja chat template once and returns its renderer. `source` names where the template came
+ * Parses a Jinja chat template once and resolves to its renderer. `source` names where the template came
  * from (a file, a GGUF key), for the one line a template that does not parse throws. A template's
  * `raise_exception('...')` (or any failure while rendering) throws `<source>: the chat template refused
  * these messages: <message>`.
  */
-export function jinjaChatTemplate(template: string, special: TemplateSpecialTokens, source = 'chat template'): JinjaChatRenderer {
+export async function jinjaChatTemplate(template: string, special: TemplateSpecialTokens, source = 'chat template'): Promise<JinjaChatRenderer> {
   if (typeof template !== 'string' || template.trim() === '') throw new Error(`${source}: the chat template is empty`);
+  const { Template: JinjaTemplate } = await import('@huggingface/jinja');
   let parsed: Template;
   try {
-    parsed = new Template(template);
+    parsed = new JinjaTemplate(template);
   } catch (e) {
     throw new Error(`${source}: the chat template does not parse: ${oneLine(e)}`);
   }

@@ -84,11 +84,14 @@ export interface LocalModelOptions {
   /** Default 'tiny'. */
   tier?: Tier;
   /**
-   * How chat messages become a prompt. Default: the model's own Jinja template where it carries one
-   * (GGUF `tokenizer.chat_template`, or a Hugging Face tokenizer_config.json `chat_template`: see
-   * {@link modelChatTemplate}), else {@link plainChatTemplate}.
+   * How chat messages become a prompt. Default with {@link LocalModel.open} / {@link LocalModel.fromHandle}:
+   * the model's own Jinja template where it carries one (GGUF `tokenizer.chat_template`, or a Hugging
+   * Face tokenizer_config.json `chat_template`: see {@link modelChatTemplate}), else
+   * {@link plainChatTemplate}; the constructor's default is {@link plainChatTemplate}.
    */
   chatTemplate?: ChatTemplate;
+  /** Where `chatTemplate` came from, for {@link LocalModel.chatTemplateSource} (default 'option'). */
+  chatTemplateSource?: ChatTemplateSource;
 }
 
 /** Where a LocalModel's chat template came from. */
@@ -101,7 +104,7 @@ export type ChatTemplateSource = 'gguf' | 'tokenizer_config' | 'plain' | 'option
  * BOS and EOS texts as bos_token and eos_token); the reply ends at EOS (no stop strings). When the
  * rendered text begins with the BOS token's text, no BOS is added before it (the template put it there).
  */
-export function modelChatTemplate(h: Pick<ModelHandle, 'bundle' | 'tokenizer'>): { template: ChatTemplate; source: 'gguf' | 'tokenizer_config' } | undefined {
+export async function modelChatTemplate(h: Pick<ModelHandle, 'bundle' | 'tokenizer'>): Promise<{ template: ChatTemplate; source: 'gguf' | 'tokenizer_config' } | undefined> {
   const file = h.bundle.file;
   let text: string | undefined, source: 'gguf' | 'tokenizer_config';
   let where: string;
@@ -118,7 +121,7 @@ export function modelChatTemplate(h: Pick<ModelHandle, 'bundle' | 'tokenizer'>):
   }
   const tok = h.tokenizer;
   const bos = specialText(h, tok.bos), eos = specialText(h, tok.eos);
-  const render = jinjaChatTemplate(text, { bos, eos }, where);
+  const render = await jinjaChatTemplate(text, { bos, eos }, where);
   const readsAsBos = bos !== undefined && bos !== '' && sameIds(tok.encode(bos), [tok.bos!]);
   const template: ChatTemplate = (messages) => {
     if (!messages.length) throw new Error('chat: there are no messages to answer');
@@ -160,19 +163,37 @@ export class LocalModel implements LanguageModel {
   readonly chatTemplateSource: ChatTemplateSource;
   private closed = false;
 
-  /** Wraps an opened model; `close()` disposes it. A model template that does not parse throws here. */
+  /**
+   * Wraps an opened model; `close()` disposes it. Chats use `o.chatTemplate`, else the plain template:
+   * {@link LocalModel.fromHandle} (and {@link LocalModel.open}) find the model's own.
+   */
   constructor(readonly handle: ModelHandle, o: LocalModelOptions = {}) {
     this.name = o.name ?? (handle.source === '<bytes>' ? 'local model' : baseName(handle.source));
     this.tier = o.tier ?? 'tiny';
-    const own = o.chatTemplate ? undefined : modelChatTemplate(handle);
-    this.chatTemplate = o.chatTemplate ?? own?.template ?? plainChatTemplate;
-    this.chatTemplateSource = o.chatTemplate ? 'option' : own?.source ?? 'plain';
+    this.chatTemplate = o.chatTemplate ?? plainChatTemplate;
+    this.chatTemplateSource = o.chatTemplate ? o.chatTemplateSource ?? 'option' : 'plain';
   }
 
-  /** Opens a model file (a path in Node, or the file's bytes anywhere) as a LocalModel. */
+  /**
+   * Wraps an opened model with its own chat template where it carries one (unless `o.chatTemplate` is
+   * given). A template that does not parse rejects, with one line naming where it came from.
+   */
+  static async fromHandle(handle: ModelHandle, o: LocalModelOptions = {}): Promise<LocalModel> {
+    if (o.chatTemplate) return new LocalModel(handle, o);
+    const own = await modelChatTemplate(handle);
+    return new LocalModel(handle, own ? { ...o, chatTemplate: own.template, chatTemplateSource: own.source } : o);
+  }
+
+  /** Opens a model file (a path in Node, or the file's bytes anywhere) as a LocalModel, with its own chat template where it has one. */
   static async open(source: string | Uint8Array, o: OpenOptions & LocalModelOptions = {}): Promise<LocalModel> {
-    const { name, tier, chatTemplate, ...open } = o;
-    return new LocalModel(await openModel(source, open), { name, tier, chatTemplate });
+    const { name, tier, chatTemplate, chatTemplateSource, ...open } = o;
+    const handle = await openModel(source, open);
+    try {
+      return await LocalModel.fromHandle(handle, { name, tier, chatTemplate, chatTemplateSource });
+    } catch (e) {
+      handle.dispose();
+      throw e;
+    }
   }
 
   info(): LanguageModelInfo {
