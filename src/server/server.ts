@@ -436,7 +436,8 @@ export function createServer(o: ServerOptions): FastifyInstance {
     let promptTokens: number | undefined;
     if (local) {
       try {
-        promptTokens = local.promptIds(local.renderChat(messages).prompt).length;
+        const r = local.renderChat(messages);
+        promptTokens = local.promptIds(r.prompt, { addBos: r.addBos }).length;
       } catch (e) {
         throw new HttpError(400, (e as Error).message, 'messages', 'invalid_value');
       }

@@ -7,18 +7,26 @@
  * Sampling defaults are `stlm generate`'s (temperature 0.8, top-p 0.95, min-p 0.05, seed 1), so a seed
  * gives the same text here as on the command line.
  */
+import { jinjaChatTemplate } from '../generate/chat-template.js';
 import { generateSteps, type GenerateResult as LoopResult } from '../generate/generate.js';
 import { score as scoreIds } from '../generate/score.js';
+import { metaString } from '../formats/gguf.js';
 import { type ModelHandle, type OpenOptions, openModel } from '../io/open.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import type {
   ChatMessage, ContinuationScore, GenerateInput, GenerateOptions, GenerateResult, GenerateStream, LanguageModel, LanguageModelInfo, Tier,
 } from './types.js';
 
-/** A chat rendered for a model without chat turns of its own: the prompt, and the strings that end the reply. */
+/** A chat rendered as a prompt: the prompt, and the strings that end the reply. */
 export interface RenderedChat {
   prompt: string;
   stop: string[];
+  /**
+   * Whether BOS goes before the prompt's tokens; absent: as the model takes it (its add_bos_token). A
+   * template that writes `bos_token` itself sets it: false when the tokenizer reads that text as the BOS
+   * token (transformers' rule: no second BOS), else true with the text taken off the prompt.
+   */
+  addBos?: boolean;
 }
 
 /** Turns chat messages into a prompt to continue. */
@@ -76,11 +84,70 @@ export interface LocalModelOptions {
   /** Default 'tiny'. */
   tier?: Tier;
   /**
-   * How chat messages become a prompt. Default {@link plainChatTemplate}. A model file that carries its
-   * own template (GGUF `tokenizer.chat_template`, Jinja: `handle.bundle.file?.metadata`) is used by
-   * passing its renderer here.
+   * How chat messages become a prompt. Default with {@link LocalModel.open} / {@link LocalModel.fromHandle}:
+   * the model's own Jinja template where it carries one (GGUF `tokenizer.chat_template`, or a Hugging
+   * Face tokenizer_config.json `chat_template`: see {@link modelChatTemplate}), else
+   * {@link plainChatTemplate}; the constructor's default is {@link plainChatTemplate}.
    */
   chatTemplate?: ChatTemplate;
+  /** Where `chatTemplate` came from, for {@link LocalModel.chatTemplateSource} (default 'option'). */
+  chatTemplateSource?: ChatTemplateSource;
+}
+
+/** Where a LocalModel's chat template came from. */
+export type ChatTemplateSource = 'gguf' | 'tokenizer_config' | 'plain' | 'option';
+
+/**
+ * The model's own chat template as a {@link ChatTemplate}, or undefined when it has none: GGUF
+ * `tokenizer.chat_template` first, else the Hugging Face tokenizer's `chat_template` (tokenizer_config.json).
+ * Rendered as transformers' apply_chat_template renders it (add_generation_prompt true, the vocabulary's
+ * BOS and EOS texts as bos_token and eos_token); the reply ends at EOS (no stop strings). When the
+ * rendered text begins with the BOS token's text, no BOS is added before it (the template put it there).
+ */
+export async function modelChatTemplate(h: Pick<ModelHandle, 'bundle' | 'tokenizer'>): Promise<{ template: ChatTemplate; source: 'gguf' | 'tokenizer_config' } | undefined> {
+  const file = h.bundle.file;
+  let text: string | undefined, source: 'gguf' | 'tokenizer_config';
+  let where: string;
+  if (file?.metadata.has('tokenizer.chat_template')) {
+    text = metaString(file, 'tokenizer.chat_template');
+    source = 'gguf';
+    where = `${file.fileName}: tokenizer.chat_template`;
+  } else {
+    const t = (h.tokenizer as { chatTemplate?: unknown }).chatTemplate;
+    if (typeof t !== 'string' || t === '') return undefined;
+    text = t;
+    source = 'tokenizer_config';
+    where = 'tokenizer_config.json: chat_template';
+  }
+  const tok = h.tokenizer;
+  const bos = specialText(h, tok.bos), eos = specialText(h, tok.eos);
+  const render = await jinjaChatTemplate(text, { bos, eos }, where);
+  const readsAsBos = bos !== undefined && bos !== '' && sameIds(tok.encode(bos), [tok.bos!]);
+  const template: ChatTemplate = (messages) => {
+    if (!messages.length) throw new Error('chat: there are no messages to answer');
+    messages.forEach((m, i) => {
+      if (typeof m.content !== 'string') throw new Error(`chat: message ${i} has no text content`);
+    });
+    const prompt = render(messages.map((m) => ({ role: m.role, content: m.content })), { addGenerationPrompt: true });
+    if (bos === undefined || bos === '' || !prompt.startsWith(bos)) return { prompt, stop: [] };
+    // The template wrote BOS: the tokenizer reads it from the text (Hugging Face added tokens), or it
+    // becomes the BOS id here (a GGUF vocabulary reads special tokens' texts as plain text).
+    return readsAsBos ? { prompt, stop: [], addBos: false } : { prompt: prompt.slice(bos.length), stop: [], addBos: true };
+  };
+  return { template, source };
+}
+
+function sameIds(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A special token's text: the tokenizer's own spelling (Hugging Face), else the vocabulary's. */
+function specialText(h: Pick<ModelHandle, 'bundle' | 'tokenizer'>, id: number | null): string | undefined {
+  if (id === null) return undefined;
+  const own = (h.tokenizer as { tokenText?: (id: number) => string | undefined }).tokenText?.(id);
+  return own ?? h.bundle.vocab.tokens[id];
 }
 
 /** A model run by stlm's own engine in this process, behind the tiers' interface. */
@@ -88,19 +155,45 @@ export class LocalModel implements LanguageModel {
   readonly name: string;
   readonly tier: Tier;
   private readonly chatTemplate: ChatTemplate;
+  /**
+   * Where chat messages' template came from: 'gguf' (the file's `tokenizer.chat_template`),
+   * 'tokenizer_config' (a Hugging Face tokenizer's `chat_template`), 'plain' ({@link plainChatTemplate}:
+   * the model has none) or 'option' (the `chatTemplate` option).
+   */
+  readonly chatTemplateSource: ChatTemplateSource;
   private closed = false;
 
-  /** Wraps an opened model; `close()` disposes it. */
+  /**
+   * Wraps an opened model; `close()` disposes it. Chats use `o.chatTemplate`, else the plain template:
+   * {@link LocalModel.fromHandle} (and {@link LocalModel.open}) find the model's own.
+   */
   constructor(readonly handle: ModelHandle, o: LocalModelOptions = {}) {
     this.name = o.name ?? (handle.source === '<bytes>' ? 'local model' : baseName(handle.source));
     this.tier = o.tier ?? 'tiny';
     this.chatTemplate = o.chatTemplate ?? plainChatTemplate;
+    this.chatTemplateSource = o.chatTemplate ? o.chatTemplateSource ?? 'option' : 'plain';
   }
 
-  /** Opens a model file (a path in Node, or the file's bytes anywhere) as a LocalModel. */
+  /**
+   * Wraps an opened model with its own chat template where it carries one (unless `o.chatTemplate` is
+   * given). A template that does not parse rejects, with one line naming where it came from.
+   */
+  static async fromHandle(handle: ModelHandle, o: LocalModelOptions = {}): Promise<LocalModel> {
+    if (o.chatTemplate) return new LocalModel(handle, o);
+    const own = await modelChatTemplate(handle);
+    return new LocalModel(handle, own ? { ...o, chatTemplate: own.template, chatTemplateSource: own.source } : o);
+  }
+
+  /** Opens a model file (a path in Node, or the file's bytes anywhere) as a LocalModel, with its own chat template where it has one. */
   static async open(source: string | Uint8Array, o: OpenOptions & LocalModelOptions = {}): Promise<LocalModel> {
-    const { name, tier, chatTemplate, ...open } = o;
-    return new LocalModel(await openModel(source, open), { name, tier, chatTemplate });
+    const { name, tier, chatTemplate, chatTemplateSource, ...open } = o;
+    const handle = await openModel(source, open);
+    try {
+      return await LocalModel.fromHandle(handle, { name, tier, chatTemplate, chatTemplateSource });
+    } catch (e) {
+      handle.dispose();
+      throw e;
+    }
   }
 
   info(): LanguageModelInfo {
@@ -133,14 +226,14 @@ export class LocalModel implements LanguageModel {
   private async *run(input: GenerateInput, o: LocalGenerateOptions, onAbort: 'throw' | 'end'): GenerateStream {
     if (this.closed) throw new Error(`${this.name}: the model is closed`);
     const t0 = performance.now();
-    const { prompt, stop, chat } = this.render(input);
+    const { prompt, stop, chat, addBos } = this.render(input);
     const h = this.handle;
     let logprobSum = 0, generated = 0;
     const tokenText = new TextDecoder();
     const onLogprob = o.onTokenLogprob, topN = o.topLogprobs ?? 0;
     const steps = generateSteps(h.model, h.tokenizer, o.promptIds ?? prompt, {
       maxTokens: o.maxTokens, temperature: o.temperature ?? 0.8, topK: o.topK ?? 0, topP: o.topP ?? 0.95, minP: o.minP ?? 0.05,
-      repetitionPenalty: o.repetitionPenalty ?? 1, seed: o.seed ?? 1, stop: [...(o.stop ?? []), ...stop], addBos: h.addBos,
+      repetitionPenalty: o.repetitionPenalty ?? 1, seed: o.seed ?? 1, stop: [...(o.stop ?? []), ...stop], addBos: addBos ?? h.addBos,
       onToken: (id, logits, p) => {
         logprobSum += Math.log(p);
         generated++;
@@ -183,7 +276,7 @@ export class LocalModel implements LanguageModel {
     }
     if (!loop && onAbort === 'throw') throw o.signal!.reason;
     const totalMs = performance.now() - t0;
-    const promptTokens = loop ? loop.promptTokens : o.promptIds ? o.promptIds.length : promptTokenCount(h, prompt);
+    const promptTokens = loop ? loop.promptTokens : o.promptIds ? o.promptIds.length : promptTokenCount(h, prompt, addBos ?? h.addBos);
     return {
       text, finishReason: loop ? loop.finishReason : 'abort',
       usage: { promptTokens, completionTokens: loop ? loop.tokens.length : generated },
@@ -197,10 +290,13 @@ export class LocalModel implements LanguageModel {
     return this.chatTemplate(messages);
   }
 
-  /** A prompt's token ids as generation and scoring see them: with BOS when the model takes it; BOS alone for an empty text. */
-  promptIds(text: string): number[] {
+  /**
+   * A prompt's token ids as generation and scoring see them: with BOS when the model takes it (or as
+   * `o.addBos`, a rendered chat's, says); BOS alone for an empty text.
+   */
+  promptIds(text: string, o: { addBos?: boolean } = {}): number[] {
     const h = this.handle;
-    const ids = Array.from(h.tokenizer.encode(text, { bos: !h.model.ownStart && h.addBos }));
+    const ids = Array.from(h.tokenizer.encode(text, { bos: !h.model.ownStart && (o.addBos ?? h.addBos) }));
     return ids.length === 0 && !h.model.ownStart && h.tokenizer.bos !== null ? [h.tokenizer.bos] : ids;
   }
 
@@ -304,8 +400,8 @@ function continuationIds(tok: Tokenizer, context: string, continuation: string, 
 }
 
 /** Prompt tokens as the loop counts them (for an aborted generation, which has no loop result). */
-function promptTokenCount(h: ModelHandle, prompt: string): number {
-  const n = h.tokenizer.encode(prompt, { bos: !h.model.ownStart && h.addBos }).length;
+function promptTokenCount(h: ModelHandle, prompt: string, bos: boolean): number {
+  const n = h.tokenizer.encode(prompt, { bos: bos && !h.model.ownStart }).length;
   return n === 0 && !h.model.ownStart && h.tokenizer.bos !== null ? 1 : n;
 }
 
