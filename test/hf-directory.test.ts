@@ -68,6 +68,17 @@ describe('Hugging Face directories with tokenizer.json', () => {
     assert.equal(h.bundle.vocab.tokens[32063], '[PAD32063]');
     const r = generate(h.model, h.tokenizer, '<|user|>\nHi<|end|>\n<|assistant|>', { maxTokens: 20, temperature: 2, seed: 1 });
     assert.ok(r.tokens.every((id) => id < 32011), `sampled ${r.tokens.filter((id) => id >= 32011)}`);
+    // Phi-3 closes a turn with <|end|> (32007), not its EOS <|endoftext|> (32000): generation ends at either.
+    assert.equal(h.tokenizer.eos, 32000);
+    assert.ok(h.tokenizer.endOfGeneration?.includes(32007), `endOfGeneration ${h.tokenizer.endOfGeneration}`);
+    const scripted = [450, 32007, 450];
+    const fake = { ...h.model, session: () => {
+      let step = 0;
+      const next = () => Float32Array.from({ length: 32064 }, (_, id) => (id === scripted[Math.min(step, 2)] ? 10 : 0));
+      return { length: 0, capacity: 64, reset: () => next(), push: () => (step++, next()), extend: () => next(), truncate: () => undefined, dispose: () => undefined };
+    } } as typeof h.model;
+    const ended = generate(fake, h.tokenizer, 'Hi', { maxTokens: 10, temperature: 0 });
+    assert.deepEqual([ended.tokens, ended.finishReason], [[450], 'eos']);
     h.dispose();
   });
 

@@ -117,7 +117,7 @@ export function* generateSteps(model: CausalLM, tok: Tokenizer, prompt: string |
       // Rows past the tokenizer's vocabulary (a published model's spare embedding rows) stand for no text.
       for (let id = tok.vocabSize; id < logits.length; id++) logits[id] = -Infinity;
       const next = sampler.sample(logits, history);
-      if (next === tok.eos) {
+      if (next === tok.eos || tok.endOfGeneration?.includes(next)) {
         finishReason = 'eos';
         break;
       }

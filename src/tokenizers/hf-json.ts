@@ -27,7 +27,7 @@ import { type DecoderInfo, type Template, readDecoder, readPostProcessor } from 
 import { type Normalizer, type PreTokenizerInfo, readNormalizer, readPreTokenizer } from './hf-pretokenize.js';
 import { JsonReader, parseJson } from './hf-read.js';
 import { checkId, decodeTokens, wellFormed } from './spm.js';
-import { type EncodeOptions, type Tokenizer, joinBytes } from './tokenizer.js';
+import { END_OF_GENERATION_TEXTS, type EncodeOptions, type Tokenizer, joinBytes } from './tokenizer.js';
 
 export type { HfAddedToken } from './hf-added.js';
 
@@ -86,6 +86,8 @@ export class HfTokenizer implements Tokenizer {
   readonly chatTemplates: ReadonlyMap<string, string>;
   /** Added tokens (special or not) by their text. */
   readonly specialTokens: Map<string, number>;
+  /** Special tokens that end a generation besides EOS (END_OF_GENERATION_TEXTS found among the added tokens). */
+  readonly endOfGeneration: readonly number[];
   /** Whether HF's decoder drops a leading space of the text (see the module comment). */
   readonly stripsLeadingSpace: boolean;
   /** Whether the tokens are spelled byte-level (GPT-2's stand-ins), not with '▁' and byte fallback. */
@@ -158,6 +160,7 @@ export class HfTokenizer implements Tokenizer {
       } else if (t.normalized) normalized.push({ pattern: t.content, tok: t });
       else raw.push({ pattern: t.content, tok: t });
     }
+    this.endOfGeneration = init.parts.addedTokens.filter((t) => t.special && t.id !== init.eos && END_OF_GENERATION_TEXTS.includes(t.content)).map((t) => t.id);
     for (const id of init.specialIds) this.special[id] = 1;
     this.rawMatcher = new AddedMatcher(raw);
     this.normalizedMatcher = new AddedMatcher(normalized);

@@ -23,6 +23,11 @@ export interface Tokenizer {
   readonly eos: number | null;
   /** Padding id, or null / absent if none. */
   readonly pad?: number | null;
+  /**
+   * Ids besides EOS that end a generation (end-of-turn tokens such as `<|end|>` or `<|eot_id|>`, which
+   * chat templates close a reply with); absent or empty for a tokenizer without them.
+   */
+  readonly endOfGeneration?: readonly number[];
   /** Whether decoding drops the space a text's first word carries (SentencePiece's dummy prefix; kind 'llama' always does). */
   readonly stripsLeadingSpace?: boolean;
   /** Encodes text (UTF-8) into token ids. */
@@ -157,3 +162,9 @@ export function joinBytes(parts: Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/**
+ * Token texts that end a generation wherever a vocabulary has them as special tokens, as llama.cpp's
+ * end-of-generation list does: chat templates close a turn with them rather than with EOS.
+ */
+export const END_OF_GENERATION_TEXTS: readonly string[] = ['<|eot_id|>', '<|im_end|>', '<|end|>', '<end_of_turn>', '<|endoftext|>', '<EOT>', '<|END_OF_TURN_TOKEN|>', '<|eom_id|>'];
