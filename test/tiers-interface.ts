@@ -34,6 +34,7 @@ export function assertResultShape(r: GenerateResult, maxTokens: number): void {
   assert.ok(Number.isFinite(r.costUsd) && r.costUsd >= 0);
   assert.equal(typeof r.model, 'string');
   if (r.meanLogprob !== undefined) assert.ok(Number.isFinite(r.meanLogprob) && r.meanLogprob <= 0, `meanLogprob ${r.meanLogprob}`);
+  if (r.meanEntropy !== undefined) assert.ok(Number.isFinite(r.meanEntropy) && r.meanEntropy >= 0, `meanEntropy ${r.meanEntropy}`);
 }
 
 /** The shared checks, as a describe block over the model `get()` returns (made in the caller's before()). */

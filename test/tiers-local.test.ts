@@ -10,7 +10,7 @@ import { generate } from '../src/generate/generate.js';
 import { score } from '../src/generate/score.js';
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
-import { LocalModel, plainChatTemplate, scoreTokens } from '../src/tiers/local.js';
+import { LocalModel, entropyOf, plainChatTemplate, scoreTokens } from '../src/tiers/local.js';
 import { modelTeacher } from '../src/tiers/teacher.js';
 import { synthesizeCorpus } from '../src/train/synth.js';
 import type { Tokenizer } from '../src/tokenizers/tokenizer.js';
@@ -170,4 +170,15 @@ describe('LocalModel', () => {
     assert.ok(seen.size > 20, `${seen.size} modules`);
     assert.deepEqual(bad, []);
   });
+});
+
+test('entropyOf: a uniform distribution has log V, a certain one 0, random logits the textbook sum', () => {
+  assert.ok(Math.abs(entropyOf(new Float32Array(259)) - Math.log(259)) < 1e-12);
+  const oneHot = new Float32Array(8).fill(-Infinity);
+  oneHot[3] = 5;
+  assert.equal(entropyOf(oneHot), 0);
+  const logits = Float32Array.from({ length: 50 }, (_, i) => Math.sin(i * 1.7) * 4);
+  const z = logits.reduce((a, x) => a + Math.exp(x), 0);
+  const textbook = -Array.from(logits).reduce((a, x) => a + (Math.exp(x) / z) * Math.log(Math.exp(x) / z), 0);
+  assert.ok(Math.abs(entropyOf(logits) - textbook) < 1e-9);
 });

@@ -10,6 +10,7 @@ import type { ContinuationScore, GenerateInput, GenerateOptions, GenerateResult,
 interface FakeBehaviour {
   text: string;
   meanLogprob?: number;
+  meanEntropy?: number;
   fail?: string;
   /** Log-likelihood per choice, by choice text. */
   choices?: Record<string, number>;
@@ -26,7 +27,7 @@ class FakeModel implements LanguageModel {
     this.calls++;
     if (this.b.fail) throw new Error(this.b.fail);
     for (const piece of this.b.text.split(/(?<= )/)) o.onText?.(piece);
-    return { text: this.b.text, finishReason: 'stop', usage: { promptTokens: 3, completionTokens: 4 }, timeToFirstTokenMs: 1, totalMs: 2, costUsd: this.b.costUsd ?? 0, model: this.name, meanLogprob: this.b.meanLogprob };
+    return { text: this.b.text, finishReason: 'stop', usage: { promptTokens: 3, completionTokens: 4 }, timeToFirstTokenMs: 1, totalMs: 2, costUsd: this.b.costUsd ?? 0, model: this.name, meanLogprob: this.b.meanLogprob, meanEntropy: this.b.meanEntropy };
   }
   async *stream(input: GenerateInput, o: GenerateOptions = {}): GenerateStream {
     const r = await this.generate(input, o);
@@ -148,6 +149,20 @@ describe('router: cascade', () => {
     assert.equal(calls(t3, 'small') + calls(t3, 'tiny'), 0);
     assert.equal((await new Router(t3, { policy: 'cheapest', order: ['large', 'small', 'tiny'] }).generate({ prompt: 'Q' })).model, 'small');
     assert.throws(() => new Router(t3, { policy: 'cheapest', order: ['huge'] }), /order names 'huge', which is not a tier/);
+  });
+
+  test('confidence by entropy: escalates while the mean entropy is over the threshold', async () => {
+    const t = tiers({ tiny: { text: 'unsure', meanLogprob: -0.1, meanEntropy: 3.2 }, small: { text: 'sure', meanLogprob: -5, meanEntropy: 0.4 } });
+    const r = await new Router(t, { policy: 'cascade', threshold: 1.5, confidence: 'entropy' }).generate({ prompt: 'Q' });
+    assert.equal(r.model, 'small');
+    assert.deepEqual(r.route.attempts.map((a) => [a.tier, a.outcome, a.reason]), [
+      ['tiny', 'escalated', 'mean entropy 3.200 over the threshold 1.5'],
+      ['small', 'answered', 'mean entropy 0.400 at or under the threshold 1.5'],
+    ]);
+    // Every stronger tier fails: the least uncertain (lowest entropy) unsure answer is kept.
+    const t2 = tiers({ tiny: { text: 'a', meanEntropy: 2.5 }, small: { text: 'b', meanEntropy: 2.0 }, large: { text: '', fail: 'large: down' } });
+    const r2 = await new Router(t2, { policy: 'cascade', threshold: 1.5, confidence: 'entropy' }).generate({ prompt: 'Q' });
+    assert.deepEqual([r2.model, r2.text], ['small', 'b']);
   });
 
   test('multiple choice: escalates when the margin between the two best choices is small', async () => {

@@ -228,7 +228,7 @@ export class LocalModel implements LanguageModel {
     const t0 = performance.now();
     const { prompt, stop, chat, addBos } = this.render(input);
     const h = this.handle;
-    let logprobSum = 0, generated = 0;
+    let logprobSum = 0, entropySum = 0, generated = 0;
     const tokenText = new TextDecoder();
     const onLogprob = o.onTokenLogprob, topN = o.topLogprobs ?? 0;
     const steps = generateSteps(h.model, h.tokenizer, o.promptIds ?? prompt, {
@@ -236,6 +236,7 @@ export class LocalModel implements LanguageModel {
       repetitionPenalty: o.repetitionPenalty ?? 1, seed: o.seed ?? 1, stop: [...(o.stop ?? []), ...stop], addBos: addBos ?? h.addBos,
       onToken: (id, logits, p) => {
         logprobSum += Math.log(p);
+        entropySum += entropyOf(logits);
         generated++;
         if (onLogprob) {
           const r = logSoftmaxTop(logits, id, topN);
@@ -282,6 +283,7 @@ export class LocalModel implements LanguageModel {
       usage: { promptTokens, completionTokens: loop ? loop.tokens.length : generated },
       timeToFirstTokenMs: ttft ?? totalMs, totalMs, costUsd: 0, model: this.name,
       meanLogprob: generated ? logprobSum / generated : undefined,
+      meanEntropy: generated ? entropySum / generated : undefined,
     };
   }
 
@@ -432,4 +434,18 @@ function nextTurn(): Promise<void> {
 
 function baseName(path: string): string {
   return path.replace(/[/\\]+$/, '').split(/[/\\]/).pop() || path;
+}
+
+/** Entropy in nats of softmax(logits) (−∞ logits take no part), in float64. */
+export function entropyOf(logits: ArrayLike<number>): number {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  let sum = 0, weighted = 0;
+  for (let i = 0; i < logits.length; i++) {
+    if (logits[i] === -Infinity) continue;
+    const d = logits[i] - max, e = Math.exp(d);
+    sum += e;
+    weighted += e * d;
+  }
+  return Math.log(sum) - weighted / sum;
 }

@@ -64,10 +64,9 @@ export function routerFromConfig(config: TiersConfig, o: { providers?: TierProvi
     offline: e.provider !== 'openai',
   }));
   const r = config.router;
-  if (r?.confidence === 'entropy') throw new Error(`${config.file}: router.confidence 'entropy' is not supported yet (use meanLogprob, or margin for multiple choice)`);
   return new Router(tiers, {
     policy: r?.policy ?? 'cheapest',
-    ...(r?.confidence === 'margin' ? { choiceThreshold: r.threshold } : { threshold: r?.threshold }),
+    ...(r?.confidence === 'margin' ? { choiceThreshold: r.threshold } : { threshold: r?.threshold, confidence: r?.confidence }),
     constraints: r?.constraints, order: r?.order, fallback: r?.fallback, onDecision: o.onDecision,
   });
 }

@@ -45,6 +45,11 @@ export interface RouterOptions {
    */
   threshold?: number;
   choiceThreshold?: number;
+  /**
+   * Which signal `threshold` applies to for a generation: the mean token log-probability (escalate
+   * under it; default) or the mean entropy of the next-token distributions (escalate over it, in nats).
+   */
+  confidence?: 'meanLogprob' | 'entropy';
   /** Applied to every request unless the request gives its own. */
   constraints?: RouteConstraints;
   /** Tier names in the order they are tried (default: cheapest estimate first, then lower latency). */
@@ -180,7 +185,8 @@ export class Router implements LanguageModel {
   }
 
   private firstReason(t: RouteTier, fitting: number): string {
-    const policy = this.options.policy === 'cascade' ? `cascade (escalates under ${this.options.threshold ?? this.options.choiceThreshold})` : 'cheapest that fits';
+    const bound = this.options.confidence === 'entropy' ? `over mean entropy ${this.options.threshold}` : `under ${this.options.threshold ?? this.options.choiceThreshold}`;
+    const policy = this.options.policy === 'cascade' ? `cascade (escalates ${bound})` : 'cheapest that fits';
     return `${policy}: ${t.name} is the ${this.options.order ? 'first in the configured order' : 'cheapest'} of ${fitting} fitting tier${fitting === 1 ? '' : 's'}`;
   }
 
@@ -205,13 +211,15 @@ export class Router implements LanguageModel {
         continue;
       }
       costUsd += r.costUsd;
-      const confidence = r.meanLogprob, threshold = this.options.threshold;
-      const under = this.options.policy === 'cascade' && threshold !== undefined && confidence !== undefined && confidence < threshold;
+      const byEntropy = this.options.confidence === 'entropy';
+      const confidence = byEntropy ? r.meanEntropy : r.meanLogprob, threshold = this.options.threshold;
+      const signal = byEntropy ? 'mean entropy' : 'mean log-probability';
+      const under = this.options.policy === 'cascade' && threshold !== undefined && confidence !== undefined && (byEntropy ? confidence > threshold : confidence < threshold);
       const lastTierHere = i === order.length - 1;
       const unsure = under && !lastTierHere;
       const reason = this.options.policy !== 'cascade' ? 'cheapest that fits'
-        : confidence === undefined ? 'answered (this tier reports no log-probabilities, so no confidence to check)'
-        : `mean log-probability ${confidence.toFixed(3)} ${under ? 'under' : 'at or over'} the threshold ${threshold ?? '-'}${under && lastTierHere ? '; no stronger tier is left' : ''}`;
+        : confidence === undefined ? `answered (this tier reports no ${signal}, so no confidence to check)`
+        : `${signal} ${confidence.toFixed(3)} ${under ? (byEntropy ? 'over' : 'under') : (byEntropy ? 'at or under' : 'at or over')} the threshold ${threshold ?? '-'}${under && lastTierHere ? '; no stronger tier is left' : ''}`;
       attempts.push({ tier: t.name, outcome: unsure ? 'escalated' : 'answered', reason, ...estimate, costUsd: r.costUsd, latencyMs: performance.now() - started, confidence });
       if (!unsure) {
         last = r;
@@ -220,7 +228,8 @@ export class Router implements LanguageModel {
         break;
       }
       // Kept in case every stronger tier fails: the most confident of the unsure answers.
-      if (!last || (confidence ?? -Infinity) > (last.meanLogprob ?? -Infinity)) {
+      const better = (a: GenerateResult, b: GenerateResult) => (byEntropy ? (a.meanEntropy ?? Infinity) < (b.meanEntropy ?? Infinity) : (a.meanLogprob ?? -Infinity) > (b.meanLogprob ?? -Infinity));
+      if (!last || better(r, last)) {
         last = r;
         lastTier = t;
       }

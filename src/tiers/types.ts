@@ -52,6 +52,11 @@ export interface GenerateResult {
   model: string;
   /** Mean log-probability of the generated tokens, where the provider reports them (a confidence signal). */
   meanLogprob?: number;
+  /**
+   * Mean entropy (nats) of the model's own next-token distributions at the generated tokens, where the
+   * provider can compute it (another confidence signal: high when the model was unsure what comes next).
+   */
+  meanEntropy?: number;
 }
 
 /** A generation as an async iterator of text pieces whose return value is the result. */
