@@ -47,6 +47,12 @@ export interface ServerOptions {
   cors?: string[];
 }
 
+/** The writer of an SSE answer. */
+interface Sse {
+  send(data: unknown): void;
+  end(): void;
+}
+
 /** An error answered as itself: status, OpenAI type, the field it is about, a code. */
 export class HttpError extends Error {
   constructor(
@@ -272,7 +278,7 @@ export function createServer(o: ServerOptions): FastifyInstance {
   const id = (prefix: string) => `${prefix}-${randomBytes(12).toString('hex')}`;
 
   /** Starts an SSE answer (the reply is then ours to write); returns the writer. */
-  function sse(reply: FastifyReply, signal: AbortSignal, headers: Record<string, string> = {}) {
+  function sse(reply: FastifyReply, signal: AbortSignal, headers: Record<string, string> = {}): Sse {
     reply.hijack();
     const raw = reply.raw;
     raw.on('error', () => undefined);
@@ -285,6 +291,30 @@ export function createServer(o: ServerOptions): FastifyInstance {
         if (!raw.destroyed) raw.end();
       },
     };
+  }
+
+  /** Ends a stream that failed: the error event (unless the client left), then [DONE]. */
+  function failStream(out: Sse, e: unknown, signal: AbortSignal): void {
+    if (!signal.aborted) out.send(streamError(e));
+    out.send('[DONE]');
+    out.end();
+  }
+
+  /**
+   * Ends a finished request, the same for completions and chat: a stream gets its usage chunk (when
+   * asked for) and [DONE]; a plain reply is the choices with usage, and the router's decision in the
+   * `x-stlm-route` header and the body.
+   */
+  function finishReply(reply: FastifyReply, out: Sse | undefined, o: { chunk: (choices: Json[], extra?: Json) => Json; choices: Json[]; prompt: number; completion: number; route?: RouteDecision; includeUsage: boolean }) {
+    const usage = { prompt_tokens: o.prompt, completion_tokens: o.completion, total_tokens: o.prompt + o.completion };
+    if (out) {
+      if (o.includeUsage) out.send(o.chunk([], { usage }));
+      out.send('[DONE]');
+      out.end();
+      return reply;
+    }
+    if (o.route) void reply.header('x-stlm-route', headerJson(o.route));
+    return o.chunk(o.choices, { usage, ...(o.route ? { stlm_route: o.route } : {}) });
   }
 
   /** An error once a stream has started: an error event in OpenAI's shape, then the end. */
@@ -389,20 +419,10 @@ export function createServer(o: ServerOptions): FastifyInstance {
         }
       } catch (e) {
         if (!out) throw e;
-        if (!ac.signal.aborted) out.send(streamError(e));
-        out.send('[DONE]');
-        out.end();
+        failStream(out, e, ac.signal);
         return reply;
       }
-      const usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
-      if (out) {
-        if (includeUsage) out.send(chunk([], { usage }));
-        out.send('[DONE]');
-        out.end();
-        return reply;
-      }
-      if (firstRoute) void reply.header('x-stlm-route', headerJson(firstRoute));
-      return chunk(choices, { usage, ...(firstRoute ? { stlm_route: firstRoute } : {}) });
+      return finishReply(reply, out, { chunk, choices, prompt: promptTokens, completion: completionTokens, route: firstRoute, includeUsage });
     } finally {
       release();
     }
@@ -479,20 +499,10 @@ export function createServer(o: ServerOptions): FastifyInstance {
         }
       } catch (e) {
         if (!out) throw e;
-        if (!ac.signal.aborted) out.send(streamError(e));
-        out.send('[DONE]');
-        out.end();
+        failStream(out, e, ac.signal);
         return reply;
       }
-      const usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
-      if (out) {
-        if (includeUsage) out.send(chunk([], { usage }));
-        out.send('[DONE]');
-        out.end();
-        return reply;
-      }
-      if (firstRoute) void reply.header('x-stlm-route', headerJson(firstRoute));
-      return chunk(choices, { usage, ...(firstRoute ? { stlm_route: firstRoute } : {}) });
+      return finishReply(reply, out, { chunk, choices, prompt, completion, route: firstRoute, includeUsage });
     } finally {
       release();
     }
