@@ -5,6 +5,7 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { joinBytes } from '../tokenizers/tokenizer.js';
 import type { Rng } from '../util/rng.js';
 
 /** Reads a file, or every regular file under a folder (sorted, recursively), as one byte array. */
@@ -26,15 +27,8 @@ export function readTextData(path: string): Uint8Array {
   if (st.isDirectory()) walk(path);
   else files.push(path);
   if (!files.length) throw new Error(`data: folder '${path}' contains no files`);
-  const parts = files.map((f) => readFileSync(f));
-  const total = parts.reduce((s, b) => s + b.length, 0);
-  if (total === 0) throw new Error(`data: '${path}' is empty`);
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
+  const out = joinBytes(files.map((f) => readFileSync(f)));
+  if (out.length === 0) throw new Error(`data: '${path}' is empty`);
   return out;
 }
 
