@@ -5,7 +5,7 @@
  * (`models/io.ts` loadModel); the bytes path touches no `node:` module.
  */
 import type { Backend } from '../kernels/backend.js';
-import { createModel, modelFromBundle } from '../models/architectures.js';
+import { modelFromBundle } from '../models/architectures.js';
 import type { LlamaConfig } from '../models/config.js';
 import { type HfFileLookup, importHfFromFiles } from './hf-llama.js';
 import { type LoadOptions, type LoadedModel, type ModelFormat, detectFormat, hfTokenizerModel, loadModel, parseGgufModel } from './model-file.js';
@@ -13,7 +13,6 @@ import { type LoraData, LoraAdapters } from '../models/lora.js';
 import { parseLoraAdapter, readLoraAdapter } from './lora-file.js';
 import { Llama } from '../models/llama.js';
 import type { CausalLM } from '../models/model.js';
-import type { QuantizedWeight } from '../tensor/quant.js';
 import { Graph } from '../tensor/tensor.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 
@@ -96,7 +95,7 @@ function parseModelBytes(bytes: Uint8Array, o: OpenOptions): LoadedModel {
 async function handleFor(bundle: LoadedModel, graph: Graph, source: string, loraSource: OpenOptions['lora'], ownsBackend: boolean): Promise<ModelHandle> {
   let model: CausalLM;
   if (loraSource) {
-    const base = createModel(graph, bundle.config, { weights: new Map<string, Float32Array | QuantizedWeight>([...bundle.weights, ...bundle.quantized]) });
+    const base = modelFromBundle(graph, bundle);
     if (!(base instanceof Llama)) throw new Error(`${source} is a ${base.architecture} model; LoRA adapters apply to Llama models`);
     const lora: LoraData = typeof loraSource === 'string' ? await readLoraAdapter(loraSource, bundle.config)
       : loraSource instanceof Uint8Array ? parseLoraAdapter(loraSource, '<adapter bytes>', bundle.config) : loraSource;

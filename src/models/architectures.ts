@@ -35,8 +35,7 @@ export function createModel(graph: Graph, config: LlamaConfig, o: CreateModelOpt
 
 /** A model from a loaded bundle: f32 weights plus any matrices kept quantized. */
 export function modelFromBundle(graph: Graph, m: { config: LlamaConfig; weights: Map<string, Float32Array>; quantized?: Map<string, QuantizedWeight> }): CausalLM {
-  const weights = m.quantized?.size ? new Map<string, Float32Array | QuantizedWeight>([...m.weights, ...m.quantized]) : m.weights;
-  return createModel(graph, m.config, { weights });
+  return isPooledConfig(m.config) ? BytePooled.fromModel(graph, m) : Llama.fromModel(graph, m);
 }
 
 /** What the tools need to know of an architecture, whatever it is: one entry per architecture. */
