@@ -52,7 +52,7 @@ export function score(model: CausalLM, context: ArrayLike<number>, continuations
       let greedy = true;
       for (let i = 0; i < cont.length; i++) {
         const row = i === 0 ? first : rest.subarray((i - 1) * vocab, i * vocab);
-        const r = logSoftmaxAt(row, cont[i], banned);
+        const r = tokenLogSoftmax(row, cont[i], banned);
         tokenLogprobs.push(r.logprob);
         greedy &&= r.isMax;
       }
@@ -64,8 +64,20 @@ export function score(model: CausalLM, context: ArrayLike<number>, continuations
   }
 }
 
-/** log softmax(row)[target] in float64, and whether target has the largest logit among the ids not banned. */
-function logSoftmaxAt(row: Float32Array, target: number, banned: Set<number>): { logprob: number; isMax: boolean } {
+/** What `tokenLogSoftmax` finds of one row. */
+export interface RowLogprob {
+  /** log softmax(row)[target], in float64. */
+  logprob: number;
+  /** Whether target has the largest logit among the ids not banned (ties count). */
+  isMax: boolean;
+  /** The `topN` most likely ids with their log-probabilities, best first. */
+  top: { id: number; logprob: number }[];
+}
+
+const NONE: ReadonlySet<number> = new Set();
+
+/** One row of next-token logits: the target's log-probability, whether it is the greedy choice, and the top N. */
+export function tokenLogSoftmax(row: Float32Array, target: number, banned: ReadonlySet<number> = NONE, topN = 0): RowLogprob {
   let max = -Infinity;
   for (let j = 0; j < row.length; j++) if (row[j] > max) max = row[j];
   let sum = 0, best = -Infinity;
@@ -73,5 +85,14 @@ function logSoftmaxAt(row: Float32Array, target: number, banned: Set<number>): {
     sum += Math.exp(row[j] - max);
     if (!banned.has(j) && row[j] > best) best = row[j];
   }
-  return { logprob: row[target] - max - Math.log(sum), isMax: row[target] >= best };
+  const z = max + Math.log(sum);
+  const top: number[] = []; // ids, best first
+  for (let j = 0; topN > 0 && j < row.length; j++) {
+    if (top.length === topN && !(row[j] > row[top[topN - 1]])) continue;
+    let k = top.length < topN ? top.length : topN - 1;
+    while (k > 0 && row[top[k - 1]] < row[j]) k--;
+    top.splice(k, 0, j);
+    if (top.length > topN) top.pop();
+  }
+  return { logprob: row[target] - z, isMax: row[target] >= best, top: top.map((id) => ({ id, logprob: row[id] - z })) };
 }

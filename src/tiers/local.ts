@@ -9,7 +9,7 @@
  */
 import { jinjaChatTemplate } from '../generate/chat-template.js';
 import { generateSteps, type GenerateResult as LoopResult } from '../generate/generate.js';
-import { score as scoreIds } from '../generate/score.js';
+import { score as scoreIds, tokenLogSoftmax } from '../generate/score.js';
 import { metaString } from '../formats/gguf.js';
 import { type ModelHandle, type OpenOptions, openModel } from '../io/open.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
@@ -239,7 +239,7 @@ export class LocalModel implements LanguageModel {
         entropySum += entropyOf(logits);
         generated++;
         if (onLogprob) {
-          const r = logSoftmaxTop(logits, id, topN);
+          const r = tokenLogSoftmax(logits, id, undefined, topN);
           const text = tokenText.decode(h.tokenizer.decode([id]), { stream: true });
           onLogprob({ id, text, logprob: r.logprob, top: r.top.map((t) => ({ ...t, text: this.tokenText(t.id) })) });
         }
@@ -330,7 +330,7 @@ export class LocalModel implements LanguageModel {
       const rest = ids.length > 2 ? session.extend(ids.slice(1, -1)) : new Float32Array(0);
       for (let i = 1; i < ids.length; i++) {
         const row = i === 1 ? first : rest.subarray((i - 2) * vocab, (i - 1) * vocab);
-        const r = logSoftmaxTop(row, ids[i], topN);
+        const r = tokenLogSoftmax(row, ids[i], undefined, topN);
         out[i].logprob = r.logprob;
         out[i].top = r.top.map((t) => ({ ...t, text: this.tokenText(t.id) }));
       }
@@ -405,26 +405,6 @@ function continuationIds(tok: Tokenizer, context: string, continuation: string, 
 function promptTokenCount(h: ModelHandle, prompt: string, bos: boolean): number {
   const n = h.tokenizer.encode(prompt, { bos: bos && !h.model.ownStart }).length;
   return n === 0 && !h.model.ownStart && h.tokenizer.bos !== null ? 1 : n;
-}
-
-/** log softmax(row)[target] in float64, and the topN largest entries of log softmax(row), best first. */
-function logSoftmaxTop(row: Float32Array, target: number, topN: number): { logprob: number; top: { id: number; logprob: number }[] } {
-  let max = -Infinity;
-  for (let j = 0; j < row.length; j++) if (row[j] > max) max = row[j];
-  let sum = 0;
-  for (let j = 0; j < row.length; j++) sum += Math.exp(row[j] - max);
-  const z = max + Math.log(sum);
-  const best: number[] = []; // ids, best first
-  if (topN > 0) {
-    for (let j = 0; j < row.length; j++) {
-      if (best.length === topN && !(row[j] > row[best[topN - 1]])) continue;
-      let k = best.length < topN ? best.length : topN - 1;
-      while (k > 0 && row[best[k - 1]] < row[j]) k--;
-      best.splice(k, 0, j);
-      if (best.length > topN) best.pop();
-    }
-  }
-  return { logprob: row[target] - z, top: best.map((id) => ({ id, logprob: row[id] - z })) };
 }
 
 /** A turn of the event loop (setImmediate in Node: no 1 ms timer clamp; a timer elsewhere). */
