@@ -96,3 +96,15 @@ export function tokenLogSoftmax(row: Float32Array, target: number, banned: Reado
   }
   return { logprob: row[target] - z, isMax: row[target] >= best, top: top.map((id) => ({ id, logprob: row[id] - z })) };
 }
+
+/**
+ * A continuation's tokens as lm-evaluation-harness takes them: encode(context + continuation) minus
+ * encode(context) (`contextIds`, encoded the same way) where that is a prefix of it (a word split across
+ * the boundary tokenizes as in running text), else encode(continuation) alone.
+ */
+export function continuationTokens(encode: (text: string) => ArrayLike<number>, contextIds: ArrayLike<number>, context: string, continuation: string, encodeAlone: (text: string) => ArrayLike<number> = encode): number[] {
+  const whole = encode(context + continuation);
+  let prefix = contextIds.length < whole.length;
+  for (let i = 0; prefix && i < contextIds.length; i++) prefix = whole[i] === contextIds[i];
+  return prefix ? Array.from(whole).slice(contextIds.length) : Array.from(encodeAlone(continuation));
+}

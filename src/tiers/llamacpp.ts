@@ -22,6 +22,7 @@ import { basename } from 'node:path';
 import { ggufParameterCount, ggufQuantization, readGgufHeader } from '../formats/gguf.js';
 import { maxTokensOf } from '../generate/generate.js';
 import { resolveSamplerOptions } from '../generate/sampler.js';
+import { continuationTokens } from '../generate/score.js';
 import { StopMatcher } from '../generate/stop.js';
 import {
   type LlamaCppOptions, type NlcChatHistoryItem, type NlcChatWrapper, type NlcContext, type NlcModel, type NlcSequence,
@@ -140,7 +141,7 @@ export class LlamaCppModel implements LanguageModel {
     if (continuations.length === 0) return [];
     const ctxText = this.model.tokenize(context, false);
     const conts = continuations.map((c, i) => {
-      const ids = continuationTokens(this.model, context, ctxText, c);
+      const ids = continuationTokens((text) => this.model.tokenize(text, false), ctxText, context, c);
       if (ids.length === 0) throw new Error(`score: continuation ${i} is empty (nothing to score)`);
       return ids;
     });
@@ -314,17 +315,6 @@ export class LlamaCppModel implements LanguageModel {
 
 // ---------------------------------------------------------------------------------------------------
 // Helpers
-
-/**
- * The continuation's tokens as lm-evaluation-harness takes them: encode(context + continuation) minus
- * encode(context) where that is a prefix of it (a word split across the boundary tokenizes as in running
- * text), else encode(continuation) alone.
- */
-export function continuationTokens(model: Pick<NlcModel, 'tokenize'>, context: string, contextIds: readonly number[], continuation: string): number[] {
-  const whole = model.tokenize(context + continuation, false);
-  const isPrefix = contextIds.length <= whole.length && contextIds.every((t, i) => whole[i] === t);
-  return isPrefix ? whole.slice(contextIds.length) : model.tokenize(continuation, false);
-}
 
 /**
  * Keeps what the sequence already holds of `tokens` (the longest common prefix, leaving at least the last

@@ -9,7 +9,7 @@
  */
 import { jinjaChatTemplate } from '../generate/chat-template.js';
 import { generateSteps, type GenerateResult as LoopResult } from '../generate/generate.js';
-import { score as scoreIds, tokenLogSoftmax } from '../generate/score.js';
+import { continuationTokens, score as scoreIds, tokenLogSoftmax } from '../generate/score.js';
 import { metaString } from '../formats/gguf.js';
 import { type ModelHandle, type OpenOptions, openModel } from '../io/open.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
@@ -386,19 +386,13 @@ export function scoreTokens(h: Pick<ModelHandle, 'tokenizer' | 'addBos' | 'model
   const tok = h.tokenizer;
   let ctxIds = Array.from(tok.encode(context, { bos: h.addBos }));
   if (ctxIds.length === 0 && !h.model.ownStart && tok.bos !== null) ctxIds = [tok.bos];
+  // The context as the split sees it: encoded with BOS as a prompt would be (before an empty one becomes [BOS]).
+  const encode = (text: string) => tok.encode(text, { bos: h.addBos }), head = encode(context);
   const conts = continuations.map((c, i) => {
     if (typeof c !== 'string' || c === '') throw new Error(`score: continuation ${i} is empty (nothing to score)`);
-    return continuationIds(tok, context, c, h.addBos);
+    return continuationTokens(encode, head, context, c, (text) => tok.encode(text));
   });
   return { context: ctxIds, continuations: conts };
-}
-
-/** encode(context + continuation) minus encode(context) when that is a prefix of it, else encode(continuation). */
-function continuationIds(tok: Tokenizer, context: string, continuation: string, bos: boolean): number[] {
-  const whole = tok.encode(context + continuation, { bos }), head = tok.encode(context, { bos });
-  let prefix = head.length < whole.length;
-  for (let i = 0; prefix && i < head.length; i++) prefix = whole[i] === head[i];
-  return Array.from(prefix ? whole.subarray(head.length) : tok.encode(continuation));
 }
 
 /** Prompt tokens as the loop counts them (for an aborted generation, which has no loop result). */
