@@ -92,7 +92,16 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     for (const name of NATIVE_KERNELS) kernels[`native.${name}`] = native[name] as Kernel;
   }
   const nativeUse = native && slot !== null ? { kernels: native, slot } : null;
-  const pool = threads > 1 ? await WorkerPool.create(module, memory, kernels, threads, nativeUse ? NATIVE_ADDON_URL.href : null) : null;
+  let pool: WorkerPool | null = null;
+  if (threads > 1) {
+    try {
+      pool = await WorkerPool.create(module, memory, kernels, threads, nativeUse ? NATIVE_ADDON_URL.href : null);
+    } catch (e) {
+      // Same results on one thread, only slower: say so once and go on rather than fail the command.
+      console.warn(`${e instanceof Error ? e.message : String(e)}; computing on one thread`);
+      threads = 1;
+    }
+  }
   return new WasmBackend(memory, kernels, pool, threads, relaxed, nativeUse);
 }
 
