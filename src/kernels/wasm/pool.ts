@@ -139,9 +139,17 @@ export class WorkerPool {
     const count = Math.max(0, threads - 1);
     const spawned: { worker: AnyWorker; ready: Promise<void> }[] = [];
     const limit = deadline(startMs, `${count} kernel worker thread(s)`);
+    let failed = false;
     try {
       const started = (async () => {
-        for (let i = 0; i < count; i++) spawned.push(await spawnWorker());
+        for (let i = 0; i < count; i++) {
+          const s = await spawnWorker();
+          if (failed) { // the deadline passed while spawning: the catch below ended the others
+            s.worker.terminate();
+            return;
+          }
+          spawned.push(s);
+        }
         spawned.forEach(({ worker }, i) => {
           const init: WorkerInit = { module, memory, control, names, tid: i + 1, nth: threads, native };
           worker.postMessage(init);
@@ -150,6 +158,7 @@ export class WorkerPool {
       })();
       await Promise.race([started, limit.promise]);
     } catch (e) {
+      failed = true;
       for (const s of spawned) s.worker.terminate();
       throw new Error(`stlm: could not start the kernel worker threads: ${e instanceof Error ? e.message : String(e)}`);
     } finally {
