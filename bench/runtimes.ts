@@ -1,12 +1,13 @@
 /**
  * The stlm CLI under Node, Deno and Bun (bench/lib/runtimes.ts: the Node running this, Deno and Bun
- * from their pinned npm packages): decode tokens/s (`stlm generate`, the embedded default model,
- * greedy after the prompt "ROMEO:") and training tokens/s (`stlm train`, the tiny preset, batch 8 × 128
+ * from their pinned npm packages): decode tokens/s (`stlm generate`, greedy after the prompt "ROMEO:",
+ * on the small preset with a 1024-token context, 5.4M parameters, written once by one Node training
+ * step: long enough runs to time) and training tokens/s (`stlm train`, the tiny preset, batch 8 × 128
  * bytes of --data), each runtime's ratio to Node.
  *
  *   npm run bench -- runtimes [--threads 1] [--rounds 3] [--data <text file>] [--json]
  *
- * Method: each measurement runs the command twice in fresh processes, short and long (40 and 240 decoded
+ * Method: each measurement runs the command twice in fresh processes, short and long (100 and 900 decoded
  * tokens; 3 and 13 training steps), and divides the difference in tokens by the difference in time, so
  * start-up, compilation and the first step's warm-up cancel out. Two times are taken: wall-clock and the
  * processes' CPU time (user + system, from the shell's `times`). On a shared, busy machine the CPU time is
@@ -17,6 +18,7 @@
  * With --json the last stdout line is {"rows":[{"runtime","version","threads","decode_tps","decode_cpu_tps","train_tps","train_cpu_tps"}]}.
  */
 import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { CLI, runtimes, type Runtime } from './lib/runtimes.js';
@@ -46,20 +48,22 @@ function marginal(short: { wall: number; cpu: number }, long: { wall: number; cp
   return { wall: tokens / (long.wall - short.wall), cpu: tokens / (long.cpu - short.cpu) };
 }
 
-function decodeSpeed(rt: Runtime, threads: number): Speed {
+function decodeSpeed(rt: Runtime, threads: number, model: string): Speed {
   const run = (n: number) => {
-    const r = stlm(rt, ['generate', '--prompt', 'ROMEO:', '--max-tokens', String(n), '--temperature', '0', '--threads', String(threads), '--stats']);
+    const r = stlm(rt, ['generate', '--model', model, '--prompt', 'ROMEO:', '--max-tokens', String(n), '--temperature', '0', '--threads', String(threads), '--stats']);
     const m = /; (\d+) tokens in [\d.]+ ms/.exec(r.out); // the decoded tokens, after the prompt's
     if (!m) throw new Error(`no decode statistics in ${rt.name}'s output: ${r.out.slice(-500)}`);
     return { ...r, tokens: Number(m[1]) };
   };
-  const short = run(40), long = run(240);
+  const short = run(100), long = run(900);
   return marginal(short, long, long.tokens - short.tokens);
 }
 
+const trainOut = `/tmp/stlm-bench-runtimes-${process.pid}.gguf`;
+
 function trainSpeed(rt: Runtime, threads: number, data: string): Speed {
   const run = (steps: number) => stlm(rt, ['train', '--data', data, '--config', 'tiny', '--steps', String(steps), '--batch', '8', '--ctx', '128',
-    '--warmup', '2', '--eval-every', '0', '--eval-windows', '1', '--save-every', '0', '--threads', String(threads), '--out', `/tmp/stlm-bench-runtimes-${process.pid}.gguf`]);
+    '--warmup', '2', '--eval-every', '0', '--eval-windows', '1', '--save-every', '0', '--threads', String(threads), '--out', trainOut]);
   return marginal(run(3), run(13), 10 * 8 * 128);
 }
 
@@ -72,6 +76,9 @@ export async function main(argv: string[]): Promise<void> {
   const found = runtimes();
   const ready = Object.values(found).filter((r): r is Runtime => typeof r !== 'string');
   for (const r of Object.values(found)) if (typeof r === 'string') console.log(`skipped: ${r}`);
+  const model = `/tmp/stlm-bench-runtimes-${process.pid}-decode.gguf`;
+  stlm(found.node as Runtime, ['train', '--data', data, '--config', '{"preset":"small","ctx":1024}', '--steps', '1', '--batch', '1', '--ctx', '64',
+    '--eval-every', '0', '--eval-windows', '1', '--save-every', '0', '--out', model]);
   console.log(`load average before: ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   const samples = new Map<string, { decode: Speed[]; train: Speed[] }>();
   const key = (rt: Runtime, t: number) => `${rt.name}/${t}`;
@@ -79,7 +86,7 @@ export async function main(argv: string[]): Promise<void> {
     for (const t of threadCounts) {
       for (const rt of ready) {
         const s = samples.get(key(rt, t)) ?? { decode: [], train: [] };
-        s.decode.push(decodeSpeed(rt, t));
+        s.decode.push(decodeSpeed(rt, t, model));
         s.train.push(trainSpeed(rt, t, data));
         samples.set(key(rt, t), s);
         const [d, tr] = [s.decode.at(-1)!, s.train.at(-1)!];
@@ -100,5 +107,6 @@ export async function main(argv: string[]): Promise<void> {
     console.log(`| ${r.runtime} ${r.version} | ${r.threads} | ${r.decode_tps.toFixed(0)} | ${r.decode_cpu_tps.toFixed(0)} | ${(r.decode_cpu_tps / node.decode_cpu_tps).toFixed(2)}x | ` +
       `${r.train_tps.toFixed(0)} | ${r.train_cpu_tps.toFixed(0)} | ${(r.train_cpu_tps / node.train_cpu_tps).toFixed(2)}x |`);
   }
+  for (const f of [model, `${model}.ckpt`, trainOut, `${trainOut}.ckpt`]) rmSync(f, { force: true });
   if (argv.includes('--json')) console.log(JSON.stringify({ rows }));
 }
