@@ -37,6 +37,7 @@ class WasmBuf implements Buf {
 }
 
 const PAGE = 65536;
+const MAX_PAGES = 65536;
 /** AssemblyScript's static data lives below this; our heap starts here. */
 const HEAP_BASE = PAGE;
 const ALIGN = 64;
@@ -81,7 +82,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     }
   }
   const module = await WebAssembly.compile(bytes);
-  const memory = new WebAssembly.Memory({ initial: 64, maximum: 65536, shared } as WebAssembly.MemoryDescriptor);
+  const memory = new WebAssembly.Memory({ initial: 64, maximum: MAX_PAGES, shared } as WebAssembly.MemoryDescriptor);
   const instance = await WebAssembly.instantiate(module, {
     env: { memory, abort: () => { throw new Error('stlm: wasm kernel aborted'); } },
   });
@@ -221,6 +222,8 @@ export class WasmBackend implements Backend {
   memoryBytes(): number {
     return this.memory.buffer.byteLength;
   }
+  /** 65536 pages of 64 KiB: the most a 32-bit WebAssembly memory can hold. */
+  readonly memoryLimit = MAX_PAGES * PAGE;
 
   uploadBytes(bytes: Uint8Array): Buf {
     const b = this.alloc(Math.ceil(bytes.length / 4));
