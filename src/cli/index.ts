@@ -68,7 +68,7 @@ backendOpts(
     .command('train')
     .description('train a model on text files (byte-level or BPE)')
     .requiredOption('--data <path>', 'a text file or a folder of text files')
-    .option('--config <preset|json|file>', 'nano, micro, tiny, small, base, or JSON (inline or a file) with overrides, e.g. {"preset":"tiny","n_layers":2}; with --arch pooled it sets the core, plus byte_dim, decoder_layers, decoder_heads, decoder_mlp_hidden', 'tiny')
+    .option('--config <preset|json|file>', 'nano, micro, tiny, small, base, medium, or JSON (inline or a file) with overrides, e.g. {"preset":"tiny","n_layers":2}; with --arch pooled it sets the core, plus byte_dim, decoder_layers, decoder_heads, decoder_mlp_hidden', 'tiny')
     .addOption(new Option('--arch <arch>', "'llama', or 'pooled': tokenizer-free, bytes pooled into chunks for the core and decoded back byte by byte").choices(['llama', 'pooled']).default('llama'))
     .option('--chunk <rule>', "chunking of --arch pooled: 'fixed:P' (every P bytes) or 'space[:M]' (SpaceByte's word boundaries, at most M bytes, default 8); default fixed:4")
     .option('--tokenizer <byte|bpe:N>', "'byte' (256 bytes + 3 specials) or 'bpe:N' (byte-level BPE of N tokens learned from the training split)", 'byte')
