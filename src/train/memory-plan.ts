@@ -6,10 +6,10 @@
  * so a candidate costs milliseconds and its number is the heap the real step will reach, fragmentation of
  * the size-class free lists included.
  *
- * Preference, measured on base and a 113M model (BENCHMARKS.md): whole activations at the largest
- * micro-batch that fits, else recomputation at the largest micro-batch that fits. Recomputation costs a
- * second forward of every block (about a third more arithmetic); a smaller micro-batch costs little as long
- * as a micro-batch has a few hundred rows for the matrix products.
+ * Preference: whole activations at the largest micro-batch that fits, else recomputation at the largest
+ * micro-batch that fits. Recomputation costs a second forward of every block (about a third more
+ * arithmetic); a smaller micro-batch costs little, since even one window of a few hundred tokens gives the
+ * matrix products a few hundred rows (not measured against each other yet).
  */
 import { DryBackend } from '../kernels/dry.js';
 import type { TrainableModel } from '../models/model.js';
