@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { createBackend } from '../kernels/index.js';
 import { QUANT_TARGETS } from '../io/quantize.js';
 import { DROPOUT_SCHEDULES } from '../train/schedule.js';
+import { parseBytes } from '../train/memory-plan.js';
 import { runConvert } from './convert.js';
 import { runEvalBpb } from './eval.js';
 import { runQuantize } from './quantize.js';
@@ -24,6 +25,16 @@ import { enableRelaxedSimd } from '../kernels/wasm/relaxed-flag.js';
 
 /** The embedded default model, shipped in the package. */
 export const DEFAULT_MODEL = fileURLToPath(new URL('../../../models/default.gguf', import.meta.url));
+
+function bytes(name: string) {
+  return (v: string) => {
+    try {
+      return parseBytes(v, name);
+    } catch (e) {
+      throw new InvalidArgumentError((e as Error).message);
+    }
+  };
+}
 
 function int(name: string, min = 0) {
   return (v: string): number => {
@@ -57,7 +68,7 @@ backendOpts(
     .command('train')
     .description('train a model on text files (byte-level or BPE)')
     .requiredOption('--data <path>', 'a text file or a folder of text files')
-    .option('--config <preset|json|file>', 'nano, micro, tiny, small, base, or JSON (inline or a file) with overrides, e.g. {"preset":"tiny","n_layers":2}; with --arch pooled it sets the core, plus byte_dim, decoder_layers, decoder_heads, decoder_mlp_hidden', 'tiny')
+    .option('--config <preset|json|file>', 'nano, micro, tiny, small, base, medium, or JSON (inline or a file) with overrides, e.g. {"preset":"tiny","n_layers":2}; with --arch pooled it sets the core, plus byte_dim, decoder_layers, decoder_heads, decoder_mlp_hidden', 'tiny')
     .addOption(new Option('--arch <arch>', "'llama', or 'pooled': tokenizer-free, bytes pooled into chunks for the core and decoded back byte by byte").choices(['llama', 'pooled']).default('llama'))
     .option('--chunk <rule>', "chunking of --arch pooled: 'fixed:P' (every P bytes) or 'space[:M]' (SpaceByte's word boundaries, at most M bytes, default 8); default fixed:4")
     .option('--tokenizer <byte|bpe:N>', "'byte' (256 bytes + 3 specials) or 'bpe:N' (byte-level BPE of N tokens learned from the training split)", 'byte')
@@ -65,9 +76,10 @@ backendOpts(
     .option('--steps <n>', 'optimizer steps', int('--steps', 1))
     .option('--minutes <m>', 'train for this many minutes (sets the schedule from the measured speed)', num('--minutes', 0.01))
     .option('--resume', 'continue from <out>.ckpt', false)
-    .option('--batch <n>', 'sequences per micro-batch', int('--batch', 1), 16)
+    .option('--batch <n>', 'sequences per batch (run as micro-batches when --memory needs it; the update is the whole batch\'s)', int('--batch', 1), 16)
     .option('--ctx <n>', 'window length (default: the config context)', int('--ctx', 1))
-    .option('--accum <n>', 'micro-batches per step (gradient accumulation)', int('--accum', 1), 1)
+    .option('--accum <n>', 'batches per step (gradient accumulation)', int('--accum', 1), 1)
+    .option('--memory <size>', 'memory the engine may use, e.g. 3GB: picks the micro-batch and whether to recompute activations, and says what it chose (default: the backend\'s limit, 4 GiB)', bytes('--memory'))
     .option('--lr <x>', 'peak learning rate', num('--lr', 0), 1e-3)
     .option('--min-lr <x>', 'final learning rate (default lr/10)', num('--min-lr', 0))
     .option('--warmup <n>', 'warmup steps', int('--warmup', 0), 100)

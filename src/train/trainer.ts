@@ -14,7 +14,9 @@ import type { VocabSpec } from '../tokenizers/vocab.js';
 import { Rng } from '../util/rng.js';
 import { AdamW } from './adamw.js';
 import { type Checkpoint, checkpointExists, loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
+import { accumulateGradients } from './accumulate.js';
 import { WindowSampler, splitTrainVal } from './data.js';
+import { type MemoryPlan, describePlan, planMemory } from './memory-plan.js';
 import { type DropoutSchedule, dropoutRate, learningRate } from './schedule.js';
 
 export interface TrainOptions {
@@ -32,8 +34,18 @@ export interface TrainOptions {
   warmup: number;
   weightDecay: number;
   clip: number;
-  /** Micro-batches per optimizer step (gradient accumulation). */
+  /** Batches of `batch` windows per optimizer step (gradient accumulation). */
   accum: number;
+  /**
+   * Bytes the backend's memory may reach (default: the backend's own limit, 4 GiB for WebAssembly; none
+   * for a backend without one). Each batch then runs as micro-batches, with block activations recomputed
+   * if need be (train/memory-plan.ts); the update stays the whole batch's.
+   */
+  memory?: number;
+  /** Windows per forward/backward pass, overriding the memory plan (must divide `batch`). */
+  microBatch?: number;
+  /** Recompute block activations in backward, overriding the memory plan. */
+  recompute?: boolean;
   seed: number;
   /** Validation bits per byte every this many steps (0 = only at the end). */
   evalEvery: number;
@@ -121,6 +133,8 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
   const model = createModel(g, config, ckpt?.weights, o.seed);
   const params = [...model.params.values()];
   const opt = new AdamW(params, (t) => model.decayed(t), { weightDecay: o.weightDecay, clip: o.clip });
+  const plan = trainingPlan(be, o, model, (dg) => createModel(dg, config, zeroWeights(model.params), o.seed));
+  model.recompute = plan.recompute;
   const dataRng = new Rng(o.seed);
   const sampler = new WindowSampler(trainTokens, o.batch, o.seqLen, dataRng);
   let step = 0;
@@ -154,29 +168,26 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
     throw new Error(`distillation: the teacher's vocabulary (${o.distill.teacher.config.vocabSize}) differs from the student's (${config.vocabSize}); they must share a tokenizer`);
   }
   /** The training objective of one micro-batch: cross-entropy, mixed with the teacher's KL when distilling. */
-  const objective = (ids: Int32Array, targets: Int32Array, kdWeight: number): { loss: Tensor; ce: number } => {
+  const objective = (kdWeight: number) => (ids: Int32Array, targets: Int32Array, windows: number): { loss: Tensor; ce: number } => {
     if (!o.distill || kdWeight === 0) {
-      const loss = model.loss(ids, targets, o.batch);
+      const loss = model.loss(ids, targets, windows);
       return { loss, ce: loss.item() };
     }
     const { teacher, temperature } = o.distill;
-    const logits = model.trainLogits!(ids, o.batch); // present: checked above
+    const logits = model.trainLogits!(ids, windows); // present: checked above
     const ce = ops.crossEntropy(logits, targets);
-    const teacherLogits = teacher.graph.noGrad(() => teacher.trainLogits(ids, o.batch).toArray());
+    const teacherLogits = teacher.graph.noGrad(() => teacher.trainLogits(ids, windows).toArray());
     teacher.graph.release();
     const kd = ops.distillKl(logits, teacherLogits, temperature, targets);
     return { loss: ops.add(ops.scale(ce, 1 - kdWeight), ops.scale(kd, kdWeight)), ce: ce.item() };
   };
 
-  /** One optimizer step's forward and backward passes; returns the mean cross-entropy. */
+  /** One optimizer step's forward and backward passes (each batch in the plan's micro-batches); returns the mean cross-entropy. */
   const forwardBackward = (kdWeight: number): number => {
     let lossSum = 0;
     for (let a = 0; a < o.accum; a++) {
       sampler.next();
-      const { loss, ce } = objective(sampler.ids, sampler.targets, kdWeight);
-      lossSum += ce;
-      g.backward(o.accum > 1 ? ops.scale(loss, 1 / o.accum) : loss);
-      g.release();
+      lossSum += accumulateGradients(g, objective(kdWeight), sampler.ids, sampler.targets, o.batch, plan.microBatch, 1 / o.accum);
     }
     return lossSum / o.accum;
   };
@@ -229,7 +240,7 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
     const eta = o.minutes ? Math.max(0, (deadline - performance.now()) / 1000) : ((total - step) * elapsed) / done;
     let valBpb: number | undefined;
     if (o.evalEvery && step % o.evalEvery === 0 && step < total) {
-      valBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, maxWindows: o.evalWindows, tokenBytes: o.tokenBytes }).bpb;
+      valBpb = evaluateBpb(model, valTokens, { batch: plan.microBatch, seqLen: o.seqLen, maxWindows: o.evalWindows, tokenBytes: o.tokenBytes }).bpb;
     }
     const info: StepInfo = { step, totalSteps: total, loss, lr, dropout: model.dropoutRate, gradNorm, tokensPerSecond: tps, elapsedSeconds: elapsed, etaSeconds: eta, valBpb };
     o.onStep?.(info);
@@ -247,6 +258,33 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
     }
   }
   await save();
-  const finalValBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, tokenBytes: o.tokenBytes }).bpb;
+  const finalValBpb = evaluateBpb(model, valTokens, { batch: plan.microBatch, seqLen: o.seqLen, tokenBytes: o.tokenBytes }).bpb;
   return { model, graph: g, steps: step, losses, finalValBpb, seconds: (performance.now() - t0) / 1000, stoppedEarly };
+}
+
+/**
+ * How each batch runs: as the options say (microBatch, recompute), else planned to fit the memory budget
+ * (o.memory, else the backend's limit), else whole. Logs what it chose when it planned.
+ */
+function trainingPlan(be: Backend, o: TrainOptions, model: TrainableModel, build: (g: Graph) => TrainableModel): Pick<MemoryPlan, 'microBatch' | 'recompute'> {
+  if (o.microBatch !== undefined || o.recompute !== undefined) {
+    const microBatch = o.microBatch ?? o.batch;
+    if (!(Number.isInteger(microBatch) && microBatch >= 1 && o.batch % microBatch === 0)) throw new Error(`micro-batch ${microBatch} must divide the batch of ${o.batch}`);
+    return { microBatch, recompute: o.recompute ?? false };
+  }
+  const budget = o.memory ?? be.memoryLimit;
+  if (budget === undefined) return { microBatch: o.batch, recompute: false };
+  const plan = planMemory({ budget, batch: o.batch, seqLen: o.seqLen, heldBytes: be.memoryBytes(), build, flag: o.memory === undefined ? `the backend's memory limit,` : '--memory' });
+  if (o.memory !== undefined || plan.microBatch !== o.batch || plan.recompute) o.log?.(describePlan(plan, o.batch, o.seqLen));
+  return plan;
+}
+
+/** Zero-filled values for every parameter (one shared array per size): what a model built only to be measured is loaded with. */
+function zeroWeights(params: Map<string, Tensor>): Map<string, Float32Array> {
+  const bySize = new Map<number, Float32Array>();
+  return new Map([...params].map(([name, p]) => {
+    let z = bySize.get(p.size);
+    if (!z) bySize.set(p.size, (z = new Float32Array(p.size)));
+    return [name, z];
+  }));
 }
