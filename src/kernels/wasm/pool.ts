@@ -48,11 +48,12 @@ interface AnyWorker {
 }
 
 async function spawnWorker(): Promise<{ worker: AnyWorker; ready: Promise<void> }> {
-  const url = new URL('./worker.js', import.meta.url);
+  // `new Worker(new URL('./worker.js', import.meta.url), …)` written out in full each time: bundlers
+  // (Vite, for the playground) recognise that form and bundle the worker with its imports.
   const isNode = typeof process !== 'undefined' && !!process.versions?.node;
   if (isNode) {
     const { Worker } = await import('node:worker_threads');
-    const worker = new Worker(url);
+    const worker = new Worker(new URL('./worker.js', import.meta.url));
     worker.unref(); // a parked pool must not keep the process alive
     const ready = new Promise<void>((resolve, reject) => {
       worker.once('message', () => resolve());
@@ -60,7 +61,7 @@ async function spawnWorker(): Promise<{ worker: AnyWorker; ready: Promise<void> 
     });
     return { worker, ready };
   }
-  const worker = new Worker(url, { type: 'module' });
+  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
   const ready = new Promise<void>((resolve, reject) => {
     worker.addEventListener('message', () => resolve(), { once: true });
     worker.addEventListener('error', (e) => reject(new Error(`stlm kernel worker failed to start: ${e.message}`)), { once: true });
