@@ -2,7 +2,7 @@
 // in this process: the page's seeded generation from the embedded model gives Node's tokens; a dropped
 // llama2.c checkpoint gives llama2.c's recorded greedy tokens; a non-model file gives an error in the page;
 // a few training steps in the page give Node's losses for the same run, and the downloaded GGUF loads in
-// Node with the weights Node's run trained. Skips with a message without Chromium or a built page.
+// Node with the weights Node's run trained, and llama.cpp continues it as stlm does. Skips with a message without Chromium or a built page.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { type Browser, NO_CHROMIUM, launchChromium } from '../bench/lib/chromium.js';
 import { generate } from '../src/generate/generate.js';
+import { openLlamaCpp } from '../src/interop/llamacpp.js';
 import { openModel } from '../src/io/open.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { enableRelaxedSimd } from '../src/kernels/wasm/relaxed-flag.js';
@@ -118,7 +119,7 @@ describe('playground (headless Chromium)', { skip }, () => {
     assert.deepEqual(r.tokens, expected.slice(0, 20));
   });
 
-  test('training in the page gives Node\'s losses; the downloaded GGUF loads in Node with Node\'s weights', { timeout: 300_000 }, async () => {
+  test('training in the page gives Node\'s losses; the downloaded GGUF loads in Node with Node\'s weights', { timeout: 300_000 }, async (ctx) => {
     // A text of a few kilobytes, made here (no fixture needed).
     const words = ['the', 'cat', 'sat', 'on', 'a', 'mat', 'and', 'saw', 'dog', 'run', 'far', 'away', 'from', 'home'];
     let text = '';
@@ -149,6 +150,16 @@ describe('playground (headless Chromium)', { skip }, () => {
       const r = generate(m.model, m.tokenizer, 'the ', { maxTokens: 10, temperature: 0 });
       assert.equal(r.tokens.length, 10);
       m.dispose();
+      // And llama.cpp runs it: its greedy continuation is stlm's (when node-llama-cpp is installed).
+      const cpp = await openLlamaCpp(file, { contextSize: 64 });
+      if (typeof cpp === 'string') ctx.diagnostic(`llama.cpp check skipped: ${cpp}`);
+      else {
+        try {
+          assert.deepEqual(await cpp.greedy(Array.from(new TextEncoder().encode('the ')), 10), r.tokens);
+        } finally {
+          await cpp.dispose();
+        }
+      }
     } finally {
       be.dispose();
       rmSync(dir, { recursive: true, force: true });

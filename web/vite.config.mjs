@@ -12,6 +12,8 @@ const rolldownOptions = {
   },
 };
 
+const isolation = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
+
 export default {
   root: fileURLToPath(new URL('.', import.meta.url)),
   base: './',
@@ -26,4 +28,7 @@ export default {
     rolldownOptions,
   },
   worker: { format: 'es', rolldownOptions },
+  // `vite` (dev) and `vite preview` serve the page cross-origin isolated too, as `stlm serve` does.
+  server: { headers: isolation },
+  preview: { headers: isolation },
 };

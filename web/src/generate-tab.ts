@@ -32,7 +32,13 @@ export function setupGenerateTab(engine: Engine): { loadDefault(): void; loadByt
       showError('generate-error', `${big.name} is ${mib(big.size)}: too big for this page's memory (WebAssembly stops at 4 GiB); run it with stlm generate instead`);
       return;
     }
-    const dropped: DroppedFile[] = await Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
+    let dropped: DroppedFile[];
+    try {
+      dropped = await Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
+    } catch (e) {
+      showError('generate-error', `Cannot read ${files.map((f) => f.name).join(', ')}: ${(e as Error).message} (too big for this page's memory?)`);
+      return;
+    }
     load(files.map((f) => f.name).join(' + '), () => engine.send({ type: 'load', files: dropped }, dropped.map((f) => f.bytes.buffer)));
   };
   const loadBytes = (name: string, bytes: Uint8Array) => load(name, () => engine.send({ type: 'load', files: [{ name, bytes: bytes.slice() }] }));

@@ -70,7 +70,7 @@ function addRow(tbody: HTMLElement, prompt: string, r: RouteDecision, roundTripM
     prompt.length > 40 ? `${prompt.slice(0, 40)}…` : prompt,
     r.tier,
     tried ? `${r.reason}. Tried: ${tried}` : r.reason,
-    r.costUsd.toFixed(6),
+    r.costUsd === 0 ? '0' : r.costUsd.toPrecision(2),
     `${r.latencyMs.toFixed(0)} ms (round trip ${roundTripMs.toFixed(0)} ms)`,
     answer,
   ];

@@ -16,7 +16,7 @@ export function setupTrainTab(engine: Engine, useModel: (name: string, bytes: Ui
   const presetSelect = byId<HTMLSelectElement>('preset');
   for (const name of BROWSER_PRESETS) {
     const c = PRESETS[name];
-    const option = new Option(`${name} (d ${c.dModel}, ${c.nLayers} layers, context ${c.ctx})`, name);
+    const option = new Option(`${name}: ${c.nLayers} layers, width ${c.dModel}`, name);
     presetSelect.append(option);
   }
   presetSelect.value = 'micro';
@@ -35,7 +35,12 @@ export function setupTrainTab(engine: Engine, useModel: (name: string, bytes: Ui
   };
 
   const readText = async (files: File[]) => {
-    text.value = (await Promise.all(files.map((f) => f.text()))).join('\n');
+    try {
+      text.value = (await Promise.all(files.map((f) => f.text()))).join('\n');
+      showError('train-error', '');
+    } catch (e) {
+      showError('train-error', `Cannot read ${files.map((f) => f.name).join(', ')}: ${(e as Error).message}`);
+    }
   };
   acceptDrops(byId('text-drop'), (files) => void readText(files));
   const picker = byId<HTMLInputElement>('text-file');
