@@ -5,8 +5,9 @@
 // Node with the weights Node's run trained, and llama.cpp continues it as stlm does. Skips with a message without Chromium or a built page.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
@@ -18,7 +19,7 @@ import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { enableRelaxedSimd } from '../src/kernels/wasm/relaxed-flag.js';
 import { createModel } from '../src/models/architectures.js';
 import { createServer } from '../src/server/server.js';
-import { PLAYGROUND_DIR } from '../src/server/static.js';
+import { ISOLATION_HEADERS, PLAYGROUND_DIR } from '../src/server/static.js';
 import { train } from '../src/train/trainer.js';
 import { playgroundTrainOptions } from '../web/src/train-options.js';
 import type { TrainSettings } from '../web/src/protocol.js';
@@ -57,11 +58,62 @@ async function generateInPage(page: Page, prompt: string, s: Record<string, stri
   return { tokens: tokens === '' ? [] : tokens.split(',').map(Number), text: text.slice(prompt.length) };
 }
 
+describe('stlm serve: the playground route', { skip: existsSync(join(PLAYGROUND_DIR, 'index.html')) ? false : `the playground is not built (${PLAYGROUND_DIR}): run npm run build` }, () => {
+  test('the page and its files are public and cross-origin isolated; the API keeps its key and its 404', async () => {
+    const app = createServer({ models: new Map(), apiKey: 'secret', playground: PLAYGROUND_DIR });
+    try {
+      const page = await app.inject({ method: 'GET', url: '/' });
+      assert.equal(page.statusCode, 200);
+      assert.match(String(page.headers['content-type']), /^text\/html/);
+      for (const [k, v] of Object.entries(ISOLATION_HEADERS)) assert.equal(page.headers[k], v);
+      const script = /src="\.\/(assets\/[^"]+\.js)"/.exec(page.body)?.[1];
+      assert.ok(script, 'index.html names its script');
+      const js = await app.inject({ method: 'GET', url: `/${script}` });
+      assert.equal(js.statusCode, 200);
+      assert.match(String(js.headers['content-type']), /^text\/javascript/);
+      assert.equal((await app.inject({ method: 'GET', url: '/v1/models' })).statusCode, 401);
+      assert.equal((await app.inject({ method: 'GET', url: '/v1/models', headers: { authorization: 'Bearer secret' } })).statusCode, 200);
+      const missing = await app.inject({ method: 'GET', url: '/assets/../../package.json', headers: { authorization: 'Bearer secret' } });
+      assert.equal(missing.statusCode, 404);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test('without a built playground, / says how to build it', async () => {
+    const app = createServer({ models: new Map(), playground: join(tmpdir(), 'stlm-no-such-playground') });
+    try {
+      const r = await app.inject({ method: 'GET', url: '/' });
+      assert.equal(r.statusCode, 404);
+      assert.match(r.body, /The playground is not built .*npm run build/);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+/** The built folder from a plain static server: no COOP/COEP headers, as GitHub Pages serves it. */
+function plainStaticHost(): Promise<{ close(): void; url: string }> {
+  const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml' };
+  const server = createHttpServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://x').pathname;
+    const file = normalize(join(PLAYGROUND_DIR, path === '/' ? 'index.html' : path));
+    if (!file.startsWith(PLAYGROUND_DIR) || !existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream' }).end(readFileSync(file));
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ close: () => server.close(), url: `http://127.0.0.1:${(server.address() as { port: number }).port}/` })));
+}
+
 describe('playground (headless Chromium)', { skip }, () => {
   let browser: Browser;
   let app: FastifyInstance;
   let url: string;
   let page: Page;
+  /** The isolated page's seeded tokens, which the single-threaded page must repeat. */
+  let isolatedTokens: number[] = [];
   before(async () => {
     browser = await launchChromium();
     app = createServer({ models: new Map(), playground: PLAYGROUND_DIR });
@@ -88,6 +140,7 @@ describe('playground (headless Chromium)', { skip }, () => {
       temperature: '0.8', 'top-k': '40', 'top-p': '0.95', 'min-p': '0.02', 'repeat-penalty': '1.1', seed: '7', 'max-tokens': '20', 'stop-strings': '',
     });
     assert.equal(inPage.tokens.length, 20);
+    isolatedTokens = inPage.tokens;
     // Node: the WebAssembly kernels alone (what the page runs), and the CLI's default (native kernels where built).
     for (const native of [false, true]) {
       const m = await openModel(DEFAULT_MODEL, { backend: await createWasmBackend({ threads: 1, native }) });
@@ -163,6 +216,23 @@ describe('playground (headless Chromium)', { skip }, () => {
     } finally {
       be.dispose();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  test('from a static host without COOP/COEP: one thread, said on the page, and the same tokens', { timeout: 180_000 }, async () => {
+    const host = await plainStaticHost();
+    const plain: Page = await browser.newPage();
+    try {
+      await plain.goto(host.url);
+      await plain.waitForFunction(() => document.getElementById('engine-status')!.dataset.threads !== undefined, null, { timeout: 120_000 });
+      assert.equal(await plain.evaluate(() => self.crossOriginIsolated), false);
+      assert.equal(await plain.$eval('#engine-status', (el: HTMLElement) => el.dataset.threads), '1');
+      assert.match(await plain.textContent('#engine-status'), /not cross-origin isolated .*one thread/);
+      assert.match(await plain.textContent('#tiers-status'), /No router here/);
+      const r = await generateInPage(plain, 'ROMEO:', { temperature: '0.8', 'top-k': '40', 'top-p': '0.95', 'min-p': '0.02', 'repeat-penalty': '1.1', seed: '7', 'max-tokens': '20', 'stop-strings': '' });
+      assert.deepEqual(r.tokens, isolatedTokens);
+    } finally {
+      await plain.close();
+      host.close();
     }
   });
 });
