@@ -4,13 +4,13 @@
 // Skips with a message when no Chromium is installed (apt-get install chromium).
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
+import { type Browser, CHROMIUM, NO_CHROMIUM, launchChromium } from '../bench/lib/chromium.js';
 import { createServer, type Server } from 'node:http';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
 const TYPES: Record<string, string> = { '.js': 'text/javascript', '.html': 'text/html', '.map': 'application/json' };
 
 const PAGE = `<!doctype html><meta charset="utf-8"><script type="module">
@@ -100,15 +100,10 @@ function serve(isolated: boolean): Promise<{ server: Server; url: string }> {
   }));
 }
 
-describe('browser (headless Chromium)', { skip: CHROMIUM ? false : 'no Chromium installed (apt-get install chromium); the browser check is skipped' }, () => {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  let browser: any;
+describe('browser (headless Chromium)', { skip: CHROMIUM ? false : NO_CHROMIUM }, () => {
+  let browser: Browser;
   before(async () => {
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   after(async () => browser?.close());
 

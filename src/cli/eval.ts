@@ -8,7 +8,8 @@ import type { Backend } from '../kernels/backend.js';
 import { bpbWindowLength, evaluateBpb, tokenizeForBpb } from '../eval/bpb.js';
 import { openModel } from '../io/open.js';
 import { architectureOf } from '../models/architectures.js';
-import { readTextData, splitTrainVal } from '../train/data.js';
+import { splitTrainVal } from '../train/data.js';
+import { readTextData } from '../train/data-files.js';
 
 export interface EvalBpbCliOptions {
   model: string;

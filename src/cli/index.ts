@@ -234,7 +234,7 @@ program
 backendOpts(
   program
     .command('serve')
-    .description('serve models over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health): a model file (the embedded default model unless --model or --tiers), or every tier of a tiers config plus the router as model "auto"')
+    .description('serve models over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health): a model file (the embedded default model unless --model or --tiers), or every tier of a tiers config plus the router as model "auto"; the playground page (generate and train in the browser) at /')
     .option('--model <file>', 'model: GGUF, llama2.c .bin, or a Hugging Face directory', DEFAULT_MODEL)
     .option('--tiers <file>', 'tiers config (YAML or JSON): serve every tier by name and the router as "auto"')
     .option('--name <id>', 'the model id requests use for --model (default: the file name)')
@@ -245,7 +245,8 @@ backendOpts(
     .option('--queue <n>', 'requests that may wait per model while it serves another (more get 429)', int('--queue', 0), 16)
     .option('--body-limit <bytes>', 'largest request body (more get 413)', int('--body-limit', 1), 1 << 20)
     .option('--log', 'log each request as a JSON line (pino) to stdout', false)
-    .option('--cors <origins...>', "origins a browser page may call from (CORS), e.g. http://localhost:5173; '*' for any"),
+    .option('--cors <origins...>', "origins a browser page may call from (CORS), e.g. http://localhost:5173; '*' for any")
+    .option('--no-playground', 'do not serve the playground page at /'),
 ).action(async (o, cmd: Command) => runServe(o, cmd.getOptionValueSource('model') === 'cli', () => backendFrom(o)));
 
 function readVersion(): string {

@@ -23,8 +23,11 @@ export interface TrainOptions {
   /** Training tokens (the whole corpus, split train/validation here, unless valTokens is given). */
   tokens: Int32Array | Uint8Array;
   config: LlamaConfig;
-  /** Checkpoint path (weights + optimizer + RNG + step). */
-  checkpointPath: string;
+  /**
+   * Checkpoint path (weights + optimizer + RNG + step). Absent: no checkpoint is written (a browser, which
+   * has no files, takes the model from the result) and `resume` is refused.
+   */
+  checkpointPath?: string;
   steps?: number;
   minutes?: number;
   batch: number;
@@ -125,7 +128,8 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
   const g = new Graph(be);
   let ckpt: Checkpoint | null = null;
   if (o.resume) {
-    if (!checkpointExists(o.checkpointPath)) throw new Error(`--resume: no checkpoint at '${o.checkpointPath}'`);
+    if (o.checkpointPath === undefined) throw new Error('--resume: no checkpoint path given');
+    if (!(await checkpointExists(o.checkpointPath))) throw new Error(`--resume: no checkpoint at '${o.checkpointPath}'`);
     ckpt = await loadCheckpoint(o.checkpointPath);
     log(`resuming from ${o.checkpointPath} at step ${ckpt.step}`);
   }
@@ -151,8 +155,9 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
   log(`model: ${params.reduce((s, p) => s + p.size, 0).toLocaleString('en-US')} parameters (d ${config.dModel}, ${config.nLayers} layers, ${config.nHeads} heads, ctx ${config.ctx}); backend ${be.name} × ${be.threads} threads`);
   log(`data: ${trainTokens.length.toLocaleString('en-US')} train / ${valTokens.length.toLocaleString('en-US')} validation tokens; batch ${o.batch} × ${o.seqLen}${o.accum > 1 ? ` × ${o.accum} accumulated` : ''}`);
 
-  const save = () =>
-    saveCheckpoint(o.checkpointPath, {
+  const checkpointPath = o.checkpointPath;
+  const save = async () => checkpointPath !== undefined &&
+    saveCheckpoint(checkpointPath, {
       config, weights: model.weights(), moments: opt.state(), optimizerStep: opt.step, step, plannedSteps,
       dataRng: dataRng.getState(), dropoutRng: model.dropoutRng.getState(), losses,
     }, o.vocab);
@@ -253,7 +258,7 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
     }
     if (o.shouldStop?.()) {
       stoppedEarly = true;
-      log(`stopping at step ${step}: saving ${o.checkpointPath}`);
+      log(`stopping at step ${step}${checkpointPath !== undefined ? `: saving ${checkpointPath}` : ''}`);
       break;
     }
   }

@@ -63,13 +63,14 @@ function readyFrom(reply: WorkerReply, resolve: () => void, reject: (e: Error) =
 }
 
 async function spawnWorker(): Promise<{ worker: AnyWorker; ready: Promise<void> }> {
-  const url = new URL('./worker.js', import.meta.url);
+  // `new Worker(new URL('./worker.js', import.meta.url), …)` written out in full each time: bundlers
+  // (Vite, for the playground) recognise that form and bundle the worker with its imports.
   // Deno and Bun also answer to process.versions.node and implement node:worker_threads; that is the
   // path they take (Deno's global Worker would need its own permissions flags).
   const isNode = typeof process !== 'undefined' && !!process.versions?.node;
   if (isNode) {
     const { Worker } = await import('node:worker_threads');
-    const worker = new Worker(url);
+    const worker = new Worker(new URL('./worker.js', import.meta.url));
     const ready = new Promise<void>((resolve, reject) => {
       worker.once('message', (m: WorkerReply) => readyFrom(m, resolve, reject));
       worker.once('error', reject);
@@ -82,7 +83,7 @@ async function spawnWorker(): Promise<{ worker: AnyWorker; ready: Promise<void> 
     ready.then(() => worker.unref(), () => undefined); // (also marks a rejection seen: create() reports it)
     return { worker, ready };
   }
-  const worker = new Worker(url, { type: 'module' });
+  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
   const ready = new Promise<void>((resolve, reject) => {
     worker.addEventListener('message', (e) => readyFrom(e.data as WorkerReply, resolve, reject), { once: true });
     worker.addEventListener('error', (e) => reject(new Error(e.message || 'the worker script failed to load')), { once: true });
