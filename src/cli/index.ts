@@ -230,7 +230,9 @@ backendOpts(
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', int('--port', 0), 8080)
     .option('--api-key-env <var>', 'require this environment variable\'s value as the API key (Authorization: Bearer)')
-    .option('--queue <n>', 'requests that may wait per model while it serves another (more get 429)', int('--queue', 0), 16)
+    .option('--queue <n>', 'requests that may wait per model while its slots are taken (more get 429)', int('--queue', 0), 16)
+    .option('--slots <n>', 'requests a local model serves at once by continuous batching (1: one at a time)', int('--slots', 1), 32)
+    .option('--kv-memory <MiB>', 'memory for one local model\'s KV caches (limits the slots)', int('--kv-memory', 1), 1024)
     .option('--body-limit <bytes>', 'largest request body (more get 413)', int('--body-limit', 1), 1 << 20)
     .option('--log', 'log each request as a JSON line (pino) to stdout', false)
     .option('--cors <origins...>', "origins a browser page may call from (CORS), e.g. http://localhost:5173; '*' for any"),
