@@ -123,6 +123,16 @@ const finish = (r: FinishReason): 'stop' | 'length' => (r === 'length' ? 'length
 /** The error body OpenAI sends. */
 const errorBody = (message: string, type: string, param: string | null, code: string | null) => ({ error: { message, type, param, code } });
 
+/**
+ * Drops the tokens of a reply's leading whitespace, which the reply's text leaves out: whitespace-only
+ * tokens go, and the first kept token's text loses its leading whitespace; so the tokens' texts still
+ * concatenate to the reply.
+ */
+function trimLeadingWhitespace(tokens: TokenLogprob[]): void {
+  while (tokens.length && /^\s+$/.test(tokens[0].text)) tokens.shift();
+  if (tokens.length) tokens[0] = { ...tokens[0], text: tokens[0].text.replace(/^\s+/, '') };
+}
+
 /** Characters as OpenAI's endpoints count them (code points), for text_offset. */
 const codePoints = (s: string): number => {
   let n = 0;
@@ -315,6 +325,8 @@ export function createServer(o: ServerOptions): FastifyInstance {
     const tokens: TokenLogprob[] = [];
     let pending: TokenLogprob[] = [];
     const want = s.topLogprobs !== undefined;
+    // A chat reply's leading whitespace is not part of it (LocalModel drops it): nor are its tokens.
+    const chat = 'messages' in s.input;
     const opts = {
       ...s.opts, signal: s.signal, ...(s.onText ? { onText: s.onText } : {}),
       ...(s.local && s.promptIds ? { promptIds: s.promptIds } : {}),
@@ -323,11 +335,13 @@ export function createServer(o: ServerOptions): FastifyInstance {
     let r: GenerateResult;
     if (s.onPiece) {
       const it = s.model.stream(s.input as never, opts);
-      let step = await it.next();
+      let step = await it.next(), first = true;
       while (!step.done) {
         const piece = step.value;
         const done = pending;
         pending = [];
+        if (chat && first) trimLeadingWhitespace(done);
+        first = false;
         s.onPiece(piece, done);
         step = await it.next();
       }
@@ -336,6 +350,7 @@ export function createServer(o: ServerOptions): FastifyInstance {
     } else {
       r = await s.model.generate(s.input as never, opts);
     }
+    if (chat) trimLeadingWhitespace(tokens);
     // A stop string ends the text inside the tokens generated: keep the tokens whose text the answer holds.
     let kept = 0, seen = 0;
     while (kept < tokens.length && seen < r.text.length) seen += tokens[kept++].text.length;
