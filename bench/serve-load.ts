@@ -3,13 +3,15 @@
  * N concurrent streaming clients on loopback, each sending completions one after another for a fixed time.
  *
  *   npm run bench -- serve-load [--models default,rand25m] [--clients 1,8,32] [--seconds 60] [--max-tokens 64]
- *     [--threads 2] [--engines stlm,llama-server] [--type q8_0] [--json]
+ *     [--threads 1] [--engines stlm,llama-server] [--type q8_0] [--json]
  *
  * Models: the embedded models/default.gguf (F32, as shipped) and rand25m, a ~27M-parameter byte-vocabulary
  * Llama with random weights (fixed seed; random weights are enough for a throughput test: the work per
  * token does not depend on the values), quantized to --type (default Q8_0) by `stlm quantize`; files from
  * bench/lib/model-files.ts. Both servers get the same threads, one slot per client (`stlm serve --slots N`,
- * `llama-server -np N`) and the same context per slot.
+ * `llama-server -np N`) and the same context per slot. One thread by default: on a small shared machine a
+ * second thread's workers spin against other processes (measured on the 2-core dev host at load ~18:
+ * 43% of stlm serve's time waiting on its pool at 8 clients with 2 threads).
  *
  * Each client sends `POST /v1/completions` with `stream: true`, a prompt of its own, temperature 1, a seed
  * distinct for every request and max_tokens; it records the time to first token (request sent to first
@@ -193,7 +195,7 @@ export async function main(argv: string[]): Promise<void> {
   const clientCounts = arg(argv, '--clients', '1,8,32').split(',').map(Number);
   const seconds = Number(arg(argv, '--seconds', '60'));
   const maxTokens = Number(arg(argv, '--max-tokens', '64'));
-  const threads = Number(arg(argv, '--threads', '2'));
+  const threads = Number(arg(argv, '--threads', '1'));
   const type = arg(argv, '--type', 'q8_0') as FileType;
   let engines = arg(argv, '--engines', 'stlm,llama-server').split(',') as Engine[];
   for (const n of [...clientCounts, seconds, maxTokens, threads]) if (!(n > 0)) throw new Error(`serve-load: every count must be a positive number (got ${n})`);
