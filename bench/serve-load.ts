@@ -144,9 +144,9 @@ async function load(url: string, clients: number, seconds: number, maxTokens: nu
   let mixed = 0, checked = 0;
   for (const list of sent) {
     for (const s of list.length > 1 ? [list[0], list[list.length - 1]] : list) {
-      const alone = await streamOnce(url, { model: 'm', prompt: s.prompt, max_tokens: maxTokens, temperature: 1, top_p: 1, seed: s.seed });
+      const alone = await streamOnce(url, { model: 'm', prompt: s.prompt, max_tokens: maxTokens, temperature: 1, top_p: 1, seed: s.seed }).catch(() => undefined);
       checked++;
-      if (alone.text !== s.text) mixed++;
+      if (alone?.text !== s.text) mixed++;
     }
   }
   return {
@@ -219,7 +219,8 @@ export async function main(argv: string[]): Promise<void> {
       for (const engine of engines) {
         const { url, proc } = await startServer(engine, file, clients, ctx, threads, port++);
         try {
-          await streamOnce(url, { model: 'm', prompt: 'warm up', max_tokens: 4, seed: 1 });
+          // A failed warm-up is not fatal: the load phase counts each failure as an error.
+          await streamOnce(url, { model: 'm', prompt: 'warm up', max_tokens: 4, seed: 1 }).catch(() => undefined);
           const r: LoadRow = { model, engine, ...(await load(url, clients, seconds, maxTokens)), load: loadAverage() };
           rows.push(r);
           console.log(`${model.padEnd(9)} ${engine.padEnd(13)} ${String(clients).padStart(7)} ${String(r.requests).padStart(5)} ${String(r.errors).padStart(7)} ${`${r.mixed}/${r.checked}`.padStart(14)} ${`${fmt(r.ttft_p50_ms)}/${fmt(r.ttft_p99_ms)}`.padStart(16)} ${`${fmt(r.itl_p50_ms)}/${fmt(r.itl_p99_ms)}`.padStart(15)} ${fmt(r.tokens_per_s).padStart(9)}  ${r.load}${r.firstError ? `  first error: ${r.firstError}` : ''}`);
