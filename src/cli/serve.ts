@@ -22,6 +22,10 @@ export interface ServeCliOptions {
   port: number;
   apiKeyEnv?: string;
   queue: number;
+  /** Requests a local model serves at once (continuous batching). */
+  slots: number;
+  /** MiB for a local model's KV caches. */
+  kvMemory: number;
   bodyLimit: number;
   log: boolean;
   /** Origins allowed to call from a browser (CORS); '*' for any. */
@@ -55,7 +59,7 @@ export async function runServe(o: ServeCliOptions, modelGiven: boolean, backend:
     const m = await LocalModel.open(o.model, { tokenizer: o.tokenizer, backend: await backend(), name: o.name });
     models.set(m.name, m);
   }
-  const app = createServer({ models, apiKey, queueLimit: o.queue, bodyLimit: o.bodyLimit, logger: o.log, cors: o.cors, playground: o.playground === false ? undefined : PLAYGROUND_DIR });
+  const app = createServer({ models, apiKey, queueLimit: o.queue, slots: o.slots, kvMemoryBytes: o.kvMemory * 2 ** 20, bodyLimit: o.bodyLimit, logger: o.log, cors: o.cors, playground: o.playground === false ? undefined : PLAYGROUND_DIR });
   try {
     await app.listen({ host: o.host, port: o.port });
   } catch (e) {

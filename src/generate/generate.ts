@@ -10,7 +10,7 @@
  * A model that starts every context itself (the byte-pooled model: `ownStart`) gets no BOS, so
  * `addBos` is ignored and an empty prompt works; its `tokens` are bytes.
  */
-import type { CausalLM } from '../models/model.js';
+import type { CausalLM, InferenceSession } from '../models/model.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
 import { TextStream } from './stream-text.js';
@@ -93,56 +93,123 @@ export async function* generateStream(model: CausalLM, tok: Tokenizer, prompt: s
  * taken as they are (no BOS added: an OpenAI-style request that sends ids sends the ones it means).
  */
 export function* generateSteps(model: CausalLM, tok: Tokenizer, prompt: string | readonly number[], o: GenerateOptions = {}): Generator<string, GenerateResult> {
-  if (model.tokenizerKind && tok.kind !== model.tokenizerKind) throw new Error(`generate: this ${model.architecture} model reads its tokenizer kind '${model.tokenizerKind}', not '${tok.kind}'`);
-  const maxTokens = maxTokensOf(o);
-  const sampler = new Sampler(o);
-  const ctx = model.config.ctx;
-  let encoded = typeof prompt === 'string' ? Array.from(tok.encode(prompt, { bos: !model.ownStart && (o.addBos ?? false) })) : Array.from(prompt);
-  if (encoded.length === 0 && !model.ownStart && tok.bos !== null) encoded = [tok.bos];
-  if (encoded.length === 0 && !model.ownStart) throw new Error('generate: the prompt is empty and the tokenizer has no BOS token to start from');
-  const promptTokens = encoded.length;
-  const { ids, truncated: promptTruncated } = fitPrompt(encoded, ctx);
+  const gen = new Generation(model, tok, prompt, o);
   const session = model.session();
-  const textStream = new TextStream(tok, o.stop ?? []);
-  const out: number[] = [];
-  const history = ids.slice();
-  let finishReason: GenerateResult['finishReason'] = 'length';
   try {
     const t0 = performance.now();
-    let logits = session.reset(ids);
-    const prefillSeconds = (performance.now() - t0) / 1000;
+    let logits = session.reset(gen.ids);
+    gen.prefillSeconds = (performance.now() - t0) / 1000;
     const t1 = performance.now();
-    for (let i = 0; i < maxTokens; i++) {
-      for (const id of model.neverPredicted) logits[id] = -Infinity;
-      // Rows past the tokenizer's vocabulary (a published model's spare embedding rows) stand for no text.
-      for (let id = tok.vocabSize; id < logits.length; id++) logits[id] = -Infinity;
-      const next = sampler.sample(logits, history);
-      if (next === tok.eos || tok.endOfGeneration?.includes(next)) {
-        finishReason = 'eos';
-        break;
-      }
-      out.push(next);
-      history.push(next);
-      o.onToken?.(next, logits, sampler.lastProb);
-      // SentencePiece vocabularies mark word starts with a space; the text's first word has none.
-      const afterBos = (tok.kind === 'llama' || tok.stripsLeadingSpace === true) && history[history.length - 2] === tok.bos;
-      const piece = textStream.push(next, afterBos);
-      if (piece.text) yield piece.text;
-      if (piece.stopped) {
-        finishReason = 'stop';
-        break;
-      }
-      if (i === maxTokens - 1) break;
-      // Sliding window: restart from the most recent half of the context once it is full.
-      logits = session.length >= session.capacity ? session.reset(history.slice(history.length - Math.floor(ctx / 2))) : session.push(next);
+    while (!gen.done) {
+      const { text, next } = gen.accept(logits);
+      if (text) yield text;
+      if (next === null) break;
+      logits = gen.full(session) ? session.reset(gen.window()) : session.push(next);
     }
-    if (finishReason !== 'stop') {
-      const rest = textStream.finish();
-      if (rest.stopped) finishReason = 'stop';
-      if (rest.text) yield rest.text;
-    }
-    return { text: textStream.text, tokens: out, promptTokens, promptTruncated, finishReason, prefillSeconds, decodeSeconds: (performance.now() - t1) / 1000 };
+    const rest = gen.end();
+    if (rest) yield rest;
+    gen.decodeSeconds = (performance.now() - t1) / 1000;
+    return gen.result();
   } finally {
     session.dispose();
+  }
+}
+
+/**
+ * One generation's state between model steps, apart from the model's session: the prompt to prefill,
+ * the sampler, the text stream and the stop rules. A driver feeds it each next-token logits row
+ * (`accept`) and feeds the model the id it returns; `generateSteps` drives one session, a batched driver
+ * (`generate/batch.ts`) drives many in one step. Both see the same numbers, so a seed gives the same text.
+ */
+export class Generation {
+  /** The prompt's ids to prefill (its last ctx − 1 ids). */
+  readonly ids: number[];
+  readonly promptTokens: number;
+  readonly promptTruncated: number;
+  /** Generated ids (EOS not included). */
+  readonly tokens: number[] = [];
+  finishReason: GenerateResult['finishReason'] = 'length';
+  /** True once no further logits are wanted (maxTokens 0, EOS, a stop string, maxTokens reached). */
+  done: boolean;
+  prefillSeconds = 0;
+  decodeSeconds = 0;
+  private readonly maxTokens: number;
+  private readonly sampler: Sampler;
+  private readonly textStream: TextStream;
+  private readonly history: number[];
+  private ended = false;
+
+  constructor(
+    readonly model: CausalLM,
+    private readonly tok: Tokenizer,
+    prompt: string | readonly number[],
+    private readonly o: GenerateOptions = {},
+  ) {
+    if (model.tokenizerKind && tok.kind !== model.tokenizerKind) throw new Error(`generate: this ${model.architecture} model reads its tokenizer kind '${model.tokenizerKind}', not '${tok.kind}'`);
+    this.maxTokens = maxTokensOf(o);
+    this.sampler = new Sampler(o);
+    let encoded = typeof prompt === 'string' ? Array.from(tok.encode(prompt, { bos: !model.ownStart && (o.addBos ?? false) })) : Array.from(prompt);
+    if (encoded.length === 0 && !model.ownStart && tok.bos !== null) encoded = [tok.bos];
+    if (encoded.length === 0 && !model.ownStart) throw new Error('generate: the prompt is empty and the tokenizer has no BOS token to start from');
+    this.promptTokens = encoded.length;
+    const fitted = fitPrompt(encoded, model.config.ctx);
+    this.ids = fitted.ids;
+    this.promptTruncated = fitted.truncated;
+    this.history = this.ids.slice();
+    this.textStream = new TextStream(tok, o.stop ?? []);
+    this.done = this.maxTokens === 0;
+  }
+
+  /**
+   * Takes the logits of the next position (modified in place: tokens never predicted are masked),
+   * samples, and returns the text completed now and the id to feed the model next (null when done).
+   */
+  accept(logits: Float32Array): { text: string; next: number | null } {
+    if (this.done) throw new Error('generate: the generation is already done');
+    const { model, tok } = this;
+    for (const id of model.neverPredicted) logits[id] = -Infinity;
+    // Rows past the tokenizer's vocabulary (a published model's spare embedding rows) stand for no text.
+    for (let id = tok.vocabSize; id < logits.length; id++) logits[id] = -Infinity;
+    const next = this.sampler.sample(logits, this.history);
+    if (next === tok.eos || tok.endOfGeneration?.includes(next)) return this.finish('eos', '');
+    this.tokens.push(next);
+    this.history.push(next);
+    this.o.onToken?.(next, logits, this.sampler.lastProb);
+    // SentencePiece vocabularies mark word starts with a space; the text's first word has none.
+    const afterBos = (tok.kind === 'llama' || tok.stripsLeadingSpace === true) && this.history[this.history.length - 2] === tok.bos;
+    const piece = this.textStream.push(next, afterBos);
+    if (piece.stopped) return this.finish('stop', piece.text);
+    if (this.tokens.length >= this.maxTokens) return this.finish('length', piece.text);
+    return { text: piece.text, next };
+  }
+
+  /** Whether the session is full, so the next step restarts it from {@link window} instead of a push. */
+  full(session: InferenceSession): boolean {
+    return session.length >= session.capacity;
+  }
+
+  /** Sliding window: the most recent half of the context, to restart a full session from. */
+  window(): number[] {
+    return this.history.slice(this.history.length - Math.floor(this.model.config.ctx / 2));
+  }
+
+  /** Once done: the text held back to the end (by the UTF-8 decoder or a possible stop string). */
+  end(): string {
+    if (this.ended || this.finishReason === 'stop') return '';
+    this.ended = true;
+    const rest = this.textStream.finish();
+    if (rest.stopped) this.finishReason = 'stop';
+    return rest.text;
+  }
+
+  result(): GenerateResult {
+    const { promptTokens, promptTruncated, finishReason, prefillSeconds, decodeSeconds } = this;
+    return { text: this.textStream.text, tokens: this.tokens, promptTokens, promptTruncated, finishReason, prefillSeconds, decodeSeconds };
+  }
+
+  private finish(reason: GenerateResult['finishReason'], text: string): { text: string; next: null } {
+    this.finishReason = reason;
+    this.done = true;
+    return { text, next: null };
   }
 }

@@ -55,6 +55,8 @@ export class Llama implements CausalLM {
   /** Recompute each block's activations in backward instead of keeping them (less memory, one more forward). */
   recompute = false;
   private readonly slot: AdapterSlot = { adapters: null };
+  /** Sessions this model made (a batched step takes only its own). */
+  private readonly sessions = new WeakSet<InferenceSession>();
 
   /**
    * Creates the parameters in `graph`: loaded by name from `weights` (GGUF names, [out, in]; quantized
@@ -105,7 +107,41 @@ export class Llama implements CausalLM {
   }
 
   session(capacity = this.config.ctx): InferenceSession {
-    return new CachedSession(this.graph, kvCacheFor(this.graph, this.config, capacity), (ids, cache, lastOnly) => this.forward(ids, cache, lastOnly));
+    const s = new CachedSession(this.graph, kvCacheFor(this.graph, this.config, capacity), (ids, cache, lastOnly) => this.forward(ids, cache, lastOnly));
+    this.sessions.add(s);
+    return s;
+  }
+
+  /**
+   * Batched decode: ids[i] appended to sessions[i] (this model's sessions, each at its own position) in
+   * one pass whose projections run with N rows, so every weight is read once for all N sequences.
+   * Returns each session's next-token logits.
+   */
+  pushBatch(sessions: readonly InferenceSession[], ids: ArrayLike<number>): Float32Array[] {
+    const n = sessions.length, g = this.graph, vocab = this.config.vocabSize;
+    if (ids.length !== n) throw new Error(`pushBatch: ${ids.length} ids for ${n} sessions`);
+    const caches = sessions.map((s, i) => {
+      if (!(s instanceof CachedSession) || !this.sessions.has(s)) throw new Error(`pushBatch: session ${i} is not one of this model's`);
+      if (s.cache.length < 1) throw new Error(`pushBatch: session ${i} is empty (reset it with a prompt first)`);
+      if (s.cache.length + 1 > s.cache.capacity) throw new Error(`pushBatch: session ${i} is full (${s.cache.capacity} positions)`);
+      return s.cache;
+    });
+    if (new Set(caches).size !== n) throw new Error('pushBatch: a session appears twice');
+    try {
+      const rows = g.noGrad(() => {
+        const mark = g.mark();
+        let x = this.embedding.forward(Int32Array.from(ids)); // [N, d]
+        this.blocks.forEach((block, i) => {
+          x = block.forwardCachedRows(x, caches, i);
+          g.releaseSince(mark, x);
+        });
+        for (const c of caches) c.length += 1;
+        return this.head.forward(this.outNorm.forward(x)).toArray(); // [N, vocab]
+      });
+      return sessions.map((_, i) => rows.slice(i * vocab, (i + 1) * vocab));
+    } finally {
+      g.release();
+    }
   }
 
   /** Mean cross-entropy in nats of ids -> targets [batch·t] (t ≤ ctx, sequences back to back), on the tape; targets < 0 ignored. */

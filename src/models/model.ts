@@ -46,6 +46,12 @@ export interface CausalLM {
   readonly tokenizerKind?: string;
   /** A new inference session with room for `capacity` ids (default: the model's context). */
   session(capacity?: number): InferenceSession;
+  /**
+   * One decode step for several of this model's sessions at once: appends ids[i] to sessions[i] and
+   * returns each one's next-token logits (what sessions[i].push(ids[i]) returns). Absent where the
+   * architecture has no batched step; {@link decodeBatch} then steps the sessions one after another.
+   */
+  pushBatch?(sessions: readonly InferenceSession[], ids: ArrayLike<number>): Float32Array[];
 
   // Training.
   readonly params: Map<string, Tensor>;
@@ -70,3 +76,15 @@ export type TrainableModel = Pick<CausalLM, 'graph' | 'config' | 'params' | 'dro
 
 /** The part of a model that bits-per-byte evaluation needs: its loss, without the tape. */
 export type LossModel = Pick<CausalLM, 'graph' | 'loss'>;
+
+/**
+ * One decode step for N sessions of `model` (ids[i] appended to sessions[i]): the model's batched step
+ * where it has one (every projection once for all N rows), else each session stepped in turn (the
+ * byte-pooled model). Returns N logits rows, each a fresh array.
+ */
+export function decodeBatch(model: CausalLM, sessions: readonly InferenceSession[], ids: ArrayLike<number>): Float32Array[] {
+  if (sessions.length !== ids.length) throw new Error(`decodeBatch: ${ids.length} ids for ${sessions.length} sessions`);
+  if (sessions.length === 0) return [];
+  if (sessions.length === 1 || !model.pushBatch) return sessions.map((s, i) => s.push(ids[i]));
+  return model.pushBatch(sessions, ids);
+}

@@ -12,7 +12,8 @@ export type CachedForward = (ids: Int32Array, cache: KvCache, lastOnly: boolean)
 export class CachedSession implements InferenceSession {
   constructor(
     private readonly graph: Graph,
-    private readonly cache: KvCache,
+    /** The session's cache (a model's batched step writes to several sessions' caches at once). */
+    readonly cache: KvCache,
     private readonly forward: CachedForward,
   ) {}
 

@@ -29,6 +29,12 @@ export class TransformerBlock {
     x = ops.add(x, this.attn.forwardCached(this.attnNorm.forward(x), cache, layer));
     return ops.add(x, this.mlp.forward(this.ffnNorm.forward(x)));
   }
+
+  /** Batched decode: x [N, d], row i one new position of the sequence in `caches[i]`. */
+  forwardCachedRows(x: Tensor, caches: readonly KvCache[], layer: number): Tensor {
+    x = ops.add(x, this.attn.forwardCachedRows(this.attnNorm.forward(x), caches, layer));
+    return ops.add(x, this.mlp.forward(this.ffnNorm.forward(x)));
+  }
 }
 
 export interface BlockStackOptions {

@@ -1,12 +1,11 @@
 /**
- * One model's requests, one at a time: a request holds the model from `acquire` until it calls the
+ * One model's requests through `slots` slots: a request holds a slot from `acquire` until it calls the
  * release it was given; up to `limit` more wait their turn in arrival order, and a request beyond that is
  * refused at once (`QueueFullError`: the server answers 429 with retry-after). A waiting request whose
  * signal aborts (its client went away) leaves the queue without ever running.
  *
- * This is the first step of issue 16's concurrency: requests are served in turn, not batched. Continuous
- * batching (one decode step for several sequences, each with its own KV cache) replaces the single slot
- * here later; the queue's bound and its 429 stay.
+ * One slot serves requests in turn (tiers that run one request at a time); a model with continuous
+ * batching gets as many slots as its batch holds (each slot one KV cache within the memory budget).
  */
 
 /** The queue is full: the caller should try again later. */
@@ -15,12 +14,16 @@ export class QueueFullError extends Error {
 }
 
 export class RequestQueue {
-  private busy = false;
+  private busy = 0;
   private readonly waiting: { start: () => void; fail: (e: unknown) => void; signal?: AbortSignal; onAbort?: () => void }[] = [];
 
-  /** `limit`: requests that may wait while one runs (0: none wait). */
-  constructor(readonly limit: number) {
+  /** `limit`: requests that may wait while every slot is taken (0: none wait); `slots`: requests that run at once. */
+  constructor(
+    readonly limit: number,
+    readonly slots = 1,
+  ) {
     if (!(Number.isInteger(limit) && limit >= 0)) throw new Error(`queue: the limit must be an integer >= 0, got ${limit}`);
+    if (!(Number.isInteger(slots) && slots >= 1)) throw new Error(`queue: the slots must be an integer >= 1, got ${slots}`);
   }
 
   /** Requests waiting (not counting the one running). */
@@ -28,19 +31,25 @@ export class RequestQueue {
     return this.waiting.length;
   }
 
+  /** Whether any request holds a slot. */
   get running(): boolean {
+    return this.busy > 0;
+  }
+
+  /** Requests holding a slot. */
+  get active(): number {
     return this.busy;
   }
 
   /** Waits for the model; resolves to the function that hands it on (call it exactly once, in a finally). */
   acquire(signal?: AbortSignal): Promise<() => void> {
     signal?.throwIfAborted();
-    if (!this.busy) {
-      this.busy = true;
+    if (this.busy < this.slots) {
+      this.busy++;
       return Promise.resolve(this.releaser());
     }
     if (this.waiting.length >= this.limit) {
-      return Promise.reject(new QueueFullError(`the model is busy and ${this.waiting.length} request${this.waiting.length === 1 ? ' is' : 's are'} already waiting (the limit); try again shortly`));
+      return Promise.reject(new QueueFullError(`the model is busy (${this.slots} request${this.slots === 1 ? '' : 's'} running) and ${this.waiting.length} request${this.waiting.length === 1 ? ' is' : 's are'} already waiting (the limit); try again shortly`));
     }
     return new Promise((resolve, reject) => {
       const entry: RequestQueue['waiting'][number] = { start: () => resolve(this.releaser()), fail: reject, signal };
@@ -63,11 +72,11 @@ export class RequestQueue {
       released = true;
       const next = this.waiting.shift();
       if (!next) {
-        this.busy = false;
+        this.busy--;
         return;
       }
       if (next.onAbort) next.signal?.removeEventListener('abort', next.onAbort);
-      next.start(); // the slot passes straight on: busy stays true
+      next.start(); // the slot passes straight on: busy stays as it is
     };
   }
 }

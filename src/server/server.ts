@@ -10,10 +10,16 @@
  * OpenAI's shape `{ error: { message, type, param, code } }`. An optional API key (Bearer) is compared in
  * constant time. A client that goes away mid-request aborts its generation (AbortSignal).
  *
- * Concurrency, for now: each model serves one request at a time through a bounded queue (`queue.ts`;
- * 429 with retry-after when full). Continuous batching of decode steps across requests is a later step
- * of issue 16. The router's tiers are the same objects as the tiers served by name but the router's calls
+ * Concurrency: a model stlm runs itself (a LocalModel) serves up to `slots` requests at once by continuous
+ * batching (`generate/batch.ts`: one batched decode step per iteration for every running request, each
+ * with its own KV cache, sampler, stop rules and stream), as many as the KV memory budget holds; other
+ * tiers serve one request at a time. Beyond the slots, a bounded queue (`queue.ts`; 429 with retry-after
+ * when full). The router's tiers are the same objects as the tiers served by name but the router's calls
  * do not pass through their queues.
+ *
+ * Logs (with `logger`): one JSON line per request when it ends (pino, fastify's logger): its id, method,
+ * URL, model, status, prompt and completion tokens, time to first token and total milliseconds, and the
+ * router's decision (tier, reason) where the router answered.
  *
  * The router's decision (tier, reason, each tier's cost and latency) comes back in an `x-stlm-route`
  * header (one line of JSON, ASCII) and in the body's extra field `stlm_route`; streamed, in the finishing
@@ -24,7 +30,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import cors from '@fastify/cors';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import { LocalModel, type TokenLogprob } from '../tiers/local.js';
 import { LazyModel } from '../tiers/open.js';
 import type { RouteDecision } from '../tiers/router.js';
@@ -42,8 +48,18 @@ export interface ServerOptions {
   queueLimit?: number;
   /** Largest request body in bytes (default 1 MiB): larger ones get 413. */
   bodyLimit?: number;
-  /** fastify's logger (pino): true logs one structured line per request. Default false. */
-  logger?: boolean;
+  /**
+   * fastify's logger (pino): true logs one JSON line per request to stdout; `{ stream }` writes those
+   * lines to a stream of your own. Default false.
+   */
+  logger?: boolean | { stream: { write(line: string): void }; level?: string };
+  /**
+   * Requests a LocalModel serves at once by continuous batching (default 32; 1 serves one at a time),
+   * fewer where `kvMemoryBytes` does not hold that many KV caches.
+   */
+  slots?: number;
+  /** Memory for the KV caches of one model's batched requests, in bytes (default 1 GiB). */
+  kvMemoryBytes?: number;
   /** Origins a browser page may call from (CORS); '*' for any. Default none: no CORS headers. */
   cors?: string[];
   /** Serve the playground built in this folder at `/` (static.ts; `stlm serve` passes PLAYGROUND_DIR). Default: not served. */
@@ -71,6 +87,31 @@ export class HttpError extends Error {
 
 type Json = Record<string, unknown>;
 
+/** One request's structured log line. */
+interface RequestLog {
+  start: number;
+  model?: string;
+  promptTokens?: number;
+  completionTokens?: number;
+  ttftMs?: number;
+  route?: { tier: string; reason: string; costUsd: number; latencyMs: number };
+}
+
+const round = (ms: number) => Math.round(ms * 10) / 10;
+
+/**
+ * Requests a LocalModel serves at once: `o.slots` (default 32), as many as `o.kvMemoryBytes` (default
+ * 1 GiB) holds KV caches of the model's context; more than one turns on its continuous batching.
+ */
+function batchSlots(m: LocalModel, o: ServerOptions): number {
+  const want = o.slots ?? 32;
+  if (!(Number.isInteger(want) && want >= 1)) throw new Error(`server: slots must be an integer >= 1, got ${want}`);
+  const fit = Math.floor((o.kvMemoryBytes ?? 1 << 30) / m.kvCacheBytes());
+  const slots = Math.max(1, Math.min(want, fit));
+  if (slots > 1) m.enableBatching({ maxBatch: slots });
+  return slots;
+}
+
 interface Choice {
   text: string;
   finishReason: 'stop' | 'length';
@@ -84,6 +125,16 @@ const finish = (r: FinishReason): 'stop' | 'length' => (r === 'length' ? 'length
 
 /** The error body OpenAI sends. */
 const errorBody = (message: string, type: string, param: string | null, code: string | null) => ({ error: { message, type, param, code } });
+
+/**
+ * Drops the tokens of a reply's leading whitespace, which the reply's text leaves out: whitespace-only
+ * tokens go, and the first kept token's text loses its leading whitespace; so the tokens' texts still
+ * concatenate to the reply.
+ */
+function trimLeadingWhitespace(tokens: TokenLogprob[]): void {
+  while (tokens.length && /^\s+$/.test(tokens[0].text)) tokens.shift();
+  if (tokens.length) tokens[0] = { ...tokens[0], text: tokens[0].text.replace(/^\s+/, '') };
+}
 
 /** Characters as OpenAI's endpoints count them (code points), for text_offset. */
 const codePoints = (s: string): number => {
@@ -107,13 +158,15 @@ function paramOf(path: string, missing?: string): string | null {
 export function createServer(o: ServerOptions): FastifyInstance {
   const app = Fastify({
     bodyLimit: o.bodyLimit ?? 1 << 20,
-    logger: o.logger ?? false,
+    logger: typeof o.logger === 'object' ? { level: o.logger.level ?? 'info', stream: o.logger.stream } : o.logger ?? false,
+    // One line per request, written when it ends (below), instead of fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
     // Wrong types are errors, not coerced; nothing is removed or defaulted behind the client's back.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
   });
   const created = Math.floor(Date.now() / 1000);
   const queues = new Map<string, RequestQueue>();
-  for (const name of o.models.keys()) queues.set(name, new RequestQueue(o.queueLimit ?? 16));
+  for (const [name, m] of o.models) queues.set(name, new RequestQueue(o.queueLimit ?? 16, m instanceof LocalModel ? batchSlots(m, o) : 1));
   const keyDigest = o.apiKey !== undefined ? createHash('sha256').update(o.apiKey).digest() : undefined;
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: { instancePath: string; keyword: string; params: Record<string, unknown>; message?: string }[] }, req, reply) => {
@@ -143,6 +196,29 @@ export function createServer(o: ServerOptions): FastifyInstance {
     req.log.error(err);
     return reply.code(500).send(errorBody(`The server had an error while processing your request: ${err.message}`, 'server_error', null, null));
   });
+
+  // The request's log line, filled in by its route and written once when the connection is done with it.
+  const logs = new WeakMap<FastifyRequest, RequestLog>();
+  app.addHook('onRequest', async (req, reply) => {
+    const line: RequestLog = { start: performance.now() };
+    logs.set(req, line);
+    reply.raw.once('close', () => {
+      const status = reply.raw.writableFinished ? reply.raw.statusCode : 499;
+      const { start, ...fields } = line;
+      req.log.info({ reqId: req.id, method: req.method, url: req.url.split('?')[0], status, ...fields, totalMs: round(performance.now() - start) }, 'request');
+    });
+  });
+  /** Notes the first piece of text sent (time to first token, from the request's arrival). */
+  const firstToken = (req: FastifyRequest) => {
+    const line = logs.get(req);
+    if (line && line.ttftMs === undefined) line.ttftMs = round(performance.now() - line.start);
+  };
+  const noteUsage = (req: FastifyRequest, model: string, prompt: number, completion: number, route?: RouteDecision) => {
+    const line = logs.get(req);
+    if (!line) return;
+    Object.assign(line, { model, promptTokens: prompt, completionTokens: completion });
+    if (route) line.route = { tier: route.tier, reason: route.reason, costUsd: route.costUsd, latencyMs: round(route.latencyMs) };
+  };
 
   app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody(`Unknown request URL: ${req.method} ${req.url.split('?')[0]}.`, 'invalid_request_error', null, 'unknown_url')));
 
@@ -245,6 +321,8 @@ export function createServer(o: ServerOptions): FastifyInstance {
     signal: AbortSignal;
     /** Streaming: each piece of text with the tokens it completes. */
     onPiece?: (text: string, tokens: TokenLogprob[]) => void;
+    /** Called with each piece of text, streamed or not (the request log's time to first token). */
+    onText?: () => void;
   }
 
   /** One choice: a generation (streamed pieces to onPiece), with its tokens' log-probabilities when asked. */
@@ -252,19 +330,23 @@ export function createServer(o: ServerOptions): FastifyInstance {
     const tokens: TokenLogprob[] = [];
     let pending: TokenLogprob[] = [];
     const want = s.topLogprobs !== undefined;
+    // A chat reply's leading whitespace is not part of it (LocalModel drops it): nor are its tokens.
+    const chat = 'messages' in s.input;
     const opts = {
-      ...s.opts, signal: s.signal,
+      ...s.opts, signal: s.signal, ...(s.onText ? { onText: s.onText } : {}),
       ...(s.local && s.promptIds ? { promptIds: s.promptIds } : {}),
       ...(s.local && want ? { topLogprobs: s.topLogprobs, onTokenLogprob: (t: TokenLogprob) => { tokens.push(t); pending.push(t); } } : {}),
     };
     let r: GenerateResult;
     if (s.onPiece) {
       const it = s.model.stream(s.input as never, opts);
-      let step = await it.next();
+      let step = await it.next(), first = true;
       while (!step.done) {
         const piece = step.value;
         const done = pending;
         pending = [];
+        if (chat && first) trimLeadingWhitespace(done);
+        first = false;
         s.onPiece(piece, done);
         step = await it.next();
       }
@@ -273,6 +355,7 @@ export function createServer(o: ServerOptions): FastifyInstance {
     } else {
       r = await s.model.generate(s.input as never, opts);
     }
+    if (chat) trimLeadingWhitespace(tokens);
     // A stop string ends the text inside the tokens generated: keep the tokens whose text the answer holds.
     let kept = 0, seen = 0;
     while (kept < tokens.length && seen < r.text.length) seen += tokens[kept++].text.length;
@@ -356,6 +439,7 @@ export function createServer(o: ServerOptions): FastifyInstance {
 
   app.post('/v1/completions', { schema: { body: completionsBody } }, async (req: FastifyRequest, reply: FastifyReply) => {
     const b = req.body as Json;
+    logs.get(req)!.model = b.model as string;
     refuseUnsupported(b);
     const { model, local, queue } = await modelOf(b.model as string);
     const name = b.model as string;
@@ -403,7 +487,7 @@ export function createServer(o: ServerOptions): FastifyInstance {
             let offset = codePoints(p.text); // generated text starts after the prompt, echoed or not
             const c = await runChoice({
               model, local, input: { prompt: p.text }, promptIds: typeof prompts[pi] === 'string' ? undefined : p.ids,
-              opts: { ...sampling, maxTokens, seed: seed + j }, topLogprobs: logprobs, signal: ac.signal,
+              opts: { ...sampling, maxTokens, seed: seed + j }, topLogprobs: logprobs, signal: ac.signal, onText: () => firstToken(req),
               onPiece: out ? (text, toks) => {
                 out.send(chunk([{ text, index, logprobs: logprobs !== undefined ? completionLogprobs(toks, offset) : null, finish_reason: null }]));
                 offset += toks.reduce((s, t) => s + codePoints(t.text), 0);
@@ -427,6 +511,7 @@ export function createServer(o: ServerOptions): FastifyInstance {
         failStream(out, e, ac.signal);
         return reply;
       }
+      noteUsage(req, name, promptTokens, completionTokens, firstRoute);
       return finishReply(reply, out, { chunk, choices, prompt: promptTokens, completion: completionTokens, route: firstRoute, includeUsage });
     } finally {
       release();
@@ -447,6 +532,7 @@ export function createServer(o: ServerOptions): FastifyInstance {
 
   app.post('/v1/chat/completions', { schema: { body: chatBody } }, async (req: FastifyRequest, reply: FastifyReply) => {
     const b = req.body as Json;
+    logs.get(req)!.model = b.model as string;
     refuseUnsupported(b);
     const name = b.model as string;
     const { model, local, queue } = await modelOf(name);
@@ -489,7 +575,7 @@ export function createServer(o: ServerOptions): FastifyInstance {
         for (let j = 0; j < n; j++) {
           if (out) out.send(chunk([{ index: j, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], nullUsage));
           const c = await runChoice({
-            model, local, input: { messages }, opts: { ...sampling, maxTokens, seed: seed + j }, topLogprobs, signal: ac.signal,
+            model, local, input: { messages }, opts: { ...sampling, maxTokens, seed: seed + j }, topLogprobs, signal: ac.signal, onText: () => firstToken(req),
             onPiece: out ? (text, toks) => out.send(chunk([{ index: j, delta: { content: text }, logprobs: wantLogprobs ? chatLogprobs(toks) : null, finish_reason: null }], nullUsage)) : undefined,
           });
           firstRoute ??= c.route;
@@ -507,6 +593,7 @@ export function createServer(o: ServerOptions): FastifyInstance {
         failStream(out, e, ac.signal);
         return reply;
       }
+      noteUsage(req, name, prompt, completion, firstRoute);
       return finishReply(reply, out, { chunk, choices, prompt, completion, route: firstRoute, includeUsage });
     } finally {
       release();

@@ -8,9 +8,11 @@
  * gives the same text here as on the command line.
  */
 import { jinjaChatTemplate } from '../generate/chat-template.js';
-import { generateSteps, type GenerateResult as LoopResult } from '../generate/generate.js';
+import { DecodeBatcher } from '../generate/batch.js';
+import { type GenerateOptions as LoopOptions, Generation, generateSteps, type GenerateResult as LoopResult } from '../generate/generate.js';
 import { continuationTokens, score as scoreIds, tokenLogSoftmax } from '../generate/score.js';
 import { metaString } from '../formats/gguf.js';
+import { effectiveDepth, headDim } from '../models/config.js';
 import { type ModelHandle, type OpenOptions, openModel } from '../io/open.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import type {
@@ -162,6 +164,8 @@ export class LocalModel implements LanguageModel {
    */
   readonly chatTemplateSource: ChatTemplateSource;
   private closed = false;
+  /** Set by {@link enableBatching}: generations then advance together, one batched decode step at a time. */
+  private batcher: DecodeBatcher | undefined;
 
   /**
    * Wraps an opened model; `close()` disposes it. Chats use `o.chatTemplate`, else the plain template:
@@ -194,6 +198,23 @@ export class LocalModel implements LanguageModel {
       handle.dispose();
       throw e;
     }
+  }
+
+  /**
+   * From now on, concurrent generations share the model through continuous batching (`generate/batch.ts`):
+   * up to `maxBatch` decode together, one step for all, each with its own KV cache; more wait their turn.
+   * A seed gives the same text as without batching. Returns the batcher (its counters say how full steps
+   * ran); where batching is on already, the batcher as it is (several servers may share one model).
+   */
+  enableBatching(o: { maxBatch: number; prefillTokens?: number }): DecodeBatcher {
+    this.batcher ??= new DecodeBatcher(this.handle.model, o);
+    return this.batcher;
+  }
+
+  /** Bytes of one generation's KV cache (its keys and values at full context), for a memory budget. */
+  kvCacheBytes(): number {
+    const c = this.handle.config;
+    return effectiveDepth(c) * c.ctx * c.nKvHeads * headDim(c) * 2 * 4;
   }
 
   info(): LanguageModelInfo {
@@ -231,7 +252,7 @@ export class LocalModel implements LanguageModel {
     let logprobSum = 0, entropySum = 0, generated = 0;
     const tokenText = new TextDecoder();
     const onLogprob = o.onTokenLogprob, topN = o.topLogprobs ?? 0;
-    const steps = generateSteps(h.model, h.tokenizer, o.promptIds ?? prompt, {
+    const loopOptions: LoopOptions = {
       maxTokens: o.maxTokens, temperature: o.temperature ?? 0.8, topK: o.topK ?? 0, topP: o.topP ?? 0.95, minP: o.minP ?? 0.05,
       repetitionPenalty: o.repetitionPenalty ?? 1, seed: o.seed ?? 1, stop: [...(o.stop ?? []), ...stop], addBos: addBos ?? h.addBos,
       onToken: (id, logits, p) => {
@@ -244,16 +265,18 @@ export class LocalModel implements LanguageModel {
           onLogprob({ id, text, logprob: r.logprob, top: r.top.map((t) => ({ ...t, text: this.tokenText(t.id) })) });
         }
       },
-    });
+    };
+    const source = o.promptIds ?? prompt;
+    const pieces = this.batcher ? batchedPieces(this.batcher, new Generation(h.model, h.tokenizer, source, loopOptions), o.signal) : alonePieces(generateSteps(h.model, h.tokenizer, source, loopOptions), o.signal);
     let text = '', ttft: number | undefined, loop: LoopResult | undefined;
     let leading = chat; // a reply's leading whitespace (after "Assistant:") is not part of it
-    let lastTurn = performance.now();
+    let finished = false;
     try {
       for (;;) {
-        if (o.signal?.aborted) break;
-        const r = steps.next();
+        const r = await pieces.next();
         if (r.done) {
           loop = r.value;
+          finished = true;
           break;
         }
         let piece = r.value;
@@ -267,13 +290,9 @@ export class LocalModel implements LanguageModel {
           o.onText?.(piece);
           yield piece;
         }
-        if (performance.now() - lastTurn > 10) {
-          await nextTurn();
-          lastTurn = performance.now();
-        }
       }
     } finally {
-      if (!loop) steps.return(undefined as never); // frees the session
+      if (!finished) await pieces.return(undefined); // a consumer that stopped early frees the session (or the batch slot)
     }
     if (!loop && onAbort === 'throw') throw o.signal!.reason;
     const totalMs = performance.now() - t0;
@@ -399,6 +418,64 @@ export function scoreTokens(h: Pick<ModelHandle, 'tokenizer' | 'addBos' | 'model
 function promptTokenCount(h: ModelHandle, prompt: string, bos: boolean): number {
   const n = h.tokenizer.encode(prompt, { bos: bos && !h.model.ownStart }).length;
   return n === 0 && !h.model.ownStart && h.tokenizer.bos !== null ? 1 : n;
+}
+
+/**
+ * One generation stepped alone (generateSteps) as async pieces: the abort signal is checked between
+ * pieces and every ~10 ms the event loop gets a turn (so timers and I/O can abort). Returns the loop's
+ * result, or undefined when aborted.
+ */
+async function* alonePieces(steps: Generator<string, LoopResult>, signal: AbortSignal | undefined): AsyncGenerator<string, LoopResult | undefined> {
+  let lastTurn = performance.now();
+  let loop: LoopResult | undefined;
+  try {
+    for (;;) {
+      if (signal?.aborted) return undefined;
+      const r = steps.next();
+      if (r.done) return (loop = r.value);
+      yield r.value;
+      if (performance.now() - lastTurn > 10) {
+        await nextTurn();
+        lastTurn = performance.now();
+      }
+    }
+  } finally {
+    if (!loop) steps.return(undefined as never); // frees the session
+  }
+}
+
+/**
+ * One generation in the model's batch as async pieces; returns the result, or undefined when aborted.
+ * A consumer that stops early (or a signal that aborts) drops the generation from the batch, freeing its slot.
+ */
+async function* batchedPieces(batcher: DecodeBatcher, gen: Generation, signal: AbortSignal | undefined): AsyncGenerator<string, LoopResult | undefined> {
+  const cancel = new AbortController();
+  const onAbort = () => cancel.abort(signal!.reason);
+  if (signal?.aborted) return undefined;
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const queued: string[] = [];
+  let wake: (() => void) | null = null, settled = false, result: LoopResult | undefined, error: unknown;
+  void batcher.run(gen, { signal: cancel.signal, onText: (t) => { queued.push(t); wake?.(); } }).then(
+    (r) => { result = r; },
+    (e) => { error = e; },
+  ).finally(() => { settled = true; wake?.(); });
+  try {
+    for (;;) {
+      if (queued.length) {
+        yield queued.shift()!;
+        continue;
+      }
+      if (settled) break;
+      await new Promise<void>((r) => (wake = r));
+      wake = null;
+    }
+    if (result) return result;
+    if (cancel.signal.aborted) return undefined;
+    throw error;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    if (!settled) cancel.abort(new Error('the stream was closed'));
+  }
 }
 
 /** A turn of the event loop (setImmediate in Node: no 1 ms timer clamp; a timer elsewhere). */
