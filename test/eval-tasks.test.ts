@@ -271,6 +271,42 @@ describe('the embedded model', { skip: !existsSync(DEFAULT_MODEL) && `${DEFAULT_
   });
 });
 
+describe('stlm eval bpb --tiers: any tier through score()', { skip: !existsSync(DEFAULT_MODEL) && `${DEFAULT_MODEL} is absent` }, () => {
+  // Plain SIMD in the CLI as in this process (relaxed SIMD's fused multiply-adds round differently).
+  const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, 'eval', 'bpb', ...args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, STLM_RELAXED_SIMD: '0' } });
+  test('a local tier: the number bitsPerByteOfText gives in-process, with bits per token', async () => {
+    const tiers = file('tiers.yaml', `tiers:\n  - { name: tiny, tier: tiny, provider: local, model: ${JSON.stringify(DEFAULT_MODEL)}, contextLength: 256 }\n`);
+    const text = 'First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n'.repeat(6);
+    const data = file('bpb.txt', text);
+    const r = cli('--tiers', tiers, '--tier', 'tiny', '--data', data, '--split', 'all', '--json');
+    assert.equal(r.status, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as { bpb: number; bytes: number; tokens: number; bitsPerToken: number; provider: string };
+    const lm = await LocalModel.open(DEFAULT_MODEL);
+    try {
+      const want = await bitsPerByteOfText(lm, text, { windowBytes: 255, maxTokens: 255 });
+      assert.deepEqual({ bpb: j.bpb, bytes: j.bytes, tokens: j.tokens, bitsPerToken: j.bitsPerToken }, { bpb: want.bpb, bytes: want.bytes, tokens: want.tokens, bitsPerToken: want.bitsPerToken });
+      assert.equal(j.provider, 'local');
+    } finally {
+      await lm.close();
+    }
+  });
+  test('text that is not UTF-8, an unknown tier, --tier without --tiers: one line each, exit 2', () => {
+    const tiers = file('tiers2.yaml', `tiers:\n  - { name: tiny, tier: tiny, provider: local, model: ${JSON.stringify(DEFAULT_MODEL)} }\n`);
+    const bin = join(dir, 'bytes.txt');
+    writeFileSync(bin, Uint8Array.from([0x41, 0xff, 0xfe, 0x42]));
+    for (const [args, message] of [
+      [['--tiers', tiers, '--tier', 'tiny', '--data', bin, '--split', 'all'], /bytes\.txt' is not valid UTF-8, which a tier cannot read as text; evaluate a model file with --model instead \(it scores the raw bytes\)/],
+      [['--tiers', tiers, '--tier', 'huge', '--data', bin], /tiers2\.yaml has no tier 'huge'; its tiers: tiny/],
+      [['--tier', 'tiny', '--data', bin], /--tier needs --tiers <config>/],
+    ] as const) {
+      const r = cli(...args);
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    }
+  });
+});
+
 describe('llama.cpp: per-choice log-likelihoods on the same GGUF', () => {
   let unavailable = '';
   before(async () => {
