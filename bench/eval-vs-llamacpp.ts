@@ -9,14 +9,15 @@
  * the right ending, then the wrong one three times (llama-perplexity takes exactly four; copies of one
  * ending score the same, so the result is the two-way comparison). stlm scores the same split through
  * LocalModel.score (the tier interface `stlm eval` uses). Also printed: stlm's lm-evaluation-harness acc
- * and acc_norm on the same items.
+ * and acc_norm on the same items. Items longer than `--ctx` tokens are left out (and counted): stlm cuts
+ * the oldest context tokens to fit, llama-perplexity runs them past the model's trained positions.
  *
  *   npm run bench -- eval-vs-llamacpp [--model models/default.gguf] [--limit 800] [--ctx 256] [--threads 2] [--json]
  *
  * Needs llama-perplexity built once: npm run bench -- llama-tools --build.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,20 +53,22 @@ export async function main(argv: string[]): Promise<void> {
   if (!existsSync(bin)) throw new Error(`eval-vs-llamacpp: ${bin} is not built (npm run bench -- llama-tools --build)`);
   if (!existsSync(HELLASWAG)) throw new Error(`eval-vs-llamacpp: ${HELLASWAG} is absent (see ../shared/fixtures/README.md)`);
   const [task] = readTasks(HELLASWAG);
-  const items = selectItems(task.items.length, limit).map((i) => task.items[i]).map((it) => {
+  const lm = await LocalModel.open(modelPath);
+  const tok = lm.handle.tokenizer, bos = lm.handle.addBos;
+  // Token ids of context + " " + ending as llama-perplexity makes them. Items longer than the model's
+  // context are left out: stlm drops the oldest context tokens, llama.cpp runs past the trained positions.
+  const picked = selectItems(task.items.length, limit).map((i) => task.items[i]).map((it) => {
     if (it.kind !== 'choice') throw new Error('eval-vs-llamacpp: expected HellaSwag choice items');
-    return it;
+    return { it, seqs: it.choices.map((c) => Array.from(tok.encode(`${it.context} ${c}`, { bos }))) };
   });
+  const kept = picked.filter((x) => Math.max(...x.seqs.map((q) => q.length)) <= ctx);
+  const items = kept.map((x) => x.it);
 
   // stlm: lm-evaluation-harness's acc and acc_norm, then llama.cpp's rule on llama.cpp's split.
-  const lm = await LocalModel.open(modelPath);
   const t0 = performance.now();
   const [h] = await evaluateTaskFiles(lm, [{ ...task, items }]);
-  const tok = lm.handle.tokenizer, bos = lm.handle.addBos;
   const right: number[] = [];
-  for (const it of items) {
-    // Token ids of context + " " + ending as llama-perplexity makes them; their common prefix is the context.
-    const seqs = it.choices.map((c) => Array.from(tok.encode(`${it.context} ${c}`, { bos })));
+  for (const { it, seqs } of kept) {
     let p = 0;
     while (seqs.every((s) => p < s.length - 1 && s[p] === seqs[0][p])) p++;
     const text = (ids: number[]) => new TextDecoder().decode(tok.decode(ids.filter((id) => id !== tok.bos)));
@@ -87,7 +90,14 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const file = join(dir, 'hellaswag.txt');
     writeFileSync(file, hellaswagPerplexityText(items));
-    out = execFileSync(bin, ['-m', modelPath, '-f', file, '--hellaswag', '--hellaswag-tasks', String(items.length), '-c', String(ctx), '-t', String(threads), '-b', '2048'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 26 });
+    // Its output into a file: through a pipe its log thread's last line was sometimes lost at exit.
+    const log = join(dir, 'out.txt'), fd = openSync(log, 'w');
+    try {
+      execFileSync(bin, ['-m', modelPath, '-f', file, '--hellaswag', '--hellaswag-tasks', String(items.length), '-c', String(ctx), '-t', String(threads), '-b', '2048'], { stdio: ['ignore', fd, fd] });
+    } finally {
+      closeSync(fd);
+    }
+    out = readFileSync(log, 'utf8');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -97,7 +107,7 @@ export async function main(argv: string[]): Promise<void> {
   const llama = Number(last[2]) / 100;
   const agree = Math.abs(llama - ours.mean) * items.length < 0.5;
   const r = {
-    model: modelPath, items: items.length,
+    model: modelPath, items: items.length, leftOutLongerThanContext: picked.length - items.length,
     rule: 'mean log-probability per token after the endings\' common token prefix (llama-perplexity --hellaswag)',
     stlm: { acc: ours.mean, stderr: ours.stderr, seconds: stlmSeconds }, llamaPerplexity: { acc: llama, seconds: llamaSeconds },
     sameCount: agree, lmEvalHarness: { acc: h.acc, accStderr: h.accStderr, accNorm: h.accNorm, accNormStderr: h.accNormStderr },
@@ -106,7 +116,7 @@ export async function main(argv: string[]): Promise<void> {
     console.log(JSON.stringify(r));
     return;
   }
-  console.log(`HellaSwag (${HELLASWAG.split('/').pop()}, ${items.length} items, right vs one wrong ending) on ${modelPath}`);
+  console.log(`HellaSwag (${HELLASWAG.split('/').pop()}, ${items.length} items, right vs one wrong ending; ${r.leftOutLongerThanContext} of the first ${picked.length} left out, longer than ${ctx} tokens) on ${modelPath}`);
   console.log(`  llama.cpp's rule: stlm ${(ours.mean * 100).toFixed(2)}% (${right.reduce((a, b) => a + b, 0)}/${items.length}, ±${(ours.stderr * 100).toFixed(2)}), llama-perplexity ${(llama * 100).toFixed(2)}%: ${agree ? 'the same count' : 'DIFFERENT'}`);
   console.log(`  lm-evaluation-harness rules (stlm): acc ${(h.acc * 100).toFixed(2)} ± ${(h.accStderr * 100).toFixed(2)}, acc_norm ${(h.accNorm! * 100).toFixed(2)} ± ${(h.accNormStderr! * 100).toFixed(2)}`);
   console.log(`  seconds: stlm ${stlmSeconds.toFixed(1)} (three scorings), llama-perplexity ${llamaSeconds.toFixed(1)} (with its model load)`);
