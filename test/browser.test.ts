@@ -4,13 +4,13 @@
 // Skips with a message when no Chromium is installed (apt-get install chromium).
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
+import { type Browser, CHROMIUM, NO_CHROMIUM, launchChromium } from '../bench/lib/chromium.js';
 import { createServer, type Server } from 'node:http';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
 const TYPES: Record<string, string> = { '.js': 'text/javascript', '.html': 'text/html', '.map': 'application/json' };
 
 const PAGE = `<!doctype html><meta charset="utf-8"><script type="module">
@@ -36,12 +36,55 @@ try {
 } catch (e) { window.result = { error: String(e && e.stack || e) }; }
 </script>`;
 
+/**
+ * A few training steps of the tiny config in the page under a memory budget just below what whole
+ * batches need, so the plan (measured on the dry backend, in the page) must split the batch or recompute;
+ * the WebAssembly heap the steps reach is compared with the plan.
+ */
+const TRAIN_PAGE = `<!doctype html><meta charset="utf-8"><script type="module">
+import { createWasmBackend } from '/dist/src/kernels/wasm/backend.js';
+import { PRESETS, parameterShapes } from '/dist/src/models/config.js';
+import { Llama } from '/dist/src/models/llama.js';
+import { Graph } from '/dist/src/tensor/tensor.js';
+import { accumulateGradients } from '/dist/src/train/accumulate.js';
+import { AdamW } from '/dist/src/train/adamw.js';
+import { planMemory } from '/dist/src/train/memory-plan.js';
+import { Rng } from '/dist/src/util/rng.js';
+try {
+  const be = await createWasmBackend({ threads: 2 });
+  const cfg = PRESETS.tiny, batch = 8, T = 128;
+  const g = new Graph(be), model = new Llama(g, cfg, undefined, 1);
+  const params = [...model.params.values()];
+  const opt = new AdamW(params, (t) => model.decayed(t));
+  const zeros = new Map(parameterShapes(cfg).map(([n, s]) => [n, new Float32Array(s.reduce((a, b) => a * b, 1))]));
+  const o = { batch, seqLen: T, heldBytes: be.memoryBytes(), build: (dg) => new Llama(dg, cfg, zeros, 1) };
+  const whole = planMemory({ ...o, budget: 2 ** 32 });
+  const plan = planMemory({ ...o, budget: whole.expectedBytes - 1 });
+  model.recompute = plan.recompute;
+  // Text-like windows: a repeating phrase, so the loss must fall within a few steps.
+  const phrase = new TextEncoder().encode('to be or not to be, that is the question. ');
+  const rng = new Rng(2), ids = new Int32Array(batch * T), targets = new Int32Array(batch * T);
+  const losses = [];
+  for (let step = 0; step < 4; step++) {
+    for (let b = 0; b < batch; b++) {
+      const s = rng.int(phrase.length);
+      for (let t = 0; t < T; t++) { ids[b * T + t] = phrase[(s + t) % phrase.length]; targets[b * T + t] = phrase[(s + t + 1) % phrase.length]; }
+    }
+    g.zeroGrad(params);
+    losses.push(accumulateGradients(g, (i, t, w) => { const l = model.loss(i, t, w); return { loss: l, ce: l.item() }; }, ids, targets, batch, plan.microBatch));
+    opt.update(3e-3);
+  }
+  window.result = { threads: be.threads, microBatch: plan.microBatch, recompute: plan.recompute, budget: plan.budgetBytes, expected: plan.expectedBytes, heap: be.memoryBytes(), losses };
+  be.dispose();
+} catch (e) { window.result = { error: String(e && e.stack || e) }; }
+</script>`;
+
 function serve(isolated: boolean): Promise<{ server: Server; url: string }> {
   const server = createServer((req, res) => {
     const headers: Record<string, string> = isolated ? { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } : {};
     const path = new URL(req.url ?? '/', 'http://x').pathname;
-    if (path === '/') {
-      res.writeHead(200, { ...headers, 'Content-Type': 'text/html' }).end(PAGE);
+    if (path === '/' || path === '/train') {
+      res.writeHead(200, { ...headers, 'Content-Type': 'text/html' }).end(path === '/' ? PAGE : TRAIN_PAGE);
       return;
     }
     const file = normalize(join(ROOT, path));
@@ -57,15 +100,10 @@ function serve(isolated: boolean): Promise<{ server: Server; url: string }> {
   }));
 }
 
-describe('browser (headless Chromium)', { skip: CHROMIUM ? false : 'no Chromium installed (apt-get install chromium); the browser check is skipped' }, () => {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  let browser: any;
+describe('browser (headless Chromium)', { skip: CHROMIUM ? false : NO_CHROMIUM }, () => {
+  let browser: Browser;
   before(async () => {
-    const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   after(async () => browser?.close());
 
@@ -89,4 +127,23 @@ describe('browser (headless Chromium)', { skip: CHROMIUM ? false : 'no Chromium 
       }
     });
   }
+
+  test('training steps under a memory budget: the plan splits the batch and the heap stays within it', { timeout: 300_000 }, async () => {
+    const { server, url } = await serve(true);
+    try {
+      const page = await browser.newPage();
+      await page.goto(url + 'train');
+      await page.waitForFunction(() => (window as unknown as { result?: unknown }).result !== undefined, null, { timeout: 240_000 });
+      const r = await page.evaluate(() => (window as unknown as { result: Record<string, unknown> }).result);
+      assert.equal(r.error, undefined, String(r.error));
+      assert.ok((r.microBatch as number) < 8 || r.recompute, `a budget under whole batches still ran them: ${JSON.stringify(r)}`);
+      assert.ok((r.heap as number) <= (r.expected as number) && (r.expected as number) <= (r.budget as number), `heap ${r.heap} bytes, planned ${r.expected} of ${r.budget}`);
+      const losses = r.losses as number[];
+      assert.ok(losses.every(Number.isFinite) && losses[3] < losses[0], `losses ${losses.join(', ')}`);
+      console.log(`browser training: micro-batch ${r.microBatch} of 8 × 128, recompute ${r.recompute}, heap ${r.heap} bytes (planned ${r.expected}, budget ${r.budget}), losses ${losses.map((l) => l.toFixed(3)).join(', ')}`);
+      await page.close();
+    } finally {
+      server.close();
+    }
+  });
 });

@@ -140,7 +140,8 @@ const cases: Case[] = [
   },
 ];
 
-function gradcheck(be: Backend, c: Case): void {
+/** With `recompute`, the op runs inside Graph.checkpoint: its backward then recomputes it on a tape of its own. */
+function gradcheck(be: Backend, c: Case, recompute = false): void {
   const rng = new Rng(42);
   const xs = c.inputs.map((shape, i) => Float64Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (c.init ? c.init(rng, i, 0) : rng.normal())));
   const outProbe = c.ref(xs);
@@ -150,7 +151,7 @@ function gradcheck(be: Backend, c: Case): void {
 
   const g = new Graph(be);
   const ts = xs.map((x, i) => g.param(`x${i}`, c.inputs[i], Float32Array.from(x)));
-  const y = c.op(g, ts);
+  const y = recompute ? g.checkpoint(ts, (xs) => c.op(g, xs)) : c.op(g, ts);
   const L = ops.sum(ops.mul(y, g.constant(y.shape, Float32Array.from(weights))));
   g.backward(L);
   ts.forEach((t, i) => {
@@ -170,7 +171,7 @@ function gradcheck(be: Backend, c: Case): void {
       const numeric = (up - down) / (2 * eps);
       worst = Math.max(worst, Math.abs(numeric - analytic[j]) / scale);
     }
-    assert.ok(worst < 1e-4, `${c.name} on ${be.name}: gradient of input ${i} off by ${worst.toExponential(2)} (relative to the largest)`);
+    assert.ok(worst < 1e-4, `${c.name} on ${be.name}${recompute ? ' (recomputed)' : ''}: gradient of input ${i} off by ${worst.toExponential(2)} (relative to the largest)`);
   });
   g.release();
 }
@@ -184,6 +185,9 @@ describe('finite-difference gradient checks against float64 forwards', () => {
   for (const c of cases) {
     test(c.name, () => {
       for (const be of backends) gradcheck(be, c);
+    });
+    test(`${c.name}, recomputed in backward (checkpoint)`, () => {
+      for (const be of backends) gradcheck(be, c, true);
     });
   }
 });

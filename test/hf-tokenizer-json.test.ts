@@ -261,7 +261,7 @@ describe('HF tokenizer.json: the fixture tokenizers against @huggingface/tokeniz
       }
     });
 
-    test(`${name}: the first 100 KB of tinyshakespeare encode as the oracle's, in well under a second`, { skip: skip || missing(SHAKESPEARE) }, (t) => {
+    test(`${name}: the first 100 KB of tinyshakespeare encode as the oracle's (time reported, not checked: timing belongs in bench/)`, { skip: skip || missing(SHAKESPEARE) }, (t) => {
       const input = readFileSync(SHAKESPEARE, 'utf8').slice(0, 100_000);
       const fresh = tokenizerFromHfJson(...raw(name));
       let t0 = performance.now();
@@ -272,7 +272,6 @@ describe('HF tokenizer.json: the fixture tokenizers against @huggingface/tokeniz
       const oracleMs = performance.now() - t0;
       t.diagnostic(`${name}: ${a.length} tokens; stlm ${oursMs.toFixed(0)} ms (first call), tokenizers.js ${oracleMs.toFixed(0)} ms`);
       assert.deepEqual([...a], b);
-      assert.ok(oursMs < 1000, `encoding 100 KB took ${oursMs.toFixed(0)} ms`);
     });
   }
 

@@ -45,7 +45,7 @@ describe('llama model', () => {
 
   test('config errors list the valid keys', () => {
     assert.throws(() => resolveConfig({ preset: 'tiny', d_modle: 3 }), /unknown config key 'd_modle' \(valid keys: preset, vocabSize, dModel/);
-    assert.throws(() => resolveConfig('huge'), /unknown config preset 'huge' \(valid: nano, micro, tiny, small, base\)/);
+    assert.throws(() => resolveConfig('huge'), /unknown config preset 'huge' \(valid: nano, micro, tiny, small, base, medium\)/);
     assert.throws(() => resolveConfig({ n_heads: 3 }), /dModel 128 must be a multiple of nHeads 3/);
   });
 

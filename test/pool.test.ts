@@ -3,13 +3,14 @@
 // wait loop only after that. It must still run the call: a worker that took the epoch it found on
 // arrival as "already seen" skipped the first call, and the caller spun forever (a hang seen in headless
 // Chromium on a busy host). Here the call is issued before the worker even starts. And a caller whose
-// worker died gets an error after the pool's deadline instead of spinning forever.
+// worker died gets an error after the pool's deadline instead of spinning forever; a pool whose
+// workers cannot start says why in one error, and the backend then computes on one thread.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { simdShared } from '../src/kernels/wasm/generated/binaries.js';
-import { ARGC, ARGS_OFFSET, CONTROL_BYTES, DONE, EPOCH, EXIT, FN, MAX_ARGS, type WorkerInit } from '../src/kernels/wasm/pool.js';
+import { ARGC, ARGS_OFFSET, CONTROL_BYTES, DONE, EPOCH, EXIT, FN, MAX_ARGS, WorkerPool, type WorkerInit } from '../src/kernels/wasm/pool.js';
 
 test('a worker runs a call issued before it started (tid 1 of 2 does its half)', async () => {
   const module = new WebAssembly.Module(Buffer.from(simdShared, 'base64'));
@@ -71,6 +72,46 @@ test('a worker that died leaves its caller with a clear error after the deadline
     assert.throws(() => be.matmul(a, b, c, { m, k, n }), /1 of 1 worker thread\(s\) gave no result for 'matmul' within 300 ms/);
     assert.ok(Date.now() - t0 < 10_000);
     assert.throws(() => be.matmul(a, b, c, { m, k, n }), /the kernel pool is unusable/);
+  } finally {
+    be.dispose();
+  }
+});
+
+test('workers that cannot start reject create() with the reason, not a wait without end', async () => {
+  const module = new WebAssembly.Module(Buffer.from(simdShared, 'base64'));
+  const memory = new WebAssembly.Memory({ initial: 2, maximum: 16, shared: true } as WebAssembly.MemoryDescriptor);
+  const instance = new WebAssembly.Instance(module, { env: { memory, abort: () => {} } });
+  const exports = { ...(instance.exports as Record<string, (...a: number[]) => unknown>), 'native.qmatmul': () => 0 };
+  // A native addon that is not there: each worker fails to load it and says so.
+  const missing = new URL('./no-such-addon.node', import.meta.url).href;
+  await assert.rejects(WorkerPool.create(module, memory, exports, 3, missing),
+    /^Error: stlm: could not start the kernel worker threads: .*no-such-addon\.node/);
+  // A start that takes longer than allowed (0 ms here) is an error too, not a wait without end.
+  await assert.rejects(WorkerPool.create(module, memory, exports, 2, null, 0), /could not start the kernel worker threads: 1 kernel worker thread\(s\) did not start within 0 ms/);
+});
+
+test('a backend whose pool cannot start computes on one thread and says so on stderr', async () => {
+  const create = WorkerPool.create;
+  const warnings: string[] = [];
+  const warn = console.warn;
+  WorkerPool.create = async () => { throw new Error('stlm: could not start the kernel worker threads: (test)'); };
+  console.warn = (m: string) => warnings.push(m);
+  let be: Awaited<ReturnType<typeof createWasmBackend>> | null = null;
+  try {
+    be = await createWasmBackend({ threads: 2, native: false });
+  } finally {
+    WorkerPool.create = create;
+    console.warn = warn;
+  }
+  try {
+    assert.equal(be.threads, 1);
+    assert.deepEqual(warnings, ['stlm: could not start the kernel worker threads: (test); computing on one thread']);
+    const [m, k, n] = [64, 64, 64];
+    const a = be.alloc(m * k), b = be.alloc(k * n), c = be.alloc(m * n);
+    be.fill(a, 1);
+    be.fill(b, 2);
+    be.matmul(a, b, c, { m, k, n });
+    assert.deepEqual(Array.from(be.read(c, 0, 4)), [128, 128, 128, 128]);
   } finally {
     be.dispose();
   }

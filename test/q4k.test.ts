@@ -106,7 +106,7 @@ describe('Q4_K decoder', () => {
     assert.throws(() => dequantizeQ4_K(new Uint8Array(143), 256), /Q4_K: 256 values take 144 bytes, got 143/);
   });
 
-  test('10M values decode in well under a second', () => {
+  test('10M values decode (time reported, not checked: timing belongs in bench/)', () => {
     const n = 10 * 1024 * 1024;
     const bytes = quantizeQ4_K(gaussian(new Rng(9), 256 * 64)); // 64 random blocks, repeated
     const big = new Uint8Array((n / 256) * 144);
@@ -118,7 +118,6 @@ describe('Q4_K decoder', () => {
       best = Math.min(best, performance.now() - t0);
     }
     console.log(`# dequantizeQ4_K: ${n} values in ${best.toFixed(0)} ms (best of 3)`);
-    assert.ok(best < 1000, `${best} ms`);
   });
 });
 

@@ -11,7 +11,7 @@ import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
 import { PRESETS } from '../src/models/config.js';
 import { byteVocab, loadModel } from '../src/io/model-file.js';
-import { readTextData } from '../src/train/data.js';
+import { readTextData } from '../src/train/data-files.js';
 import { Llama } from '../src/models/llama.js';
 import * as ops from '../src/tensor/ops.js';
 import { Graph } from '../src/tensor/tensor.js';

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { createBackend } from '../kernels/index.js';
 import { QUANT_TARGETS } from '../io/quantize.js';
 import { DROPOUT_SCHEDULES } from '../train/schedule.js';
+import { parseBytes } from '../train/memory-plan.js';
 import { runConvert } from './convert.js';
 import { runEvalBpb, runEvalTasks, runEvalTierBpb } from './eval.js';
 import { runQuantize } from './quantize.js';
@@ -24,6 +25,16 @@ import { enableRelaxedSimd } from '../kernels/wasm/relaxed-flag.js';
 
 /** The embedded default model, shipped in the package. */
 export const DEFAULT_MODEL = fileURLToPath(new URL('../../../models/default.gguf', import.meta.url));
+
+function bytes(name: string) {
+  return (v: string) => {
+    try {
+      return parseBytes(v, name);
+    } catch (e) {
+      throw new InvalidArgumentError((e as Error).message);
+    }
+  };
+}
 
 function int(name: string, min = 0) {
   return (v: string): number => {
@@ -57,7 +68,7 @@ backendOpts(
     .command('train')
     .description('train a model on text files (byte-level or BPE)')
     .requiredOption('--data <path>', 'a text file or a folder of text files')
-    .option('--config <preset|json|file>', 'nano, micro, tiny, small, base, or JSON (inline or a file) with overrides, e.g. {"preset":"tiny","n_layers":2}; with --arch pooled it sets the core, plus byte_dim, decoder_layers, decoder_heads, decoder_mlp_hidden', 'tiny')
+    .option('--config <preset|json|file>', 'nano, micro, tiny, small, base, medium, or JSON (inline or a file) with overrides, e.g. {"preset":"tiny","n_layers":2}; with --arch pooled it sets the core, plus byte_dim, decoder_layers, decoder_heads, decoder_mlp_hidden', 'tiny')
     .addOption(new Option('--arch <arch>', "'llama', or 'pooled': tokenizer-free, bytes pooled into chunks for the core and decoded back byte by byte").choices(['llama', 'pooled']).default('llama'))
     .option('--chunk <rule>', "chunking of --arch pooled: 'fixed:P' (every P bytes) or 'space[:M]' (SpaceByte's word boundaries, at most M bytes, default 8); default fixed:4")
     .option('--tokenizer <byte|bpe:N>', "'byte' (256 bytes + 3 specials) or 'bpe:N' (byte-level BPE of N tokens learned from the training split)", 'byte')
@@ -65,9 +76,10 @@ backendOpts(
     .option('--steps <n>', 'optimizer steps', int('--steps', 1))
     .option('--minutes <m>', 'train for this many minutes (sets the schedule from the measured speed)', num('--minutes', 0.01))
     .option('--resume', 'continue from <out>.ckpt', false)
-    .option('--batch <n>', 'sequences per micro-batch', int('--batch', 1), 16)
+    .option('--batch <n>', 'sequences per batch (run as micro-batches when --memory needs it; the update is the whole batch\'s)', int('--batch', 1), 16)
     .option('--ctx <n>', 'window length (default: the config context)', int('--ctx', 1))
-    .option('--accum <n>', 'micro-batches per step (gradient accumulation)', int('--accum', 1), 1)
+    .option('--accum <n>', 'batches per step (gradient accumulation)', int('--accum', 1), 1)
+    .option('--memory <size>', 'memory the engine may use, e.g. 3GB: picks the micro-batch and whether to recompute activations, and says what it chose (default: the backend\'s limit, 4 GiB)', bytes('--memory'))
     .option('--lr <x>', 'peak learning rate', num('--lr', 0), 1e-3)
     .option('--min-lr <x>', 'final learning rate (default lr/10)', num('--min-lr', 0))
     .option('--warmup <n>', 'warmup steps', int('--warmup', 0), 100)
@@ -240,7 +252,7 @@ program
 backendOpts(
   program
     .command('serve')
-    .description('serve models over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health): a model file (the embedded default model unless --model or --tiers), or every tier of a tiers config plus the router as model "auto"')
+    .description('serve models over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions, /v1/models, /health): a model file (the embedded default model unless --model or --tiers), or every tier of a tiers config plus the router as model "auto"; the playground page (generate and train in the browser) at /')
     .option('--model <file>', 'model: GGUF, llama2.c .bin, or a Hugging Face directory', DEFAULT_MODEL)
     .option('--tiers <file>', 'tiers config (YAML or JSON): serve every tier by name and the router as "auto"')
     .option('--name <id>', 'the model id requests use for --model (default: the file name)')
@@ -251,7 +263,8 @@ backendOpts(
     .option('--queue <n>', 'requests that may wait per model while it serves another (more get 429)', int('--queue', 0), 16)
     .option('--body-limit <bytes>', 'largest request body (more get 413)', int('--body-limit', 1), 1 << 20)
     .option('--log', 'log each request as a JSON line (pino) to stdout', false)
-    .option('--cors <origins...>', "origins a browser page may call from (CORS), e.g. http://localhost:5173; '*' for any"),
+    .option('--cors <origins...>', "origins a browser page may call from (CORS), e.g. http://localhost:5173; '*' for any")
+    .option('--no-playground', 'do not serve the playground page at /'),
 ).action(async (o, cmd: Command) => runServe(o, cmd.getOptionValueSource('model') === 'cli', () => backendFrom(o)));
 
 function readVersion(): string {

@@ -6,6 +6,7 @@
  */
 import type { Backend } from '../kernels/backend.js';
 import { createServer } from '../server/server.js';
+import { PLAYGROUND_DIR } from '../server/static.js';
 import { loadTiersConfig } from '../tiers/config.js';
 import { LocalModel } from '../tiers/local.js';
 import { routerFromConfig } from '../tiers/open.js';
@@ -25,6 +26,8 @@ export interface ServeCliOptions {
   log: boolean;
   /** Origins allowed to call from a browser (CORS); '*' for any. */
   cors?: string[];
+  /** Serve the playground at / (default true; --no-playground). */
+  playground?: boolean;
 }
 
 export async function runServe(o: ServeCliOptions, modelGiven: boolean, backend: () => Promise<Backend>): Promise<void> {
@@ -52,7 +55,7 @@ export async function runServe(o: ServeCliOptions, modelGiven: boolean, backend:
     const m = await LocalModel.open(o.model, { tokenizer: o.tokenizer, backend: await backend(), name: o.name });
     models.set(m.name, m);
   }
-  const app = createServer({ models, apiKey, queueLimit: o.queue, bodyLimit: o.bodyLimit, logger: o.log, cors: o.cors });
+  const app = createServer({ models, apiKey, queueLimit: o.queue, bodyLimit: o.bodyLimit, logger: o.log, cors: o.cors, playground: o.playground === false ? undefined : PLAYGROUND_DIR });
   try {
     await app.listen({ host: o.host, port: o.port });
   } catch (e) {
@@ -63,6 +66,7 @@ export async function runServe(o: ServeCliOptions, modelGiven: boolean, backend:
   const port = typeof addr === 'object' && addr ? addr.port : o.port;
   const host = o.host.includes(':') ? `[${o.host}]` : o.host;
   process.stdout.write(`stlm serve: http://${host}:${port}/v1 (models: ${[...models.keys()].join(', ')})${apiKey ? ', API key required' : ''}\n`);
+  if (o.playground !== false) process.stdout.write(`playground: http://${host}:${port}/\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

@@ -23,6 +23,8 @@ export interface TrainCliOptions {
   batch: number;
   ctx?: number;
   accum: number;
+  /** Bytes the engine may use (--memory). */
+  memory?: number;
   lr: number;
   minLr?: number;
   warmup: number;
@@ -73,7 +75,7 @@ export async function runTrain(o: TrainCliOptions, be: Backend): Promise<void> {
       };
       const r = await train(be, {
         ...run, dropoutSchedule: o.dropoutSchedule, checkpointPath, steps: o.steps, minutes: o.minutes, batch: o.batch,
-        lr: o.lr, minLr: o.minLr ?? o.lr / 10, warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, accum: o.accum, seed: o.seed,
+        lr: o.lr, minLr: o.minLr ?? o.lr / 10, warmup: o.warmup, weightDecay: o.weightDecay, clip: o.clip, accum: o.accum, memory: o.memory, seed: o.seed,
         evalEvery: o.evalEvery, evalWindows: o.evalWindows, saveEvery: o.saveEvery, resume: o.resume,
         log, onStep, shouldStop: progress.shouldStop,
       }, modelFactory);

@@ -4,7 +4,6 @@
  * stlm.train.* metadata: step, planned steps, optimizer step, both RNG states and the loss history.
  * Written to a temporary file and renamed, so a crash never leaves a half-written checkpoint.
  */
-import { existsSync } from 'node:fs';
 import { GGML_TYPE, type GgufTensorInput, type GgufValue, getTensor, gguf, metaArray, metaNumber, tensorToF32 } from '../formats/gguf.js';
 import type { LlamaConfig } from '../models/config.js';
 import { modelMetadata, modelTensors } from './gguf-model.js';
@@ -26,7 +25,9 @@ export interface Checkpoint {
   vocab?: VocabSpec;
 }
 
-export function checkpointExists(path: string): boolean {
+/** Whether a checkpoint file exists (Node's fs loaded on demand: the trainer, which imports this, runs in browsers too). */
+export async function checkpointExists(path: string): Promise<boolean> {
+  const { existsSync } = await import('node:fs');
   return existsSync(path);
 }
 

@@ -9,7 +9,7 @@
 import { quantTypeOf } from '../dtypes/blocks.js';
 import {
   GGML_TYPE, type GgufFile, type GgufTensorInfo, type GgufTensorInput, type GgufValue, decodeTensor, elementCount, gguf, metaNumber,
-  metaString, writeGgufFile,
+  metaString, writeGguf, writeGgufFile,
 } from '../formats/gguf.js';
 import { POOLED_ARCHITECTURE, isPooledConfig, pooledParameterShapes, validatePooledConfig } from '../models/byte-pooled.js';
 import type { ModelBundle } from '../models/bundle.js';
@@ -72,12 +72,30 @@ export function modelTensors(config: LlamaConfig, weights: Map<string, Float32Ar
  * `matrixType` (F32 default; a function picks per tensor), `fileType` is llama.cpp's general.file_type
  * (by default the one matching a single matrixType).
  */
-export async function saveModel(path: string, m: ModelBundle, opts: { name?: string; matrixType?: number | ((name: string) => number); fileType?: number } = {}): Promise<void> {
+export async function saveModel(path: string, m: ModelBundle, opts: ModelFileOptions = {}): Promise<void> {
+  const { meta, tensors } = modelFileParts(m, opts);
+  await writeGgufFile(path, meta, tensors);
+}
+
+/** The same GGUF model file as bytes (a browser's download: no file system). */
+export function modelToGguf(m: ModelBundle, opts: ModelFileOptions = {}): Uint8Array {
+  const { meta, tensors } = modelFileParts(m, opts);
+  return writeGguf(meta, tensors);
+}
+
+export interface ModelFileOptions {
+  name?: string;
+  matrixType?: number | ((name: string) => number);
+  fileType?: number;
+}
+
+/** A model file's metadata and tensors, as saveModel and modelToGguf write them. */
+function modelFileParts(m: ModelBundle, opts: ModelFileOptions): { meta: [string, GgufValue][]; tensors: GgufTensorInput[] } {
   const meta = modelMetadata(m.config, m.vocab, opts.name);
   const type = opts.matrixType ?? GGML_TYPE.F32;
   const fileType = opts.fileType ?? (typeof type === 'number' ? fileTypeOf(type) : 0);
   meta[meta.findIndex(([k]) => k === 'general.file_type')] = ['general.file_type', gguf.u32(fileType)];
-  await writeGgufFile(path, meta, modelTensors(m.config, m.weights, type));
+  return { meta, tensors: modelTensors(m.config, m.weights, type) };
 }
 
 /** llama.cpp's general.file_type (enum llama_ftype) for a file whose matrices are (mostly) of one type. */

@@ -22,7 +22,7 @@ import { readLlama2cModel } from './llama2c.js';
 import { vocabFromGguf } from './vocab-gguf.js';
 
 /** Re-exported: the GGUF model file (io/gguf-model.ts) keeps being reached through this module. */
-export { configFromGguf, fileTypeOf, modelMetadata, modelParameterShapes, modelTensors, saveModel } from './gguf-model.js';
+export { configFromGguf, fileTypeOf, modelMetadata, modelParameterShapes, modelTensors, modelToGguf, saveModel } from './gguf-model.js';
 
 /** Re-exported: model code and tests reach the byte vocabulary through the model layer. */
 export { byteToUnicode, byteVocab };
@@ -187,6 +187,16 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     return withTokenizer({ config, weights, vocab, format: 'llama2c' }, path);
   }
   throw new Error(`${path}: not a model file stlm reads (GGUF, llama2.c checkpoint, safetensors with config.json)`);
+}
+
+/**
+ * A llama2.c checkpoint in memory with its tokenizer file's bytes (tokenizer.bin or a GGUF vocabulary),
+ * or none for a byte-vocabulary model: the bytes path of `openModel` (a browser's dropped files).
+ */
+export function parseLlama2cModel(bytes: Uint8Array, fileName: string, tokenizer?: { bytes: Uint8Array; fileName: string }): LoadedModel {
+  const { config, weights } = readLlama2cModel(bytes, fileName);
+  const vocab = tokenizer ? readTokenizerFile(tokenizer.bytes, tokenizer.fileName, config.vocabSize) : defaultVocab(config, fileName);
+  return withTokenizer({ config, weights, vocab, format: 'llama2c' }, fileName);
 }
 
 /** Where a Hugging Face export keeps stlm's tokenizer: a vocab-only GGUF, like llama.cpp's ggml-vocab-*.gguf files. */

@@ -8,7 +8,7 @@ import type { Backend } from '../kernels/backend.js';
 import { modelFromBundle } from '../models/architectures.js';
 import type { LlamaConfig } from '../models/config.js';
 import { type HfFileLookup, importHfFromFiles } from './hf-llama.js';
-import { type LoadOptions, type LoadedModel, type ModelFormat, detectFormat, hfTokenizerModel, loadModel, parseGgufModel } from './model-file.js';
+import { type LoadOptions, type LoadedModel, type ModelFormat, detectFormat, hfTokenizerModel, loadModel, parseGgufModel, parseLlama2cModel } from './model-file.js';
 import { type LoraData, LoraAdapters } from '../models/lora.js';
 import { parseLoraAdapter, readLoraAdapter } from './lora-file.js';
 import { Llama } from '../models/llama.js';
@@ -21,6 +21,10 @@ export interface OpenOptions extends LoadOptions {
   backend?: Backend;
   /** A LoRA adapter applied on the fly (llama.cpp's --lora): an adapter GGUF's path or bytes, or adapter data. */
   lora?: string | Uint8Array | LoraData;
+  /** With model bytes: the bytes of the tokenizer file a llama2.c checkpoint keeps apart (tokenizer.bin). */
+  tokenizerBytes?: Uint8Array;
+  /** With bytes: the file's name, for messages (default '<bytes>'). */
+  name?: string;
 }
 
 /** An opened model: what every consumer (generation, scoring, the tiers, the server) holds. */
@@ -61,7 +65,7 @@ export async function openModel(source: string | Uint8Array | ModelFiles, o: Ope
   const owned = !o.backend;
   const be = o.backend ?? (await (await import('../kernels/wasm/backend.js')).createWasmBackend());
   try {
-    const name = typeof source === 'string' ? source : source instanceof Uint8Array ? '<bytes>' : source.name;
+    const name = typeof source === 'string' ? source : source instanceof Uint8Array ? (o.name ?? '<bytes>') : source.name;
     return await handleFor(bundle, new Graph(be), name, o.lora, owned);
   } catch (e) {
     if (owned) be.dispose();
@@ -83,13 +87,21 @@ async function hfFromFiles(dir: ModelFiles, o: OpenOptions): Promise<LoadedModel
   return { config, weights, quantized: new Map(), format: 'safetensors', ...hf };
 }
 
-/** A model file given as bytes: GGUF, any architecture (a llama2.c checkpoint or safetensors needs the files beside it: open those by path or as files). */
+/**
+ * A model file given as bytes: GGUF, any architecture, or a llama2.c checkpoint with its tokenizer's bytes
+ * (`tokenizerBytes`; none for a byte vocabulary). Safetensors needs config.json beside it: open it as files.
+ */
 function parseModelBytes(bytes: Uint8Array, o: OpenOptions): LoadedModel {
-  if (o.tokenizer) throw new Error('openModel: a tokenizer path needs a model path; with model bytes, the tokenizer must be inside the file (GGUF)');
+  if (o.tokenizer) throw new Error('openModel: a tokenizer path needs a model path; with model bytes, give the tokenizer as tokenizerBytes');
+  const name = o.name ?? '<bytes>';
   const format = detectFormat(bytes);
-  if (format === 'gguf') return parseGgufModel(bytes, '<bytes>', { keepQuantized: true });
-  if (format === undefined) throw new Error('openModel: these bytes are not a model file stlm reads (GGUF, llama2.c checkpoint)');
-  throw new Error(`openModel: a ${format} model needs files beside it (its tokenizer or config.json): open it by path`);
+  if (format === 'gguf') {
+    if (o.tokenizerBytes) throw new Error(`${name}: a GGUF model carries its tokenizer; no tokenizer file is needed`);
+    return parseGgufModel(bytes, name, { keepQuantized: true });
+  }
+  if (format === 'llama2c') return parseLlama2cModel(bytes, name, o.tokenizerBytes && { bytes: o.tokenizerBytes, fileName: `${name}'s tokenizer` });
+  if (format === undefined) throw new Error(`${name}: not a model file stlm reads (GGUF, llama2.c checkpoint)`);
+  throw new Error(`${name}: a ${format} model needs files beside it (its config.json): open it by path or as a directory's files`);
 }
 
 async function handleFor(bundle: LoadedModel, graph: Graph, source: string, loraSource: OpenOptions['lora'], ownsBackend: boolean): Promise<ModelHandle> {

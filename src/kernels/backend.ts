@@ -138,6 +138,8 @@ export interface Backend {
   copy(src: Buf, srcOffset: number, dst: Buf, dstOffset: number, length: number): void;
   /** Bytes currently held from the system by this backend (for leak checks). */
   memoryBytes(): number;
+  /** The most bytes its memory can grow to (the WebAssembly backend: 4 GiB), when it has such a limit. */
+  readonly memoryLimit?: number;
 
   /**
    * A buffer holding raw bytes (quantized weights) in backend memory; its `length` counts f32 slots,

@@ -25,7 +25,7 @@
  * `blk.N.*` and `output_norm.weight`, `unpool.weight`, the decoder as `dec.blk.N.*`,
  * `dec.output_norm.weight` (and `dec.output.weight` when not tied). Matrices are [out, in].
  */
-import type { TransformerBlock } from '../nn/block.js';
+import { type TransformerBlock, forwardBlocks } from '../nn/block.js';
 import { createParameters, isResidualOutput } from '../nn/init.js';
 import type { KvCache } from '../nn/kv-cache.js';
 import * as ops from '../tensor/ops.js';
@@ -267,6 +267,8 @@ export class BytePooled implements CausalLM {
   readonly params: Map<string, Tensor>;
   readonly dropoutRng = new Rng(0x5eed);
   dropoutRate: number;
+  /** Recompute each block's activations in backward instead of keeping them (less memory, one more forward). */
+  recompute = false;
   readonly config: PooledConfig;
   readonly byteEmbedding: Tensor; // [259, byteDim]
   readonly pool: Tensor; // [dModel, M·byteDim]
@@ -319,8 +321,7 @@ export class BytePooled implements CausalLM {
   /** Training form of a stack: x [batch·t, d], each run of t rows one sequence, dropout on the branches. */
   private runBlocks(blocks: TransformerBlock[], x: Tensor, batch: number, t: number): Tensor {
     const residual = (x: Tensor, branch: Tensor) => ops.add(x, ops.dropout(branch, this.dropoutRate, () => this.dropoutRng.next()));
-    for (const block of blocks) x = block.forward(x, batch, t, residual);
-    return x;
+    return forwardBlocks(blocks, x, batch, t, { residual, recompute: this.recompute, rng: this.dropoutRng });
   }
 
   /** Inference form of a stack: x [n, d], n new positions after the cache's; appends their keys and values. */

@@ -62,6 +62,8 @@ export const PRESETS: Record<string, LlamaConfig> = {
   tiny: { ...base, dModel: 128, nLayers: 4, nHeads: 4, nKvHeads: 4, mlpHidden: 384, ctx: 256 },
   small: { ...base, dModel: 256, nLayers: 6, nHeads: 8, nKvHeads: 8, mlpHidden: 768, ctx: 256 },
   base: { ...base, dModel: 512, nLayers: 8, nHeads: 8, nKvHeads: 8, mlpHidden: 1536, ctx: 512 },
+  /** About 113M parameters (GPT-2 small's widths): trains at batch 16 × 512 within 4 GiB with recomputed activations. */
+  medium: { ...base, dModel: 768, nLayers: 12, nHeads: 12, nKvHeads: 12, mlpHidden: 3072, ctx: 512 },
 };
 
 const KEYS: (keyof LlamaConfig)[] = ['vocabSize', 'dModel', 'nLayers', 'nHeads', 'nKvHeads', 'mlpHidden', 'ctx', 'tieEmbeddings', 'ropeTheta', 'normEps', 'dropout', 'shareFfn', 'blockRepeat', 'sharedLoraRank'];

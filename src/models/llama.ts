@@ -11,7 +11,7 @@ import { createParameters, isResidualOutput } from '../nn/init.js';
 import { KvCache } from '../nn/kv-cache.js';
 import { type AdapterSlot, Linear, type ProjectionAdapters, type ProjectionName } from '../nn/linear.js';
 import { RMSNorm } from '../nn/norm.js';
-import type { TransformerBlock } from '../nn/block.js';
+import { type TransformerBlock, forwardBlocks } from '../nn/block.js';
 import * as ops from '../tensor/ops.js';
 import type { QuantMatrix, QuantizedWeight } from '../tensor/quant.js';
 import type { Graph, Tensor } from '../tensor/tensor.js';
@@ -52,6 +52,8 @@ export class Llama implements CausalLM {
   readonly head: Linear;
   readonly dropoutRng = new Rng(0x5eed);
   dropoutRate: number;
+  /** Recompute each block's activations in backward instead of keeping them (less memory, one more forward). */
+  recompute = false;
   private readonly slot: AdapterSlot = { adapters: null };
 
   /**
@@ -118,13 +120,7 @@ export class Llama implements CausalLM {
     if (t > this.config.ctx) throw new Error(`loss: sequence length ${t} exceeds the model context ${this.config.ctx}`);
     if (this.quantized.size && g.recording) throw new Error('loss: this model holds quantized weights and cannot be trained (load it in f32 to fine-tune)');
     const residual = (x: Tensor, branch: Tensor) => ops.add(x, ops.dropout(branch, this.dropoutRate, () => this.dropoutRng.next()));
-    // Without a tape (evaluation) a block's activations can go as soon as it is done.
-    const mark = g.recording ? -1 : g.mark();
-    let x = this.embedding.forward(ids); // [B·T, d]
-    for (const block of this.blocks) {
-      x = block.forward(x, batch, t, residual);
-      if (mark >= 0) g.releaseSince(mark, x);
-    }
+    const x = forwardBlocks(this.blocks, this.embedding.forward(ids), batch, t, { residual, recompute: this.recompute, rng: this.dropoutRng }); // [B·T, d]
     return this.head.forward(this.outNorm.forward(x)); // [B·T, vocab]
   }
 

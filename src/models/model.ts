@@ -53,6 +53,8 @@ export interface CausalLM {
   readonly dropoutRng: Rng;
   /** Dropout probability of the residual branches now (set per step by a schedule). */
   dropoutRate: number;
+  /** Recompute each block's activations in backward instead of keeping them (activation checkpointing). */
+  recompute: boolean;
   /** Mean cross-entropy (nats per target) of windows ids -> targets [batch·t], on the tape; targets < 0 ignored. */
   loss(ids: Int32Array, targets: Int32Array, batch: number): Tensor;
   /** Next-token logits on the tape [batch·t, vocab] (distillation needs them); absent where there are none. */
@@ -64,7 +66,7 @@ export interface CausalLM {
 }
 
 /** The part of a model that training needs (the trainer takes any architecture through a factory). */
-export type TrainableModel = Pick<CausalLM, 'graph' | 'config' | 'params' | 'dropoutRng' | 'dropoutRate' | 'loss' | 'trainLogits' | 'decayed' | 'weights'>;
+export type TrainableModel = Pick<CausalLM, 'graph' | 'config' | 'params' | 'dropoutRng' | 'dropoutRate' | 'recompute' | 'loss' | 'trainLogits' | 'decayed' | 'weights'>;
 
 /** The part of a model that bits-per-byte evaluation needs: its loss, without the tape. */
 export type LossModel = Pick<CausalLM, 'graph' | 'loss'>;

@@ -1,6 +1,6 @@
 /** Building blocks of the models: each takes plain sizes and weights, none a whole model config. */
 export { Attention, type AttentionSizes } from './attention.js';
-export { TransformerBlock, type Residual } from './block.js';
+export { TransformerBlock, forwardBlocks, type BlockStackOptions, type Residual } from './block.js';
 export { Embedding } from './embedding.js';
 export { createParameters, initialValues, isResidualOutput, type ParameterOptions, type Parameters } from './init.js';
 export { KvCache } from './kv-cache.js';

@@ -31,6 +31,7 @@ import type { RouteDecision } from '../tiers/router.js';
 import type { ChatMessage, FinishReason, GenerateOptions, GenerateResult, LanguageModel } from '../tiers/types.js';
 import { QueueFullError, RequestQueue } from './queue.js';
 import { UNSUPPORTED, chatBody, completionsBody } from './schemas.js';
+import { registerPlayground } from './static.js';
 
 export interface ServerOptions {
   /** The models requests name (`model`); the router, if any, under its name `auto`. */
@@ -45,6 +46,8 @@ export interface ServerOptions {
   logger?: boolean;
   /** Origins a browser page may call from (CORS); '*' for any. Default none: no CORS headers. */
   cors?: string[];
+  /** Serve the playground built in this folder at `/` (static.ts; `stlm serve` passes PLAYGROUND_DIR). Default: not served. */
+  playground?: string;
 }
 
 /** The writer of an SSE answer. */
@@ -153,7 +156,7 @@ export function createServer(o: ServerOptions): FastifyInstance {
   if (keyDigest) {
     app.addHook('onRequest', async (req) => {
       // A browser's CORS preflight carries no credentials; the request it announces does.
-      if (req.url === '/health' || req.method === 'OPTIONS') return;
+      if (req.url === '/health' || req.method === 'OPTIONS' || (req.routeOptions.config as { public?: boolean }).public) return;
       const auth = req.headers.authorization ?? '';
       const given = /^Bearer\s+(.+)$/i.exec(auth)?.[1]?.trim();
       // Digests of equal length, compared in constant time: neither the key nor its length leaks by timing.
@@ -162,6 +165,8 @@ export function createServer(o: ServerOptions): FastifyInstance {
       }
     });
   }
+
+  if (o.playground !== undefined) void app.register(async (scope) => registerPlayground(scope, o.playground!));
 
   app.get('/health', async () => ({ status: 'ok', models: [...o.models.keys()] }));
 

@@ -7,6 +7,12 @@
  *   graph.release() returns every intermediate buffer to the backend's pool.
  * Because a step allocates the same sizes in the same order each time, the pool hands the same
  * buffers back and a training loop stops allocating after its first step.
+ *
+ * Memory: backward frees each op's intermediates (its output, that output's gradient, what it kept for
+ * its backward, scratch) as soon as its backward has run, since nothing earlier on the tape reads them
+ * (PyTorch does the same without retain_graph); so the peak of a step is the forward's activations plus
+ * about one layer's gradients, not both whole. `checkpoint` goes further for a region (a transformer
+ * block): it keeps only the region's output and recomputes the rest during backward.
  */
 import type { Backend, Buf } from '../kernels/backend.js';
 
@@ -76,12 +82,25 @@ export class NonFiniteError extends Error {
 interface TapeEntry {
   op: string;
   inputs: Tensor[];
+  /** The op's output. */
+  out: Tensor;
+  /**
+   * Intermediates created since the entry before it (its output, what it kept for backward, constants
+   * it read): no entry earlier on the tape can read them, so they go once this entry's backward has run.
+   */
+  owned: Tensor[];
   backward: () => void;
 }
 
 export class Graph {
   private tape: TapeEntry[] = [];
   private temps: Tensor[] = [];
+  /** Intermediates created while recording since the last tape entry (the next entry owns them). */
+  private pending: Tensor[] = [];
+  /** Intermediates freed by backward before release(). */
+  private freedEarly = new Set<Tensor>();
+  /** Gradients of intermediates, with the tensor each belongs to. */
+  private readonly gradOwner = new WeakMap<Tensor, Tensor>();
   private gradEnabled = true;
   /** Check every op's output (and every gradient) for NaN/Inf; slow, used to locate a bad op. */
   detectAnomaly = false;
@@ -120,6 +139,7 @@ export class Graph {
   temp(shape: Shape, requiresGrad = false, name = ''): Tensor {
     const t = new Tensor(this, shape, this.backend.alloc(sizeOf(shape)), requiresGrad, name, null, true);
     this.temps.push(t);
+    if (this.gradEnabled) this.pending.push(t);
     return t;
   }
 
@@ -144,7 +164,9 @@ export class Graph {
    */
   record(op: string, inputs: Tensor[], out: Tensor, backward: () => void): void {
     if (this.detectAnomaly) this.checkFinite(op, out, 'forward');
-    if (out.requiresGrad) this.tape.push({ op, inputs, backward });
+    if (!out.requiresGrad) return;
+    this.tape.push({ op, inputs, out, owned: this.pending, backward });
+    this.pending = [];
   }
 
   /** Whether an op on these inputs must record a backward pass. */
@@ -161,7 +183,10 @@ export class Graph {
     const base = t.base ?? t;
     if (!base.grad) {
       base.grad = new Tensor(this, base.shape, this.backend.alloc(base.size), false, base.name ? `${base.name}.grad` : '', null, base.temporary);
-      if (base.temporary) this.temps.push(base.grad);
+      if (base.temporary) {
+        this.temps.push(base.grad);
+        this.gradOwner.set(base.grad, base);
+      }
     }
     return { grad: base.grad, overwrite: !base.gradReady };
   }
@@ -211,19 +236,97 @@ export class Graph {
     return this.temp([n]).buf;
   }
 
-  /** Runs the tape backwards from a scalar loss (d loss = 1). */
+  /**
+   * Runs the tape backwards from a scalar loss (d loss = 1), freeing each op's intermediates once its
+   * backward has run: read what you need of them before (the loss itself stays). Gradients of
+   * parameters and of intermediates that no op produced (inputs) stay until release().
+   */
   backward(loss: Tensor): void {
     if (loss.size !== 1) throw new Error(`backward: loss must have one element, got ${describe(loss)}`);
     if (!loss.requiresGrad) throw new Error('backward: the loss does not depend on any parameter that requires a gradient');
     const { grad } = this.gradTarget(loss);
     this.backend.fill(grad.buf, 1);
     this.gradWritten(loss);
-    for (let i = this.tape.length - 1; i >= 0; i--) {
-      const e = this.tape[i];
+    const tape = this.tape;
+    this.tape = [];
+    try {
+      this.runTape(tape, loss.base ?? loss);
+    } finally {
+      this.pending = [];
+    }
+  }
+
+  /** Runs `tape`'s backward closures in reverse, freeing as it goes (all but `keep`). */
+  private runTape(tape: TapeEntry[], keep: Tensor | null): void {
+    for (let i = tape.length - 1; i >= 0; i--) {
+      const e = tape[i];
+      const before = this.temps.length;
       e.backward();
       if (this.detectAnomaly) for (const t of e.inputs) if ((t.base ?? t).grad && (t.base ?? t).gradReady) this.checkFinite(e.op, (t.base ?? t).grad!, 'backward');
+      // Scratch of this backward goes now; the gradients it wrote for earlier tensors stay.
+      for (let j = before; j < this.temps.length; j++) if (!this.gradOwner.has(this.temps[j])) this.freeEarly(this.temps[j]);
+      this.pending = [];
+      const out = e.out.base ?? e.out;
+      for (const t of e.owned) {
+        // An intermediate that needs a gradient but is no op's output is an input the caller made: keep it.
+        if (t === keep || (t.requiresGrad && t !== out)) continue;
+        this.freeEarly(t);
+        if (t.grad) this.freeEarly(t.grad);
+      }
+      tape[i] = undefined as unknown as TapeEntry; // let the closures go
     }
-    this.tape.length = 0;
+  }
+
+  private freeEarly(t: Tensor): void {
+    if (this.freedEarly.has(t)) return;
+    this.freedEarly.add(t);
+    this.backend.free(t.buf);
+  }
+
+  /**
+   * Activation recomputation (checkpointing): y = fn(inputs), keeping only y. The intermediates fn
+   * creates are freed at once; during backward fn runs again on the same inputs, on a tape of its own,
+   * whose backward then runs from y's gradient. The gradients are those of running fn directly, at the
+   * cost of a second forward of the region. fn must compute the same values when run again: a region
+   * that draws random numbers (dropout) must replay them (see nn/block.ts forwardBlocks). Parameters
+   * fn reads get their gradients as usual. Without a tape (noGrad) this is fn(inputs).
+   */
+  checkpoint(inputs: Tensor[], fn: (inputs: Tensor[]) => Tensor): Tensor {
+    if (!this.gradEnabled) return fn(inputs);
+    const mark = this.temps.length;
+    const y = this.isolated(() => fn(inputs));
+    const out = y.base ?? y;
+    if (!out.temporary || this.temps.lastIndexOf(out) < mark) throw new Error('checkpoint: the region must compute a new tensor, not return one it was given');
+    if (!y.requiresGrad) return y;
+    this.dropSince(mark, y);
+    this.pending.push(out);
+    this.record('checkpoint', inputs, y, () => {
+      const again = this.temps.length;
+      this.isolated(() => {
+        const y2 = fn(inputs.map((x) => this.view(x, x.shape))); // views: gradients go to the inputs
+        this.accumulateGrad(y2, out.grad!.buf);
+        this.runTape(this.tape, null);
+        return y2;
+      });
+      // Drop what the recomputation left, except gradients it wrote for tensors from before it (the inputs').
+      const fresh = new Set(this.temps.slice(again));
+      const keep = [...fresh].filter((t) => this.gradOwner.has(t) && !fresh.has(this.gradOwner.get(t)!));
+      this.dropSince(again, ...keep);
+    });
+    return y;
+  }
+
+  /** Runs fn on a tape of its own (discarded after) with nothing pending from outside. */
+  private isolated<T>(fn: () => T): T {
+    const tape = this.tape, pending = this.pending;
+    this.tape = [];
+    this.pending = [];
+    try {
+      return fn();
+    } finally {
+      this.tape = tape;
+      this.pending = pending;
+    }
   }
 
   private checkFinite(op: string, t: Tensor, where: 'forward' | 'backward'): void {
@@ -250,26 +353,38 @@ export class Graph {
   releaseSince(mark: number, ...keep: Tensor[]): void {
     if (this.gradEnabled) throw new Error('releaseSince: only without a tape (inside graph.noGrad)');
     if (mark > this.temps.length) throw new Error(`releaseSince: mark ${mark} is past the ${this.temps.length} live intermediates`);
+    this.dropSince(mark, ...keep);
+  }
+
+  /** Frees the intermediates created since `mark`, except `keep` (and views of them). */
+  private dropSince(mark: number, ...keep: Tensor[]): void {
     const kept = new Set(keep.map((t) => (t.base ?? t).buf));
     const survivors: Tensor[] = [];
+    const dropped = new Set<Tensor>();
     for (let i = mark; i < this.temps.length; i++) {
       const t = this.temps[i];
       if (kept.has(t.buf)) survivors.push(t);
-      else this.backend.free(t.buf);
+      else {
+        dropped.add(t);
+        if (!this.freedEarly.delete(t)) this.backend.free(t.buf);
+      }
     }
     this.temps.length = mark;
     this.temps.push(...survivors);
+    if (this.pending.length) this.pending = this.pending.filter((t) => !dropped.has(t));
   }
 
   /** Frees every intermediate tensor of the step and clears the tape. Parameters stay. */
   release(): void {
-    for (const t of this.temps) this.backend.free(t.buf);
+    for (const t of this.temps) if (!this.freedEarly.has(t)) this.backend.free(t.buf);
     this.temps.length = 0;
     this.tape.length = 0;
+    this.pending = [];
+    this.freedEarly.clear();
   }
 
   /** Number of intermediate tensors alive (for tests). */
   get liveTemps(): number {
-    return this.temps.length;
+    return this.temps.length - this.freedEarly.size;
   }
 }

@@ -17,7 +17,8 @@ import { tokenizerFromVocab } from '../tokenizers/from-vocab.js';
 import type { VocabSpec } from '../tokenizers/vocab.js';
 import { loadCheckpoint } from '../io/checkpoint.js';
 import { type ArchSpec, SPEC_NAMES, type SpecNames, type TokenizerSpec, parseArchConfig, parseTokenizerArg } from './config-spec.js';
-import { readTextData, splitTrainVal } from './data.js';
+import { splitTrainVal } from './data.js';
+import { readTextData } from './data-files.js';
 import type { DistillOptions } from './trainer.js';
 
 /** The vocabulary and token streams of a run (what `train()` takes as vocab, tokens, valTokens, tokenBytes). */

@@ -14,15 +14,20 @@ import type { VocabSpec } from '../tokenizers/vocab.js';
 import { Rng } from '../util/rng.js';
 import { AdamW } from './adamw.js';
 import { type Checkpoint, checkpointExists, loadCheckpoint, saveCheckpoint } from '../io/checkpoint.js';
+import { accumulateGradients } from './accumulate.js';
 import { WindowSampler, splitTrainVal } from './data.js';
+import { type MemoryPlan, describePlan, planMemory } from './memory-plan.js';
 import { type DropoutSchedule, dropoutRate, learningRate } from './schedule.js';
 
 export interface TrainOptions {
   /** Training tokens (the whole corpus, split train/validation here, unless valTokens is given). */
   tokens: Int32Array | Uint8Array;
   config: LlamaConfig;
-  /** Checkpoint path (weights + optimizer + RNG + step). */
-  checkpointPath: string;
+  /**
+   * Checkpoint path (weights + optimizer + RNG + step). Absent: no checkpoint is written (a browser, which
+   * has no files, takes the model from the result) and `resume` is refused.
+   */
+  checkpointPath?: string;
   steps?: number;
   minutes?: number;
   batch: number;
@@ -32,8 +37,18 @@ export interface TrainOptions {
   warmup: number;
   weightDecay: number;
   clip: number;
-  /** Micro-batches per optimizer step (gradient accumulation). */
+  /** Batches of `batch` windows per optimizer step (gradient accumulation). */
   accum: number;
+  /**
+   * Bytes the backend's memory may reach (default: the backend's own limit, 4 GiB for WebAssembly; none
+   * for a backend without one). Each batch then runs as micro-batches, with block activations recomputed
+   * if need be (train/memory-plan.ts); the update stays the whole batch's.
+   */
+  memory?: number;
+  /** Windows per forward/backward pass, overriding the memory plan (must divide `batch`). */
+  microBatch?: number;
+  /** Recompute block activations in backward, overriding the memory plan. */
+  recompute?: boolean;
   seed: number;
   /** Validation bits per byte every this many steps (0 = only at the end). */
   evalEvery: number;
@@ -113,7 +128,8 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
   const g = new Graph(be);
   let ckpt: Checkpoint | null = null;
   if (o.resume) {
-    if (!checkpointExists(o.checkpointPath)) throw new Error(`--resume: no checkpoint at '${o.checkpointPath}'`);
+    if (o.checkpointPath === undefined) throw new Error('--resume: no checkpoint path given');
+    if (!(await checkpointExists(o.checkpointPath))) throw new Error(`--resume: no checkpoint at '${o.checkpointPath}'`);
     ckpt = await loadCheckpoint(o.checkpointPath);
     log(`resuming from ${o.checkpointPath} at step ${ckpt.step}`);
   }
@@ -121,6 +137,8 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
   const model = createModel(g, config, ckpt?.weights, o.seed);
   const params = [...model.params.values()];
   const opt = new AdamW(params, (t) => model.decayed(t), { weightDecay: o.weightDecay, clip: o.clip });
+  const plan = trainingPlan(be, o, model, (dg) => createModel(dg, config, zeroWeights(model.params), o.seed));
+  model.recompute = plan.recompute;
   const dataRng = new Rng(o.seed);
   const sampler = new WindowSampler(trainTokens, o.batch, o.seqLen, dataRng);
   let step = 0;
@@ -137,8 +155,9 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
   log(`model: ${params.reduce((s, p) => s + p.size, 0).toLocaleString('en-US')} parameters (d ${config.dModel}, ${config.nLayers} layers, ${config.nHeads} heads, ctx ${config.ctx}); backend ${be.name} × ${be.threads} threads`);
   log(`data: ${trainTokens.length.toLocaleString('en-US')} train / ${valTokens.length.toLocaleString('en-US')} validation tokens; batch ${o.batch} × ${o.seqLen}${o.accum > 1 ? ` × ${o.accum} accumulated` : ''}`);
 
-  const save = () =>
-    saveCheckpoint(o.checkpointPath, {
+  const checkpointPath = o.checkpointPath;
+  const save = async () => checkpointPath !== undefined &&
+    saveCheckpoint(checkpointPath, {
       config, weights: model.weights(), moments: opt.state(), optimizerStep: opt.step, step, plannedSteps,
       dataRng: dataRng.getState(), dropoutRng: model.dropoutRng.getState(), losses,
     }, o.vocab);
@@ -154,29 +173,26 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
     throw new Error(`distillation: the teacher's vocabulary (${o.distill.teacher.config.vocabSize}) differs from the student's (${config.vocabSize}); they must share a tokenizer`);
   }
   /** The training objective of one micro-batch: cross-entropy, mixed with the teacher's KL when distilling. */
-  const objective = (ids: Int32Array, targets: Int32Array, kdWeight: number): { loss: Tensor; ce: number } => {
+  const objective = (kdWeight: number) => (ids: Int32Array, targets: Int32Array, windows: number): { loss: Tensor; ce: number } => {
     if (!o.distill || kdWeight === 0) {
-      const loss = model.loss(ids, targets, o.batch);
+      const loss = model.loss(ids, targets, windows);
       return { loss, ce: loss.item() };
     }
     const { teacher, temperature } = o.distill;
-    const logits = model.trainLogits!(ids, o.batch); // present: checked above
+    const logits = model.trainLogits!(ids, windows); // present: checked above
     const ce = ops.crossEntropy(logits, targets);
-    const teacherLogits = teacher.graph.noGrad(() => teacher.trainLogits(ids, o.batch).toArray());
+    const teacherLogits = teacher.graph.noGrad(() => teacher.trainLogits(ids, windows).toArray());
     teacher.graph.release();
     const kd = ops.distillKl(logits, teacherLogits, temperature, targets);
     return { loss: ops.add(ops.scale(ce, 1 - kdWeight), ops.scale(kd, kdWeight)), ce: ce.item() };
   };
 
-  /** One optimizer step's forward and backward passes; returns the mean cross-entropy. */
+  /** One optimizer step's forward and backward passes (each batch in the plan's micro-batches); returns the mean cross-entropy. */
   const forwardBackward = (kdWeight: number): number => {
     let lossSum = 0;
     for (let a = 0; a < o.accum; a++) {
       sampler.next();
-      const { loss, ce } = objective(sampler.ids, sampler.targets, kdWeight);
-      lossSum += ce;
-      g.backward(o.accum > 1 ? ops.scale(loss, 1 / o.accum) : loss);
-      g.release();
+      lossSum += accumulateGradients(g, objective(kdWeight), sampler.ids, sampler.targets, o.batch, plan.microBatch, 1 / o.accum);
     }
     return lossSum / o.accum;
   };
@@ -229,7 +245,7 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
     const eta = o.minutes ? Math.max(0, (deadline - performance.now()) / 1000) : ((total - step) * elapsed) / done;
     let valBpb: number | undefined;
     if (o.evalEvery && step % o.evalEvery === 0 && step < total) {
-      valBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, maxWindows: o.evalWindows, tokenBytes: o.tokenBytes }).bpb;
+      valBpb = evaluateBpb(model, valTokens, { batch: plan.microBatch, seqLen: o.seqLen, maxWindows: o.evalWindows, tokenBytes: o.tokenBytes }).bpb;
     }
     const info: StepInfo = { step, totalSteps: total, loss, lr, dropout: model.dropoutRate, gradNorm, tokensPerSecond: tps, elapsedSeconds: elapsed, etaSeconds: eta, valBpb };
     o.onStep?.(info);
@@ -242,11 +258,38 @@ export async function train(be: Backend, o: TrainOptions, createModel: ModelFact
     }
     if (o.shouldStop?.()) {
       stoppedEarly = true;
-      log(`stopping at step ${step}: saving ${o.checkpointPath}`);
+      log(`stopping at step ${step}${checkpointPath !== undefined ? `: saving ${checkpointPath}` : ''}`);
       break;
     }
   }
   await save();
-  const finalValBpb = evaluateBpb(model, valTokens, { batch: o.batch, seqLen: o.seqLen, tokenBytes: o.tokenBytes }).bpb;
+  const finalValBpb = evaluateBpb(model, valTokens, { batch: plan.microBatch, seqLen: o.seqLen, tokenBytes: o.tokenBytes }).bpb;
   return { model, graph: g, steps: step, losses, finalValBpb, seconds: (performance.now() - t0) / 1000, stoppedEarly };
+}
+
+/**
+ * How each batch runs: as the options say (microBatch, recompute), else planned to fit the memory budget
+ * (o.memory, else the backend's limit), else whole. Logs what it chose when it planned.
+ */
+function trainingPlan(be: Backend, o: TrainOptions, model: TrainableModel, build: (g: Graph) => TrainableModel): Pick<MemoryPlan, 'microBatch' | 'recompute'> {
+  if (o.microBatch !== undefined || o.recompute !== undefined) {
+    const microBatch = o.microBatch ?? o.batch;
+    if (!(Number.isInteger(microBatch) && microBatch >= 1 && o.batch % microBatch === 0)) throw new Error(`micro-batch ${microBatch} must divide the batch of ${o.batch}`);
+    return { microBatch, recompute: o.recompute ?? false };
+  }
+  const budget = o.memory ?? be.memoryLimit;
+  if (budget === undefined) return { microBatch: o.batch, recompute: false };
+  const plan = planMemory({ budget, batch: o.batch, seqLen: o.seqLen, heldBytes: be.memoryBytes(), build, flag: o.memory === undefined ? `the backend's memory limit,` : '--memory' });
+  if (o.memory !== undefined || plan.microBatch !== o.batch || plan.recompute) o.log?.(describePlan(plan, o.batch, o.seqLen));
+  return plan;
+}
+
+/** Zero-filled values for every parameter (one shared array per size): what a model built only to be measured is loaded with. */
+function zeroWeights(params: Map<string, Tensor>): Map<string, Float32Array> {
+  const bySize = new Map<number, Float32Array>();
+  return new Map([...params].map(([name, p]) => {
+    let z = bySize.get(p.size);
+    if (!z) bySize.set(p.size, (z = new Float32Array(p.size)));
+    return [name, z];
+  }));
 }

@@ -12,6 +12,7 @@ import { QUANT_BLOCKS, QUANT_TYPES, quantBlock } from '../../dtypes/blocks.js';
 import { relaxedShared, simdShared, simdSingle } from './generated/binaries.js';
 import { loadNative, NATIVE_ADDON_URL, returnSlot, takeSlot, type NativeKernels } from './native.js';
 import { WorkerPool } from './pool.js';
+import { SizeClassHeap } from '../heap.js';
 
 export interface WasmBackendOptions {
   /** Threads to compute with (default: all cores). 1 means no workers. */
@@ -36,6 +37,7 @@ class WasmBuf implements Buf {
 }
 
 const PAGE = 65536;
+const MAX_PAGES = 65536;
 /** AssemblyScript's static data lives below this; our heap starts here. */
 const HEAP_BASE = PAGE;
 const ALIGN = 64;
@@ -80,7 +82,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     }
   }
   const module = await WebAssembly.compile(bytes);
-  const memory = new WebAssembly.Memory({ initial: 64, maximum: 65536, shared } as WebAssembly.MemoryDescriptor);
+  const memory = new WebAssembly.Memory({ initial: 64, maximum: MAX_PAGES, shared } as WebAssembly.MemoryDescriptor);
   const instance = await WebAssembly.instantiate(module, {
     env: { memory, abort: () => { throw new Error('stlm: wasm kernel aborted'); } },
   });
@@ -92,7 +94,16 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     for (const name of NATIVE_KERNELS) kernels[`native.${name}`] = native[name] as Kernel;
   }
   const nativeUse = native && slot !== null ? { kernels: native, slot } : null;
-  const pool = threads > 1 ? await WorkerPool.create(module, memory, kernels, threads, nativeUse ? NATIVE_ADDON_URL.href : null) : null;
+  let pool: WorkerPool | null = null;
+  if (threads > 1) {
+    try {
+      pool = await WorkerPool.create(module, memory, kernels, threads, nativeUse ? NATIVE_ADDON_URL.href : null);
+    } catch (e) {
+      // Same results on one thread, only slower: say so once and go on rather than fail the command.
+      console.warn(`${e instanceof Error ? e.message : String(e)}; computing on one thread`);
+      threads = 1;
+    }
+  }
   return new WasmBackend(memory, kernels, pool, threads, relaxed, nativeUse);
 }
 
@@ -115,8 +126,7 @@ export class WasmBackend implements Backend {
   readonly name: string;
   /** The native kernels' instruction set when they take the decode-time products ('avx2', 'avx512vnni'), else null. */
   readonly native: string | null;
-  private top = HEAP_BASE;
-  private readonly freeLists = new Map<number, number[]>();
+  private readonly heap = new SizeClassHeap(HEAP_BASE, ALIGN, (end) => this.growTo(end));
   /** Start addresses of buffers handed out by alloc and not yet freed. */
   private readonly live = new Set<number>();
   private f32!: Float32Array;
@@ -167,35 +177,28 @@ export class WasmBackend implements Backend {
   }
 
   private rawAlloc(bytes: number): number {
-    bytes = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
-    const list = this.freeLists.get(bytes);
-    if (list && list.length) return list.pop()!;
-    const ptr = this.top;
-    const end = ptr + bytes;
-    const have = this.memory.buffer.byteLength;
-    if (end > have) {
-      const pages = Math.ceil((end - have) / PAGE);
-      try {
-        this.memory.grow(pages);
-      } catch {
-        throw new RangeError(`wasm backend: out of memory allocating ${bytes} bytes (heap ${have} bytes, limit 4 GiB)`);
-      }
-      this.refreshViews();
-    }
-    this.top = end;
-    return ptr;
+    return this.heap.alloc(bytes);
   }
 
   private rawFree(ptr: number, bytes: number): void {
-    bytes = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
-    let list = this.freeLists.get(bytes);
-    if (!list) this.freeLists.set(bytes, (list = []));
-    list.push(ptr);
+    this.heap.free(ptr, bytes);
+  }
+
+  /** Grows the memory to hold `end` bytes (the heap calls it before handing out a range past the top). */
+  private growTo(end: number): void {
+    const have = this.memory.buffer.byteLength;
+    if (end <= have) return;
+    try {
+      this.memory.grow(Math.ceil((end - have) / PAGE));
+    } catch {
+      throw new RangeError(`wasm backend: out of memory allocating ${end - this.heap.top} bytes (heap ${have} bytes, limit 4 GiB)`);
+    }
+    this.refreshViews();
   }
 
   alloc(length: number): Buf {
     if (!Number.isInteger(length) || length < 0) throw new RangeError(`alloc: invalid length ${length}`);
-    const bytes = Math.max(ALIGN, Math.ceil((length * 4) / ALIGN) * ALIGN);
+    const bytes = this.heap.size(length * 4);
     const b = new WasmBuf(this.rawAlloc(bytes), length, bytes);
     this.live.add(b.ptr);
     return b;
@@ -228,6 +231,8 @@ export class WasmBackend implements Backend {
   memoryBytes(): number {
     return this.memory.buffer.byteLength;
   }
+  /** 65536 pages of 64 KiB: the most a 32-bit WebAssembly memory can hold. */
+  readonly memoryLimit = MAX_PAGES * PAGE;
 
   uploadBytes(bytes: Uint8Array): Buf {
     const b = this.alloc(Math.ceil(bytes.length / 4));

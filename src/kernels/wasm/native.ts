@@ -21,7 +21,7 @@ export interface NativeKernels {
 }
 
 /** Where the built addon lies, relative to this module (dist/src/kernels/wasm/ → dist/native/). */
-export const NATIVE_ADDON_URL = new URL('../../../native/stlm_native.node', import.meta.url);
+export const NATIVE_ADDON_URL = new URL(/* @vite-ignore: Node only, never fetched by a page */ '../../../native/stlm_native.node', import.meta.url);
 
 let cached: NativeKernels | null | undefined;
 

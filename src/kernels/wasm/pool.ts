@@ -41,31 +41,64 @@ export interface WorkerInit {
   native: string | null;
 }
 
+/**
+ * How long a new worker may take to say it is ready (ms): it instantiates an already compiled module,
+ * which takes milliseconds, so only a worker that cannot start (a runtime without module workers, an
+ * addon that fails to load in it) gets near this.
+ */
+export const WORKER_START_MS = 60_000;
+
+/** What a worker posts once: 'ready', or why it could not start. */
+export type WorkerReply = 'ready' | { error: string };
+
 /** Minimal common face of Node's worker_threads.Worker and the browser's Worker. */
 interface AnyWorker {
   postMessage(message: unknown): void;
   terminate(): unknown;
 }
 
+function readyFrom(reply: WorkerReply, resolve: () => void, reject: (e: Error) => void): void {
+  if (reply === 'ready') resolve();
+  else reject(new Error(reply?.error ?? `unexpected first message ${JSON.stringify(reply)}`));
+}
+
 async function spawnWorker(): Promise<{ worker: AnyWorker; ready: Promise<void> }> {
-  const url = new URL('./worker.js', import.meta.url);
+  // `new Worker(new URL('./worker.js', import.meta.url), …)` written out in full each time: bundlers
+  // (Vite, for the playground) recognise that form and bundle the worker with its imports.
+  // Deno and Bun also answer to process.versions.node and implement node:worker_threads; that is the
+  // path they take (Deno's global Worker would need its own permissions flags).
   const isNode = typeof process !== 'undefined' && !!process.versions?.node;
   if (isNode) {
     const { Worker } = await import('node:worker_threads');
-    const worker = new Worker(url);
-    worker.unref(); // a parked pool must not keep the process alive
+    const worker = new Worker(new URL('./worker.js', import.meta.url));
     const ready = new Promise<void>((resolve, reject) => {
-      worker.once('message', () => resolve());
+      worker.once('message', (m: WorkerReply) => readyFrom(m, resolve, reject));
       worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`the worker exited with code ${code} before it was ready`)));
     });
+    // Unref only once it is ready: a parked pool must not keep the process alive, but while the
+    // caller awaits `ready` the worker is what the event loop waits for. Deno's event loop does not
+    // count an unref'd worker's pending message, so unref'ing at spawn let it empty and the process
+    // exit 0 in the middle of creating the backend, printing nothing (issue 19).
+    ready.then(() => worker.unref(), () => undefined); // (also marks a rejection seen: create() reports it)
     return { worker, ready };
   }
-  const worker = new Worker(url, { type: 'module' });
+  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
   const ready = new Promise<void>((resolve, reject) => {
-    worker.addEventListener('message', () => resolve(), { once: true });
-    worker.addEventListener('error', (e) => reject(new Error(`stlm kernel worker failed to start: ${e.message}`)), { once: true });
+    worker.addEventListener('message', (e) => readyFrom(e.data as WorkerReply, resolve, reject), { once: true });
+    worker.addEventListener('error', (e) => reject(new Error(e.message || 'the worker script failed to load')), { once: true });
   });
+  ready.catch(() => undefined); // create() reports it
   return { worker, ready };
+}
+
+/** Rejects after `ms`; the timer is the event loop's until cleared, so a stuck start cannot end the process silently. */
+function deadline(ms: number, what: string): { promise: Promise<never>; clear(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const promise = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not start within ${ms} ms`)), ms);
+  });
+  return { promise, clear: () => clearTimeout(timer) };
 }
 
 export class WorkerPool {
@@ -95,16 +128,43 @@ export class WorkerPool {
     return this.workers.length + 1;
   }
 
+  /**
+   * Starts threads − 1 workers on `memory`. Throws one clear error (and leaves no worker behind) when
+   * any of them cannot start within {@link WORKER_START_MS}: the caller falls back to one thread or
+   * reports it, never waits forever.
+   */
   static async create(module: WebAssembly.Module, memory: WebAssembly.Memory, exports: Record<string, (...a: number[]) => unknown>, threads: number,
-                      native: string | null = null): Promise<WorkerPool> {
+                      native: string | null = null, startMs = WORKER_START_MS): Promise<WorkerPool> {
     const names = Object.keys(exports).filter((k) => typeof exports[k] === 'function');
     const control = new SharedArrayBuffer(CONTROL_BYTES);
-    const spawned = await Promise.all(Array.from({ length: Math.max(0, threads - 1) }, () => spawnWorker()));
-    spawned.forEach(({ worker }, i) => {
-      const init: WorkerInit = { module, memory, control, names, tid: i + 1, nth: threads, native };
-      worker.postMessage(init);
-    });
-    await Promise.all(spawned.map((s) => s.ready));
+    const count = Math.max(0, threads - 1);
+    const spawned: { worker: AnyWorker; ready: Promise<void> }[] = [];
+    const limit = deadline(startMs, `${count} kernel worker thread(s)`);
+    let failed = false;
+    try {
+      const started = (async () => {
+        for (let i = 0; i < count; i++) {
+          const s = await spawnWorker();
+          if (failed) { // the deadline passed while spawning: the catch below ended the others
+            s.worker.terminate();
+            return;
+          }
+          spawned.push(s);
+        }
+        spawned.forEach(({ worker }, i) => {
+          const init: WorkerInit = { module, memory, control, names, tid: i + 1, nth: threads, native };
+          worker.postMessage(init);
+        });
+        await Promise.all(spawned.map((s) => s.ready));
+      })();
+      await Promise.race([started, limit.promise]);
+    } catch (e) {
+      failed = true;
+      for (const s of spawned) s.worker.terminate();
+      throw new Error(`stlm: could not start the kernel worker threads: ${e instanceof Error ? e.message : String(e)}`);
+    } finally {
+      limit.clear();
+    }
     return new WorkerPool(exports, spawned.map((s) => s.worker), control, names);
   }
 
