@@ -11,7 +11,9 @@
  * The schema is data (below); the validator checks it and reports the first problem in one line naming
  * the file, the field path and the bad value: `tiers.yaml: tiers[2].price.prompt must be a number ≥ 0, got -1`.
  * Unknown keys are errors too (a misspelt field would otherwise be silently ignored). Relative model paths
- * (local, llamacpp) resolve against the config file's folder.
+ * (local, llamacpp) resolve against the config file's folder, and so does `measured:` (a JSON file that
+ * `stlm bench` wrote, whose measured latency, memory and quality the router then uses instead of the
+ * declared ones; measured.ts).
  */
 import { LocalModel } from './local.js';
 import { OpenAIModel } from './openai.js';
@@ -20,6 +22,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { openLlamaCppModel } from './llamacpp.js';
+import { type MeasuredFigures, readMeasuredFigures } from './measured.js';
 import type { LanguageModel, Tier } from './types.js';
 
 export type TierProvider = 'local' | 'llamacpp' | 'openai';
@@ -73,6 +76,10 @@ export interface TiersConfig {
   file: string;
   tiers: TierEntry[];
   router?: RouterConfig;
+  /** The measurements file named by `measured:` (an absolute path), if any. */
+  measured?: string;
+  /** Its figures by tier name (loadTiersConfig reads them; parseTiersConfig does not read files). */
+  measuredFigures?: Map<string, MeasuredFigures>;
 }
 
 /** A config file that cannot be used; the message is one line naming the file, the field and the value. */
@@ -146,6 +153,7 @@ const FILE_SCHEMA: Schema = {
   fields: {
     tiers: { schema: { kind: 'array', items: TIER_SCHEMA, nonEmpty: true }, required: 'a list of tiers' },
     router: { schema: ROUTER_SCHEMA },
+    measured: { schema: str() },
   },
 };
 
@@ -161,7 +169,15 @@ export async function loadTiersConfig(path: string): Promise<TiersConfig> {
     const why = (e as { code?: string }).code === 'ENOENT' ? 'no such file' : (e as Error).message.split('\n')[0];
     throw new TiersConfigError(path, '', `${path}: ${why}`);
   }
-  return parseTiersConfig(text, path);
+  const config = parseTiersConfig(text, path);
+  if (config.measured) {
+    try {
+      config.measuredFigures = await readMeasuredFigures(config.measured);
+    } catch (e) {
+      throw new TiersConfigError(path, 'measured', `${path}: measured: ${(e as Error).message}`);
+    }
+  }
+  return config;
 }
 
 /**
@@ -192,7 +208,7 @@ export function parseTiersConfig(text: string, fileName: string): TiersConfig {
   }
   if (data === null || data === undefined) fail('', 'the file is empty (it needs a list of tiers under "tiers:")');
   check(data, FILE_SCHEMA, '', fail);
-  const config = data as { tiers: TierEntry[]; router?: RouterConfig };
+  const config = data as { tiers: TierEntry[]; router?: RouterConfig; measured?: string };
 
   // What the schema alone cannot say.
   const names = new Set<string>();
@@ -213,7 +229,8 @@ export function parseTiersConfig(text: string, fileName: string): TiersConfig {
   // Model files resolve against the config file's folder.
   const base = dirname(fileName);
   const tiers = config.tiers.map((t) => (t.provider === 'openai' || isAbsolute(t.model) ? { ...t } : { ...t, model: resolve(base, t.model) }));
-  return { file: fileName, tiers, ...(config.router ? { router: config.router } : {}) };
+  const measured = config.measured === undefined ? {} : { measured: resolve(base, config.measured) };
+  return { file: fileName, tiers, ...(config.router ? { router: config.router } : {}), ...measured };
 }
 
 /** Checks `v` against `schema` at `path` (e.g. 'tiers[2].price'); reports the first problem through `fail`. */
