@@ -10,7 +10,7 @@ import { createBackend } from '../kernels/index.js';
 import { QUANT_TARGETS } from '../io/quantize.js';
 import { DROPOUT_SCHEDULES } from '../train/schedule.js';
 import { runConvert } from './convert.js';
-import { runEvalBpb } from './eval.js';
+import { runEvalBpb, runEvalTasks, runEvalTierBpb } from './eval.js';
 import { runQuantize } from './quantize.js';
 import { runGenerate } from './generate.js';
 import { runInfo } from './info.js';
@@ -147,8 +147,26 @@ backendOpts(
     .addOption(new Option('--split <which>', "'val': the last 10% (the training split's complement), 'all': everything").choices(['val', 'all']).default('val'))
     .option('--ctx <n>', 'window length (default: the model context)', int('--ctx', 1))
     .option('--batch <n>', 'windows per forward pass', int('--batch', 1), 8)
+    .option('--tiers <file>', 'evaluate a tier of this tiers config instead of --model (any provider: local, llamacpp, openai), through its log-likelihoods; bits are divided by UTF-8 bytes')
+    .option('--tier <name>', 'the tier of --tiers to evaluate')
+    .option('--window-bytes <n>', 'with --tiers: longest window scored at once, in bytes (default: the tier\'s context length less one, else 1024)', int('--window-bytes', 1))
     .option('--json', 'print JSON', false),
-).action(async (o) => runEvalBpb(o, await backendFrom(o)));
+).action(async (o) => (o.tiers !== undefined || o.tier !== undefined ? runEvalTierBpb(o, () => backendFrom(o)) : runEvalBpb(o, await backendFrom(o))));
+
+backendOpts(
+  evalCmd
+    .command('tasks')
+    .description('accuracy on zero-shot tasks as lm-evaluation-harness scores them (acc, acc_norm, greedy match): JSON lines of BLiMP {sentence_good, sentence_bad}, llm-foundry multiple choice {query, choices, gold}, schema {context_options, continuation, gold} or language modelling {context, continuation}, and HellaSwag\'s paired *_correct.txt / *_wrong.txt files; a folder runs every task file under it')
+    .argument('<path>', 'a task file or a folder of them')
+    .option('--model <file>', 'model: GGUF (quantized ones run quantized), llama2.c .bin, or a Hugging Face directory', DEFAULT_MODEL)
+    .option('--tokenizer <file>', 'tokenizer file for models without one inside')
+    .option('--tiers <file>', 'evaluate a tier of this tiers config instead of --model (local, llamacpp, or an openai endpoint with echo + logprobs)')
+    .option('--tier <name>', 'the tier of --tiers to evaluate')
+    .option('--limit <n>', 'at most n items per task file (the first n, or a seeded sample with --seed)', int('--limit', 1))
+    .option('--seed <n>', 'with --limit: pick the items by this seed (the same seed picks the same items)', int('--seed', 0))
+    .option('--json', 'print the results as JSON instead of a table', false)
+    .option('--out <file.json>', 'also write the results as JSON to this file'),
+).action(async (path, o) => runEvalTasks(path, o, () => backendFrom(o)));
 
 backendOpts(
   program
