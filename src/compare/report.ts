@@ -164,7 +164,7 @@ export function htmlReport(r: BenchResults, charts: ChartFile[], title = 'stlm b
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${html(title)}</title>
 <style>
-body { font: 14px/1.45 Helvetica, Arial, "Liberation Sans", sans-serif; margin: 24px auto; max-width: 1180px; padding: 0 16px; color: #222; }
+body { font: 14px/1.45 Helvetica, Arial, "Liberation Sans", sans-serif; margin: 24px auto; max-width: 1280px; padding: 0 16px; color: #222; }
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; }
 table { border-collapse: collapse; margin: 8px 0 4px; font-variant-numeric: tabular-nums; }
 th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; white-space: nowrap; }
