@@ -21,8 +21,10 @@ function tier(o: {
     { path: BLIMP, limit: 20, seed: null, acc: (o.blimp[0] + o.blimp[1]) / 2, results: [task('blimp/a', `${BLIMP}/a.jsonl`, o.blimp[0], 0.1 / Math.SQRT2), task('blimp/b', `${BLIMP}/b.jsonl`, o.blimp[1], 0.1 / Math.SQRT2)] },
   ];
   const quality = (tasks[0].acc + tasks[1].acc) / 2;
+  const model = remote ? 'default' : `/models/${o.name}.gguf`;
   return {
-    name: o.name, tier: o.tier, provider: o.provider, model: remote ? 'default' : `/models/${o.name}.gguf`,
+    entry: { name: o.name, tier: o.tier, provider: o.provider, model, ...(remote ? { baseUrl: 'http://127.0.0.1:8080/v1' } : {}) },
+    name: o.name, tier: o.tier, provider: o.provider, model,
     runsOn: remote ? 'http://127.0.0.1:8080/v1' : o.provider === 'llamacpp' ? 'llama.cpp in this process' : 'this process',
     parameters: o.params, fileBytes: o.file, quantization: remote ? null : 'f32', contextLength: 256, loadMs: 120,
     speed: { promptTokens: 50, generatedTokens: 64, timeToFirstTokenMs: o.ttft, prefillTokensPerS: 2000, decodeTokensPerS: 250, repeats: 3 },

@@ -145,6 +145,12 @@ describe('bench plans and reports', () => {
   });
 });
 
+test('tiers config: threads is for llama.cpp tiers only', () => {
+  assert.equal(parseTiersConfig('tiers:\n  - { name: s, tier: small, provider: llamacpp, model: m.gguf, threads: 1 }\n', '/x/t.yaml').tiers[0].threads, 1);
+  assert.throws(() => parseTiersConfig('tiers:\n  - { name: t, tier: tiny, provider: local, model: m.gguf, threads: 1 }\n', 't.yaml'), /: t\.yaml: tiers\[0\]\.threads applies to provider llamacpp only, not local$/);
+  assert.throws(() => parseTiersConfig('tiers:\n  - { name: s, tier: small, provider: llamacpp, model: m.gguf, threads: 0 }\n', 't.yaml'), /tiers\[0\]\.threads must be an integer > 0, got 0/);
+});
+
 describe('the router reads measured figures', () => {
   const yaml = (measured: string) => `tiers:\n  - { name: tiny, tier: tiny, provider: local, model: t.gguf, memoryBytes: 1000, latencyMs: 1, quality: 0.9 }\n  - { name: big, tier: small, provider: local, model: b.gguf }\nmeasured: ${measured}\n`;
   test('measured latency, memory and quality replace the declared ones', async () => {

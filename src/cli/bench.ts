@@ -1,7 +1,8 @@
 /**
  * `stlm bench --tiers <config>`: measures every tier of a tiers config on the same work (compare/bench.ts)
  * and prints a markdown table (or JSON); `--out` saves the JSON, `--report <dir>` writes the HTML page, the
- * markdown and the charts; `--from` reuses an earlier run's figures and measures only what it lacks.
+ * markdown and the charts (`--out` is also written after each tier, so an interrupted run resumes with
+ * `--from` the same file); `--from` reuses an earlier run's figures and measures only what it lacks.
  * A bad config, a tier that is down, a missing task file or text: one line, exit code 2.
  */
 import { readFile } from 'node:fs/promises';
@@ -96,8 +97,12 @@ export function settingsFrom(o: Pick<BenchCliOptions, 'tasks' | 'text' | 'textBy
 export async function runBenchCli(o: BenchCliOptions, command: string): Promise<void> {
   const config = await loadConfigOrExit(o.tiers);
   const from = o.from ? await readBenchFile(o.from) : undefined;
-  const results = await benchWithProgress(config, { settings: settingsFrom(o), only: o.only, from, inProcess: o.inProcess, command });
-  if (o.out) await writeFileAtomic(o.out, JSON.stringify(results, null, 2) + '\n');
+  const save = async (r: BenchResults) => {
+    if (o.out) await writeFileAtomic(o.out, JSON.stringify(r, null, 2) + '\n');
+  };
+  // Saved after every tier too, so a run stopped part way resumes with --from <the same file>.
+  const results = await benchWithProgress(config, { settings: settingsFrom(o), only: o.only, from, inProcess: o.inProcess, command, onTier: save });
+  await save(results);
   if (o.report) {
     const files = await writeReport(results, o.report, { title: o.title });
     log(`bench: wrote ${files.join(', ')}`);

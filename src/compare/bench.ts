@@ -25,6 +25,8 @@ export interface BenchOptions {
   /** The command line, recorded in the results. */
   command?: string;
   onProgress?: (tier: string, what: string, done: number, total: number) => void;
+  /** Called after each tier with the results so far (the CLI saves them, so an interrupted run resumes with --from). */
+  onTier?: (sofar: BenchResults) => void | Promise<void>;
 }
 
 /** An input that is wrong before anything runs (a missing model, a tier that is down, a bad task file): one line. */
@@ -81,9 +83,15 @@ export function missingPlan(old: TierMeasurement | undefined, s: BenchSettings, 
   };
 }
 
-/** The earlier measurement of this tier, if the same model was measured under the same name. */
+/** The earlier measurement of this tier, if the same config entry (model, provider, context, threads, …) was measured. */
 export function previousOf(entry: TierEntry, from?: BenchResults): TierMeasurement | undefined {
-  return from?.tiers.find((t) => t.name === entry.name && t.provider === entry.provider && t.model === entry.model);
+  return from?.tiers.find((t) => t.entry !== undefined && sameEntry(t.entry, entry));
+}
+
+/** Whether two config entries are the same, whatever the order of their fields. */
+function sameEntry(a: TierEntry, b: TierEntry): boolean {
+  const canon = (e: TierEntry) => JSON.stringify(Object.entries(e).filter(([, v]) => v !== undefined).sort(([x], [y]) => (x < y ? -1 : 1)));
+  return canon(a) === canon(b);
 }
 
 /** A tier's measurement from what the child reported (and what an earlier run measured that was not redone). */
@@ -103,10 +111,13 @@ export function assemble(entry: TierEntry, r: ChildResult | undefined, old: Tier
   // Keep only what this run asks for: the texts and tasks of these settings, new or reused.
   const bpb = s.texts.flatMap((t) => r?.parts.bpb.find((b) => b.text === t) ?? old?.bpb.find((b) => b.text === t) ?? []);
   const tasks = s.tasks.flatMap((p) => r?.parts.tasks.find((t) => sameTasks(t, p, s)) ?? old?.tasks.find((t) => sameTasks(t, p, s)) ?? []);
-  const quality = tasks.length ? tasks.reduce((a, t) => a + t.acc, 0) / tasks.length : null;
-  const notes = [...new Set([...(r?.parts.notes ?? []), ...(old?.notes ?? [])])];
+  // Quality only where every task was scored: a mean over fewer tasks would not compare with the others.
+  const quality = tasks.length && tasks.length === s.tasks.length ? tasks.reduce((a, t) => a + t.acc, 0) / tasks.length : null;
+  const redone = r ? [...plan.texts, ...plan.tasks, ...(plan.speed ? ['speed'] : [])] : [];
+  const kept = (old?.notes ?? []).filter((n) => !redone.some((p) => n.includes(p)));
+  const notes = [...new Set([...(r?.parts.notes ?? []), ...kept])];
   return {
-    name: entry.name, tier: entry.tier, provider: entry.provider, model: entry.model, runsOn: about.runsOn,
+    entry, name: entry.name, tier: entry.tier, provider: entry.provider, model: entry.model, runsOn: about.runsOn,
     parameters: about.parameters, fileBytes: about.fileBytes, quantization: about.quantization, contextLength: about.contextLength,
     loadMs: r && plan.speed ? r.loadMs : old?.loadMs ?? r!.loadMs,
     speed, memory, energy, cost, bpb, tasks, quality,
@@ -139,12 +150,17 @@ export async function runBench(config: TiersConfig, o: BenchOptions): Promise<Be
       r = o.inProcess ? await measureHere({ entry, plan, settings: s }, progress) : await measureInChild(entry, plan, s, progress);
     }
     tiers.push(assemble(entry, r, old, plan, s, !o.inProcess));
+    await o.onTier?.(results([...tiers]));
   }
-  return {
-    stlmBench: 1, date: new Date().toISOString(), command: o.command ?? '', tiersConfig: config.file,
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', totalMemoryBytes: totalmem(), node: process.version, loadAverage: loadavg() },
-    settings: s, tiers,
-  };
+  return results(tiers);
+
+  function results(done: TierMeasurement[]): BenchResults {
+    return {
+      stlmBench: 1, date: new Date().toISOString(), command: o.command ?? '', tiersConfig: config.file,
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', totalMemoryBytes: totalmem(), node: process.version, loadAverage: loadavg() },
+      settings: s, tiers: done,
+    };
+  }
 }
 
 /** Reads results written by an earlier `stlm bench` (the JSON), checking its format. */

@@ -99,6 +99,7 @@ export function measureInChild(entry: TierEntry, plan: MeasurePlan, settings: Be
 
 // The child: measure what the parent asks, report, exit (llama.cpp may hold handles that keep Node alive).
 if (process.argv.includes('--stlm-measure-child') && process.send) {
+  process.once('disconnect', () => process.exit(1)); // the parent is gone: nobody wants the result
   process.once('message', (req: ChildRequest) => {
     const send = (m: ChildMessage) => new Promise<void>((res) => process.send!(m, undefined, undefined, () => res()));
     let last = 0;

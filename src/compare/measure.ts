@@ -29,8 +29,6 @@ export interface MeasuredParts {
   notes: string[];
 }
 
-const enc = new TextEncoder();
-
 /** CPU seconds this process has used (every thread, user + system). */
 function cpuSeconds(): number {
   const u = process.cpuUsage();
@@ -110,12 +108,15 @@ export function heldOutText(file: string, bytes: number): string {
 /** Bits per byte of each text's held-out part, through score() (windows of the context, as `stlm eval bpb --tiers`). */
 export async function measureBpb(model: LanguageModel, texts: string[], s: BenchSettings, onProgress?: MeasureProgress): Promise<TextBpbFigures[]> {
   const ctx = model.info().contextLength;
+  // Windows are checked against the context with tokenize(); an endpoint that cannot tokenize gets windows
+  // of context − 1 bytes unchecked (a token is at least a byte for every tokenizer stlm reads).
+  const canTokenize = texts.length > 0 && (await model.tokenize('a').then(() => true, () => false));
   const out: TextBpbFigures[] = [];
   for (const file of texts) {
     const text = heldOutText(file, s.textBytes);
     const t0 = performance.now();
     const r = await bitsPerByteOfText(model, text, {
-      windowBytes: ctx ? Math.max(1, ctx - 1) : 1024, maxTokens: ctx ? ctx - 1 : undefined,
+      windowBytes: ctx ? Math.max(1, ctx - 1) : 1024, maxTokens: ctx && canTokenize ? ctx - 1 : undefined,
       onProgress: (done, total) => onProgress?.(`bpb ${file}`, done, total),
     });
     out.push({ text: file, bytes: r.bytes, tokens: r.tokens, bpb: r.bpb, bitsPerToken: r.bitsPerToken, seconds: (performance.now() - t0) / 1000 });
@@ -133,17 +134,29 @@ export async function measureTasks(model: LanguageModel, tasks: string[], s: Ben
   return out;
 }
 
-/** Everything the plan asks for. A tier that cannot score (ScoreUnsupportedError) gets a note instead of bpb and tasks. */
+/**
+ * Everything the plan asks for. A text or task the tier cannot score (an endpoint that refuses echo +
+ * logprobs, or cannot score a continuation of the empty context) gets a note instead of a figure, and the
+ * rest is still measured; the speed runs must succeed.
+ */
 export async function measureParts(model: LanguageModel, plan: MeasurePlan, s: BenchSettings, onProgress?: MeasureProgress): Promise<MeasuredParts> {
   const notes: string[] = [];
   const sp = plan.speed ? await measureSpeed(model, s, onProgress) : undefined;
-  let bpb: TextBpbFigures[] = [], tasks: TaskFigures[] = [];
-  try {
-    bpb = await measureBpb(model, plan.texts, s, onProgress);
-    tasks = await measureTasks(model, plan.tasks, s, onProgress);
-  } catch (e) {
-    if ((e as Error).name !== 'ScoreUnsupportedError') throw e;
-    notes.push(`cannot score continuations, so no bits per byte or accuracy: ${(e as Error).message.split('\n')[0]}`);
+  const why = (e: unknown) => String((e as Error)?.message ?? e).split('\n')[0];
+  const bpb: TextBpbFigures[] = [], tasks: TaskFigures[] = [];
+  for (const text of plan.texts) {
+    try {
+      bpb.push(...(await measureBpb(model, [text], s, onProgress)));
+    } catch (e) {
+      notes.push(`no bits per byte on ${text}: ${why(e)}`);
+    }
+  }
+  for (const path of plan.tasks) {
+    try {
+      tasks.push(...(await measureTasks(model, [path], s, onProgress)));
+    } catch (e) {
+      notes.push(`no accuracy on ${path}: ${why(e)}`);
+    }
   }
   return { speed: sp?.speed ?? null, cpu: sp?.cpu ?? null, bpb, tasks, notes };
 }
@@ -156,6 +169,3 @@ export function energyFrom(cpu: NonNullable<MeasuredParts['cpu']>, wattsPerCore:
 
 /** Joules per token to US dollars per million tokens at an electricity price. */
 export const usdPerMillion = (joulesPerToken: number, usdPerKwh: number): number => (joulesPerToken * 1e6 / 3.6e6) * usdPerKwh;
-
-/** UTF-8 bytes of a string. */
-export const utf8Bytes = (s: string): number => enc.encode(s).length;

@@ -23,6 +23,7 @@ const dash = '–';
 const fixed = (x: number | null | undefined, d: number) => (x === null || x === undefined ? dash : x.toFixed(d));
 const count = (x: number | null) => (x === null ? dash : x >= 1e9 ? `${(x / 1e9).toFixed(1)}B` : x >= 1e6 ? `${(x / 1e6).toFixed(1)}M` : x >= 1e3 ? `${(x / 1e3).toFixed(0)}K` : String(x));
 const speed = (x: number | null | undefined) => (x === null || x === undefined ? dash : x >= 100 ? Math.round(x).toLocaleString('en-US') : x.toFixed(1));
+const joules = (j: number) => (j >= 1 ? `${j.toPrecision(3)} J` : `${(j * 1000).toPrecision(3)} mJ`);
 const money = (x: number) => (x === 0 ? '$0' : x < 0.01 ? `$${x.toPrecision(2)}` : `$${x.toFixed(2)}`);
 
 /** Combined standard error of a mean of independent means (each task file once). */
@@ -44,7 +45,7 @@ function efficiencyColumns(): Column[] {
     { head: 'first token', cell: (t) => (t.speed ? `${fixed(t.speed.timeToFirstTokenMs, t.speed.timeToFirstTokenMs < 10 ? 1 : 0)} ms` : dash) },
     { head: 'prefill tok/s', cell: (t) => speed(t.speed?.prefillTokensPerS) },
     { head: 'decode tok/s', cell: (t) => speed(t.speed?.decodeTokensPerS) },
-    { head: 'energy/token (est.)', cell: (t) => (t.energy?.joulesPerToken != null ? `${(t.energy.joulesPerToken * 1000).toPrecision(3)} mJ` : t.provider === 'openai' ? 'remote' : dash) },
+    { head: 'energy/token (est.)', cell: (t) => (t.energy?.joulesPerToken != null ? joules(t.energy.joulesPerToken) : t.provider === 'openai' ? 'remote' : dash) },
     { head: '$ / M tokens in, out', cell: (t) => (t.cost ? `${money(t.cost.promptPerMillionUsd)}, ${money(t.cost.completionPerMillionUsd)}${t.cost.source === 'energy estimate' ? ' (est.)' : ''}` : dash) },
   ];
 }

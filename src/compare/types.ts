@@ -100,6 +100,8 @@ export interface TaskFigures {
 
 /** Everything measured of one tier. */
 export interface TierMeasurement {
+  /** The tiers config entry measured (a later run reuses these figures only for the same entry). */
+  entry: TierEntry;
   name: string;
   tier: TierEntry['tier'];
   provider: TierEntry['provider'];

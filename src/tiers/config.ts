@@ -51,6 +51,8 @@ export interface TierEntry {
   contextLength?: number;
   /** A request's time limit in milliseconds. */
   timeoutMs?: number;
+  /** llamacpp only: CPU threads llama.cpp uses (default: its own choice, every core). */
+  threads?: number;
 }
 
 /** Constraints a request gets unless it sets its own (router.ts). */
@@ -125,6 +127,7 @@ const TIER_SCHEMA: Schema = {
     quality: { schema: { kind: 'number', min: 0, max: 1 } },
     contextLength: { schema: positive(true) },
     timeoutMs: { schema: positive() },
+    threads: { schema: positive(true) },
   },
 };
 
@@ -221,6 +224,7 @@ export function parseTiersConfig(text: string, fileName: string): TiersConfig {
     } else {
       for (const k of ['baseUrl', 'apiKeyEnv'] as const) if (t[k] !== undefined) fail(`${at}.${k}`, `${at}.${k} applies to provider openai only, not ${t.provider}`);
     }
+    if (t.threads !== undefined && t.provider !== 'llamacpp') fail(`${at}.threads`, `${at}.threads applies to provider llamacpp only, not ${t.provider}`);
   });
   config.router?.order?.forEach((n, i) => {
     if (!names.has(n)) fail(`router.order[${i}]`, `router.order[${i}] must name a tier in this file (${[...names].join(', ')}), got ${show(n)}`);
@@ -330,7 +334,7 @@ export const DEFAULT_PROVIDERS: TierProviders = {
     baseUrl: e.baseUrl!, model: e.model, name: e.name, tier: e.tier, ...(e.apiKeyEnv ? { apiKeyEnv: e.apiKeyEnv } : {}), ...(e.price ? { prices: e.price } : {}),
     ...(e.timeoutMs ? { timeoutMs: e.timeoutMs } : {}), ...(e.contextLength ? { contextLength: e.contextLength } : {}),
   }),
-  llamacpp: (e) => openLlamaCppModel(e.model, { name: e.name, tier: e.tier, ...(e.price ? { price: e.price } : {}), ...(e.contextLength ? { contextSize: e.contextLength } : {}) }),
+  llamacpp: (e) => openLlamaCppModel(e.model, { name: e.name, tier: e.tier, ...(e.price ? { price: e.price } : {}), ...(e.contextLength ? { contextSize: e.contextLength } : {}), ...(e.threads ? { threads: e.threads } : {}) }),
 };
 
 /** A LanguageModel for a tier entry, through `providers` (falling back to DEFAULT_PROVIDERS). */
