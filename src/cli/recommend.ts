@@ -30,10 +30,11 @@ export interface RecommendCliOptions {
 }
 
 function describe(r: Recommendation): string {
+  const width = Math.max(...r.verdicts.map((v) => v.tier.length)) + 1;
   return [
     r.choice ? `recommended: ${r.choice}` : 'recommended: none',
     `why: ${r.reason}`,
-    ...r.verdicts.map((v) => `  ${v.tier.padEnd(10)} ${v.fits ? 'fits ' : 'fails'}  ${v.checks.map((c) => `${c.ok ? '' : '✗ '}${c.text}`).join('; ') || 'no limits given'}`),
+    ...r.verdicts.map((v) => `  ${v.tier.padEnd(width)} ${v.fits ? 'fits ' : 'fails'}  ${v.checks.map((c) => `${c.ok ? '' : '✗ '}${c.text}`).join('; ') || 'no limits given'}`),
   ].join('\n') + '\n';
 }
 

@@ -137,10 +137,12 @@ export async function tradeoffCharts(r: BenchResults): Promise<ChartFile[]> {
     });
     const omitted = r.tiers.map((t) => t.name).filter((n) => !rows.some((row) => row.label === n));
     if (!rows.length) continue;
+    // A symmetric-log axis only where a value is 0 (a remote tier's memory, a free tier's cost); else a log axis.
+    const scale = a.scale === 'symlog' && rows.every((row) => row.x > 0) ? 'log' : a.scale;
     const frontier = paretoFrontier(rows, { yBetter: q.yBetter });
     const svg = await scatterSvg({
       title: a.title, subtitle: [`stlm bench, ${r.date.slice(0, 10)}${omitted.length ? `; not measured: ${omitted.join(', ')}` : ''}`],
-      rows, xTitle: a.xTitle, yTitle: q.title, groupTitle: 'tier', logX: a.scale === 'log', symlogX: a.scale === 'symlog',
+      rows, xTitle: a.xTitle, yTitle: q.title, groupTitle: 'tier', logX: scale === 'log', symlogX: scale === 'symlog',
       frontier: { labels: frontier, caption: `circled, dashed: the Pareto frontier (${frontier.join(', ')})` },
       width: 420, height: 260,
     });
