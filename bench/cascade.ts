@@ -16,9 +16,10 @@
  * stories260K (llama2.c's 260K-parameter TinyStories model, with tok512.bin), BLiMP's 12 paradigms in
  * ../shared/fixtures/eval/blimp-dev (the sentence's log-likelihood: good against bad).
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { continuationAfter, readTasks } from '../src/eval/task-files.js';
 import { LocalModel } from '../src/tiers/local.js';
 import { Router } from '../src/tiers/router.js';
 import { linesSvg, writeSvg } from './lib/chart.js';
@@ -36,25 +37,16 @@ interface Item {
   gold: number;
 }
 
+/** The items of the chosen task through `stlm eval`'s task reader (src/eval/task-files.ts): at most `limit` per file. */
 function loadItems(task: string, limit: number): Item[] {
-  if (task === 'blimp') {
-    const dir = join(FIXTURES, 'eval', 'blimp-dev');
-    if (!existsSync(dir)) throw new Error(`cascade: ${dir} is absent (see ../shared/fixtures/README.md)`);
-    return readdirSync(dir).filter((f) => f.endsWith('.jsonl')).sort().flatMap((f) =>
-      readFileSync(join(dir, f), 'utf8').split('\n').filter((l) => l.trim()).slice(0, limit).map((l) => {
-        const r = JSON.parse(l) as { sentence_good: string; sentence_bad: string };
-        return { context: '', choices: [r.sentence_good, r.sentence_bad], gold: 0 };
-      }));
-  }
-  if (task === 'arc') {
-    const file = join(FIXTURES, 'eval', 'arc_easy.jsonl');
-    if (!existsSync(file)) throw new Error(`cascade: ${file} is absent`);
-    return readFileSync(file, 'utf8').split('\n').filter((l) => l.trim()).slice(0, limit).map((l) => {
-      const r = JSON.parse(l) as { query: string; choices: string[]; gold: number };
-      return { context: `${r.query}\nAnswer:`, choices: r.choices.map((c) => ` ${c}`), gold: r.gold };
-    });
-  }
-  throw new Error(`cascade: --task must be blimp or arc, not '${task}'`);
+  const path = { blimp: join(FIXTURES, 'eval', 'blimp-dev'), arc: join(FIXTURES, 'eval', 'arc_easy.jsonl') }[task];
+  if (!path) throw new Error(`cascade: --task must be blimp or arc, not '${task}'`);
+  if (!existsSync(path)) throw new Error(`cascade: ${path} is absent (see ../shared/fixtures/README.md)`);
+  return readTasks(path).flatMap((f) => f.items.slice(0, limit).map((it) => {
+    if (it.kind !== 'choice') throw new Error(`cascade: ${f.file}:${it.line} is not a multiple-choice item`);
+    // The continuations as scored (ARC's choices after a space); per-byte margins count that space, as before.
+    return { context: it.context, choices: it.choices.map((c) => continuationAfter(it.context, c)), gold: it.gold };
+  }));
 }
 
 /** Each item's best choice and margin on one tier (ARC: log-likelihood per byte, lm-evaluation-harness's acc_norm). */

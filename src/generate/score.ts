@@ -3,10 +3,11 @@
  * `loglikelihood`) and a router's confidence check make of a model: for each continuation of a context,
  * the summed log-probability of its tokens and whether greedy decoding would have produced it.
  *
- * The context runs once; each continuation then goes through the model in one pass (the session's
- * `extend`) from the context's cached state, so choices that share a context share its prefill.
+ * The context runs once; each continuation then goes through the model from the context's cached state
+ * (less the context's last partial block of SCORE_BLOCK ids, read again so that every path through the
+ * model feeds the same blocks), so choices that share a context share its prefill.
  */
-import type { CausalLM } from '../models/model.js';
+import type { CausalLM, InferenceSession } from '../models/model.js';
 
 export interface ContinuationScore {
   /** Σ log p(continuation token | everything before it), natural log. */
@@ -43,16 +44,22 @@ export function score(model: CausalLM, context: ArrayLike<number>, continuations
   const banned = new Set(model.neverPredicted);
   const session = model.session(Math.min(ctx, kept.length + longest));
   try {
-    const first = session.reset(kept);
+    // The first id alone, the rest of the context in aligned blocks up to `base`; each continuation then
+    // runs from `base` (re-reading the context's last partial block): the blocks of extendAligned.
+    const s0 = Math.min(1, kept.length);
+    const first = session.reset(kept.slice(0, s0)); // the row at position s0 − 1
+    const base = Math.max(s0, Math.floor(kept.length / SCORE_BLOCK) * SCORE_BLOCK);
+    const shared = extendAligned(session, kept, s0, base, vocab);
     const out = continuations.map((cont) => {
-      session.truncate(kept.length);
-      // Row 0 predicts cont[0] (from the context); rows 1.. come from feeding cont[0 .. n−2].
-      const rest = cont.length > 1 ? session.extend(Array.from(cont).slice(0, -1)) : new Float32Array(0);
+      session.truncate(base);
+      const seq = kept.concat(Array.from(cont));
+      const rows = extendAligned(session, seq, base, seq.length - 1, vocab);
+      // The row at position p predicts seq[p + 1].
+      const rowAt = (p: number) => (p >= base ? rows.subarray((p - base) * vocab, (p - base + 1) * vocab) : p === s0 - 1 ? first : shared.subarray((p - s0) * vocab, (p - s0 + 1) * vocab));
       const tokenLogprobs: number[] = [];
       let greedy = true;
       for (let i = 0; i < cont.length; i++) {
-        const row = i === 0 ? first : rest.subarray((i - 1) * vocab, i * vocab);
-        const r = tokenLogSoftmax(row, cont[i], banned);
+        const r = tokenLogSoftmax(rowAt(kept.length + i - 1), cont[i], banned);
         tokenLogprobs.push(r.logprob);
         greedy &&= r.isMax;
       }
@@ -62,6 +69,29 @@ export function score(model: CausalLM, context: ArrayLike<number>, continuations
   } finally {
     session.dispose();
   }
+}
+
+/**
+ * After its first id, a sequence is fed to a session in blocks ending at multiples of this position,
+ * wherever a caller's context ends. A row's float arithmetic depends on the rows computed with it (the
+ * kernels pick their path by the number of rows), so fixed blocks make score() and
+ * LocalModel.tokenLogprobs (a server's echo + logprobs) give bit-identical log-probabilities for the
+ * same ids: an evaluation in-process and through `stlm serve` agree to the last digit.
+ */
+export const SCORE_BLOCK = 32;
+
+/**
+ * Feeds ids[from .. to) to a session that holds ids[0 .. from), in blocks that end at multiples of
+ * SCORE_BLOCK; returns their logits [(to − from) × vocab] (row i predicts ids[from + i + 1]).
+ */
+export function extendAligned(session: InferenceSession, ids: ArrayLike<number>, from: number, to: number, vocab: number): Float32Array {
+  const out = new Float32Array(Math.max(0, to - from) * vocab);
+  for (let p = from; p < to;) {
+    const end = Math.min(to, (Math.floor(p / SCORE_BLOCK) + 1) * SCORE_BLOCK);
+    out.set(session.extend(Array.prototype.slice.call(ids, p, end) as number[]), (p - from) * vocab);
+    p = end;
+  }
+  return out;
 }
 
 /** What `tokenLogSoftmax` finds of one row. */

@@ -9,7 +9,7 @@
  */
 import { jinjaChatTemplate } from '../generate/chat-template.js';
 import { generateSteps, type GenerateResult as LoopResult } from '../generate/generate.js';
-import { continuationTokens, score as scoreIds, tokenLogSoftmax } from '../generate/score.js';
+import { continuationTokens, extendAligned, score as scoreIds, tokenLogSoftmax } from '../generate/score.js';
 import { metaString } from '../formats/gguf.js';
 import { type ModelHandle, type OpenOptions, openModel } from '../io/open.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
@@ -326,8 +326,9 @@ export class LocalModel implements LanguageModel {
     if (ids.length < 2) return out;
     const session = model.session(ids.length);
     try {
+      // The blocks score() feeds (extendAligned), so the numbers are score()'s to the last bit.
       const first = session.reset([ids[0]]);
-      const rest = ids.length > 2 ? session.extend(ids.slice(1, -1)) : new Float32Array(0);
+      const rest = extendAligned(session, ids, 1, ids.length - 1, vocab);
       for (let i = 1; i < ids.length; i++) {
         const row = i === 1 ? first : rest.subarray((i - 2) * vocab, (i - 1) * vocab);
         const r = tokenLogSoftmax(row, ids[i], undefined, topN);

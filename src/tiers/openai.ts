@@ -254,7 +254,8 @@ export class OpenAIModel implements LanguageModel {
    * Log-likelihoods through `/completions` with `echo: true, logprobs: 1, max_tokens: 0` (or 1 where 0
    * is refused), all continuations in one request: a continuation's tokens are the echoed tokens whose
    * `text_offset` (in characters, as the endpoints count them: code points) lies in it, its logprob the
-   * sum of their `token_logprobs`, and it is greedy when each is the best of its `top_logprobs`.
+   * sum of their `token_logprobs`, and it is greedy when each is the best of its `top_logprobs`. An
+   * empty context works where the endpoint echoes a BOS first (a first token with no text).
    */
   async score(context: string, continuations: string[], o: { signal?: AbortSignal } = {}): Promise<ContinuationScore[]> {
     const url = `${this.baseUrl}/completions`;
@@ -513,6 +514,9 @@ function echoScore(choice: Json, from: number, to: number, url: string, i: numbe
     if (typeof at !== 'number') throw new EndpointError(`endpoint ${url}: choices[${i}].logprobs.text_offset[${j}] is not a number`, url);
     if (at < from || at >= to) continue;
     const l = logprobs[j];
+    // A first token with no text and no log-probability is a BOS the endpoint put before the prompt
+    // (stlm serve, llama.cpp's server): it stands for no text, so an empty context is scored from it.
+    if (j === 0 && l === null && tokens[0] === '') continue;
     if (typeof l !== 'number') throw new EndpointError(`endpoint ${url}: choices[${i}].logprobs.token_logprobs[${j}] is ${JSON.stringify(l)}${j === 0 ? ' (the first token has no log-probability: give a context)' : ''}`, url);
     logprob += l;
     n++;
