@@ -23,6 +23,7 @@ export const LAYERS = [
   ['generate', 'eval', 'train'],
   ['interop'],
   ['tiers'],
+  ['compare'],
   ['server'],
   // Folders not listed above go here.
   ['cli'],

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `stlm` command: train, finetune, merge, synth, generate, info, convert, quantize, eval, route, serve. Errors print one clear line and exit non-zero
+ * The `stlm` command: train, finetune, merge, synth, generate, info, convert, quantize, eval, route, bench, recommend, serve. Errors print one clear line and exit non-zero
  * (set STLM_DEBUG=1 for the stack trace).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -21,6 +21,9 @@ import { runMerge } from './merge.js';
 import { runSynth } from './synth.js';
 import { runRoute } from './route.js';
 import { runServe } from './serve.js';
+import { runBenchCli } from './bench.js';
+import { runRecommend } from './recommend.js';
+import { parseSize } from '../compare/recommend.js';
 import { enableRelaxedSimd } from '../kernels/wasm/relaxed-flag.js';
 
 /** The embedded default model, shipped in the package. */
@@ -248,6 +251,63 @@ program
   .option('--memory-budget <bytes>', 'skip tiers that need more memory than this', num('--memory-budget', 0))
   .option('--offline', 'only tiers that run on this machine', false)
   .action(async (prompt, o) => runRoute(prompt, o));
+
+function size(name: string) {
+  return (v: string): number => {
+    try {
+      return parseSize(v);
+    } catch (e) {
+      throw new InvalidArgumentError(`${name}: ${(e as Error).message}`);
+    }
+  };
+}
+
+/** The command line as typed (recorded in bench results). */
+const commandLine = () => ['stlm', ...process.argv.slice(2)].map((a) => (/^[\w./:=@,+-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`)).join(' ');
+
+/** Flags bench and recommend share: how speed and energy are measured. */
+const measureOpts = (c: Command) =>
+  c
+    .option('--limit <n>', 'at most n items per task file', int('--limit', 1))
+    .option('--seed <n>', 'with --limit: a seeded sample of the items instead of the first ones', int('--seed', 0))
+    .option('--max-tokens <n>', 'tokens generated per speed run (greedy)', int('--max-tokens', 2), 64)
+    .option('--repeats <n>', 'speed runs per tier after a warm-up (medians are reported)', int('--repeats', 1), 3)
+    .option('--watts-per-core <w>', 'watts one busy core draws, for the energy estimate (CPU seconds × this)', num('--watts-per-core', 0), 10)
+    .option('--usd-per-kwh <x>', 'electricity price, for a local tier\'s estimated cost', num('--usd-per-kwh', 0), 0.15);
+
+measureOpts(
+  program
+    .command('bench')
+    .description('measure every tier of a tiers config on the same work: parameters, file size, peak memory (each local tier in a process of its own), load time, time to first token, prefill and decode speed, bits per byte, task accuracy, energy per token (an estimate) and cost; a markdown table, JSON, and with --report an HTML page with charts (quality against cost, latency and memory; the Pareto frontier marked)')
+    .requiredOption('--tiers <file>', 'tiers config (YAML or JSON), e.g. examples/tiers.yaml')
+    .option('--only <names...>', 'measure only these tiers')
+    .option('--tasks <paths...>', 'task files or folders (BLiMP, llm-foundry JSONL, HellaSwag pairs), as stlm eval tasks reads them')
+    .option('--text <files...>', 'held-out text files for bits per byte (the first --text-bytes of their last 10%)')
+    .option('--text-bytes <n>', 'bytes of each text scored', int('--text-bytes', 1), 8192)
+    .option('--prompt <text>', 'the prompt of the speed runs (default: a 200-character English passage)')
+    .option('--from <bench.json>', 'reuse the figures of an earlier run (its --out) and measure only what it lacks')
+    .option('--out <bench.json>', 'write the results as JSON')
+    .option('--report <dir>', 'write index.html (tables and charts), bench.json, bench.md and the charts as SVG')
+    .option('--title <text>', 'the HTML report\'s title')
+    .option('--json', 'print JSON instead of the markdown table', false)
+    .option('--in-process', 'measure every tier in this process (faster to start; memory is then not each tier\'s own)', false),
+).action(async (o) => runBenchCli(o, commandLine()));
+
+measureOpts(
+  program
+    .command('recommend')
+    .description('the tier that fits your limits, from measurements (an earlier stlm bench --out via --from; what it lacks is measured now): memory here, time to first token, accuracy on your task, offline; says why, or which limit each tier breaks and by how much (exit code 1 when none fits)')
+    .requiredOption('--tiers <file>', 'tiers config (YAML or JSON)')
+    .requiredOption('--task <path>', 'your task: a task file or folder (accuracy on it is what --min-accuracy limits)')
+    .option('--memory <size>', 'most memory a tier may take on this machine, e.g. 256MB, 1.5GB, 300MiB', size('--memory'))
+    .option('--latency-ms <ms>', 'longest time to first token', num('--latency-ms', 0))
+    .option('--min-accuracy <x>', 'lowest accuracy on --task (0..1)', num('--min-accuracy', 0, 1))
+    .option('--offline', 'only tiers that run on this machine (remote ones are not measured)', false)
+    .addOption(new Option('--prefer <what>', 'among the tiers that fit: the cheapest per million tokens, or the most accurate').choices(['cost', 'accuracy']).default('cost'))
+    .option('--from <bench.json>', 'measurements from stlm bench --out')
+    .option('--save <bench.json>', 'write the measurements used (reused and new) as JSON')
+    .option('--json', 'print the recommendation as JSON', false),
+).action(async (o) => runRecommend(o, commandLine()));
 
 backendOpts(
   program

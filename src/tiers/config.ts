@@ -11,7 +11,9 @@
  * The schema is data (below); the validator checks it and reports the first problem in one line naming
  * the file, the field path and the bad value: `tiers.yaml: tiers[2].price.prompt must be a number ≥ 0, got -1`.
  * Unknown keys are errors too (a misspelt field would otherwise be silently ignored). Relative model paths
- * (local, llamacpp) resolve against the config file's folder.
+ * (local, llamacpp) resolve against the config file's folder, and so does `measured:` (a JSON file that
+ * `stlm bench` wrote, whose measured latency, memory and quality the router then uses instead of the
+ * declared ones; measured.ts).
  */
 import { LocalModel } from './local.js';
 import { OpenAIModel } from './openai.js';
@@ -20,6 +22,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { openLlamaCppModel } from './llamacpp.js';
+import { type MeasuredFigures, readMeasuredFigures } from './measured.js';
 import type { LanguageModel, Tier } from './types.js';
 
 export type TierProvider = 'local' | 'llamacpp' | 'openai';
@@ -48,6 +51,8 @@ export interface TierEntry {
   contextLength?: number;
   /** A request's time limit in milliseconds. */
   timeoutMs?: number;
+  /** llamacpp only: CPU threads llama.cpp uses (default: its own choice, every core). */
+  threads?: number;
 }
 
 /** Constraints a request gets unless it sets its own (router.ts). */
@@ -73,6 +78,10 @@ export interface TiersConfig {
   file: string;
   tiers: TierEntry[];
   router?: RouterConfig;
+  /** The measurements file named by `measured:` (an absolute path), if any. */
+  measured?: string;
+  /** Its figures by tier name (loadTiersConfig reads them; parseTiersConfig does not read files). */
+  measuredFigures?: Map<string, MeasuredFigures>;
 }
 
 /** A config file that cannot be used; the message is one line naming the file, the field and the value. */
@@ -118,6 +127,7 @@ const TIER_SCHEMA: Schema = {
     quality: { schema: { kind: 'number', min: 0, max: 1 } },
     contextLength: { schema: positive(true) },
     timeoutMs: { schema: positive() },
+    threads: { schema: positive(true) },
   },
 };
 
@@ -146,6 +156,7 @@ const FILE_SCHEMA: Schema = {
   fields: {
     tiers: { schema: { kind: 'array', items: TIER_SCHEMA, nonEmpty: true }, required: 'a list of tiers' },
     router: { schema: ROUTER_SCHEMA },
+    measured: { schema: str() },
   },
 };
 
@@ -161,7 +172,15 @@ export async function loadTiersConfig(path: string): Promise<TiersConfig> {
     const why = (e as { code?: string }).code === 'ENOENT' ? 'no such file' : (e as Error).message.split('\n')[0];
     throw new TiersConfigError(path, '', `${path}: ${why}`);
   }
-  return parseTiersConfig(text, path);
+  const config = parseTiersConfig(text, path);
+  if (config.measured) {
+    try {
+      config.measuredFigures = await readMeasuredFigures(config.measured);
+    } catch (e) {
+      throw new TiersConfigError(path, 'measured', `${path}: measured: ${(e as Error).message}`);
+    }
+  }
+  return config;
 }
 
 /**
@@ -192,7 +211,7 @@ export function parseTiersConfig(text: string, fileName: string): TiersConfig {
   }
   if (data === null || data === undefined) fail('', 'the file is empty (it needs a list of tiers under "tiers:")');
   check(data, FILE_SCHEMA, '', fail);
-  const config = data as { tiers: TierEntry[]; router?: RouterConfig };
+  const config = data as { tiers: TierEntry[]; router?: RouterConfig; measured?: string };
 
   // What the schema alone cannot say.
   const names = new Set<string>();
@@ -205,6 +224,7 @@ export function parseTiersConfig(text: string, fileName: string): TiersConfig {
     } else {
       for (const k of ['baseUrl', 'apiKeyEnv'] as const) if (t[k] !== undefined) fail(`${at}.${k}`, `${at}.${k} applies to provider openai only, not ${t.provider}`);
     }
+    if (t.threads !== undefined && t.provider !== 'llamacpp') fail(`${at}.threads`, `${at}.threads applies to provider llamacpp only, not ${t.provider}`);
   });
   config.router?.order?.forEach((n, i) => {
     if (!names.has(n)) fail(`router.order[${i}]`, `router.order[${i}] must name a tier in this file (${[...names].join(', ')}), got ${show(n)}`);
@@ -213,7 +233,8 @@ export function parseTiersConfig(text: string, fileName: string): TiersConfig {
   // Model files resolve against the config file's folder.
   const base = dirname(fileName);
   const tiers = config.tiers.map((t) => (t.provider === 'openai' || isAbsolute(t.model) ? { ...t } : { ...t, model: resolve(base, t.model) }));
-  return { file: fileName, tiers, ...(config.router ? { router: config.router } : {}) };
+  const measured = config.measured === undefined ? {} : { measured: resolve(base, config.measured) };
+  return { file: fileName, tiers, ...(config.router ? { router: config.router } : {}), ...measured };
 }
 
 /** Checks `v` against `schema` at `path` (e.g. 'tiers[2].price'); reports the first problem through `fail`. */
@@ -313,7 +334,7 @@ export const DEFAULT_PROVIDERS: TierProviders = {
     baseUrl: e.baseUrl!, model: e.model, name: e.name, tier: e.tier, ...(e.apiKeyEnv ? { apiKeyEnv: e.apiKeyEnv } : {}), ...(e.price ? { prices: e.price } : {}),
     ...(e.timeoutMs ? { timeoutMs: e.timeoutMs } : {}), ...(e.contextLength ? { contextLength: e.contextLength } : {}),
   }),
-  llamacpp: (e) => openLlamaCppModel(e.model, { name: e.name, tier: e.tier, ...(e.price ? { price: e.price } : {}), ...(e.contextLength ? { contextSize: e.contextLength } : {}) }),
+  llamacpp: (e) => openLlamaCppModel(e.model, { name: e.name, tier: e.tier, ...(e.price ? { price: e.price } : {}), ...(e.contextLength ? { contextSize: e.contextLength } : {}), ...(e.threads ? { threads: e.threads } : {}) }),
 };
 
 /** A LanguageModel for a tier entry, through `providers` (falling back to DEFAULT_PROVIDERS). */

@@ -7,3 +7,4 @@ export { Router, RouteError, estimateCost, type RouteAttempt, type RouteConstrai
 export { loadTiersConfig, parseTiersConfig, openTier, TiersConfigError, type TierEntry, type TiersConfig } from './config.js';
 export { routerFromConfig } from './open.js';
 export { aiSdkModel } from './ai-sdk.js';
+export { parseMeasuredFigures, readMeasuredFigures, MeasuredFiguresError, type MeasuredFigures } from './measured.js';

@@ -4,6 +4,7 @@
  * the others).
  */
 import { DEFAULT_PROVIDERS, type TierEntry, type TierProviders, type TiersConfig, openTier } from './config.js';
+import type { MeasuredFigures } from './measured.js';
 import { type RouteTier, Router } from './router.js';
 import type { GenerateInput, GenerateOptions, LanguageModel, LanguageModelInfo } from './types.js';
 
@@ -56,13 +57,22 @@ export class LazyModel implements LanguageModel {
   }
 }
 
-/** The router a tiers config describes (its `router` section; cheapest-that-fits when it has none). */
-export function routerFromConfig(config: TiersConfig, o: { providers?: TierProviders; onDecision?: ConstructorParameters<typeof Router>[1]['onDecision'] } = {}): Router {
+/**
+ * The router a tiers config describes (its `router` section; cheapest-that-fits when it has none). Where
+ * measurements are given (`o.measured`, else the config's `measured:` file), a tier's measured latency,
+ * memory and quality replace the declared ones; what was not measured stays as declared.
+ */
+export function routerFromConfig(config: TiersConfig, o: { providers?: TierProviders; onDecision?: ConstructorParameters<typeof Router>[1]['onDecision']; measured?: Map<string, MeasuredFigures> } = {}): Router {
   const providers = { ...DEFAULT_PROVIDERS, ...o.providers };
-  const tiers: RouteTier[] = config.tiers.map((e) => ({
-    name: e.name, tier: e.tier, model: new LazyModel(e, providers), price: e.price, latencyMs: e.latencyMs, memoryBytes: e.memoryBytes, quality: e.quality,
-    offline: e.provider !== 'openai',
-  }));
+  const measured = o.measured ?? config.measuredFigures;
+  const tiers: RouteTier[] = config.tiers.map((e) => {
+    const m = measured?.get(e.name) ?? {};
+    return {
+      name: e.name, tier: e.tier, model: new LazyModel(e, providers), price: e.price,
+      latencyMs: m.latencyMs ?? e.latencyMs, memoryBytes: m.memoryBytes ?? e.memoryBytes, quality: m.quality ?? e.quality,
+      offline: e.provider !== 'openai',
+    };
+  });
   const r = config.router;
   return new Router(tiers, {
     policy: r?.policy ?? 'cheapest',
