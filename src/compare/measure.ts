@@ -6,7 +6,8 @@
  */
 import { bitsPerByteOfText } from '../eval/bpb-text.js';
 import { evaluateTasks } from '../eval/tasks.js';
-import { readTextData, splitTrainVal } from '../train/data.js';
+import { splitTrainVal } from '../train/data.js';
+import { readTextData } from '../train/data-files.js';
 import type { LanguageModel } from '../tiers/types.js';
 import type { BenchSettings, EnergyEstimate, SpeedFigures, TaskFigures, TextBpbFigures } from './types.js';
 
