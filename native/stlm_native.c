@@ -508,15 +508,19 @@ static int attention_decode_avx2(const float *q, const float *k, const float *v,
 //             MR×NR micro-kernel: the tile of C in 12 registers, one FMA chain per register over p
 // Packing absorbs the transposes (8×8 in-register transposes where op(X) runs across memory rows), so
 // one micro-kernel serves nn, nt, tn and tt. Edge tiles go through a zero-padded scratch tile with the
-// same micro-kernel, so every element of C is the same sequence of FMAs wherever it lies: the first
-// depth block starts from 0 (from C when accumulating), later ones from C. Threads take disjoint
+// same micro-kernel, so every element of C is the same arithmetic wherever it lies: each depth block's
+// sum is an FMA chain from 0 over p, added to C (the first block overwrites C unless accumulating). Threads take disjoint
 // blocks of C (whole batch items when there are enough, else NR-panels of columns or MR-panels of rows,
 // chosen as the WebAssembly GEMM chooses) and never split k, so results do not depend on the thread count.
 // Scratch (packed panels and the edge tile, ~3.2 MB) is allocated once per thread on first use.
 #define GM_MR 6
 #define GM_NR 16
+#ifndef GM_KC
 #define GM_KC 256
+#endif
+#ifndef GM_MC
 #define GM_MC 120
+#endif
 #define GM_NC 3072
 #define GM_AP_FLOATS (GM_MC * GM_KC + 64)  // + slack: pack_a_n stores 8 floats where a panel row has 6
 #define GM_BP_FLOATS (GM_KC * GM_NC)
@@ -643,19 +647,18 @@ static void gm_pack_a_t(const float *src, size_t lda, int kc, int mc, float *dst
   }
 }
 
-/** The 6×16 tile of C at c (ldc floats a row) (+)= A panel · B panel over kc: 12 accumulators, 2 B loads and 6 broadcasts per p. */
+/**
+ * The 6×16 tile of C at c (ldc floats a row) (+)= A panel · B panel over kc: 12 accumulators from zero,
+ * 2 B loads and 6 broadcasts per p; C is prefetched first and added at the end (so its cache misses
+ * overlap the loop instead of stalling it).
+ */
 __attribute__((target("avx2,fma")))
 static void gm_kernel_6x16(int kc, const float *restrict pa, const float *restrict pb, float *c, size_t ldc, int load) {
   __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-  if (load) {
-    c00 = _mm256_loadu_ps(c), c01 = _mm256_loadu_ps(c + 8);
-    c10 = _mm256_loadu_ps(c + ldc), c11 = _mm256_loadu_ps(c + ldc + 8);
-    c20 = _mm256_loadu_ps(c + 2 * ldc), c21 = _mm256_loadu_ps(c + 2 * ldc + 8);
-    c30 = _mm256_loadu_ps(c + 3 * ldc), c31 = _mm256_loadu_ps(c + 3 * ldc + 8);
-    c40 = _mm256_loadu_ps(c + 4 * ldc), c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
-    c50 = _mm256_loadu_ps(c + 5 * ldc), c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
-  } else {
-    c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+  c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+  for (int i = 0; i < GM_MR; i++) {
+    _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
   }
 #pragma GCC unroll 4
   for (int p = 0; p < kc; p++) {
@@ -669,12 +672,16 @@ static void gm_kernel_6x16(int kc, const float *restrict pa, const float *restri
     pa += GM_MR;
     pb += GM_NR;
   }
-  _mm256_storeu_ps(c, c00), _mm256_storeu_ps(c + 8, c01);
-  _mm256_storeu_ps(c + ldc, c10), _mm256_storeu_ps(c + ldc + 8, c11);
-  _mm256_storeu_ps(c + 2 * ldc, c20), _mm256_storeu_ps(c + 2 * ldc + 8, c21);
-  _mm256_storeu_ps(c + 3 * ldc, c30), _mm256_storeu_ps(c + 3 * ldc + 8, c31);
-  _mm256_storeu_ps(c + 4 * ldc, c40), _mm256_storeu_ps(c + 4 * ldc + 8, c41);
-  _mm256_storeu_ps(c + 5 * ldc, c50), _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+#define GM_ROW(i, x0, x1)                                                                    \
+  do {                                                                                       \
+    float *r = c + (i) * ldc;                                                                \
+    if (load) x0 = _mm256_add_ps(_mm256_loadu_ps(r), x0), x1 = _mm256_add_ps(_mm256_loadu_ps(r + 8), x1); \
+    _mm256_storeu_ps(r, x0);                                                                 \
+    _mm256_storeu_ps(r + 8, x1);                                                             \
+  } while (0)
+  GM_ROW(0, c00, c01); GM_ROW(1, c10, c11); GM_ROW(2, c20, c21);
+  GM_ROW(3, c30, c31); GM_ROW(4, c40, c41); GM_ROW(5, c50, c51);
+#undef GM_ROW
 }
 
 /** A partial tile (mr < MR or nr < NR) through the scratch tile, with the same arithmetic as a full one. */
