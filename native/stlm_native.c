@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <pthread.h>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -512,7 +513,8 @@ static int attention_decode_avx2(const float *q, const float *k, const float *v,
 // sum is an FMA chain from 0 over p, added to C (the first block overwrites C unless accumulating). Threads take disjoint
 // blocks of C (whole batch items when there are enough, else NR-panels of columns or MR-panels of rows,
 // chosen as the WebAssembly GEMM chooses) and never split k, so results do not depend on the thread count.
-// Scratch (packed panels and the edge tile, ~3.2 MB) is allocated once per thread on first use.
+// Scratch (packed panels and the edge tile, ~3.2 MB) is allocated once per thread on first use and freed
+// when the thread exits.
 #define GM_MR 6
 #define GM_NR 16
 #ifndef GM_KC
@@ -526,14 +528,23 @@ static int attention_decode_avx2(const float *q, const float *k, const float *v,
 #define GM_BP_FLOATS (GM_KC * GM_NC)
 #define GM_TILE_FLOATS (GM_MR * GM_NR)
 
-static _Thread_local float *gemm_ws = NULL;
+/** Each thread's packing scratch, freed when the thread exits (a disposed backend's workers end). */
+static pthread_key_t gemm_key;
+static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
+static void gemm_key_init(void) { pthread_key_create(&gemm_key, free); }
 
 static float *gemm_scratch(void) {
-  if (!gemm_ws) {
+  pthread_once(&gemm_once, gemm_key_init);
+  float *ws = (float *)pthread_getspecific(gemm_key);
+  if (!ws) {
     size_t bytes = ((size_t)(GM_AP_FLOATS + GM_BP_FLOATS + GM_TILE_FLOATS) * 4 + 63) & ~(size_t)63;
-    gemm_ws = (float *)aligned_alloc(64, bytes);
+    ws = (float *)aligned_alloc(64, bytes);
+    if (ws && pthread_setspecific(gemm_key, ws) != 0) {
+      free(ws);
+      ws = NULL;
+    }
   }
-  return gemm_ws;
+  return ws;
 }
 
 static inline int imin(int a, int b) { return a < b ? a : b; }
