@@ -165,7 +165,7 @@ export async function measurePeak(bytes: Uint8Array<ArrayBuffer>, threads: numbe
 
 // ---- GEMM --------------------------------------------------------------------------------------------
 
-function randomBuf(be: { alloc(n: number): Buf; write(b: Buf, x: Float32Array): void }, rng: Rng, n: number): Buf {
+export function randomBuf(be: { alloc(n: number): Buf; write(b: Buf, x: Float32Array): void }, rng: Rng, n: number): Buf {
   const x = new Float32Array(n);
   for (let i = 0; i < n; i++) x[i] = rng.normal();
   const b = be.alloc(n);
@@ -174,7 +174,7 @@ function randomBuf(be: { alloc(n: number): Buf; write(b: Buf, x: Float32Array): 
 }
 
 /** Median and best ms per call: warm-up, then `samples` samples of ≥ sampleMs each. */
-function timeCalls(fn: () => void, samples: number, sampleMs: number): { median: number; best: number } {
+export function timeCalls(fn: () => void, samples: number, sampleMs: number): { median: number; best: number } {
   let calls = 0;
   const t0 = performance.now();
   while (performance.now() - t0 < Math.max(300, sampleMs) || calls < 3) {

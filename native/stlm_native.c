@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <pthread.h>
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -493,6 +494,278 @@ static int attention_decode_avx2(const float *q, const float *k, const float *v,
   return 1;
 }
 
+
+// ---- f32 GEMM ---------------------------------------------------------------------------------------
+//
+// C[m, n] (+)= op(A)[m, k] · op(B)[k, n], batched and strided, every transpose form: the products of
+// training and prefill. Goto/BLIS structure, the same as the WebAssembly GEMM (assembly/gemm.ts):
+//   for jc in steps of NC                  (columns of this thread's block of C)
+//     for pc in steps of kc ≤ KC           (depth; k split into equal blocks, a multiple of 8)
+//       pack op(B)[pc.., jc..] into NR-column panels [kc][NR]       (the block stays in L2/L3)
+//       for ic in steps of MC              (rows of this thread's block of C)
+//         pack op(A)[ic.., pc..] into MR-row panels [kc][MR]        (MC·kc·4 ≈ 120 KiB: L2)
+//         for each NR panel of B           (kc·NR·4 = 16 KiB: stays in L1)
+//           for each MR panel of A         (streamed from L2)
+//             MR×NR micro-kernel: the tile of C in 12 registers, one FMA chain per register over p
+// Packing absorbs the transposes (8×8 in-register transposes where op(X) runs across memory rows), so
+// one micro-kernel serves nn, nt, tn and tt. Edge tiles go through a zero-padded scratch tile with the
+// same micro-kernel, so every element of C is the same arithmetic wherever it lies: each depth block's
+// sum is an FMA chain from 0 over p, added to C (the first block overwrites C unless accumulating). Threads take disjoint
+// blocks of C (whole batch items when there are enough, else NR-panels of columns or MR-panels of rows,
+// chosen as the WebAssembly GEMM chooses) and never split k, so results do not depend on the thread count.
+// Scratch (packed panels and the edge tile, ~3.2 MB) is allocated once per thread on first use and freed
+// when the thread exits.
+#define GM_MR 6
+#define GM_NR 16
+#ifndef GM_KC
+#define GM_KC 256
+#endif
+#ifndef GM_MC
+#define GM_MC 120
+#endif
+#define GM_NC 3072
+#define GM_AP_FLOATS (GM_MC * GM_KC + 64)  // + slack: pack_a_n stores 8 floats where a panel row has 6
+#define GM_BP_FLOATS (GM_KC * GM_NC)
+#define GM_TILE_FLOATS (GM_MR * GM_NR)
+
+/** Each thread's packing scratch, freed when the thread exits (a disposed backend's workers end). */
+static pthread_key_t gemm_key;
+static pthread_once_t gemm_once = PTHREAD_ONCE_INIT;
+static void gemm_key_init(void) { pthread_key_create(&gemm_key, free); }
+
+static float *gemm_scratch(void) {
+  pthread_once(&gemm_once, gemm_key_init);
+  float *ws = (float *)pthread_getspecific(gemm_key);
+  if (!ws) {
+    size_t bytes = ((size_t)(GM_AP_FLOATS + GM_BP_FLOATS + GM_TILE_FLOATS) * 4 + 63) & ~(size_t)63;
+    ws = (float *)aligned_alloc(64, bytes);
+    if (ws && pthread_setspecific(gemm_key, ws) != 0) {
+      free(ws);
+      ws = NULL;
+    }
+  }
+  return ws;
+}
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+
+/** Depth block: k split into ceil(k / GM_KC) blocks of equal size rounded up to 8 (the shape alone decides). */
+static int gm_kc(int k) {
+  int blocks = (k + GM_KC - 1) / GM_KC;
+  int kc = (k + blocks - 1) / blocks;
+  kc = (kc + 7) & ~7;
+  return kc > GM_KC ? GM_KC : kc;
+}
+
+/** In-register transpose of eight 8-float rows. */
+__attribute__((target("avx2,fma")))
+static inline void transpose8(__m256 r[8]) {
+  __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/** op(B) = B stored [k, n] (ldb floats a row): kc × nc from src → NR-column panels [kc][NR], zero-padded. */
+__attribute__((target("avx2,fma")))
+static void gm_pack_b_n(const float *src, size_t ldb, int kc, int nc, float *dst) {
+  for (int j = 0; j < nc; j += GM_NR) {
+    int nr = imin(GM_NR, nc - j);
+    const float *s = src + j;
+    if (nr == GM_NR) {
+      for (int p = 0; p < kc; p++, s += ldb, dst += GM_NR) {
+        _mm256_store_ps(dst, _mm256_loadu_ps(s));
+        _mm256_store_ps(dst + 8, _mm256_loadu_ps(s + 8));
+      }
+    } else {
+      for (int p = 0; p < kc; p++, s += ldb, dst += GM_NR) {
+        int v = 0;
+        for (; v < nr; v++) dst[v] = s[v];
+        for (; v < GM_NR; v++) dst[v] = 0;
+      }
+    }
+  }
+}
+
+/** op(B) = Bᵀ, B stored [n, k] (ldb floats a row): kc × nc from src → NR-column panels [kc][NR], zero-padded. */
+__attribute__((target("avx2,fma")))
+static void gm_pack_b_t(const float *src, size_t ldb, int kc, int nc, float *dst) {
+  for (int j = 0; j < nc; j += GM_NR, dst += (size_t)kc * GM_NR) {
+    int nr = imin(GM_NR, nc - j);
+    const float *s = src + (size_t)j * ldb;
+    int p = 0;
+    if (nr == GM_NR) {
+      for (; p + 8 <= kc; p += 8) {
+        for (int h = 0; h < 2; h++) {
+          __m256 r[8];
+          for (int v = 0; v < 8; v++) r[v] = _mm256_loadu_ps(s + (size_t)(h * 8 + v) * ldb + p);
+          transpose8(r);
+          for (int q = 0; q < 8; q++) _mm256_store_ps(dst + (size_t)(p + q) * GM_NR + h * 8, r[q]);
+        }
+      }
+    }
+    for (; p < kc; p++)
+      for (int v = 0; v < GM_NR; v++) dst[(size_t)p * GM_NR + v] = v < nr ? s[(size_t)v * ldb + p] : 0;
+  }
+}
+
+/** op(A) = A stored [m, k] (lda floats a row): mc × kc from src → MR-row panels [kc][MR], zero-padded. */
+__attribute__((target("avx2,fma")))
+static void gm_pack_a_n(const float *src, size_t lda, int kc, int mc, float *dst) {
+  for (int i = 0; i < mc; i += GM_MR, dst += (size_t)kc * GM_MR) {
+    int mr = imin(GM_MR, mc - i);
+    const float *s = src + (size_t)i * lda;
+    int p = 0;
+    if (mr == GM_MR) {
+      for (; p + 8 <= kc; p += 8) {
+        __m256 r[8];
+        for (int v = 0; v < GM_MR; v++) r[v] = _mm256_loadu_ps(s + (size_t)v * lda + p);
+        r[6] = r[7] = _mm256_setzero_ps();
+        transpose8(r);
+        // 8 floats where the panel row has 6: the next store (or the tail, or the next panel) overwrites
+        // the 2 extra, and the scratch has slack after the last panel.
+        for (int q = 0; q < 8; q++) _mm256_storeu_ps(dst + (size_t)(p + q) * GM_MR, r[q]);
+      }
+    }
+    for (; p < kc; p++)
+      for (int v = 0; v < GM_MR; v++) dst[(size_t)p * GM_MR + v] = v < mr ? s[(size_t)v * lda + p] : 0;
+  }
+}
+
+/** op(A) = Aᵀ, A stored [k, m] (lda floats a row): mc × kc from src → MR-row panels [kc][MR], zero-padded. */
+static void gm_pack_a_t(const float *src, size_t lda, int kc, int mc, float *dst) {
+  for (int i = 0; i < mc; i += GM_MR, dst += (size_t)kc * GM_MR) {
+    int mr = imin(GM_MR, mc - i);
+    const float *s = src + i;
+    for (int p = 0; p < kc; p++, s += lda) {
+      float *d = dst + (size_t)p * GM_MR;
+      int v = 0;
+      for (; v < mr; v++) d[v] = s[v];
+      for (; v < GM_MR; v++) d[v] = 0;
+    }
+  }
+}
+
+/**
+ * The 6×16 tile of C at c (ldc floats a row) (+)= A panel · B panel over kc: 12 accumulators from zero,
+ * 2 B loads and 6 broadcasts per p; C is prefetched first and added at the end (so its cache misses
+ * overlap the loop instead of stalling it).
+ */
+__attribute__((target("avx2,fma")))
+static void gm_kernel_6x16(int kc, const float *restrict pa, const float *restrict pb, float *c, size_t ldc, int load) {
+  __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+  c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+  for (int i = 0; i < GM_MR; i++) {
+    _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
+  }
+#pragma GCC unroll 4
+  for (int p = 0; p < kc; p++) {
+    __m256 b0 = _mm256_load_ps(pb), b1 = _mm256_load_ps(pb + 8), a;
+    a = _mm256_broadcast_ss(pa + 0); c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+    a = _mm256_broadcast_ss(pa + 1); c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+    a = _mm256_broadcast_ss(pa + 2); c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+    a = _mm256_broadcast_ss(pa + 3); c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+    a = _mm256_broadcast_ss(pa + 4); c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+    a = _mm256_broadcast_ss(pa + 5); c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+    pa += GM_MR;
+    pb += GM_NR;
+  }
+#define GM_ROW(i, x0, x1)                                                                    \
+  do {                                                                                       \
+    float *r = c + (i) * ldc;                                                                \
+    if (load) x0 = _mm256_add_ps(_mm256_loadu_ps(r), x0), x1 = _mm256_add_ps(_mm256_loadu_ps(r + 8), x1); \
+    _mm256_storeu_ps(r, x0);                                                                 \
+    _mm256_storeu_ps(r + 8, x1);                                                             \
+  } while (0)
+  GM_ROW(0, c00, c01); GM_ROW(1, c10, c11); GM_ROW(2, c20, c21);
+  GM_ROW(3, c30, c31); GM_ROW(4, c40, c41); GM_ROW(5, c50, c51);
+#undef GM_ROW
+}
+
+/** A partial tile (mr < MR or nr < NR) through the scratch tile, with the same arithmetic as a full one. */
+__attribute__((target("avx2,fma")))
+static void gm_edge(int kc, const float *pa, const float *pb, float *c, size_t ldc, int load, int mr, int nr, float *tile) {
+  memset(tile, 0, GM_TILE_FLOATS * 4);
+  if (load)
+    for (int i = 0; i < mr; i++) memcpy(tile + i * GM_NR, c + i * ldc, (size_t)nr * 4);
+  gm_kernel_6x16(kc, pa, pb, tile, GM_NR, load);
+  for (int i = 0; i < mr; i++) memcpy(c + i * ldc, tile + i * GM_NR, (size_t)nr * 4);
+}
+
+/** C[i0:i1, j0:j1] of one product (see the top of this section). */
+__attribute__((target("avx2,fma")))
+static void gm_block(const float *a, const float *b, float *c, int m, int k, int n, int ta, int tb, int acc,
+                     int i0, int i1, int j0, int j1, float *ws) {
+  float *ap = ws, *bp = ws + GM_AP_FLOATS, *tile = bp + GM_BP_FLOATS;
+  const size_t ldc = (size_t)n;
+  const int kcMax = gm_kc(k);
+  for (int jc = j0; jc < j1; jc += GM_NC) {
+    int nc = imin(GM_NC, j1 - jc);
+    for (int pc = 0; pc < k; pc += kcMax) {
+      int kc = imin(kcMax, k - pc);
+      if (tb) gm_pack_b_t(b + (size_t)jc * k + pc, (size_t)k, kc, nc, bp);
+      else gm_pack_b_n(b + (size_t)pc * n + jc, (size_t)n, kc, nc, bp);
+      int load = acc || pc > 0;
+      for (int ic = i0; ic < i1; ic += GM_MC) {
+        int mc = imin(GM_MC, i1 - ic);
+        if (ta) gm_pack_a_t(a + (size_t)pc * m + ic, (size_t)m, kc, mc, ap);
+        else gm_pack_a_n(a + (size_t)ic * k + pc, (size_t)k, kc, mc, ap);
+        for (int jr = 0; jr < nc; jr += GM_NR) {
+          const float *pb = bp + (size_t)jr * kc;
+          int nr = imin(GM_NR, nc - jr);
+          float *cp = c + (size_t)ic * ldc + jc + jr;
+          for (int ir = 0; ir < mc; ir += GM_MR, cp += GM_MR * ldc) {
+            const float *pa = ap + (size_t)ir * kc;
+            int mr = imin(GM_MR, mc - ir);
+            if (mr == GM_MR && nr == GM_NR) gm_kernel_6x16(kc, pa, pb, cp, ldc, load);
+            else gm_edge(kc, pa, pb, cp, ldc, load, mr, nr, tile);
+          }
+        }
+      }
+    }
+  }
+}
+
+/** Thread t of nth's share of one product: NR-panels of columns or MR-panels of rows, as assembly/gemm.ts splits. */
+static void gm_product(const float *a, const float *b, float *c, int m, int k, int n, int ta, int tb, int acc, int tid, int nth, float *ws) {
+  int np = (n + GM_NR - 1) / GM_NR, mp = (m + GM_MR - 1) / GM_MR;
+  int i0 = 0, i1 = m, j0 = 0, j1 = n;
+  if (nth > 1) {
+    if (m <= n ? np >= nth || mp < nth : mp < nth) {
+      j0 = row_part(np, tid, nth) * GM_NR;
+      j1 = imin(row_part(np, tid + 1, nth) * GM_NR, n);
+    } else {
+      i0 = row_part(mp, tid, nth) * GM_MR;
+      i1 = imin(row_part(mp, tid + 1, nth) * GM_MR, m);
+    }
+  }
+  if (i0 < i1 && j0 < j1) gm_block(a, b, c, m, k, n, ta, tb, acc, i0, i1, j0, j1, ws);
+}
+
+/** The batched product, thread tid of nth's share: whole batch items when they are many and C's do not overlap. */
+static void gemm_f32(const float *a, const float *b, float *c, int m, int k, int n, int ta, int tb, int acc, int batch,
+                     size_t sa, size_t sb, size_t sc, int tid, int nth, float *ws) {
+  if (nth > 1 && batch > 1 && sc >= (size_t)m * n && (batch % nth == 0 || batch >= 4 * nth)) {
+    for (int t = row_part(batch, tid, nth); t < row_part(batch, tid + 1, nth); t++)
+      gm_product(a + t * sa, b + t * sb, c + t * sc, m, k, n, ta, tb, acc, 0, 1, ws);
+    return;
+  }
+  for (int t = 0; t < batch; t++) gm_product(a + t * sa, b + t * sb, c + t * sc, m, k, n, ta, tb, acc, tid, nth, ws);
+}
+
 #endif  // STLM_X86
 
 // ---- which instruction set --------------------------------------------------------------------------
@@ -678,6 +951,27 @@ static napi_value attention_decode(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// gemmF32(slot, a, b, c, m, k, n, transA, transB, accumulate, batch, strideA, strideB, strideC, tid, nth):
+// C[m, n] (+)= op(A) · op(B) for batch items (strides in elements, 0 broadcasts), as Backend.matmul.
+static napi_value gemm_f32_js(napi_env env, napi_callback_info info) {
+  double b[16];
+  if (!read_kernel_args(env, info, 16, b)) return NULL;
+  const double *a = b + 1;
+  double m = a[3], k = a[4], n = a[5], batch = a[9], sa = a[10], sb = a[11], sc = a[12];
+  if (!valid_dims(m, n, k) || m < 1 || n < 1 || !(batch >= 1 && batch <= 1 << 24 && batch == (int)batch) ||
+      !(sa >= 0 && sb >= 0 && sc >= 0 && sa == floor(sa) && sb == floor(sb) && sc == floor(sc)) || !valid_share(a[13], a[14]))
+    return throw_range(env, "stlm native gemmF32: invalid shape, stride or share");
+  if (!inside(a[0], ((batch - 1) * sa + m * k) * 4) || !inside(a[1], ((batch - 1) * sb + k * n) * 4) || !inside(a[2], ((batch - 1) * sc + m * n) * 4))
+    return throw_range(env, "stlm native gemmF32: operand outside memory");
+#if STLM_X86
+  float *ws = gemm_scratch();
+  if (!ws) return throw_range(env, "stlm native gemmF32: out of memory for the packing scratch");
+  gemm_f32((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (float *)(mem_base + (size_t)a[2]),
+           (int)m, (int)k, (int)n, a[6] != 0, a[7] != 0, a[8] != 0, (int)batch, (size_t)sa, (size_t)sb, (size_t)sc, (int)a[13], (int)a[14], ws);
+#endif
+  return NULL;
+}
+
 static napi_value qrow_bytes_js(napi_env env, napi_callback_info info) {
   double a[1];
   if (!read_args(env, info, 1, a)) return NULL;
@@ -705,6 +999,7 @@ NAPI_MODULE_INIT() {
   add_fn(env, exports, "qmatmul", qmatmul);
   add_fn(env, exports, "matvecF32", matvec_f32);
   add_fn(env, exports, "attentionDecode", attention_decode);
+  add_fn(env, exports, "gemmF32", gemm_f32_js);
   add_fn(env, exports, "qrowBytes", qrow_bytes_js);
   return exports;
 }

@@ -1,4 +1,4 @@
-// The WebAssembly backend against the reference backend, op by op, on random shapes that include
+// The WebAssembly backend (with and without the native kernels) against the reference backend, op by op, on random shapes that include
 // odd sizes; and the 2-thread backend against the 1-thread one, bit for bit.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -48,8 +48,9 @@ function runAll(backends: Backend[], body: (be: Backend, io: Io) => void, output
   });
 }
 
-describe('wasm backend equals the reference backend', () => {
-  const backends = wasmAndReference();
+// Twice: with the native kernels (where built: AVX2 GEMM, decode products) and as pure WebAssembly (what browsers run).
+for (const native of [true, false]) describe(`wasm backend (${native ? 'with the native kernels where built' : 'pure WebAssembly'}) equals the reference backend`, () => {
+  const backends = wasmAndReference({ native });
   const { ref } = backends;
 
   /** Checks wasm-1 and wasm-2 against the reference (TOL) and wasm-2 against wasm-1 (bit-exact). */

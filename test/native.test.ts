@@ -103,6 +103,78 @@ describe('native kernels', { skip: SKIP }, () => {
     }
   });
 
+  test('f32 GEMM (m ≥ 5): every transpose form, edge tiles, several depth and column blocks, batch with strides and broadcast, accumulate — within f32 rounding of the float64 reference, 2 threads bit-equal to 1', async () => {
+    // The addon's gemmF32 is wrapped to count calls (before a backend of this test's own takes it), so the
+    // test knows the native GEMM, not WebAssembly, ran.
+    const kernels = native as unknown as Record<string, (...a: number[]) => void>;
+    const gemm = kernels.gemmF32;
+    let calls = 0;
+    kernels.gemmF32 = (...a: number[]) => {
+      calls++;
+      gemm(...a);
+    };
+    const c1 = await createWasmBackend({ threads: 1 });
+    const rng = new Rng(10);
+    // (batch, m, k, n, strides), each m·k·n above the backend's threshold for the native GEMM: m not a multiple of 6 (the tile rows), n not of 16, k not of 8 and above
+    // 256 (several depth blocks), n above 3072 (two column blocks), m above 120 (several row blocks).
+    const cases: [number, number, number, number, { strideA?: number; strideB?: number; strideC?: number }][] = [
+      [1, 5, 64, 400, {}], [1, 6, 16, 1200, {}], [1, 37, 300, 51, {}], [1, 131, 513, 45, {}], [1, 7, 20, 3100, {}],
+      [1, 250, 64, 33, {}], [3, 13, 70, 140, {}], [4, 9, 65, 200, { strideB: 0 }], [2, 10, 70, 150, { strideA: 10 * 70 + 5, strideC: 10 * 150 + 3 }],
+      [5, 8, 48, 300, { strideC: 0 }],
+    ];
+    try {
+      for (const [batch, m, k, n, s] of cases) {
+        const sa = s.strideA ?? m * k, sb = s.strideB ?? k * n, sc = s.strideC ?? m * n;
+        const lenA = (batch - 1) * sa + m * k, lenB = (batch - 1) * sb + k * n, lenC = (batch - 1) * sc + m * n;
+        const A = randomF32(rng, lenA), B = randomF32(rng, lenB), C0 = randomF32(rng, lenC);
+        for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]]) {
+          // C shared by every batch item (strideC 0) only makes sense accumulating: the items sum into it.
+          for (const accumulate of s.strideC === 0 ? [true] : [false, true]) {
+            const args = { m, k, n, transA, transB, accumulate, batch, ...s };
+            const label = `batch ${batch} ${m}x${k}x${n} tA=${transA} tB=${transB} acc=${accumulate} ${JSON.stringify(s)}`;
+            const mm = (be: Backend) => {
+              const a = be.alloc(lenA), b = be.alloc(lenB), c = be.alloc(lenC);
+              be.write(a, A);
+              be.write(b, B);
+              be.write(c, C0);
+              be.matmul(a, b, c, args);
+              const r = be.read(c);
+              for (const x of [a, b, c]) be.free(x);
+              return r;
+            };
+            const before = calls;
+            const want = mm(ref), got = mm(c1);
+            assert.equal(calls, before + 1, `${label}: the native GEMM did not take the product`);
+            // |err| ≤ (k·items + 2)·2⁻²⁴·(Σ|a·b| + |c0|) per element of C, with Σ over the items summed into it.
+            const mag = Float64Array.from(C0, (v) => (accumulate ? Math.abs(v) : 0));
+            const terms = new Float64Array(lenC);
+            for (let t = 0; t < batch; t++) {
+              for (let i = 0; i < m; i++) {
+                for (let j = 0; j < n; j++) {
+                  let sum = 0;
+                  for (let p = 0; p < k; p++) {
+                    const av = A[t * sa + (transA ? p * m + i : i * k + p)], bv = B[t * sb + (transB ? j * k + p : p * n + j)];
+                    sum += Math.abs(av * bv);
+                  }
+                  mag[t * sc + i * n + j] += sum;
+                  terms[t * sc + i * n + j] += k;
+                }
+              }
+            }
+            for (let o = 0; o < lenC; o++) {
+              const bound = (terms[o] + 2) * 2 ** -24 * mag[o];
+              assert.ok(Math.abs(got[o] - want[o]) <= bound, `${label}: c[${o}] = ${got[o]}, reference ${want[o]} ± ${bound}`);
+            }
+            assert.deepEqual(mm(n2), got, `${label}: 2 threads differ from 1`);
+          }
+        }
+      }
+    } finally {
+      kernels.gemmF32 = gemm;
+      c1.dispose();
+    }
+  });
+
   test('Q4_0 repacked four rows at a time (uploadQuant) gives the GGUF-layout product bit for bit: decode, prefill, every n mod 4, 2 threads', () => {
     // Both kernels take the same dots, lanes and reduction per row; only where the bytes lie differs.
     const rng = new Rng(9);

@@ -18,6 +18,7 @@ export interface NativeKernels {
   qmatmul(...args: number[]): void;
   matvecF32(...args: number[]): void;
   attentionDecode(...args: number[]): void;
+  gemmF32(...args: number[]): void;
 }
 
 /** Where the built addon lies, relative to this module (dist/src/kernels/wasm/ → dist/native/). */
