@@ -10,14 +10,14 @@
  * for every threshold, and one threshold is checked against the Router itself (Router.choose).
  *
  *   npm run bench -- cascade [--weak models/default.gguf] [--strong <model>] [--strong-tokenizer <tok.bin>]
- *     [--task blimp|arc] [--limit 200] [--json] [--svg docs/charts/cascade.svg]
+ *     [--weak-name <label>] [--strong-name <label>] [--task blimp|arc] [--limit 200] [--json] [--svg docs/charts/cascade.svg]
  *
  * Defaults: the weak tier is the embedded model (0.9M parameters, tinyshakespeare), the strong one
  * stories260K (llama2.c's 260K-parameter TinyStories model, with tok512.bin), BLiMP's 12 paradigms in
  * ../shared/fixtures/eval/blimp-dev (the sentence's log-likelihood: good against bad).
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { continuationAfter, readTasks } from '../src/eval/task-files.js';
 import { LocalModel } from '../src/tiers/local.js';
@@ -26,7 +26,7 @@ import { linesSvg, writeSvg } from './lib/chart.js';
 import { arg } from './lib/torch.js';
 
 /** The flags main() reads; bench/run.ts refuses any other. */
-export const flags = ['--json', '--limit', '--strong', '--strong-tokenizer', '--svg', '--task', '--weak'];
+export const flags = ['--json', '--limit', '--strong', '--strong-name', '--strong-tokenizer', '--svg', '--task', '--weak', '--weak-name'];
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const FIXTURES = join(ROOT, '..', 'shared', 'fixtures');
@@ -68,6 +68,8 @@ export async function main(argv: string[]): Promise<void> {
   const weakPath = arg(argv, '--weak', join(ROOT, 'models', 'default.gguf'));
   const strongPath = arg(argv, '--strong', join(FIXTURES, 'models', 'stories260K', 'stories260K.bin'));
   const strongTok = arg(argv, '--strong-tokenizer', argv.includes('--strong') ? '' : join(FIXTURES, 'models', 'stories260K', 'tok512.bin'));
+  const weakName = arg(argv, '--weak-name', argv.includes('--weak') ? basename(weakPath) : 'embedded 0.9M model');
+  const strongName = arg(argv, '--strong-name', argv.includes('--strong') ? basename(strongPath) : 'stories260K');
   const items = loadItems(task, limit);
   const weak = await LocalModel.open(weakPath, { name: 'weak', tier: 'tiny' });
   const strong = await LocalModel.open(strongPath, { name: 'strong', tier: 'small', ...(strongTok ? { tokenizer: strongTok } : {}) });
@@ -102,6 +104,14 @@ export async function main(argv: string[]): Promise<void> {
     min: Math.min(...diffs), minAtShare: (worst + 1) / n, mean: diffs.reduce((a, b) => a + b, 0) / Math.max(1, diffs.length),
     sharesBelow: diffs.filter((d) => d < 0).length, shares: diffs.length, atEveryShare: diffs.every((d) => d >= 0),
   };
+  // The same comparison at every whole percent escalated (1..99%), the grid RouteLLM's curves are read on:
+  // at a share of a few items the difference is one item's luck (is the single lowest-margin item a gain?).
+  const grid = [...Array(99).keys()].map((i) => {
+    const p = curve[Math.round(((i + 1) / 100) * n)];
+    return { percent: i + 1, diff: p.cascade - p.random };
+  });
+  const gridWorst = grid.reduce((w, g) => (g.diff < w.diff ? g : w), grid[0]);
+  const beatsGrid = { min: gridWorst.diff, minAtPercent: gridWorst.percent, below: grid.filter((g) => g.diff < 0).map((g) => g.percent) };
   // The Router itself at one threshold (the median margin) on the first 100 items: the same picks as the curve assumes.
   const threshold = w[byMargin[Math.floor(n / 2)]].margin;
   const router = new Router([
@@ -126,6 +136,8 @@ export async function main(argv: string[]): Promise<void> {
   for (const r of sharesFor) console.log(`  ${(r.recover * 100).toFixed(0)}% of the gap: cascade escalates ${r.cascadeShare === null ? '-' : `${(r.cascadeShare * 100).toFixed(1)}%`}, random ${r.randomShare === null ? '-' : `${(r.randomShare * 100).toFixed(0)}%`}`);
   console.log(`  cascade − random over every share: min ${(beats.min * 100).toFixed(4)} points (at ${(beats.minAtShare * 100).toFixed(2)}% escalated), mean ${(beats.mean * 100).toFixed(2)} points; ` +
     `below it at ${beats.sharesBelow} of ${beats.shares} shares; at or above it at every share: ${beats.atEveryShare}`);
+  console.log(`  on the 1% grid (1..99% escalated): min ${(beatsGrid.min * 100).toFixed(2)} points (at ${beatsGrid.minAtPercent}%); ` +
+    `below the random router at ${beatsGrid.below.length ? beatsGrid.below.map((p) => `${p}%`).join(', ') : 'no share'}`);
   console.log(`  Router.choose at threshold ${threshold.toFixed(3)}: ${agree}/${check} items as the curve assumes`);
   const svg = arg(argv, '--svg', '');
   if (svg) {
@@ -136,10 +148,10 @@ export async function main(argv: string[]): Promise<void> {
     ]);
     await writeSvg(svg, await linesSvg({
       title: `Cascade vs random router: ${task === 'blimp' ? 'BLiMP (12 paradigms)' : 'ARC-Easy'}, ${n} items`,
-      subtitle: `weak: embedded 0.9M model (acc ${(accW * 100).toFixed(1)}%), strong: stories260K (acc ${(accS * 100).toFixed(1)}%); npm run bench -- cascade`,
+      subtitle: `weak: ${weakName} (acc ${(accW * 100).toFixed(1)}%), strong: ${strongName} (acc ${(accS * 100).toFixed(1)}%); npm run bench -- cascade`,
       rows, xTitle: 'items escalated to the strong tier (%)', yTitle: 'accuracy (%)', points: false,
     }));
     console.log(`  wrote ${svg}`);
   }
-  if (argv.includes('--json')) console.log(JSON.stringify({ task, items: n, weak: weakPath, strong: strongPath, accWeak: accW, accStrong: accS, sharesFor, beats, routerCheck: { threshold, agree, of: check }, curve: curve.filter((_, i) => i % Math.max(1, Math.floor(n / 100)) === 0) }));
+  if (argv.includes('--json')) console.log(JSON.stringify({ task, items: n, weak: weakPath, strong: strongPath, accWeak: accW, accStrong: accS, sharesFor, beats, beatsGrid, routerCheck: { threshold, agree, of: check }, curve: curve.filter((_, i) => i % Math.max(1, Math.floor(n / 100)) === 0) }));
 }

@@ -246,6 +246,30 @@ describe('the embedded model', { skip: !existsSync(DEFAULT_MODEL) && `${DEFAULT_
     }
   });
 
+  test('a SentencePiece model (dummy prefix): the same scores in-process and served, empty context included', { skip: !existsSync(STORIES) && 'needs ../shared/fixtures/models/stories260K' }, async () => {
+    // stories260K's tokenizer puts a space before the first word ('▁' alone in its 512-token vocabulary).
+    // The echoed tokens' texts must add up to the prompt as sent, or text_offset is one character off and
+    // the endpoint path scores a different span (it dropped a sentence's last token: BLiMP 61.9% vs 65.6%).
+    const m = await LocalModel.open(join(STORIES, 'stories260K.bin'), { tokenizer: join(STORIES, 'tok512.bin') });
+    const app = createServer({ models: new Map([['s', m]]) });
+    const base = await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const remote = new OpenAIModel({ baseUrl: `${base}/v1`, model: 's', retryBaseMs: 5 });
+      for (const [context, choices] of [['', ['Who should Derek hug after shocking Richard?', 'Who should Derek hug Richard after shocking?']], ['Once upon a time', [' there was', ' the dog.']]] as const) {
+        const here = await m.score(context, [...choices]);
+        assert.equal(here[0].tokens, (await m.tokenize(context + choices[0])).length - (await m.tokenize(context)).length);
+        assert.deepEqual(await remote.score(context, [...choices]), here);
+      }
+      const r = await fetch(`${base}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 's', prompt: 'Who is it?', max_tokens: 0, echo: true, logprobs: 0 }) });
+      const lp = ((await r.json()) as { choices: { logprobs: { tokens: string[]; text_offset: number[] } }[] }).choices[0].logprobs;
+      assert.equal(lp.tokens.join(''), 'Who is it?');
+      assert.deepEqual(lp.text_offset.slice(0, 4), [0, 0, 0, 1]); // BOS, the dummy '▁' (no text), 'W', 'h'
+    } finally {
+      await app.close();
+      await m.close();
+    }
+  });
+
   test('one thread or two give the same results', async () => {
     const p = existsSync(join(EVAL, 'arc_easy.jsonl')) ? join(EVAL, 'arc_easy.jsonl') : file('mc-thr.jsonl', jsonl({ query: 'Q: Which is wet?', choices: ['water', 'sand'], gold: 0 }));
     const scores: ItemScore[][] = [];

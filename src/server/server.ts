@@ -421,6 +421,18 @@ export function createServer(o: ServerOptions): FastifyInstance {
 
   const seedOf = (b: Json): number => (b.seed as number | null) ?? randomBytes(4).readUInt32BE(0) >>> 1;
 
+  /**
+   * The echoed prompt tokens with texts that add up to the prompt as sent, so text_offset indexes it: a
+   * SentencePiece tokenizer's dummy prefix (the space encoding puts before the first word, which the
+   * prompt does not have) is taken off the first token that carries it (a lone '▁' echoes as '').
+   */
+  function textsOfPrompt(tokens: TokenLogprob[], prompt: string): TokenLogprob[] {
+    const joined = tokens.map((t) => t.text).join('');
+    if (joined === prompt || joined !== ` ${prompt}`) return tokens;
+    const i = tokens.findIndex((t) => t.text !== '');
+    return tokens.map((t, j) => (j === i ? { ...t, text: t.text.slice(1) } : t));
+  }
+
   /** OpenAI's completions `logprobs` object for tokens starting at character `offset`. */
   function completionLogprobs(tokens: TokenLogprob[], offset: number): Json {
     const textOffset: number[] = [];
@@ -471,7 +483,7 @@ export function createServer(o: ServerOptions): FastifyInstance {
     const cid = id('cmpl'), now = Math.floor(Date.now() / 1000);
     const chunk = (choices: Json[], extra: Json = {}) => ({ id: cid, object: 'text_completion', created: now, model: name, choices, ...extra });
     try {
-      const promptLogprobs = seen.map((p) => (echo && logprobs !== undefined && local ? local.tokenLogprobs(p.ids!, logprobs) : undefined));
+      const promptLogprobs = seen.map((p) => (echo && logprobs !== undefined && local ? textsOfPrompt(local.tokenLogprobs(p.ids!, logprobs), p.text) : undefined));
       const out = stream ? sse(reply, ac.signal) : undefined;
       const choices: Json[] = [];
       let promptTokens = 0, completionTokens = 0;
