@@ -49,7 +49,8 @@ describe('tiers config: the example', () => {
     assert.deepEqual(c.tiers.map((t) => [t.name, t.tier, t.provider]), [['tiny', 'tiny', 'local'], ['small', 'small', 'llamacpp'], ['large', 'large', 'openai']]);
     assert.equal(c.tiers[0].model, join(ROOT, 'models/default.gguf'));
     assert.ok(existsSync(c.tiers[0].model));
-    assert.equal(c.tiers[1].model, TINY_RANDOM);
+    assert.equal(c.tiers[1].model, join(ROOT, 'examples/models/brown-13m.q8_0.gguf'));
+    assert.ok(existsSync(c.tiers[1].model));
     assert.equal(c.tiers[2].model, 'default');
     assert.equal(c.tiers[2].baseUrl, 'http://127.0.0.1:8080/v1');
     assert.deepEqual(c.router, { policy: 'cascade', threshold: -1.5, confidence: 'meanLogprob', order: ['tiny', 'small', 'large'], fallback: true });
