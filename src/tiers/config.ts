@@ -51,7 +51,7 @@ export interface TierEntry {
   contextLength?: number;
   /** A request's time limit in milliseconds. */
   timeoutMs?: number;
-  /** llamacpp only: CPU threads llama.cpp uses (default: its own choice, every core). */
+  /** llamacpp only: CPU threads llama.cpp uses (default: one per core; a tiny model may run faster on 1). */
   threads?: number;
 }
 
