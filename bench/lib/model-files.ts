@@ -66,8 +66,12 @@ export async function sourceFile(model: string): Promise<string | { skip: string
   return out;
 }
 
-/** The model as a `type` GGUF: the F32 source, `stlm convert --type f16`, or `stlm quantize --type`. */
+/** Trained models the repository ships already quantized (only in that type): name -> file. */
+const SHIPPED: Record<string, string> = { 'brown-13m': join(ROOT, 'examples', 'models', 'brown-13m.q8_0.gguf') };
+
+/** The model as a `type` GGUF: the F32 source, `stlm convert --type f16`, or `stlm quantize --type`; a shipped model as it is. */
 export async function modelFile(model: string, type: FileType): Promise<string | { skip: string }> {
+  if (SHIPPED[model]) return existsSync(SHIPPED[model]) ? SHIPPED[model] : { skip: `${SHIPPED[model]} is absent` };
   const src = await sourceFile(model);
   if (typeof src !== 'string' || type === 'f32') return src;
   const out = join(CACHE_DIR, `${model}-${type}.gguf`);
