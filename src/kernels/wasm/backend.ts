@@ -128,6 +128,15 @@ const NATIVE_F32_MIN_WEIGHTS = 65536;
  */
 const NATIVE_GEMM_MIN_WORK = 1 << 14;
 const NATIVE_GEMM_MIN_M = 5;
+/**
+ * From this many rows a native-taken Q8_0/Q4_0 product dequantizes the matrix and runs the native f32
+ * GEMM instead of the int8 product (below it, decode and batched decode, the int8 product reads 4x fewer
+ * bytes and wins). Measured on brown-13m (13M, Q8_0), `stlm eval bpb`, 1 thread: the int8 products made
+ * its prefill 2x slower than the same model in F32.
+ */
+const NATIVE_DEQUANT_MIN_M = 64;
+/** The largest matrix dequantized so (64 MiB of f32 scratch); bigger ones keep the int8 product. */
+const NATIVE_DEQUANT_MAX_WEIGHTS = 16 << 20;
 /** Smallest decode attention (heads × keys × head size) the native kernel takes, for the same reason. */
 const NATIVE_ATTENTION_MIN_WORK = 16384;
 const NATIVE_QUANT_MIN_WEIGHTS = 16384;
@@ -150,6 +159,9 @@ export class WasmBackend implements Backend {
   private actScratch = { ptr: 0, bytes: 0 };
   /** Per-thread packing scratch of the 'f32' quantized matmul (m > 1), allocated on first use. */
   private qgemmScratch = { ptr: 0, bytes: 0 };
+  /** A quantized matrix dequantized for the native GEMM at prefill sizes, and the row ids 0..n-1 it takes. */
+  private dequantScratch = { ptr: 0, bytes: 0 };
+  private identityIds = new Int32Array(0);
   /** f16 → f32 table of the quantized kernels (256 KiB), built by the kernel module on first use. */
   private f16Table = 0;
   /** Buffers from uploadQuant holding a matrix in a repacked layout (kernel type code 3 or 4), with its type and shape. */
@@ -391,6 +403,16 @@ export class WasmBackend implements Backend {
     const acc = a.accumulate ? 1 : 0;
     const native = (!packed || REPACKED[type]!.native) && this.nativeTakes(type, n, k);
     const strategy = resolveStrategy(a.strategy, m, type, native);
+    if (native && strategy === 'int8' && a.strategy !== 'int8' && m >= NATIVE_DEQUANT_MIN_M && n * k <= NATIVE_DEQUANT_MAX_WEIGHTS) {
+      // Prefill sizes: the matrix dequantized once (n·k work against m·n·k) and the native f32 GEMM,
+      // which runs ~2x faster than the int8 product there (x is not rounded to int8 either).
+      const wf = this.scratch(this.dequantScratch, n * k * 4);
+      if (this.identityIds.length < n) this.identityIds = Int32Array.from({ length: n }, (_, i) => i);
+      this.run('dequantizeRows', [p(w), this.stageInts(this.identityIds.subarray(0, n)), wf, n, k, code, this.quantTable()], n * k);
+      this.views();
+      this.run('native.gemmF32', [this.nativeUse!.slot, p(x), wf, p(out), m, k, n, 0, 1, acc, 1, m * k, k * n, m * n], (m * n * k) / 8);
+      return;
+    }
     if (native && strategy === 'int8') {
       // The native int8 products, with activations quantized as llama.cpp's quantize_row_q8_0 does.
       const { slot, kernels } = this.nativeUse!;
@@ -571,8 +593,10 @@ function quantLayout(op: string, type: QuantType, k: number): { code: number; ro
  * m = 1); beyond that both run at the f32 GEMM's speed and the dequantizing GEMM is used, since it does
  * not round x. Q4_K takes Q4_0's threshold without a sweep of its own; at m = 1 (k = n = 4096, one
  * thread, on a busy 2-core machine) its int8 path took 1.9 ms against 7.1 ms for f32 (Q4_0: 1.15, 3.0).
- * `native` (the native kernels take this Q8_0/Q4_0 product): int8 at every m, since their int8 product
- * beats the f32 GEMM at prefill sizes too (512×768×768: 7.3–8.9 ms against 15.1, `bench qmatmul`).
+ * `native` (the native kernels take this Q8_0/Q4_0 product): int8, which beat the WebAssembly f32 GEMM
+ * at prefill sizes too (512×768×768: 7.3–8.9 ms against 15.1, `bench qmatmul`); from
+ * NATIVE_DEQUANT_MIN_M rows under `auto`, matmulQuant dequantizes for the native f32 GEMM instead,
+ * which is faster still.
  */
 function resolveStrategy(s: QuantStrategy | undefined, m: number, type: QuantType, native: boolean): 'int8' | 'f32' {
   if (s === 'int8' || s === 'f32') return s;
