@@ -175,13 +175,13 @@ describe('native kernels', { skip: SKIP }, () => {
     }
   });
 
-  test('Q4_0 repacked four rows at a time (uploadQuant) gives the GGUF-layout product bit for bit: decode, prefill, every n mod 4, 2 threads', () => {
+  test('Q4_0 repacked four rows at a time (uploadQuant) gives the GGUF-layout product bit for bit: decode, prefill (int8 and, from 64 rows, dequantized), every n mod 4, 2 threads', () => {
     // Both kernels take the same dots, lanes and reduction per row; only where the bytes lie differs.
     const rng = new Rng(9);
     const k = 512;
     for (const n of [128, 129, 130, 131, 261]) {
       const wBytes = quantizeQ4_0(randomF32(rng, n * k, 0.05));
-      for (const m of [1, 3, 9]) {
+      for (const m of [1, 3, 9, 64]) {
         const x = randomF32(rng, m * k), c0 = randomF32(rng, m * n);
         for (const accumulate of [false, true]) {
           const results = [n1, n2].flatMap((be) => [false, true].map((repacked) => {
