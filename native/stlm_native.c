@@ -144,15 +144,17 @@ static inline __m256i dot32_vnni_signed(__m256i w, __m256i x) {
  * STEP for four rows w0..w3 at once: the x block is loaded once, and the four f16 weight scales are
  * converted and multiplied by d_x as one vector (the same f32 products as STEP's).
  */
-#define STEP4(DOT, BS, b, A0, A1, A2, A3)                                                                \
+#define STEP4(DOT, BS, b, A0, A1, A2, A3) STEP4X(DOT, BS, b, xq, xd, A0, A1, A2, A3)
+/** STEP4 against the quantized x row XQ with scales XD. */
+#define STEP4X(DOT, BS, b, XQ, XD, A0, A1, A2, A3)                                                        \
   do {                                                                                                   \
     size_t ob = (size_t)(b) * (BS);                                                                      \
-    __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + 32 * (b)));                                   \
+    __m256i xv = _mm256_loadu_si256((const __m256i *)((XQ) + 32 * (b)));                                 \
     __m128i h = _mm_cvtsi32_si128(*(const uint16_t *)(w0 + ob));                                         \
     h = _mm_insert_epi16(h, *(const uint16_t *)(w1 + ob), 1);                                            \
     h = _mm_insert_epi16(h, *(const uint16_t *)(w2 + ob), 2);                                            \
     h = _mm_insert_epi16(h, *(const uint16_t *)(w3 + ob), 3);                                            \
-    __m256 sv = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(xd[b])));                 \
+    __m256 sv = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps((XD)[b])));               \
     A0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(w0 + ob, xv, 0)), _mm256_permutevar8x32_ps(sv, _mm256_set1_epi32(0)), A0); \
     A1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(w1 + ob, xv, 0)), _mm256_permutevar8x32_ps(sv, _mm256_set1_epi32(1)), A1); \
     A2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(w2 + ob, xv, 0)), _mm256_permutevar8x32_ps(sv, _mm256_set1_epi32(2)), A2); \
@@ -180,11 +182,42 @@ static inline __m256i dot32_vnni_signed(__m256i w, __m256i x) {
     if (group < 4) group = 4;                                                                            \
     for (int jg = j0; jg < j1; jg += group) {                                                            \
       int je = jg + group < j1 ? jg + group : j1;                                                        \
+      int ip = 0;                                                                                       \
+      /* Two rows of x at a time against four rows of W: each W block is loaded (and its |w| taken) once \
+         for both, and the f16 scales gathered once; every sum is the same arithmetic as below. */        \
+      for (; ip + 2 <= m; ip += 2) {                                                                       \
+        const int8_t *xa = (const int8_t *)(xq_base + ip * xs), *xb = (const int8_t *)(xq_base + (ip + 1) * xs); \
+        const float *da = (const float *)(xq_base + ip * xs + k), *db = (const float *)(xq_base + (ip + 1) * xs + k); \
+        float *oa = out + (size_t)ip * n, *obr = oa + n;                                                  \
+        for (int j = jg; j + 4 <= je; j += 4) {                                                          \
+          const uint8_t *w0 = w + (size_t)j * rb, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;           \
+          __m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;  \
+          __m256 f0 = e0, f1 = e0, f2 = e0, f3 = e0, p0 = e0, p1 = e0, p2 = e0, p3 = e0;                 \
+          int b = 0;                                                                                     \
+          for (; b + 2 <= nb; b += 2) {                                                                  \
+            const char *pf = (const char *)(w3 + rb + (size_t)b * (BS));                                 \
+            _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + rb, _MM_HINT_T0);                           \
+            _mm_prefetch(pf + 2 * rb, _MM_HINT_T0); _mm_prefetch(pf + 3 * rb, _MM_HINT_T0);              \
+            STEP4X(DOT, BS, b, xa, da, e0, e1, e2, e3);                                                  \
+            STEP4X(DOT, BS, b, xb, db, f0, f1, f2, f3);                                                  \
+            STEP4X(DOT, BS, b + 1, xa, da, o0, o1, o2, o3);                                              \
+            STEP4X(DOT, BS, b + 1, xb, db, p0, p1, p2, p3);                                              \
+          }                                                                                              \
+          if (b < nb) { STEP4X(DOT, BS, b, xa, da, e0, e1, e2, e3); STEP4X(DOT, BS, b, xb, db, f0, f1, f2, f3); } \
+          __m128 r = hsum4(_mm256_add_ps(e0, o0), _mm256_add_ps(e1, o1), _mm256_add_ps(e2, o2), _mm256_add_ps(e3, o3)); \
+          if (acc) r = _mm_add_ps(r, _mm_loadu_ps(oa + j));                                              \
+          _mm_storeu_ps(oa + j, r);                                                                      \
+          r = hsum4(_mm256_add_ps(f0, p0), _mm256_add_ps(f1, p1), _mm256_add_ps(f2, p2), _mm256_add_ps(f3, p3)); \
+          if (acc) r = _mm_add_ps(r, _mm_loadu_ps(obr + j));                                             \
+          _mm_storeu_ps(obr + j, r);                                                                     \
+        }                                                                                                \
+      }                                                                                                  \
+      /* The rest: rows of x not in a pair, and every row's last n mod 4 columns of the group. */       \
       for (int i = 0; i < m; i++) {                                                                      \
         const int8_t *xq = (const int8_t *)(xq_base + i * xs);                                           \
         const float *xd = (const float *)(xq_base + i * xs + k);                                         \
         float *o = out + (size_t)i * n;                                                                  \
-        int j = jg;                                                                                      \
+        int j = i < ip ? jg + ((je - jg) & ~3) : jg;                                                     \
         for (; grouped && j + 4 <= je; j += 4) {                                                         \
           const uint8_t *w0 = w + (size_t)j * rb, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;           \
           __m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;  \

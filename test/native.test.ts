@@ -88,10 +88,15 @@ describe('native kernels', { skip: SKIP }, () => {
     ];
     for (const [label, f, w] of weights) {
       if (label === 'f32') continue; // the f32 path takes m ≤ 4 only; m = 9 goes to the GEMM
-      const all = run(n1, (xb, wb, out) => f(n1, xb, wb, out, m), x, w, m * n);
-      for (let i = 0; i < m; i++) {
-        const one = run(n1, (xb, wb, out) => f(n1, xb, wb, out, 1), x.subarray(i * k, (i + 1) * k), w, n);
-        assert.deepEqual(one, all.subarray(i * n, (i + 1) * n), `${label}: row ${i} alone differs from row ${i} among ${m}`);
+      // Q8_0 takes rows of x in pairs (2, 8: pairs only; 3, 9: a last row alone), n mod 4 = 2 columns alone.
+      for (const rows of label === 'q8_0' ? [2, 3, 8, m] : [m]) {
+        for (const be of [n1, n2]) {
+          const all = run(be, (xb, wb, out) => f(be, xb, wb, out, rows), x.subarray(0, rows * k), w, rows * n);
+          for (let i = 0; i < rows; i++) {
+            const one = run(n1, (xb, wb, out) => f(n1, xb, wb, out, 1), x.subarray(i * k, (i + 1) * k), w, n);
+            assert.deepEqual(one, all.subarray(i * n, (i + 1) * n), `${label}: row ${i} alone differs from row ${i} among ${rows} (${be.threads} threads)`);
+          }
+        }
       }
     }
     // f32 within the native range: rows 0..3 together and alone.

@@ -7,6 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { generate } from '../src/generate/generate.js';
+import { Sampler } from '../src/generate/sampler.js';
 import { score } from '../src/generate/score.js';
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
@@ -181,4 +182,14 @@ test('entropyOf: a uniform distribution has log V, a certain one 0, random logit
   const z = logits.reduce((a, x) => a + Math.exp(x), 0);
   const textbook = -Array.from(logits).reduce((a, x) => a + (Math.exp(x) / z) * Math.log(Math.exp(x) / z), 0);
   assert.ok(Math.abs(entropyOf(logits) - textbook) < 1e-9);
+});
+
+test('the sampler\'s entropy (what LocalModel sums when no repetition penalty is set) equals entropyOf on the same logits, to the bit', () => {
+  for (const seed of [1, 2, 3]) {
+    // Masked entries as Generation.accept leaves them (-Infinity), and spreads wide enough that exp underflows.
+    const logits = Float32Array.from({ length: 4096 }, (_, i) => (i % 97 === 0 ? -Infinity : Math.sin(i * 0.37 * seed) * 40));
+    const s = new Sampler({ seed, temperature: 1 });
+    s.sample(logits);
+    assert.equal(s.lastEntropy, entropyOf(logits));
+  }
 });

@@ -31,9 +31,11 @@ export interface GenerateOptions extends SamplerOptions {
    * Called with each generated token (EOS, which ends generation, is not one), the logits it was drawn
    * from (the session's buffer: read it during the call only) and its probability under the sampler's
    * temperature-1 softmax after the repetition penalty (computed by the sampler anyway, so free): the
-   * model's own probability when the penalty is off. For confidence signals; it changes nothing.
+   * model's own probability when the penalty is off; and the entropy in nats of that same distribution
+   * (the sampler's too: equal to `entropyOf(logits)` when the penalty is off). For confidence signals;
+   * it changes nothing.
    */
-  onToken?: (id: number, logits: Float32Array, prob: number) => void;
+  onToken?: (id: number, logits: Float32Array, prob: number, entropy: number) => void;
 }
 
 export interface GenerateResult {
@@ -174,7 +176,7 @@ export class Generation {
     if (next === tok.eos || tok.endOfGeneration?.includes(next)) return this.finish('eos', '');
     this.tokens.push(next);
     this.history.push(next);
-    this.o.onToken?.(next, logits, this.sampler.lastProb);
+    this.o.onToken?.(next, logits, this.sampler.lastProb, this.sampler.lastEntropy);
     // SentencePiece vocabularies mark word starts with a space; the text's first word has none.
     const afterBos = (tok.kind === 'llama' || tok.stripsLeadingSpace === true) && this.history[this.history.length - 2] === tok.bos;
     const piece = this.textStream.push(next, afterBos);

@@ -154,6 +154,9 @@ function paramOf(path: string, missing?: string): string | null {
   return parts.map((p, i) => (/^\d+$/.test(p) ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
 }
 
+/** How long a stream's events may wait to share one socket write (a few decode steps' worth). */
+const FLUSH_MS = 2;
+
 /** Builds the server (not listening: call `listen`). */
 export function createServer(o: ServerOptions): FastifyInstance {
   const app = Fastify({
@@ -371,9 +374,25 @@ export function createServer(o: ServerOptions): FastifyInstance {
     const raw = reply.raw;
     raw.on('error', () => undefined);
     raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no', ...headers });
+    // After the first event, events are held (corked) for up to FLUSH_MS and go out in one socket write:
+    // a batched decode step yields one token per stream, and one write per token per stream was 17% of
+    // the server's time at 8 clients. end() writes whatever is held.
+    let held = false;
+    const flush = () => {
+      held = false;
+      if (!raw.destroyed && !raw.writableEnded) raw.uncork();
+    };
+    let first = true;
     return {
       send: (data: unknown) => {
-        if (!signal.aborted && !raw.destroyed) raw.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+        if (signal.aborted || raw.destroyed) return;
+        if (!first && !held) {
+          held = true;
+          raw.cork();
+          setTimeout(flush, FLUSH_MS);
+        }
+        first = false;
+        raw.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
       },
       end: () => {
         if (!raw.destroyed) raw.end();

@@ -255,9 +255,10 @@ export class LocalModel implements LanguageModel {
     const loopOptions: LoopOptions = {
       maxTokens: o.maxTokens, temperature: o.temperature ?? 0.8, topK: o.topK ?? 0, topP: o.topP ?? 0.95, minP: o.minP ?? 0.05,
       repetitionPenalty: o.repetitionPenalty ?? 1, seed: o.seed ?? 1, stop: [...(o.stop ?? []), ...stop], addBos: addBos ?? h.addBos,
-      onToken: (id, logits, p) => {
+      onToken: (id, logits, p, entropy) => {
         logprobSum += Math.log(p);
-        entropySum += entropyOf(logits);
+        // The sampler's entropy is of the logits as they are unless a repetition penalty changed them.
+        entropySum += loopOptions.repetitionPenalty === 1 ? entropy : entropyOf(logits);
         generated++;
         if (onLogprob) {
           const r = tokenLogSoftmax(logits, id, undefined, topN);
