@@ -1019,6 +1019,40 @@ static napi_value attention_decode(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// attentionDecodeRows(slot, table, rows, heads, kvHeads, headDim, scale, tid, nth): attentionDecode for rows
+// of several sequences (a batched decode step), each over its own cache: row r's entry in the table (six
+// u32 at table + 24·r) holds the byte offsets of its query, keys, values, out and lse and its key count n.
+// Every row is checked before any is computed.
+static napi_value attention_decode_rows(napi_env env, napi_callback_info info) {
+  double b[9];
+  if (!read_kernel_args(env, info, 9, b)) return NULL;
+  const double *a = b + 1;
+  double rows = a[1], heads = a[2], kvHeads = a[3], D = a[4], tid = a[6], nth = a[7];
+  if (!valid_dims(heads, kvHeads, D) || kvHeads < 1 || (int)heads % (int)kvHeads || (int)D % 8 || D > 4096 ||
+      !(rows >= 0 && rows <= 1 << 20 && rows == (int)rows) || !valid_share(tid, nth))
+    return throw_range(env, "stlm native attentionDecodeRows: invalid shape or share");
+  if (!inside(a[0], rows * 24)) return throw_range(env, "stlm native attentionDecodeRows: table outside memory");
+  const uint32_t *t = (const uint32_t *)(mem_base + (size_t)a[0]);
+  for (int r = 0; r < (int)rows; r++) {
+    const uint32_t *e = t + 6 * r;
+    double n = e[5], kvBytes = n * kvHeads * D * 4;
+    if (!(n >= 1 && n <= 1 << 24)) return throw_range(env, "stlm native attentionDecodeRows: invalid key count");
+    if (!inside(e[0], heads * D * 4) || !inside(e[1], kvBytes) || !inside(e[2], kvBytes) || !inside(e[3], heads * D * 4) || !inside(e[4], heads * 4))
+      return throw_range(env, "stlm native attentionDecodeRows: operand outside memory");
+  }
+#if STLM_X86
+  int h0 = row_part((int)heads, (int)tid, (int)nth), h1 = row_part((int)heads, (int)tid + 1, (int)nth);
+  for (int r = 0; r < (int)rows; r++) {
+    const uint32_t *e = t + 6 * r;
+    if (!attention_decode_avx2((const float *)(mem_base + e[0]), (const float *)(mem_base + e[1]), (const float *)(mem_base + e[2]),
+                               (float *)(mem_base + e[3]), (float *)(mem_base + e[4]), (int)heads, (int)kvHeads, (int)D, (int)e[5],
+                               (float)a[5], h0, h1))
+      return throw_range(env, "stlm native attentionDecodeRows: out of memory for the score row");
+  }
+#endif
+  return NULL;
+}
+
 // gemmF32(slot, a, b, c, m, k, n, transA, transB, accumulate, batch, strideA, strideB, strideC, tid, nth):
 // C[m, n] (+)= op(A) · op(B) for batch items (strides in elements, 0 broadcasts), as Backend.matmul.
 static napi_value gemm_f32_js(napi_env env, napi_callback_info info) {
@@ -1067,6 +1101,7 @@ NAPI_MODULE_INIT() {
   add_fn(env, exports, "qmatmul", qmatmul);
   add_fn(env, exports, "matvecF32", matvec_f32);
   add_fn(env, exports, "attentionDecode", attention_decode);
+  add_fn(env, exports, "attentionDecodeRows", attention_decode_rows);
   add_fn(env, exports, "gemmF32", gemm_f32_js);
   add_fn(env, exports, "qrowBytes", qrow_bytes_js);
   return exports;

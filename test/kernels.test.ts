@@ -211,6 +211,64 @@ for (const native of [true, false]) describe(`wasm backend (${native ? 'with the
     }
   });
 
+  test('ropeRows (a position per row) against the reference, and each row bit for bit what rope gives it alone', () => {
+    const rng = new Rng(16);
+    for (const [heads, headDim, positions] of [[1, 2, [0]], [3, 18, [5, 0, 299, 5, 17]], [4, 32, [1, 2, 3, 100, 64, 63, 7, 0, 250]]] as const) {
+      const rows = positions.length, pos = Int32Array.from(positions), x = randomF32(rng, rows * heads * headDim);
+      check(`ropeRows ${rows}x${heads}x${headDim}`, (be, io) => {
+        be.ropeRows(io.input('x', x), io.output('o', x.length), rows, heads, headDim, pos, 10000);
+      }, ['o']);
+      for (const be of [backends.w1, backends.w2]) {
+        const [[all]] = runAll([be], (b, io) => b.ropeRows(io.input('x', x), io.output('o', x.length), rows, heads, headDim, pos, 10000), ['o']);
+        const rowLen = heads * headDim;
+        positions.forEach((p, r) => {
+          const [[one]] = runAll([be], (b, io) => b.rope(io.input('x', x.slice(r * rowLen, (r + 1) * rowLen)), io.output('o', rowLen), 1, heads, headDim, 1, p, 10000, false), ['o']);
+          assert.deepEqual(all.subarray(r * rowLen, (r + 1) * rowLen), one, `ropeRows row ${r} (position ${p}) differs from rope alone`);
+        });
+      }
+    }
+  });
+
+  test('attentionRows (each row over its own cache) against the reference, and each row bit for bit what attention gives it alone', () => {
+    const rng = new Rng(17);
+    // Positions on both sides of the native decode kernel's size threshold (heads·keys·headDim = 16384).
+    const cases = [
+      { heads: 1, kvHeads: 1, headDim: 1, positions: [0] },
+      { heads: 8, kvHeads: 2, headDim: 32, positions: [0, 5, 63, 64, 100, 299, 31] },
+      { heads: 6, kvHeads: 6, headDim: 64, positions: [42, 43, 3, 200] },
+      { heads: 4, kvHeads: 4, headDim: 33, positions: [4, 0, 130] },
+      { heads: 32, kvHeads: 8, headDim: 16, positions: [39, 1, 80] },
+    ];
+    for (const c of cases) {
+      const rows = c.positions.length, capacity = 320, kvDim = c.kvHeads * c.headDim, qLen = c.heads * c.headDim;
+      const positions = Int32Array.from(c.positions), scale = 1 / Math.sqrt(c.headDim);
+      const q = randomF32(rng, rows * qLen), ks = c.positions.map(() => randomF32(rng, capacity * kvDim)), vs = c.positions.map(() => randomF32(rng, capacity * kvDim));
+      const body = (be: Backend, io: Io) => {
+        const K = ks.map((k, r) => io.input(`k${r}`, k)), V = vs.map((v, r) => io.input(`v${r}`, v));
+        be.attentionRows(io.input('q', q), K, V, io.output('o', rows * qLen), io.output('lse', rows * c.heads), { ...c, scale, positions });
+      };
+      check(`attentionRows ${JSON.stringify(c)}`, body, ['o', 'lse']);
+      for (const be of [backends.w1, backends.w2]) {
+        const [[o, lse]] = runAll([be], body, ['o', 'lse']);
+        c.positions.forEach((p, r) => {
+          const [[o1, l1]] = runAll([be], (b, io) => b.attention(io.input('q', q.slice(r * qLen, (r + 1) * qLen)), io.input('k', ks[r]), io.input('v', vs[r]),
+            io.output('o', qLen), io.output('lse', c.heads), { batch: 1, tq: 1, tk: p + 1, heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim, qPos0: p, scale, kvBatchStride: capacity * kvDim }), ['o', 'lse']);
+          assert.deepEqual(o.subarray(r * qLen, (r + 1) * qLen), o1, `attentionRows ${JSON.stringify(c)} row ${r}: out differs from attention alone`);
+          assert.deepEqual(lse.subarray(r * c.heads, (r + 1) * c.heads), l1, `attentionRows ${JSON.stringify(c)} row ${r}: lse differs from attention alone`);
+        });
+      }
+    }
+    for (const be of [ref, backends.w1]) {
+      const q = be.alloc(8), k = be.alloc(16), o = be.alloc(8), l = be.alloc(2);
+      const a = { heads: 2, kvHeads: 1, headDim: 4, scale: 0.5 };
+      assert.throws(() => be.attentionRows(q, [k], [k], o, l, { ...a, positions: Int32Array.of(0, 1) }), /attentionRows: 2 positions for 1 key and 1 value caches/);
+      assert.throws(() => be.attentionRows(q, [k], [k], o, l, { ...a, positions: Int32Array.of(4) }), /attentionRows: row 0's cache holds 16 values, 20 needed for position 4/);
+      assert.throws(() => be.attentionRows(q, [k], [k], o, l, { ...a, positions: Int32Array.of(-1) }), /attentionRows: row 0's position -1 is negative/);
+      assert.throws(() => be.ropeRows(q, q, 2, 1, 4, Int32Array.of(0), 10000), /ropeRows: 1 positions for 2 rows/);
+      for (const b of [q, k, o, l]) be.free(b);
+    }
+  });
+
   test('the wasm allocator refuses a double free and reuses freed buffers', () => {
     const { w1 } = backends;
     const b = w1.alloc(100);

@@ -259,6 +259,16 @@ describe('native kernels', { skip: SKIP }, () => {
     assert.throws(() => k.attentionDecode(slot, 0, 0, 0, 0, 0, 8, 3, 64, 10, 0.1, 0, 1), /attentionDecode: invalid shape or share/);
     assert.throws(() => k.attentionDecode(slot, 0, 0, 0, 0, 0, 8, 8, 60, 10, 0.1, 0, 1), /attentionDecode: invalid shape or share/);
     assert.throws(() => k.attentionDecode(slot, 0, 0, 0, 0, 0, 8, 8, 64, 1000, 0.1, 0, 1), /attentionDecode: operand outside memory/);
+    // attentionDecodeRows: a table of (q, k, v, out, lse, n) per row at byte 0; every row checked first.
+    const table = new Uint32Array(mem.buffer, 0, 12);
+    table.set([1024, 2048, 2048, 4096, 8192, 4, 1024, 2048, 2048, 4096, 8192, 4]);
+    assert.doesNotThrow(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 0, 1));
+    table[11] = 2000; // row 1 would read 2000 keys past the end
+    assert.throws(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 0, 1), /attentionDecodeRows: operand outside memory/);
+    table[11] = 0;
+    assert.throws(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 0, 1), /attentionDecodeRows: invalid key count/);
+    assert.throws(() => k.attentionDecodeRows(slot, 65530, 1, 2, 1, 8, 0.3, 0, 1), /attentionDecodeRows: table outside memory/);
+    assert.throws(() => k.attentionDecodeRows(slot, 0, 1, 3, 2, 8, 0.3, 0, 1), /attentionDecodeRows: invalid shape or share/);
     k.detach(slot);
     assert.throws(() => k.matvecF32(slot, 0, 0, 0, 1, 1, 8, 0, 0, 1), /no memory attached in this slot/);
     assert.throws(() => k.matvecF32(999, 0, 0, 0, 1, 1, 8, 0, 0, 1), /no memory attached in this slot/);

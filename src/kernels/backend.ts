@@ -63,6 +63,27 @@ export interface AttentionArgs {
   kvBatchStride?: number;
 }
 
+/**
+ * Decode attention for rows that each continue a sequence of their own (a batched decode step): row r's
+ * query attends to the first positions[r] + 1 keys and values of its own caches k[r], v[r]
+ * ([capacity, kvHeads·headDim] each), as {@link Backend.attention} does with batch 1, tq 1,
+ * tk = qPos0 + 1 = positions[r] + 1 over those caches.
+ */
+export interface AttentionRowsArgs {
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  scale: number;
+  /** Position of each row's query (the keys it sees: positions 0 ..= positions[r] of its cache). */
+  positions: Int32Array;
+}
+
+/** Throws a RangeError naming `op` unless positions holds `rows` positions, each an integer >= 0. */
+export function checkRowPositions(op: string, rows: number, positions: Int32Array): void {
+  if (positions.length !== rows) throw new RangeError(`${op}: ${positions.length} positions for ${rows} rows`);
+  for (let r = 0; r < rows; r++) if (!(positions[r] >= 0)) throw new RangeError(`${op}: row ${r}'s position ${positions[r]} is negative`);
+}
+
 export interface AdamWArgs {
   lr: number;
   beta1: number;
@@ -198,6 +219,11 @@ export interface Backend {
    * which is the backward pass. In place is allowed (out === x).
    */
   rope(x: Buf, out: Buf, rows: number, heads: number, headDim: number, seqLen: number, pos0: number, theta: number, inverse: boolean): void;
+  /**
+   * Forward RoPE with a position per row: row r of x [rows, heads, headDim] rotated as {@link rope} rotates
+   * a row at position positions[r] (rows of several sequences, each at its own position). In place is allowed.
+   */
+  ropeRows(x: Buf, out: Buf, rows: number, heads: number, headDim: number, positions: Int32Array, theta: number): void;
   /** out = silu(gate) ⊙ up */
   swiglu(gate: Buf, up: Buf, out: Buf, n: number): void;
   /** dgate, dup overwritten. */
@@ -218,6 +244,12 @@ export interface Backend {
   // ---- attention ---------------------------------------------------------------------------------
   /** out (like q) and lse [batch, tq, heads] (log-sum-exp per query, kept for backward). */
   attention(q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf, args: AttentionArgs): void;
+  /**
+   * Decode attention of q [rows, heads·headDim], row r over its own caches k[r], v[r] (see
+   * {@link AttentionRowsArgs}); out like q, lse [rows, heads]. Each row's numbers are those of
+   * {@link attention} on that row alone.
+   */
+  attentionRows(q: Buf, k: readonly Buf[], v: readonly Buf[], out: Buf, lse: Buf, args: AttentionRowsArgs): void;
   /** dq, dk, dv are overwritten. */
   attentionBackward(q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf, dout: Buf, dq: Buf, dk: Buf, dv: Buf, args: AttentionArgs): void;
 

@@ -84,6 +84,7 @@ export class DryBackend implements Backend {
   rmsNormBackward(): void {}
   softmax(): void {}
   rope(): void {}
+  ropeRows(): void {}
   swiglu(): void {}
   swigluBackward(): void {}
   embedding(): void {}
@@ -94,6 +95,7 @@ export class DryBackend implements Backend {
     return { loss: 0, count };
   }
   attention(_q: Buf, _k: Buf, _v: Buf, _out: Buf, _lse: Buf, _args: AttentionArgs): void {}
+  attentionRows(): void {}
   attentionBackward(): void {}
   adamw(_p: Buf, _g: Buf, _m: Buf, _v: Buf, _n: number, _args: AdamWArgs): void {}
   dispose(): void {}

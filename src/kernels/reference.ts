@@ -6,7 +6,7 @@
 import { f16ToF32, f16ToF32Table, f32ToF16 } from '../dtypes/f16.js';
 import { Q4_K_BLOCK_BYTES, minCode, scaleCode } from '../dtypes/kquants.js';
 import { QUANT_BLOCKS, QUANT_TYPES, quantBlock } from '../dtypes/blocks.js';
-import type { AdamWArgs, AttentionArgs, Backend, Buf, MatmulArgs, QuantMatmulArgs, QuantType } from './backend.js';
+import { type AdamWArgs, type AttentionArgs, type AttentionRowsArgs, type Backend, type Buf, type MatmulArgs, type QuantMatmulArgs, type QuantType, checkRowPositions } from './backend.js';
 
 class RefBuf implements Buf {
   constructor(public data: Float32Array) {}
@@ -317,6 +317,15 @@ export class ReferenceBackend implements Backend {
       }
     }
   }
+  ropeRows(x: Buf, out: Buf, rows: number, heads: number, headDim: number, positions: Int32Array, theta: number): void {
+    checkRowPositions('ropeRows', rows, positions);
+    const X = d(x), O = d(out), rowLen = heads * headDim;
+    for (let r = 0; r < rows; r++) {
+      // One row at its position: rope() on that row (seqLen 1, pos0 = its position).
+      const xr = new RefBuf(X.subarray(r * rowLen, (r + 1) * rowLen)), or = new RefBuf(O.subarray(r * rowLen, (r + 1) * rowLen));
+      this.rope(xr, or, 1, heads, headDim, 1, positions[r], theta, false);
+    }
+  }
   swiglu(gate: Buf, up: Buf, out: Buf, n: number): void {
     const G = d(gate), U = d(up), O = d(out);
     for (let i = 0; i < n; i++) O[i] = (G[i] / (1 + Math.exp(-G[i]))) * U[i];
@@ -365,6 +374,23 @@ export class ReferenceBackend implements Backend {
     return { loss, count };
   }
 
+  attentionRows(q: Buf, k: readonly Buf[], v: readonly Buf[], out: Buf, lse: Buf, a: AttentionRowsArgs): void {
+    const rows = a.positions.length, { heads, kvHeads, headDim } = a;
+    if (k.length !== rows || v.length !== rows) throw new RangeError(`attentionRows: ${rows} positions for ${k.length} key and ${v.length} value caches`);
+    checkRowPositions('attentionRows', rows, a.positions);
+    for (let r = 0; r < rows; r++) {
+      const need = (a.positions[r] + 1) * kvHeads * headDim;
+      if (k[r].length < need || v[r].length < need) throw new RangeError(`attentionRows: row ${r}'s cache holds ${Math.min(k[r].length, v[r].length)} values, ${need} needed for position ${a.positions[r]}`);
+    }
+    const Q = d(q), O = d(out), L = d(lse), qLen = heads * headDim;
+    for (let r = 0; r < rows; r++) {
+      const pos = a.positions[r];
+      const view = (b: Float32Array, o: number, n: number) => new RefBuf(b.subarray(o, o + n));
+      this.attention(view(Q, r * qLen, qLen), k[r], v[r], view(O, r * qLen, qLen), view(L, r * heads, heads), {
+        batch: 1, tq: 1, tk: pos + 1, heads, kvHeads, headDim, qPos0: pos, scale: a.scale,
+      });
+    }
+  }
   attention(q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf, a: AttentionArgs): void {
     const Q = d(q), K = d(k), V = d(v), O = d(out), LSE = d(lse);
     const { batch, tq, heads, kvHeads, headDim: D, qPos0, scale } = a;

@@ -56,32 +56,28 @@ export class Attention {
   /**
    * Batched decode: h [N, d], one new position for each of N sequences, row i after the positions of
    * `caches[i]` (each sequence its own cache, at its own position). The projections run once over all N
-   * rows (the weights are read once per step for every sequence); RoPE, the cache writes and attention
-   * go row by row, each over its own cache, with the same kernels and arguments as forwardCached on one
-   * row, so a row's numbers differ from its sequence stepped alone only where the products' summation
-   * order differs with m.
+   * rows (the weights are read once per step for every sequence); RoPE runs once over all rows, each at
+   * its own position (ropeRows), each row's key and value go into its cache, and one attentionRows call
+   * attends every row over its own cache. A row's RoPE and attention are the numbers forwardCached gets
+   * on that row alone (the same kernels per row), so a row differs from its sequence stepped alone only
+   * where the products' summation order differs with m.
    */
   forwardCachedRows(h: Tensor, caches: readonly KvCache[], layer: number): Tensor {
     const { heads, kvHeads, headDim: hd, ropeTheta } = this.sizes;
     const g = h.graph, be = g.backend, n = h.shape[0], qDim = heads * hd, kvDim = kvHeads * hd;
     if (caches.length !== n) throw new Error(`attention: ${n} rows for ${caches.length} KV caches`);
     for (const c of caches) if (c.length + 1 > c.capacity) throw new Error(`attention: ${c.length + 1} positions exceed the KV cache's ${c.capacity}`);
+    const positions = Int32Array.from(caches, (c) => c.length);
     const q = this.q.forward(h), k = this.k.forward(h), v = this.v.forward(h); // [N, H·hd], [N, KV·hd] ×2
-    const a = g.temp([n, qDim]);
-    // One row's buffers, reused for every row (kernels run synchronously).
-    const qRow = g.scratch(qDim), qRot = g.scratch(qDim), kRow = g.scratch(kvDim), kRot = g.scratch(kvDim), aRow = g.scratch(qDim), lse = g.scratch(heads);
+    be.ropeRows(q.buf, q.buf, n, heads, hd, positions, ropeTheta);
+    be.ropeRows(k.buf, k.buf, n, kvHeads, hd, positions, ropeTheta);
     caches.forEach((cache, i) => {
-      const pos = cache.length;
-      be.copy(q.buf, i * qDim, qRow, 0, qDim);
-      be.copy(k.buf, i * kvDim, kRow, 0, kvDim);
-      be.rope(qRow, qRot, 1, heads, hd, 1, pos, ropeTheta, false);
-      be.rope(kRow, kRot, 1, kvHeads, hd, 1, pos, ropeTheta, false);
-      be.copy(kRot, 0, cache.k[layer], pos * kvDim, kvDim);
-      be.copy(v.buf, i * kvDim, cache.v[layer], pos * kvDim, kvDim);
-      be.attention(qRot, cache.k[layer], cache.v[layer], aRow, lse, {
-        batch: 1, tq: 1, tk: pos + 1, heads, kvHeads, headDim: hd, qPos0: pos, scale: 1 / Math.sqrt(hd), kvBatchStride: cache.capacity * kvDim,
-      });
-      be.copy(aRow, 0, a.buf, i * qDim, qDim);
+      be.copy(k.buf, i * kvDim, cache.k[layer], positions[i] * kvDim, kvDim);
+      be.copy(v.buf, i * kvDim, cache.v[layer], positions[i] * kvDim, kvDim);
+    });
+    const a = g.temp([n, qDim]);
+    be.attentionRows(q.buf, caches.map((c) => c.k[layer]), caches.map((c) => c.v[layer]), a.buf, g.scratch(n * heads), {
+      heads, kvHeads, headDim: hd, scale: 1 / Math.sqrt(hd), positions,
     });
     return this.o.forward(a);
   }

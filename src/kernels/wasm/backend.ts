@@ -7,7 +7,7 @@
  * asks for the same sizes in the same order every time, so after the first step every allocation is a
  * free-list hit and the memory stops growing.
  */
-import type { AdamWArgs, AttentionArgs, Backend, Buf, MatmulArgs, QuantMatmulArgs, QuantStrategy, QuantType } from '../backend.js';
+import { type AdamWArgs, type AttentionArgs, type AttentionRowsArgs, type Backend, type Buf, type MatmulArgs, type QuantMatmulArgs, type QuantStrategy, type QuantType, checkRowPositions } from '../backend.js';
 import { QUANT_BLOCKS, QUANT_TYPES, quantBlock } from '../../dtypes/blocks.js';
 import { relaxedShared, simdShared, simdSingle } from './generated/binaries.js';
 import { loadNative, NATIVE_ADDON_URL, returnSlot, takeSlot, type NativeKernels } from './native.js';
@@ -108,7 +108,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 }
 
 /** Native kernels the pool dispatches (as `native.<name>`). */
-const NATIVE_KERNELS = ['quantizeActivations', 'qmatmul', 'matvecF32', 'attentionDecode', 'gemmF32'] as const;
+const NATIVE_KERNELS = ['quantizeActivations', 'qmatmul', 'matvecF32', 'attentionDecode', 'attentionDecodeRows', 'gemmF32'] as const;
 /** Largest m the native f32 product takes: it streams W once per row of x, which only pays for decode. */
 const NATIVE_F32_MAX_M = 4;
 /**
@@ -463,6 +463,15 @@ export class WasmBackend implements Backend {
     const table = this.ropeTable(headDim, theta, pos0 + Math.min(rows, seqLen));
     this.run('rope', [p(x), p(out), rows, heads, headDim, seqLen, pos0, table, inverse ? 1 : 0], rows * heads * headDim);
   }
+  ropeRows(x: Buf, out: Buf, rows: number, heads: number, headDim: number, positions: Int32Array, theta: number): void {
+    if (headDim % 2) throw new RangeError(`ropeRows: headDim ${headDim} must be even`);
+    checkRowPositions('ropeRows', rows, positions);
+    if (!rows) return;
+    let last = 0;
+    for (let r = 0; r < rows; r++) last = Math.max(last, positions[r]);
+    const table = this.ropeTable(headDim, theta, last + 1);
+    this.run('ropeRows', [p(x), p(out), rows, heads, headDim, this.stageInts(positions), table], rows * heads * headDim);
+  }
   /** cos/sin for every position and pair, computed in f64 exactly as the reference does, cached. */
   private ropeTable(headDim: number, theta: number, positions: number): number {
     const key = `${headDim}:${theta}`;
@@ -525,20 +534,58 @@ export class WasmBackend implements Backend {
   private attentionArgs(a: AttentionArgs): number[] {
     const kvStride = a.kvBatchStride ?? a.tk * a.kvHeads * a.headDim;
     if (a.heads % a.kvHeads) throw new RangeError(`attention: heads ${a.heads} is not a multiple of kvHeads ${a.kvHeads}`);
-    const need = this.k.attentionScratchBytes(a.tk) * this.threads;
+    return [a.batch, a.tq, a.tk, a.heads, a.kvHeads, a.headDim, a.qPos0, a.scale, kvStride, this.attentionScratch(a.tk)];
+  }
+  /** The attention kernels' scratch for tk keys on every thread (grown, kept). */
+  private attentionScratch(tk: number): number {
+    const need = this.k.attentionScratchBytes(tk) * this.threads;
     if (need > this.attnScratch.bytes) {
       if (this.attnScratch.bytes) this.rawFree(this.attnScratch.ptr, this.attnScratch.bytes);
       this.attnScratch = { ptr: this.rawAlloc(need), bytes: Math.ceil(need / ALIGN) * ALIGN };
     }
-    return [a.batch, a.tq, a.tk, a.heads, a.kvHeads, a.headDim, a.qPos0, a.scale, kvStride, this.attnScratch.ptr];
+    return this.attnScratch.ptr;
+  }
+  /** Whether decode attention of n keys goes to the native kernel (one row: attention() and attentionRows() agree). */
+  private nativeDecode(heads: number, kvHeads: number, headDim: number, n: number): boolean {
+    return !!this.nativeUse && headDim % 8 === 0 && headDim <= 4096 && heads % kvHeads === 0 && n >= 1 && heads * n * headDim >= NATIVE_ATTENTION_MIN_WORK;
+  }
+  attentionRows(q: Buf, k: readonly Buf[], v: readonly Buf[], out: Buf, lse: Buf, a: AttentionRowsArgs): void {
+    const { heads, kvHeads, headDim: D, positions } = a, rows = positions.length;
+    if (k.length !== rows || v.length !== rows) throw new RangeError(`attentionRows: ${rows} positions for ${k.length} key and ${v.length} value caches`);
+    checkRowPositions('attentionRows', rows, positions);
+    if (!(heads >= 1 && kvHeads >= 1 && heads % kvHeads === 0)) throw new RangeError(`attentionRows: heads ${heads} is not a multiple of kvHeads ${kvHeads}`);
+    if (q.length < rows * heads * D || out.length < rows * heads * D || lse.length < rows * heads) throw new RangeError(`attentionRows: q, out or lse holds fewer than ${rows} rows`);
+    for (let r = 0; r < rows; r++) {
+      const need = (positions[r] + 1) * kvHeads * D;
+      if (k[r].length < need || v[r].length < need) throw new RangeError(`attentionRows: row ${r}'s cache holds ${Math.min(k[r].length, v[r].length)} values, ${need} needed for position ${positions[r]}`);
+    }
+    // Each row goes to the kernel attention() would give it alone (native from a size, else WebAssembly), so
+    // its numbers are the same: one call for the native rows, one for the rest.
+    for (const native of [true, false]) {
+      let count = 0, maxTk = 1, work = 0;
+      for (let r = 0; r < rows; r++) if (this.nativeDecode(heads, kvHeads, D, positions[r] + 1) === native) count++;
+      if (!count) continue;
+      const scratch = native ? 0 : this.attentionScratch(Math.max(...positions) + 1);
+      const table = this.stage(count * 24), i32 = this.i32, qBytes = heads * D * 4;
+      let e = table / 4;
+      for (let r = 0; r < rows; r++) {
+        const n = positions[r] + 1;
+        if (this.nativeDecode(heads, kvHeads, D, n) !== native) continue;
+        i32[e] = p(q) + r * qBytes; i32[e + 1] = p(k[r]); i32[e + 2] = p(v[r]); i32[e + 3] = p(out) + r * qBytes; i32[e + 4] = p(lse) + r * heads * 4; i32[e + 5] = n;
+        e += 6;
+        maxTk = Math.max(maxTk, n);
+        work += heads * n * D;
+      }
+      if (native) this.run('native.attentionDecodeRows', [this.nativeUse!.slot, table, count, heads, kvHeads, D, a.scale], work);
+      else this.run('attentionRows', [table, count, heads, kvHeads, D, a.scale, scratch, maxTk], work);
+    }
   }
   attention(q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf, a: AttentionArgs): void {
     const n = Math.min(a.qPos0 + 1, a.tk);
-    if (this.nativeUse && a.batch === 1 && a.tq === 1 && a.headDim % 8 === 0 && a.headDim <= 4096 && a.heads % a.kvHeads === 0 && n >= 1 &&
-        a.heads * n * a.headDim >= NATIVE_ATTENTION_MIN_WORK) {
+    if (a.batch === 1 && a.tq === 1 && this.nativeDecode(a.heads, a.kvHeads, a.headDim, n)) {
       // Decode: one query position per head over the cache (batch 1, so kvBatchStride does not matter).
       this.views();
-      const args = [this.nativeUse.slot, p(q), p(k), p(v), p(out), p(lse), a.heads, a.kvHeads, a.headDim, n, a.scale];
+      const args = [this.nativeUse!.slot, p(q), p(k), p(v), p(out), p(lse), a.heads, a.kvHeads, a.headDim, n, a.scale];
       this.run('native.attentionDecode', args, a.heads * n * a.headDim);
       return;
     }

@@ -18,6 +18,7 @@ export interface NativeKernels {
   qmatmul(...args: number[]): void;
   matvecF32(...args: number[]): void;
   attentionDecode(...args: number[]): void;
+  attentionDecodeRows(...args: number[]): void;
   gemmF32(...args: number[]): void;
 }
 

@@ -516,6 +516,24 @@ function decode(q: usize, k: usize, v: usize, out: usize, lse: usize, heads: i32
   }
 }
 
+/**
+ * Decode attention for rows of several sequences (a batched decode step), each over its own cache:
+ * row r's entry in `table` (six u32 at table + 24·r) holds the byte offsets of its query, keys, values,
+ * out and lse rows and its key count n; each row is the tq = 1 path of attention() (batch 1, over n keys),
+ * with the scratch laid out for maxTk keys (the largest n; layout only, the arithmetic is the same).
+ * Threads split each row's heads as attention() does.
+ */
+export function attentionRows(table: usize, rows: i32, heads: i32, kvHeads: i32, headDim: i32, scale: f32, scratch: usize,
+                              maxTk: i32, tid: i32, nth: i32): void {
+  const base = scratch + <usize>tid * <usize>attentionScratchBytes(maxTk);
+  const units = unitCount(1, heads, kvHeads), u0 = rowPart(units, tid, nth), u1 = rowPart(units, tid + 1, nth);
+  for (let r = 0; r < rows; r++) {
+    const e = table + <usize>r * 24;
+    decode(<usize>load<u32>(e), <usize>load<u32>(e, 4), <usize>load<u32>(e, 8), <usize>load<u32>(e, 12), <usize>load<u32>(e, 16), heads, kvHeads,
+           headDim, load<i32>(e, 20), scale, 0, maxTk, base, u0, u1);
+  }
+}
+
 /** Forward for two query rows over the same K/V (row 0 sees n0 ≤ n1 keys, row 1 sees n1). */
 function forwardPair(q0: usize, q1: usize, o0: usize, o1: usize, lse0: usize, lse1: usize, n0: i32, n1: i32,
                      kb: usize, vb: usize, ks: usize, D: i32, scale: f32, s0: usize, s1: usize): void {

@@ -97,13 +97,24 @@ export function softmax(x: usize, out: usize, rows: i32, dim: i32, tid: i32, nth
  */
 export function rope(x: usize, out: usize, rows: i32, heads: i32, headDim: i32, seqLen: i32, pos0: i32, table: usize,
                      inverse: i32, tid: i32, nth: i32): void {
+  ropeAt(x, out, rows, heads, headDim, seqLen, pos0, 0, table, inverse, tid, nth);
+}
+
+/** Forward RoPE with a position per row: row r at load<i32>(positions + 4r) (the i32 array at `positions`). */
+export function ropeRows(x: usize, out: usize, rows: i32, heads: i32, headDim: i32, positions: usize, table: usize, tid: i32, nth: i32): void {
+  ropeAt(x, out, rows, heads, headDim, 1, 0, positions, table, 0, tid, nth);
+}
+
+/** rope's loop; with `positions` (non-zero) row r's position is read from there instead of pos0 + r mod seqLen. */
+@inline function ropeAt(x: usize, out: usize, rows: i32, heads: i32, headDim: i32, seqLen: i32, pos0: i32, positions: usize, table: usize,
+                        inverse: i32, tid: i32, nth: i32): void {
   const half = headDim >> 1;
   // forward: a' = a·c - b·s, b' = b·c + a·s, i.e. the swapped pair (b, a) times s times [-1, +1];
   // inverse flips the sign of s.
   const sgn = inverse ? f32x4(1, -1, 1, -1) : f32x4(-1, 1, -1, 1);
   const end = rowPart(rows, tid + 1, nth);
   for (let r = rowPart(rows, tid, nth); r < end; r++) {
-    const pos = pos0 + r % seqLen;
+    const pos = positions ? load<i32>(positions + (<usize>r << 2)) : pos0 + r % seqLen;
     const trow = at(table, pos * half * 2);
     for (let h = 0; h < heads; h++) {
       const xr = at(x, (r * heads + h) * headDim), orow = at(out, (r * heads + h) * headDim);
