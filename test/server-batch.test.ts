@@ -106,6 +106,27 @@ describe('stlm serve: continuous batching', () => {
     await sameBatchedAsAlone(MODEL);
   });
 
+  test('a generation admitted while others decode gets its first piece out before the next decode step', { skip }, async () => {
+    const lm = await LocalModel.open(MODEL, { backend: be, name: 'm' });
+    closers.push(() => lm.close());
+    lm.enableBatching({ maxBatch: 4 });
+    const model = lm.handle.model, push = model.pushBatch!.bind(model);
+    let steps = 0;
+    model.pushBatch = (sessions, ids) => {
+      steps++;
+      return push(sessions, ids);
+    };
+    const a = lm.stream({ prompt: 'ROMEO:' }, { maxTokens: 40, temperature: 0 });
+    for (let i = 0; i < 3; i++) assert.equal((await a.next()).done, false);
+    const b = lm.stream({ prompt: 'JULIET:' }, { maxTokens: 5, temperature: 0 });
+    const before = steps;
+    const first = await b.next();
+    assert.equal(first.done, false);
+    assert.equal(steps - before, 0, 'a decode step ran between the new generation\'s prefill and its first piece reaching the consumer');
+    while (!(await b.next()).done);
+    while (!(await a.next()).done);
+  });
+
   test('slots and the bounded queue: 2 run, 1 waits, the next gets 429 with retry-after; a client that leaves frees its slot', { skip }, async () => {
     const { url, lm } = await serve(MODEL, { slots: 2, queueLimit: 1 });
     const batcher = lm.enableBatching({ maxBatch: 2 });

@@ -5,9 +5,10 @@
  *
  * An iteration: drop the generations whose signal aborted (their sessions freed at once); admit waiting
  * ones while fewer than `maxBatch` run, each prefilled as its own step (up to `prefillTokens` prompt
- * tokens per iteration, at least one prompt, so decoding never stalls behind a burst of long prompts);
- * then one decode step for every running generation; then a turn of the event loop, so streams flush and
- * new requests arrive. A sequence whose context is full restarts from its window (as generateSteps does)
+ * tokens per iteration, at least one prompt, so decoding never stalls behind a burst of long prompts),
+ * and when any were admitted, a turn of the event loop so their first tokens go out at once; then one
+ * decode step for every running generation; then a turn of the event loop, so streams flush and new
+ * requests arrive. A sequence whose context is full restarts from its window (as generateSteps does)
  * outside the batch. Every row's logits are what the sequence stepped alone would get (bit for bit with
  * quantized weights, within float summation order with f32), so a seed gives the same text batched or alone.
  */
@@ -73,7 +74,9 @@ export class DecodeBatcher {
     try {
       while (this.waiting.length || this.active.length) {
         this.dropAborted();
-        this.admit();
+        // The first tokens of the generations just admitted go out before the decode step: their
+        // streams' writes run in the turn (a burst of 32 prompts waited a whole step longer without it).
+        if (this.admit()) await nextTurn();
         this.decode();
         await nextTurn();
       }
@@ -88,13 +91,14 @@ export class DecodeBatcher {
     }
   }
 
-  /** Prefills waiting generations (each its own step) while there is room. */
-  private admit(): void {
-    let budget = this.o.prefillTokens ?? 512;
+  /** Prefills waiting generations (each its own step) while there is room; returns how many. */
+  private admit(): number {
+    let budget = this.o.prefillTokens ?? 512, admitted = 0;
     while (this.waiting.length && this.active.length < this.o.maxBatch && budget > 0) {
       const s = this.waiting.shift()!;
       this.active.push(s);
       budget -= s.gen.ids.length;
+      admitted++;
       this.guard(s, () => {
         const t0 = performance.now();
         s.session = this.model.session();
@@ -105,6 +109,7 @@ export class DecodeBatcher {
         else this.take(s, logits);
       });
     }
+    return admitted;
   }
 
   /** One decode step for every running generation that has a next id. */
