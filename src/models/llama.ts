@@ -138,7 +138,7 @@ export class Llama implements CausalLM {
         for (const c of caches) c.length += 1;
         return this.head.forward(this.outNorm.forward(x)).toArray(); // [N, vocab]
       });
-      return sessions.map((_, i) => rows.slice(i * vocab, (i + 1) * vocab));
+      return sessions.map((_, i) => rows.subarray(i * vocab, (i + 1) * vocab)); // disjoint views of one fresh array
     } finally {
       g.release();
     }
