@@ -127,6 +127,19 @@ describe('stlm serve: continuous batching', () => {
     while (!(await a.next()).done);
   });
 
+  test('a generation stepped alone gives the event loop a turn right after its first piece (so that piece is written at once)', { skip }, async () => {
+    const lm = await LocalModel.open(MODEL, { backend: be, name: 'm' });
+    closers.push(() => lm.close());
+    await lm.generate({ prompt: 'ROMEO:' }, { maxTokens: 20, temperature: 0 }); // warm: the first piece then comes well within 10 ms
+    const it = lm.stream({ prompt: 'ROMEO:' }, { maxTokens: 20, temperature: 0 });
+    assert.equal((await it.next()).done, false);
+    let turned = false;
+    setImmediate(() => (turned = true));
+    assert.equal((await it.next()).done, false);
+    assert.ok(turned, 'the second piece came before the event loop had a turn');
+    while (!(await it.next()).done);
+  });
+
   test('slots and the bounded queue: 2 run, 1 waits, the next gets 429 with retry-after; a client that leaves frees its slot', { skip }, async () => {
     const { url, lm } = await serve(MODEL, { slots: 2, queueLimit: 1 });
     const batcher = lm.enableBatching({ maxBatch: 2 });

@@ -424,11 +424,13 @@ function promptTokenCount(h: ModelHandle, prompt: string, bos: boolean): number 
 
 /**
  * One generation stepped alone (generateSteps) as async pieces: the abort signal is checked between
- * pieces and every ~10 ms the event loop gets a turn (so timers and I/O can abort). Returns the loop's
- * result, or undefined when aborted.
+ * pieces and every ~10 ms the event loop gets a turn (so timers and I/O can abort), and once right after
+ * the first piece (so a consumer's write of it reaches the socket now, not with the next ~10 ms of
+ * pieces: a small model's whole answer took less than that). Returns the loop's result, or undefined
+ * when aborted.
  */
 async function* alonePieces(steps: Generator<string, LoopResult>, signal: AbortSignal | undefined): AsyncGenerator<string, LoopResult | undefined> {
-  let lastTurn = performance.now();
+  let lastTurn = performance.now(), first = true;
   let loop: LoopResult | undefined;
   try {
     for (;;) {
@@ -436,7 +438,8 @@ async function* alonePieces(steps: Generator<string, LoopResult>, signal: AbortS
       const r = steps.next();
       if (r.done) return (loop = r.value);
       yield r.value;
-      if (performance.now() - lastTurn > 10) {
+      if (first || performance.now() - lastTurn > 10) {
+        first = false;
         await nextTurn();
         lastTurn = performance.now();
       }
