@@ -10,7 +10,7 @@
  * (each ≥ 60 ms per round, after a 150 ms warm-up each); the median and the best round are shown: the
  * machine may be shared, and noise only ever slows things down.
  *
- *   npm run bench -- qmatmul [--json] [--threads 1,2] [--kernels wasm,native] [--quick] [--from-memory]
+ *   npm run bench -- qmatmul [--json] [--threads 1,2] [--kernels wasm,native] [--quick] [--from-memory] [--batched-decode]
  * --from-memory: each call takes the next of enough copies of W (≥ 64 MB of each format) that W comes
  * from DRAM, as in a model's decode, instead of the cache that one small W stays in.
  * --kernels: 'wasm' is the backend with native: false, 'native' the backend as it runs by default (the
@@ -56,6 +56,14 @@ const SHAPES: [number, number, number, string][] = [
   [1, 768, 3072, 'decode'],
   [512, 768, 768, 'prefill'],
 ];
+
+/**
+ * --batched-decode: brown-13m's products (d 384, SwiGLU 1152) in a batched decode step of 1, 2, 8 and 32
+ * sequences (the rows `stlm serve` multiplies per step at that many clients).
+ */
+const BATCHED_SHAPES: [number, number, number, string][] = [1, 2, 8, 32].flatMap((m) => [
+  [m, 1152, 384, `batch ${m}`], [m, 384, 1152, `batch ${m}`], [m, 384, 384, `batch ${m}`],
+] as [number, number, number, string][]);
 
 const VARIANTS: [Format, Strategy][] = [
   ['f32', 'matmul'],
@@ -180,7 +188,7 @@ function table(results: Result[], configs: Config[]): string {
 }
 
 /** The flags main() reads; bench/run.ts refuses any other. */
-export const flags = ['--from-memory', '--json', '--kernels', '--quick', '--threads'];
+export const flags = ['--batched-decode', '--from-memory', '--json', '--kernels', '--quick', '--threads'];
 
 export async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
@@ -190,6 +198,7 @@ export async function main(argv: string[]): Promise<void> {
   const threadList = ti >= 0 ? argv[ti + 1].split(',').map(Number) : [1, 2];
   const rounds = quick ? 5 : 9, sampleMs = quick ? 40 : 60;
   const log = (s: string): void => console.log(s);
+  if (argv.includes('--batched-decode')) SHAPES.splice(0, SHAPES.length, ...BATCHED_SHAPES);
 
   log(`quantized matmul benchmark, WebAssembly (Node ${process.version})`);
   const rng = new Rng(5);
