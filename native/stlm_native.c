@@ -144,6 +144,25 @@ static inline __m256i dot32_vnni_signed(__m256i w, __m256i x) {
                       _mm256_set1_ps(f16_to_f32(*(const uint16_t *)((wr) + (size_t)(b) * (BS))) * xd[b]), a)
 
 /**
+ * Four blocks b..b+3 of one row, as four STEPs into E (even blocks) and O (odd): the four f16 scales
+ * converted as one vector and multiplied by d_x as one (the same f32 products), broadcast from memory.
+ */
+#define STEP1X4(DOT, BS, wr, b, E, O)                                                                     \
+  do {                                                                                                   \
+    const uint8_t *pb = (wr) + (size_t)(b) * (BS);                                                       \
+    __m128i h = _mm_cvtsi32_si128(*(const uint16_t *)pb);                                                \
+    h = _mm_insert_epi16(h, *(const uint16_t *)(pb + (BS)), 1);                                          \
+    h = _mm_insert_epi16(h, *(const uint16_t *)(pb + 2 * (BS)), 2);                                      \
+    h = _mm_insert_epi16(h, *(const uint16_t *)(pb + 3 * (BS)), 3);                                      \
+    float sv[4];                                                                                         \
+    _mm_storeu_ps(sv, _mm_mul_ps(_mm_cvtph_ps(h), _mm_loadu_ps(xd + (b))));                              \
+    for (int t = 0; t < 4; t += 2) {                                                                     \
+      E = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(pb + t * (BS), _mm256_loadu_si256((const __m256i *)(xq + 32 * ((b) + t))), 0)), _mm256_broadcast_ss(sv + t), E); \
+      O = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(pb + (t + 1) * (BS), _mm256_loadu_si256((const __m256i *)(xq + 32 * ((b) + t + 1))), 0)), _mm256_broadcast_ss(sv + t + 1), O); \
+    }                                                                                                    \
+  } while (0)
+
+/**
  * STEP for four rows w0..w3 at once: the x block is loaded once, and the four f16 weight scales are
  * converted and multiplied by d_x as one vector (the same f32 products as STEP's).
  */
@@ -199,15 +218,16 @@ static inline __m256i dot32_vnni_signed(__m256i w, __m256i x) {
  * Q8_0: out[i, j] (+)= Σ_b d_w·d_x·Σ q_w·q_x over rows j of W and quantized rows i of x. Every row's sum is
  * kept in two accumulators (even and odd blocks, so the fused multiply-adds do not wait on each other)
  * and reduced the same way on every path, so a row's result does not depend on m or the thread count.
- * Four W rows per pass share each x block, their four f16 scales converted as one vector and the scale
- * products broadcast from memory (a load, not a shuffle); the next four rows are prefetched, since four
- * adjacent short rows are streams the hardware prefetcher keeps restarting. A last n mod 4 rows go one
- * at a time (STEP, the same products).
- * m = 1 (decode): the whole share in one pass (measured: as fast as one row at a time when W streams
- *   from DRAM, 1.27x faster when it sits in L3, as a 13M-parameter model's does).
+ * m = 1 (decode), bound by memory bandwidth: one row of W after the other, the order they lie in memory,
+ *   a single sequential stream that the hardware prefetcher follows at full bandwidth (x stays in L1);
+ *   four blocks' f16 scales converted as one vector (STEP1X4). Four rows per pass measured 1.27x faster
+ *   with W in L3 (a 13M model) but 0.8x with W from DRAM at k = 768 (a 113M model's rows): not taken.
  * m > 1 (prefill, batched decode): groups of W rows that fit in L2, each swept over the rows of x two at
- *   a time (STEP4X2: each W block loaded and its |w| taken once for both), 1.3x faster per product than
- *   one x row at a time; an odd last row goes alone.
+ *   a time, four W rows per pass (STEP4X2: each W block loaded and its |w| taken once for both rows of x,
+ *   the four W rows' f16 scales converted as one vector, the scale products broadcast from memory: 1.3x
+ *   faster per product than one x row at a time); the next four rows are prefetched, since four adjacent
+ *   short rows are streams the hardware prefetcher keeps restarting. An odd last x row goes alone four W
+ *   rows at a time (STEP4), a last n mod 4 W rows one at a time (STEP); all the same products.
  */
 #define DEFINE_QMATMUL(NAME, TARGET, DOT, DOTA, BS)                                          \
   __attribute__((target(TARGET)))                                                                        \
@@ -253,7 +273,7 @@ static inline __m256i dot32_vnni_signed(__m256i w, __m256i x) {
         const float *xd = (const float *)(xq_base + i * xs + k);                                         \
         float *o = out + (size_t)i * n;                                                                  \
         int j = i < ip ? jg + ((je - jg) & ~3) : jg;                                                     \
-        for (; j + 4 <= je; j += 4) {                                                         \
+        for (; m > 1 && j + 4 <= je; j += 4) {                                                           \
           const uint8_t *w0 = w + (size_t)j * rb, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;           \
           __m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;  \
           int b = 0;                                                                                     \
@@ -273,6 +293,7 @@ static inline __m256i dot32_vnni_signed(__m256i w, __m256i x) {
           const uint8_t *w0 = w + (size_t)j * rb;                                                        \
           __m256 e0 = _mm256_setzero_ps(), o0 = e0;                                                      \
           int b = 0;                                                                                     \
+          for (; b + 4 <= nb; b += 4) STEP1X4(DOT, BS, w0, b, e0, o0);                                  \
           for (; b + 2 <= nb; b += 2) { STEP(DOT, BS, w0, b, e0); STEP(DOT, BS, w0, b + 1, o0); }       \
           if (b < nb) STEP(DOT, BS, w0, b, e0);                                                          \
           __m256 a = _mm256_add_ps(e0, o0);                                                              \
