@@ -20,6 +20,7 @@ import { runFinetune } from './finetune.js';
 import { runMerge } from './merge.js';
 import { runSynth } from './synth.js';
 import { runRoute } from './route.js';
+import { runRouteLearn } from './route-learn.js';
 import { runServe } from './serve.js';
 import { runBenchCli } from './bench.js';
 import { runRecommend } from './recommend.js';
@@ -251,6 +252,20 @@ program
   .option('--memory-budget <bytes>', 'skip tiers that need more memory than this', num('--memory-budget', 0))
   .option('--offline', 'only tiers that run on this machine', false)
   .action(async (prompt, o) => runRoute(prompt, o));
+
+program
+  .command('route-learn')
+  .description("fit the cascade's learned escalation model for a tier: both it and the next tier score multiple-choice items with known answers; writes the model a tiers config names as the tier's `escalation:`")
+  .requiredOption('--tiers <file>', 'tiers config (YAML or JSON)')
+  .requiredOption('--items <path>', 'multiple-choice task files or a folder of them (as `stlm eval tasks` reads: BLiMP, llm-foundry, HellaSwag)')
+  .requiredOption('--out <file>', 'where to write the escalation model (JSON)')
+  .option('--weak <tier>', 'the tier that answers first (default: the first in router.order, else in the file)')
+  .option('--strong <tier>', 'the tier it escalates to (default: the one after --weak)')
+  .option('--limit <n>', 'at most this many items per task file', int('--limit', 1))
+  .addOption(new Option('--normalize <how>', 'none: rank choices by log-likelihood; bytes: per UTF-8 byte (ARC-style, as the requests will)').choices(['none', 'bytes']).default('none'))
+  .option('--folds <n>', 'folds of the cross-fit estimate printed after fitting', int('--folds', 2), 2)
+  .option('--json', 'print the summary as JSON', false)
+  .action(async (o) => runRouteLearn(o));
 
 function size(name: string) {
   return (v: string): number => {
