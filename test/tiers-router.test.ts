@@ -207,6 +207,8 @@ describe('router: cascade', () => {
     // the margin rule above: its margin 6 is over choiceThreshold 1, so it answered.)
     const high = await new Router(t, { policy: 'cascade', escalation: { tiny: escalation }, gainThreshold: 1 }).choose('', sure);
     assert.deepEqual([high.index, high.route.tier], [1, 'tiny']);
+    assert.match(new Router(t, { policy: 'cascade', escalation: { tiny: escalation } }).explain({ prompt: 'x' }).reason, /^cascade \(escalates by the learned gain \(multiple choice\)\): tiny is/);
+    assert.match(r.explain({ prompt: 'x' }).reason, /^cascade \(escalates under 1; multiple choice by the learned gain\): tiny is/);
     assert.throws(() => new Router(t, { policy: 'cascade', escalation: { huge: escalation } }), /an escalation model is given for 'huge', which is not a tier \(tiers: large, tiny, small\)/);
   });
 

@@ -198,7 +198,9 @@ export class Router implements LanguageModel {
   }
 
   private firstReason(t: RouteTier, fitting: number): string {
-    const bound = this.options.confidence === 'entropy' ? `over mean entropy ${this.options.threshold}` : `under ${this.options.threshold ?? this.options.choiceThreshold}`;
+    const o = this.options, learned = Object.keys(o.escalation ?? {}).length > 0;
+    const bound = o.threshold === undefined && o.choiceThreshold === undefined ? 'by the learned gain (multiple choice)'
+      : `${o.confidence === 'entropy' ? `over mean entropy ${o.threshold}` : `under ${o.threshold ?? o.choiceThreshold}`}${learned ? '; multiple choice by the learned gain' : ''}`;
     const policy = this.options.policy === 'cascade' ? `cascade (escalates ${bound})` : 'cheapest that fits';
     return `${policy}: ${t.name} is the ${this.options.order ? 'first in the configured order' : 'cheapest'} of ${fitting} fitting tier${fitting === 1 ? '' : 's'}`;
   }
@@ -304,7 +306,9 @@ export class Router implements LanguageModel {
           `${predicted.gain > over ? 'over' : 'at or under'} the threshold ${over}${predicted.gain > over && !notLast ? '; no stronger tier is left' : ''}`;
       } else {
         unsure = cascade && this.options.choiceThreshold !== undefined && margin < this.options.choiceThreshold && notLast;
-        reason = !cascade ? 'cheapest that fits' : `margin ${margin.toFixed(3)} ${unsure ? 'under' : 'at or over'} the threshold ${this.options.choiceThreshold}`;
+        reason = !cascade ? 'cheapest that fits'
+          : this.options.choiceThreshold === undefined ? `margin ${margin.toFixed(3)}; answered (no choice threshold and no escalation model for this tier)`
+          : `margin ${margin.toFixed(3)} ${unsure ? 'under' : 'at or over'} the threshold ${this.options.choiceThreshold}`;
       }
       attempts.push({ tier: t.name, outcome: unsure ? 'escalated' : 'answered', confidence: margin, latencyMs: performance.now() - started, reason, ...(predicted ? { predicted } : {}) });
       if (!unsure) break;
