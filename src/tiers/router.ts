@@ -4,7 +4,8 @@
  *   - cheapest: the cheapest tier whose declared numbers fit the constraints answers;
  *   - cascade: the cheapest fitting tier answers first; when its confidence in its own answer is under
  *     the threshold (mean token log-probability of a generation; for a multiple-choice request, the
- *     margin between the two best choices' log-likelihoods), the next fitting tier answers instead.
+ *     margin between the two best choices' log-likelihoods, or a learned escalation model's predicted
+ *     gain, escalation.ts), the next fitting tier answers instead.
  * Either way a tier that fails or times out falls back to the next one. Every decision is returned
  * with the result (`route`) and passed to `onDecision` (a log line).
  */
@@ -302,7 +303,7 @@ export class Router implements LanguageModel {
         predicted = learned.predict({ context, choices, values });
         const over = this.options.gainThreshold ?? 0;
         unsure = predicted.gain > over && notLast;
-        reason = `predicted gain of escalating ${predicted.gain.toFixed(3)} (P(right): ${learned.fit.strongTier} ${predicted.strong.toFixed(3)}, ${t.name} ${predicted.weak.toFixed(3)}) ` +
+        reason = `predicted gain of escalating ${predicted.gain.toFixed(3)} (P(right): ${order[i + 1]?.name ?? learned.fit.strongTier} ${predicted.strong.toFixed(3)}, ${t.name} ${predicted.weak.toFixed(3)}) ` +
           `${predicted.gain > over ? 'over' : 'at or under'} the threshold ${over}${predicted.gain > over && !notLast ? '; no stronger tier is left' : ''}`;
       } else {
         unsure = cascade && this.options.choiceThreshold !== undefined && margin < this.options.choiceThreshold && notLast;
