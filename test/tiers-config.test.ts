@@ -55,6 +55,9 @@ describe('tiers config: the example', () => {
     assert.ok(existsSync(c.tiers[1].model));
     assert.equal(c.tiers[2].model, 'default');
     assert.equal(c.tiers[2].baseUrl, 'http://127.0.0.1:8080/v1');
+    // The tiny tier's learned escalation model (fit on all 12,000 BLiMP pairs, BENCHMARKS.md's accuracies).
+    const fit = c.escalationModels?.get('tiny')?.fit;
+    assert.deepEqual([fit?.weakTier, fit?.strongTier, fit?.items, fit?.accWeak.toFixed(4), fit?.accStrong.toFixed(4)], ['tiny', 'small', 12000, '0.5812', '0.6823']);
     assert.deepEqual(c.router, { policy: 'cascade', threshold: -1.5, confidence: 'meanLogprob', order: ['tiny', 'small', 'large'], fallback: true });
   });
 
