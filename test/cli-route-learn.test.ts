@@ -57,7 +57,15 @@ test('fits, writes the model and says what the cascade does with it; the tiers i
   const router = routerFromConfig(await loadTiersConfig(withModel));
   const d = await router.choose('', PAIRS[0]);
   assert.match(d.route.attempts[0].reason, /^predicted gain of escalating -?\d\.\d{3} \(P\(right\): small \d\.\d{3}, tiny \d\.\d{3}\)/);
+  // `stlm eval tasks --tier auto` measures the router as it answers: its picks, item by item.
+  let right = 0;
+  for (const pair of PAIRS) if ((await router.choose('', pair)).index === 0) right++;
   await router.close();
+  const e = spawnSync(process.execPath, [CLI, 'eval', 'tasks', items, '--tiers', withModel, '--tier', 'auto', '--json'], { encoding: 'utf8', timeout: 300_000 });
+  assert.equal(e.status, 0, e.stderr);
+  const report = JSON.parse(e.stdout) as { model: string; results: { acc: number }[] };
+  assert.equal(report.model, 'auto');
+  assert.equal(report.results[0].acc, right / PAIRS.length);
 });
 
 test('bad flags and inputs: one line, exit 2', () => {

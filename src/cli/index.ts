@@ -164,7 +164,7 @@ backendOpts(
     .option('--ctx <n>', 'window length (default: the model context)', int('--ctx', 1))
     .option('--batch <n>', 'windows per forward pass', int('--batch', 1), 8)
     .option('--tiers <file>', 'evaluate a tier of this tiers config instead of --model (any provider: local, llamacpp, openai), through its log-likelihoods; bits are divided by UTF-8 bytes')
-    .option('--tier <name>', 'the tier of --tiers to evaluate')
+    .option('--tier <name>', 'the tier of --tiers to evaluate (auto: the router the file describes)')
     .option('--window-bytes <n>', 'with --tiers: longest window scored at once, in bytes (default: the tier\'s context length less one, else 1024)', int('--window-bytes', 1))
     .option('--json', 'print JSON', false),
 ).action(async (o) => (o.tiers !== undefined || o.tier !== undefined ? runEvalTierBpb(o, () => backendFrom(o)) : runEvalBpb(o, await backendFrom(o))));
@@ -177,7 +177,7 @@ backendOpts(
     .option('--model <file>', 'model: GGUF (quantized ones run quantized), llama2.c .bin, or a Hugging Face directory', DEFAULT_MODEL)
     .option('--tokenizer <file>', 'tokenizer file for models without one inside')
     .option('--tiers <file>', 'evaluate a tier of this tiers config instead of --model (local, llamacpp, or an openai endpoint with echo + logprobs)')
-    .option('--tier <name>', 'the tier of --tiers to evaluate')
+    .option('--tier <name>', 'the tier of --tiers to evaluate (auto: the router the file describes)')
     .option('--limit <n>', 'at most n items per task file (the first n, or a seeded sample with --seed)', int('--limit', 1))
     .option('--seed <n>', 'with --limit: pick the items by this seed (the same seed picks the same items)', int('--seed', 0))
     .option('--json', 'print the results as JSON instead of a table', false)
