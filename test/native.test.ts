@@ -232,6 +232,79 @@ describe('native kernels', { skip: SKIP }, () => {
     }
   });
 
+  test('training attention (many query rows, causal, GQA; forward and backward): within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
+    // Both native kernels are wrapped to count calls (before backends of this test's own take them), so
+    // the test knows the native kernels, not WebAssembly, ran.
+    const kernels = native as unknown as Record<string, (...a: number[]) => void>;
+    const calls = { attentionTrain: 0, attentionTrainBackward: 0 };
+    const orig = { attentionTrain: kernels.attentionTrain, attentionTrainBackward: kernels.attentionTrainBackward };
+    for (const name of ['attentionTrain', 'attentionTrainBackward'] as const) {
+      kernels[name] = (...a: number[]) => {
+        calls[name]++;
+        orig[name](...a);
+      };
+    }
+    const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
+    const rng = new Rng(11);
+    // batch, tq, tk, heads, kvHeads, headDim, qPos0, kvBatchStride (backward only where it is 0 or K/V are dense).
+    const cases: [number, number, number, number, number, number, number, number?][] = [
+      [2, 70, 70, 6, 2, 48, 0], // GQA groups of 3, several backward row blocks, head size of 16-column chunks only
+      [1, 41, 41, 4, 2, 80, 0],
+      [2, 33, 33, 4, 4, 8, 0], // an 8-column chunk only
+      [2, 37, 37, 3, 3, 24, 0], // 16 + 8 columns
+      [1, 257, 257, 2, 2, 32, 0], // keys not a multiple of 16, many row blocks
+      [3, 100, 100, 2, 1, 64, 0], // every query head on one kv head
+      [1, 5, 5, 8, 8, 128, 0], // fewer rows than a block
+      [2, 9, 20, 4, 2, 24, 11], // a prompt chunk after 11 cached positions (forward and backward)
+      [2, 16, 40, 4, 2, 32, 24, 64 * 2 * 32], // a cache buffer longer than tk (forward only)
+    ];
+    try {
+      for (const [batch, tq, tk, heads, kvHeads, D, qPos0, kvBatchStride] of cases) {
+        const args = { batch, tq, tk, heads, kvHeads, headDim: D, qPos0, scale: 1 / Math.sqrt(D), ...(kvBatchStride ? { kvBatchStride } : {}) };
+        const qn = batch * tq * heads * D, kn = batch * (kvBatchStride ?? tk * kvHeads * D), ln = batch * tq * heads;
+        const inputs = [randomF32(rng, qn), randomF32(rng, kn), randomF32(rng, kn), randomF32(rng, qn)];
+        const backward = !kvBatchStride;
+        const attn = (be: Backend) => {
+          const [q, k, v, dout] = inputs.map((a) => {
+            const b = be.alloc(a.length);
+            be.write(b, a);
+            return b;
+          });
+          const outs = [qn, ln, qn, kn, kn].map((n) => {
+            const b = be.alloc(n);
+            be.fill(b, Number.NaN);
+            return b;
+          });
+          const [out, lse, dq, dk, dv] = outs;
+          be.attention(q, k, v, out, lse, args);
+          if (backward) be.attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, args);
+          const r = (backward ? outs : outs.slice(0, 2)).map((b) => be.read(b));
+          for (const b of [q, k, v, dout, ...outs]) be.free(b);
+          return r;
+        };
+        const label = `batch ${batch} tq ${tq} tk ${tk} heads ${heads}/${kvHeads} D ${D} qPos0 ${qPos0}`;
+        const before = { ...calls };
+        const want = attn(ref), got = attn(t1);
+        assert.equal(calls.attentionTrain, before.attentionTrain + 1, `${label}: the native forward did not run`);
+        assert.equal(calls.attentionTrainBackward, before.attentionTrainBackward + (backward ? 1 : 0), `${label}: the native backward did not run`);
+        ['out', 'lse', 'dq', 'dk', 'dv'].slice(0, got.length).forEach((name, i) => {
+          let err = 0, mag = 1e-30;
+          for (let j = 0; j < want[i].length; j++) {
+            err = Math.max(err, Math.abs(got[i][j] - want[i][j]));
+            mag = Math.max(mag, Math.abs(want[i][j]));
+          }
+          assert.ok(got[i].every(Number.isFinite) && err <= 1e-5 * mag, `${label}: ${name} differs from the reference by ${err} (largest value ${mag})`);
+        });
+        const two = attn(t2);
+        two.forEach((r, i) => assert.deepEqual(r, got[i], `${label}: output ${i} with 2 threads differs from 1`));
+      }
+    } finally {
+      Object.assign(kernels, orig);
+      t1.dispose();
+      t2.dispose();
+    }
+  });
+
   test('bad calls into the addon throw clear errors instead of touching memory', () => {
     const k = native!;
     const mem = new WebAssembly.Memory({ initial: 1, maximum: 16, shared: true } as WebAssembly.MemoryDescriptor);
