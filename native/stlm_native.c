@@ -1,8 +1,8 @@
-// stlm's optional native kernels for Node: the decode-time hot spots of the WebAssembly backend
-// (quantized and f32 matrix × few-rows products, attention of one query position over the KV cache) in
-// AVX2 or AVX-512 VNNI, on the backend's own
-// WebAssembly memory. Everything else stays in WebAssembly; see src/kernels/wasm/native.ts for how the
-// backend calls these and docs/ARCHITECTURE.md for why.
+// stlm's optional native kernels for Node: the hot spots of the WebAssembly backend (quantized and f32
+// matrix × few-rows products, attention of one query position over the KV cache, the f32 GEMM, training
+// attention, SwiGLU, AdamW) in AVX2 or AVX-512 VNNI, on the backend's own WebAssembly memory. Everything
+// else stays in WebAssembly; see src/kernels/wasm/native.ts for how the backend calls these and
+// docs/ARCHITECTURE.md for why.
 //
 // Memory: attach(view, slot) records the base address and size of a backend's shared
 // WebAssembly.Memory in a slot (a shared memory never moves: V8 reserves its maximum up front; the
@@ -10,8 +10,9 @@
 // offsets into that memory, as the WebAssembly kernels do, and checks that what it touches lies inside
 // before touching it. The library is loaded once per process, so the pool's workers see the same slots.
 //
-// Threads: each kernel takes (…, tid, nth) last and computes its share, split over output columns in
-// units of 16 exactly as the WebAssembly kernels split, so results never depend on the thread count.
+// Threads: each kernel takes (…, tid, nth) last and computes its share of whole outputs (columns in
+// units of 16 as the WebAssembly kernels split them, rows, batch items, attention heads, or element
+// ranges), never a part of one reduction, so results never depend on the thread count.
 //
 // Numerics: activations are quantized per block of 32 as llama.cpp's quantize_row_q8_0 does
 // (d = f16(max|x|/127), q = nearest-even(x·127/max|x|)); the integer dot products are exact; each block's
@@ -1069,6 +1070,75 @@ static int attention_train_bwd(const float *q, const float *k, const float *v, c
   return 1;
 }
 
+
+// ---- SwiGLU (forward and backward) -------------------------------------------------------------------
+//
+// out = silu(g)·up, silu(g) = g·σ(g), σ(g) = 1/(1 + exp(−g)); backward dup = dout·silu(g), dgate =
+// dout·up·σ(g)·(1 + g·(1 − σ(g))): the WebAssembly kernels' formulas (assembly/elementwise.ts) on 8 lanes
+// with exp8. Each thread takes a contiguous range in units of 8; the last partial vector goes through
+// masked loads and stores, so every element is the same arithmetic wherever it lies.
+
+/** Thread t of nth's start in [0, n), in units of 8 (n at t = nth). */
+static size_t ew_part(size_t n, int t, int nth) {
+  if (t >= nth) return n;
+  size_t units = (n + 7) >> 3;
+  size_t s = ((units * (size_t)t) / (size_t)nth) << 3;
+  return s < n ? s : n;
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static inline __m256 ew_sigmoid(__m256 g) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void swiglu_avx2(const float *gate, const float *up, float *out, size_t i0, size_t i1) {
+  for (size_t i = i0; i < i1; i += 8) {
+    __m256i m = _mm256_castps_si256(at_below(0, (int)(i1 - i < 8 ? i1 - i : 8)));
+    __m256 g = _mm256_maskload_ps(gate + i, m), u = _mm256_maskload_ps(up + i, m);
+    _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(_mm256_mul_ps(g, ew_sigmoid(g)), u));
+  }
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void swiglu_backward_avx2(const float *gate, const float *up, const float *dout, float *dgate, float *dup, size_t i0, size_t i1) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (size_t i = i0; i < i1; i += 8) {
+    __m256i m = _mm256_castps_si256(at_below(0, (int)(i1 - i < 8 ? i1 - i : 8)));
+    __m256 g = _mm256_maskload_ps(gate + i, m), d = _mm256_maskload_ps(dout + i, m), u = _mm256_maskload_ps(up + i, m);
+    __m256 s = ew_sigmoid(g);
+    _mm256_maskstore_ps(dup + i, m, _mm256_mul_ps(d, _mm256_mul_ps(g, s)));
+    __m256 ds = _mm256_mul_ps(s, _mm256_add_ps(one, _mm256_mul_ps(g, _mm256_sub_ps(one, s))));
+    _mm256_maskstore_ps(dgate + i, m, _mm256_mul_ps(_mm256_mul_ps(d, u), ds));
+  }
+}
+
+
+// ---- AdamW -------------------------------------------------------------------------------------------
+//
+// The WebAssembly kernel's update (assembly/elementwise.ts) on 8 lanes, with its f32 constants:
+// g = grad·gradScale, m = β1·m + (1 − β1)·g, v = β2·v + (1 − β2)·g², p = p·(1 − lr·wd) − (lr/bc1)·m /
+// (√(v·(1/bc2)) + eps). Element ranges per thread as SwiGLU's (masked last vector).
+__attribute__((target("avx2,fma,f16c")))
+static void adamw_avx2(float *param, const float *grad, float *mo, float *vo, size_t i0, size_t i1, float lr, float beta1, float beta2,
+                       float eps, float wd, float bc1, float bc2, float gradScale) {
+  const __m256 vb1 = _mm256_set1_ps(beta1), vb2 = _mm256_set1_ps(beta2), va1 = _mm256_set1_ps(1.0f - beta1), va2 = _mm256_set1_ps(1.0f - beta2);
+  const __m256 vgs = _mm256_set1_ps(gradScale), vdecay = _mm256_set1_ps(1.0f - lr * wd), vstep = _mm256_set1_ps(lr / bc1);
+  const __m256 vbc2 = _mm256_set1_ps(1.0f / bc2), veps = _mm256_set1_ps(eps);
+  for (size_t i = i0; i < i1; i += 8) {
+    __m256i mk = _mm256_castps_si256(at_below(0, (int)(i1 - i < 8 ? i1 - i : 8)));
+    __m256 g = _mm256_mul_ps(_mm256_maskload_ps(grad + i, mk), vgs);
+    __m256 mi = _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_maskload_ps(mo + i, mk)), _mm256_mul_ps(va1, g));
+    __m256 vi = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_maskload_ps(vo + i, mk)), _mm256_mul_ps(va2, _mm256_mul_ps(g, g)));
+    _mm256_maskstore_ps(mo + i, mk, mi);
+    _mm256_maskstore_ps(vo + i, mk, vi);
+    __m256 denom = _mm256_add_ps(_mm256_sqrt_ps(_mm256_mul_ps(vi, vbc2)), veps);
+    __m256 p = _mm256_mul_ps(_mm256_maskload_ps(param + i, mk), vdecay);
+    _mm256_maskstore_ps(param + i, mk, _mm256_sub_ps(p, _mm256_div_ps(_mm256_mul_ps(vstep, mi), denom)));
+  }
+}
+
 #endif  // STLM_X86
 
 // ---- which instruction set --------------------------------------------------------------------------
@@ -1338,6 +1408,58 @@ static napi_value attention_train_backward(napi_env env, napi_callback_info info
   return NULL;
 }
 
+// swiglu(slot, gate, up, out, n, tid, nth): out = silu(gate)·up over n elements.
+static napi_value swiglu_js(napi_env env, napi_callback_info info) {
+  double b[7];
+  if (!read_kernel_args(env, info, 7, b)) return NULL;
+  const double *a = b + 1;
+  double n = a[3];
+  if (!(n >= 0 && n <= 1 << 30 && n == floor(n)) || !valid_share(a[4], a[5])) return throw_range(env, "stlm native swiglu: invalid size or share");
+  if (!inside(a[0], n * 4) || !inside(a[1], n * 4) || !inside(a[2], n * 4)) return throw_range(env, "stlm native swiglu: operand outside memory");
+#if STLM_X86
+  int tid = (int)a[4], nth = (int)a[5];
+  swiglu_avx2((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (float *)(mem_base + (size_t)a[2]),
+              ew_part((size_t)n, tid, nth), ew_part((size_t)n, tid + 1, nth));
+#endif
+  return NULL;
+}
+
+// swigluBackward(slot, gate, up, dout, dgate, dup, n, tid, nth): dgate and dup overwritten.
+static napi_value swiglu_backward_js(napi_env env, napi_callback_info info) {
+  double b[9];
+  if (!read_kernel_args(env, info, 9, b)) return NULL;
+  const double *a = b + 1;
+  double n = a[5];
+  if (!(n >= 0 && n <= 1 << 30 && n == floor(n)) || !valid_share(a[6], a[7])) return throw_range(env, "stlm native swigluBackward: invalid size or share");
+  for (int i = 0; i < 5; i++)
+    if (!inside(a[i], n * 4)) return throw_range(env, "stlm native swigluBackward: operand outside memory");
+#if STLM_X86
+  int tid = (int)a[6], nth = (int)a[7];
+  swiglu_backward_avx2((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (const float *)(mem_base + (size_t)a[2]),
+                       (float *)(mem_base + (size_t)a[3]), (float *)(mem_base + (size_t)a[4]), ew_part((size_t)n, tid, nth), ew_part((size_t)n, tid + 1, nth));
+#endif
+  return NULL;
+}
+
+// adamw(slot, param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale, tid, nth): one AdamW
+// step over n parameters in place (bc1, bc2: the bias corrections 1 − β^t).
+static napi_value adamw_js(napi_env env, napi_callback_info info) {
+  double b[16];
+  if (!read_kernel_args(env, info, 16, b)) return NULL;
+  const double *a = b + 1;
+  double n = a[4];
+  if (!(n >= 0 && n <= 1 << 30 && n == floor(n)) || !valid_share(a[13], a[14])) return throw_range(env, "stlm native adamw: invalid size or share");
+  for (int i = 0; i < 4; i++)
+    if (!inside(a[i], n * 4)) return throw_range(env, "stlm native adamw: operand outside memory");
+#if STLM_X86
+  int tid = (int)a[13], nth = (int)a[14];
+  adamw_avx2((float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (float *)(mem_base + (size_t)a[2]), (float *)(mem_base + (size_t)a[3]),
+             ew_part((size_t)n, tid, nth), ew_part((size_t)n, tid + 1, nth), (float)a[5], (float)a[6], (float)a[7], (float)a[8], (float)a[9],
+             (float)a[10], (float)a[11], (float)a[12]);
+#endif
+  return NULL;
+}
+
 static napi_value qrow_bytes_js(napi_env env, napi_callback_info info) {
   double a[1];
   if (!read_args(env, info, 1, a)) return NULL;
@@ -1368,6 +1490,9 @@ NAPI_MODULE_INIT() {
   add_fn(env, exports, "gemmF32", gemm_f32_js);
   add_fn(env, exports, "attentionTrain", attention_train);
   add_fn(env, exports, "attentionTrainBackward", attention_train_backward);
+  add_fn(env, exports, "swiglu", swiglu_js);
+  add_fn(env, exports, "swigluBackward", swiglu_backward_js);
+  add_fn(env, exports, "adamw", adamw_js);
   add_fn(env, exports, "qrowBytes", qrow_bytes_js);
   return exports;
 }

@@ -108,7 +108,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 }
 
 /** Native kernels the pool dispatches (as `native.<name>`). */
-const NATIVE_KERNELS = ['quantizeActivations', 'qmatmul', 'matvecF32', 'attentionDecode', 'gemmF32', 'attentionTrain', 'attentionTrainBackward'] as const;
+const NATIVE_KERNELS = ['quantizeActivations', 'qmatmul', 'matvecF32', 'attentionDecode', 'gemmF32', 'attentionTrain', 'attentionTrainBackward', 'swiglu', 'swigluBackward', 'adamw'] as const;
 /** Largest m the native f32 product takes: it streams W once per row of x, which only pays for decode. */
 const NATIVE_F32_MAX_M = 4;
 /**
@@ -145,6 +145,8 @@ const NATIVE_QUANT_MIN_WEIGHTS = 16384;
  * native training kernels take; see nativeTrainAttention.
  */
 const NATIVE_TRAIN_ATTENTION_MIN_WORK = 4096;
+/** Smallest SwiGLU and AdamW (elements) the native kernels take. */
+const NATIVE_ELEMENTWISE_MIN = 4096;
 
 export class WasmBackend implements Backend {
   readonly name: string;
@@ -489,9 +491,19 @@ export class WasmBackend implements Backend {
     return ptr;
   }
   swiglu(gate: Buf, up: Buf, out: Buf, n: number): void {
+    if (this.nativeUse && n >= NATIVE_ELEMENTWISE_MIN) {
+      this.views();
+      this.run('native.swiglu', [this.nativeUse.slot, p(gate), p(up), p(out), n], n * 4);
+      return;
+    }
     this.run('swiglu', [p(gate), p(up), p(out), n], n * 4);
   }
   swigluBackward(gate: Buf, up: Buf, dout: Buf, dgate: Buf, dup: Buf, n: number): void {
+    if (this.nativeUse && n >= NATIVE_ELEMENTWISE_MIN) {
+      this.views();
+      this.run('native.swigluBackward', [this.nativeUse.slot, p(gate), p(up), p(dout), p(dgate), p(dup), n], n * 4);
+      return;
+    }
     this.run('swigluBackward', [p(gate), p(up), p(dout), p(dgate), p(dup), n], n * 4);
   }
 
@@ -585,6 +597,11 @@ export class WasmBackend implements Backend {
 
   adamw(param: Buf, grad: Buf, m: Buf, v: Buf, n: number, a: AdamWArgs): void {
     const bc1 = 1 - Math.pow(a.beta1, a.step), bc2 = 1 - Math.pow(a.beta2, a.step);
+    if (this.nativeUse && n >= NATIVE_ELEMENTWISE_MIN) {
+      this.views();
+      this.run('native.adamw', [this.nativeUse.slot, p(param), p(grad), p(m), p(v), n, a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, bc1, bc2, a.gradScale ?? 1], n * 8);
+      return;
+    }
     this.run('adamw', [p(param), p(grad), p(m), p(v), n, a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, bc1, bc2, a.gradScale ?? 1], n * 8);
   }
 
