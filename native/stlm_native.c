@@ -1076,7 +1076,7 @@ static int attention_train_bwd(const float *q, const float *k, const float *v, c
 // out = silu(g)·up, silu(g) = g·σ(g), σ(g) = 1/(1 + exp(−g)); backward dup = dout·silu(g), dgate =
 // dout·up·σ(g)·(1 + g·(1 − σ(g))): the WebAssembly kernels' formulas (assembly/elementwise.ts) on 8 lanes
 // with exp8. Each thread takes a contiguous range in units of 8; the last partial vector goes through
-// masked loads and stores, so every element is the same arithmetic wherever it lies.
+// masked loads and stores of the same arithmetic, so every element is computed alike wherever it lies.
 
 /** Thread t of nth's start in [0, n), in units of 8 (n at t = nth). */
 static size_t ew_part(size_t n, int t, int nth) {
@@ -1092,28 +1092,44 @@ static inline __m256 ew_sigmoid(__m256 g) {
   return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
 }
 
+// The element loops: whole vectors with plain loads and stores, the last partial one through masked
+// ones (vmaskmovps stores are microcoded and slow on AMD: masking every vector made AdamW 3x slower).
+#define EW_LOOP(I0, I1, ...)                                                                      \
+  do {                                                                                            \
+    size_t i = (I0);                                                                              \
+    for (; i + 8 <= (I1); i += 8) {                                                               \
+      const int full = 1;                                                                         \
+      const __m256i mk = _mm256_set1_epi32(-1);                                                   \
+      __VA_ARGS__                                                                                 \
+    }                                                                                             \
+    if (i < (I1)) {                                                                               \
+      const int full = 0;                                                                         \
+      const __m256i mk = _mm256_castps_si256(at_below(0, (int)((I1) - i)));                       \
+      __VA_ARGS__                                                                                 \
+    }                                                                                             \
+  } while (0)
+#define EW_LOAD(p) (full ? _mm256_loadu_ps((p) + i) : _mm256_maskload_ps((p) + i, mk))
+#define EW_STORE(p, x) (full ? _mm256_storeu_ps((p) + i, (x)) : _mm256_maskstore_ps((p) + i, mk, (x)))
+
 __attribute__((target("avx2,fma,f16c")))
 static void swiglu_avx2(const float *gate, const float *up, float *out, size_t i0, size_t i1) {
-  for (size_t i = i0; i < i1; i += 8) {
-    __m256i m = _mm256_castps_si256(at_below(0, (int)(i1 - i < 8 ? i1 - i : 8)));
-    __m256 g = _mm256_maskload_ps(gate + i, m), u = _mm256_maskload_ps(up + i, m);
-    _mm256_maskstore_ps(out + i, m, _mm256_mul_ps(_mm256_mul_ps(g, ew_sigmoid(g)), u));
-  }
+  EW_LOOP(i0, i1, {
+    __m256 g = EW_LOAD(gate), u = EW_LOAD(up);
+    EW_STORE(out, _mm256_mul_ps(_mm256_mul_ps(g, ew_sigmoid(g)), u));
+  });
 }
 
 __attribute__((target("avx2,fma,f16c")))
 static void swiglu_backward_avx2(const float *gate, const float *up, const float *dout, float *dgate, float *dup, size_t i0, size_t i1) {
   const __m256 one = _mm256_set1_ps(1.0f);
-  for (size_t i = i0; i < i1; i += 8) {
-    __m256i m = _mm256_castps_si256(at_below(0, (int)(i1 - i < 8 ? i1 - i : 8)));
-    __m256 g = _mm256_maskload_ps(gate + i, m), d = _mm256_maskload_ps(dout + i, m), u = _mm256_maskload_ps(up + i, m);
+  EW_LOOP(i0, i1, {
+    __m256 g = EW_LOAD(gate), d = EW_LOAD(dout), u = EW_LOAD(up);
     __m256 s = ew_sigmoid(g);
-    _mm256_maskstore_ps(dup + i, m, _mm256_mul_ps(d, _mm256_mul_ps(g, s)));
+    EW_STORE(dup, _mm256_mul_ps(d, _mm256_mul_ps(g, s)));
     __m256 ds = _mm256_mul_ps(s, _mm256_add_ps(one, _mm256_mul_ps(g, _mm256_sub_ps(one, s))));
-    _mm256_maskstore_ps(dgate + i, m, _mm256_mul_ps(_mm256_mul_ps(d, u), ds));
-  }
+    EW_STORE(dgate, _mm256_mul_ps(_mm256_mul_ps(d, u), ds));
+  });
 }
-
 
 // ---- AdamW -------------------------------------------------------------------------------------------
 //
@@ -1126,17 +1142,16 @@ static void adamw_avx2(float *param, const float *grad, float *mo, float *vo, si
   const __m256 vb1 = _mm256_set1_ps(beta1), vb2 = _mm256_set1_ps(beta2), va1 = _mm256_set1_ps(1.0f - beta1), va2 = _mm256_set1_ps(1.0f - beta2);
   const __m256 vgs = _mm256_set1_ps(gradScale), vdecay = _mm256_set1_ps(1.0f - lr * wd), vstep = _mm256_set1_ps(lr / bc1);
   const __m256 vbc2 = _mm256_set1_ps(1.0f / bc2), veps = _mm256_set1_ps(eps);
-  for (size_t i = i0; i < i1; i += 8) {
-    __m256i mk = _mm256_castps_si256(at_below(0, (int)(i1 - i < 8 ? i1 - i : 8)));
-    __m256 g = _mm256_mul_ps(_mm256_maskload_ps(grad + i, mk), vgs);
-    __m256 mi = _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_maskload_ps(mo + i, mk)), _mm256_mul_ps(va1, g));
-    __m256 vi = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_maskload_ps(vo + i, mk)), _mm256_mul_ps(va2, _mm256_mul_ps(g, g)));
-    _mm256_maskstore_ps(mo + i, mk, mi);
-    _mm256_maskstore_ps(vo + i, mk, vi);
+  EW_LOOP(i0, i1, {
+    __m256 g = _mm256_mul_ps(EW_LOAD(grad), vgs);
+    __m256 mi = _mm256_add_ps(_mm256_mul_ps(vb1, EW_LOAD(mo)), _mm256_mul_ps(va1, g));
+    __m256 vi = _mm256_add_ps(_mm256_mul_ps(vb2, EW_LOAD(vo)), _mm256_mul_ps(va2, _mm256_mul_ps(g, g)));
+    EW_STORE(mo, mi);
+    EW_STORE(vo, vi);
     __m256 denom = _mm256_add_ps(_mm256_sqrt_ps(_mm256_mul_ps(vi, vbc2)), veps);
-    __m256 p = _mm256_mul_ps(_mm256_maskload_ps(param + i, mk), vdecay);
-    _mm256_maskstore_ps(param + i, mk, _mm256_sub_ps(p, _mm256_div_ps(_mm256_mul_ps(vstep, mi), denom)));
-  }
+    __m256 p = _mm256_mul_ps(EW_LOAD(param), vdecay);
+    EW_STORE(param, _mm256_sub_ps(p, _mm256_div_ps(_mm256_mul_ps(vstep, mi), denom)));
+  });
 }
 
 #endif  // STLM_X86
