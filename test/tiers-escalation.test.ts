@@ -90,6 +90,9 @@ describe('escalation model', () => {
     writeFileSync(path, JSON.stringify(m.toJSON()));
     const back = EscalationModel.read(path);
     for (const e of ex) assert.deepEqual(back.predict(e), m.predict(e));
+    // A choice of probability 0 (log −∞) gives a prediction, not NaN.
+    const p0 = m.predict({ context: '', choices: ex[0].choices, values: [-3, -Infinity] });
+    assert.ok([p0.weak, p0.strong, p0.gain].every(Number.isFinite), JSON.stringify(p0));
     assert.deepEqual(back.fit, { ...fit, items: 80, accWeak: 0.5, accStrong: m.fit.accStrong });
     const file = m.toJSON();
     const bad = (patch: object, re: RegExp) => {

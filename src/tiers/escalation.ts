@@ -79,7 +79,9 @@ type Features = [number, number][];
 /** The item's features: index-sorted bucket/value pairs (a bucket hit twice adds up). */
 export function choiceFeatures(item: ChoiceView, buckets = DEFAULT_BUCKETS): Features {
   const ranked = item.values.map((v, j) => [v, j] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
-  const margin = ranked.length > 1 ? ranked[0][0] - ranked[1][0] : 0;
+  // A choice the weak tier gives probability 0 (log −∞) makes an infinite margin: counted as a large one.
+  const raw = ranked.length > 1 ? ranked[0][0] - ranked[1][0] : 0;
+  const margin = Number.isFinite(raw) ? raw : 1e3;
   const f = new Map<number, number>();
   const add = (name: string, value = 1): void => {
     const b = fnv1a(name) % buckets;
