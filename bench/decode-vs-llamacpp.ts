@@ -4,7 +4,10 @@
  * prefill tokens/s (512 tokens, or the context if shorter), peak RSS, and the stlm/llama.cpp ratios.
  *
  *   npm run bench -- decode-vs-llamacpp [--models stories260K,default,rand25m,rand110m] [--types f32,q8_0,q4_0]
- *     [--threads 2] [--repeats N] [--rounds N] [--engines stlm,stlm-wasm,llama.cpp] [--kv f16|f32] [--profile] [--json]
+ *     [--threads 2] [--repeats N] [--rounds N] [--engines stlm,stlm-wasm,llama.cpp] [--kv f16|f32] [--profile] [--bandwidth] [--json]
+ *
+ * --bandwidth: also each row's decode as a share of the memory-bandwidth bound (bench/lib/bandwidth.ts:
+ * one core's measured read bandwidth over the weight bytes a token reads; meaningful at --threads 1).
  *
  * Models: stories260K (llama2.c fixture converted to GGUF), the embedded models/default.gguf, and two
  * random-weight byte-vocabulary Llamas (fixed seeds) of ~27M and ~113M parameters; each is written as
@@ -38,6 +41,7 @@ import { configFromGguf } from '../src/io/model-file.js';
 import type { WorkerResult } from './lib/decode-worker.js';
 import { ALL_MODELS, CACHE_DIR, FILE_TYPES, type FileType, modelFile } from './lib/model-files.js';
 import { arg } from './lib/torch.js';
+import { measureReadBandwidth, weightBytesPerToken } from './lib/bandwidth.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const WORKER = join(ROOT, 'dist', 'bench', 'lib', 'decode-worker.js');
@@ -199,7 +203,7 @@ const loadAverage = () => (existsSync('/proc/loadavg') ? readFileSync('/proc/loa
 // ---- entry --------------------------------------------------------------------------------------
 
 /** The flags main() reads; bench/run.ts refuses any other. */
-export const flags = ['--engines', '--json', '--kv', '--models', '--profile', '--repeats', '--rounds', '--threads', '--types'];
+export const flags = ['--bandwidth', '--engines', '--json', '--kv', '--models', '--profile', '--repeats', '--rounds', '--threads', '--types'];
 
 export async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
@@ -224,6 +228,7 @@ export async function main(argv: string[]): Promise<void> {
   console.error(`load average before: ${loadBefore}`);
 
   const rows: Row[] = [];
+  const paths = new Map<string, string>(); // 'model type' -> file
   for (const model of models) {
     const modelRows: Row[] = [];
     let config: LlamaConfig | undefined;
@@ -233,6 +238,7 @@ export async function main(argv: string[]): Promise<void> {
         console.error(`skipping ${model}: ${path.skip}`);
         break;
       }
+      paths.set(`${model} ${type}`, path);
       config ??= configFromGguf(await readGgufHeader(path));
       const params = parameterCount(config);
       // Rounds alternate the engines (A B C A B C …), so a burst of load on the shared host lands on
@@ -269,12 +275,36 @@ export async function main(argv: string[]): Promise<void> {
     rows.push(...modelRows);
   }
   printSummary(rows);
+  const bound = argv.includes('--bandwidth') ? await printBandwidthBound(rows, paths, o.threads) : undefined;
   const loadAfter = loadAverage();
   const minutes = (performance.now() - started) / 60000;
   console.log(`\nthreads ${o.threads}; KV cache: stlm f32, llama.cpp ${kv.toUpperCase()}; load average before ${loadBefore}, after ${loadAfter}; ${minutes.toFixed(1)} minutes`);
   for (const n of new Set(rows.flatMap((r) => r.notes.map((x) => `${r.engine}: ${x}`)))) console.log(`  ${n}`);
   if (json) {
     const out = rows.map(({ notes: _n, profile, ...r }) => (o.profile ? { ...r, profile } : r));
-    console.log(JSON.stringify({ rows: out, threads: o.threads, kv_cache: { stlm: 'f32', 'llama.cpp': kv }, loadavg_before: loadBefore, loadavg_after: loadAfter, minutes }));
+    console.log(JSON.stringify({ rows: out, ...(bound ? { bandwidth: bound } : {}), threads: o.threads, kv_cache: { stlm: 'f32', 'llama.cpp': kv }, loadavg_before: loadBefore, loadavg_after: loadAfter, minutes }));
   }
+}
+
+/** Each row's decode against the memory-bandwidth bound: one core's read bandwidth ÷ weight bytes per token. */
+async function printBandwidthBound(rows: Row[], paths: Map<string, string>, threads: number) {
+  const bw = measureReadBandwidth();
+  if ('skip' in bw) {
+    console.log(`\nbandwidth bound: not measured (${bw.skip})`);
+    return undefined;
+  }
+  console.log(`\nmemory-bandwidth bound: one core reads ${bw.median_gbps.toFixed(2)} GB/s (median of ${bw.passes} passes over ${bw.mib} MiB; best ${bw.best_gbps.toFixed(2)})` +
+    `${threads > 1 ? `; these rows ran ${threads} threads, so the one-core bound is not theirs` : ''}`);
+  console.log('| model | type | engine | weight MB read per token | bound tok/s | decode tok/s | share of the bound |');
+  console.log('|---|---|---|---|---|---|---|');
+  const out = [];
+  for (const r of rows) {
+    const path = paths.get(`${r.model} ${r.type}`);
+    if (!path) continue;
+    const bytes = await weightBytesPerToken(path);
+    const boundTps = (bw.median_gbps * 1e9) / bytes;
+    out.push({ model: r.model, type: r.type, engine: r.engine, bytes_per_token: bytes, bound_tps: boundTps, share: r.decode_tps / boundTps });
+    console.log(`| ${r.model} | ${r.type} | ${r.engine} | ${(bytes / 1e6).toFixed(1)} | ${boundTps.toFixed(1)} | ${r.decode_tps.toFixed(1)} | ${((r.decode_tps / boundTps) * 100).toFixed(0)}% |`);
+  }
+  return { ...bw, rows: out };
 }

@@ -1,8 +1,8 @@
-// stlm's optional native kernels for Node: the decode-time hot spots of the WebAssembly backend
-// (quantized and f32 matrix × few-rows products, attention of one query position over the KV cache) in
-// AVX2 or AVX-512 VNNI, on the backend's own
-// WebAssembly memory. Everything else stays in WebAssembly; see src/kernels/wasm/native.ts for how the
-// backend calls these and docs/ARCHITECTURE.md for why.
+// stlm's optional native kernels for Node: the hot spots of the WebAssembly backend (quantized and f32
+// matrix × few-rows products, attention of one query position over the KV cache, the f32 GEMM, training
+// attention, SwiGLU, AdamW) in AVX2 or AVX-512 VNNI, on the backend's own WebAssembly memory. Everything
+// else stays in WebAssembly; see src/kernels/wasm/native.ts for how the backend calls these and
+// docs/ARCHITECTURE.md for why.
 //
 // Memory: attach(view, slot) records the base address and size of a backend's shared
 // WebAssembly.Memory in a slot (a shared memory never moves: V8 reserves its maximum up front; the
@@ -10,8 +10,9 @@
 // offsets into that memory, as the WebAssembly kernels do, and checks that what it touches lies inside
 // before touching it. The library is loaded once per process, so the pool's workers see the same slots.
 //
-// Threads: each kernel takes (…, tid, nth) last and computes its share, split over output columns in
-// units of 16 exactly as the WebAssembly kernels split, so results never depend on the thread count.
+// Threads: each kernel takes (…, tid, nth) last and computes its share of whole outputs (columns in
+// units of 16 as the WebAssembly kernels split them, rows, batch items, attention heads, or element
+// ranges), never a part of one reduction, so results never depend on the thread count.
 //
 // Numerics: activations are quantized per block of 32 as llama.cpp's quantize_row_q8_0 does
 // (d = f16(max|x|/127), q = nearest-even(x·127/max|x|)); the integer dot products are exact; each block's
@@ -19,6 +20,7 @@
 // backend's up to float summation order.
 #include <node_api.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -855,6 +857,392 @@ static void gemm_f32(const float *a, const float *b, float *c, int m, int k, int
   for (int t = 0; t < batch; t++) gm_product(a + t * sa, b + t * sb, c + t * sc, m, k, n, ta, tb, acc, tid, nth, ws);
 }
 
+
+// ---- training attention (forward and backward over many query rows) ----------------------------------
+//
+// Backend.attention / attentionBackward for tq ≥ 1 query rows (training, prefill chunks), causal with
+// grouped-query heads, headDim D % 8 == 0. Layouts as the WebAssembly kernels (assembly/attention.ts):
+// q/out/dout/dq [batch, tq, heads, D]; k/v/dk/dv [batch, tk, kvHeads, D] with batch stride kvStride; lse
+// [batch, tq, heads]. Query i sees keys 0 .. min(qPos0 + i + 1, tk) − 1.
+//
+// Both are small GEMMs per head with a softmax between, built from two register-tiled kernels:
+//   at_scores   S[r, j] = scale·Σ_e x_r[e]·Kᵀ[e, j]: 4 rows × 16 keys per tile (8 accumulators, 2 loads
+//               and 4 broadcasts per e) against Kᵀ (or Vᵀ) packed [D][tkp], tkp = tk rounded up to 16 and
+//               zero-padded, so no horizontal sums.
+//   at_combine  dst_o = post_o·((acc ? dst_o : 0) + Σ_t c[o, t]·y_t): 4 outputs × 16 columns per tile; it
+//               computes P·V and dS·K (outputs = query rows) and Pᵀ·dO, dSᵀ·Q (outputs = keys).
+// Every element is one FMA chain in a fixed order (e ascending, or t ascending) whatever tile, block or
+// thread it falls in; entries past a row's causal limit are stored as 0, and adding 0·y changes no bit.
+// Forward: work unit (batch, query head); rows in blocks of 4: scores over the keys the block sees,
+//   per row m = max s, p = exp(s − m) (exp8, the decode kernel's), l = Σp (8 lanes, then hsum4),
+//   out = (Σ p·v)/l, lse = m + log l. K (as Kᵀ) and V of the unit's kv head are packed into scratch,
+//   re-packed only when the kv head changes.
+// Backward (probabilities recomputed from lse): work unit (batch, kv head) with all its query heads, so
+//   one thread owns those dk/dv rows; rows in blocks of AT_BWD_ROWS (q and dO rows packed):
+//   P = exp(scale·q·k − lse), dP = dO·v, dS = scale·P·(dP − dO·O), dq = dS·K, then dv += Pᵀ·dO and
+//   dk += dSᵀ·Q over the rows that see each key (heads, blocks and rows ascending).
+// Units are fixed by the shape and never split, so results do not depend on the thread count.
+#define AT_ROWS 4
+#define AT_BWD_ROWS 32
+
+/** Per-thread scratch of the training attention, grown as needed and freed when the thread exits. */
+typedef struct { float *p; size_t cap; } at_buf_t;
+static pthread_key_t at_key;
+static pthread_once_t at_once = PTHREAD_ONCE_INIT;
+static void at_buf_free(void *x) {
+  at_buf_t *b = (at_buf_t *)x;
+  free(b->p);
+  free(b);
+}
+static void at_key_init(void) { pthread_key_create(&at_key, at_buf_free); }
+
+static float *at_scratch(size_t floats) {
+  pthread_once(&at_once, at_key_init);
+  at_buf_t *b = (at_buf_t *)pthread_getspecific(at_key);
+  if (!b) {
+    b = (at_buf_t *)calloc(1, sizeof *b);
+    if (!b) return NULL;
+    if (pthread_setspecific(at_key, b) != 0) {
+      free(b);
+      return NULL;
+    }
+  }
+  if (b->cap < floats) {
+    free(b->p);
+    b->p = (float *)aligned_alloc(64, (floats * 4 + 63) & ~(size_t)63);
+    b->cap = b->p ? floats : 0;
+  }
+  return b->p;
+}
+
+static inline int at_pad16(int n) { return (n + 15) & ~15; }
+
+/** Floats of scratch one thread needs for keys tk and head size D (the backward's layout; the forward uses a prefix). */
+static size_t at_scratch_floats(int tk, int D) {
+  size_t tkp = (size_t)at_pad16(tk);
+  return 2 * (size_t)D * tkp + (size_t)tk * D + 2 * (size_t)AT_BWD_ROWS * D + 2 * (size_t)AT_BWD_ROWS * tkp;
+}
+
+/** n rows of D floats (source row stride ss) → transposed into dst[e·ld + t], columns n .. pad16(n) zeroed. */
+__attribute__((target("avx2,fma")))
+static void at_pack_t(const float *src, size_t ss, int n, int D, float *dst, size_t ld) {
+  for (int t = 0; t < n; t++)
+    for (int e = 0; e < D; e++) dst[(size_t)e * ld + t] = src[(size_t)t * ss + e];
+  for (int e = 0; e < D; e++)
+    for (int t = n; t < at_pad16(n); t++) dst[(size_t)e * ld + t] = 0.0f;
+}
+
+/** n rows of D floats (source row stride ss) → contiguous rows. */
+static void at_pack(const float *src, size_t ss, int n, int D, float *dst) {
+  for (int t = 0; t < n; t++) memcpy(dst + (size_t)t * D, src + (size_t)t * ss, (size_t)D * 4);
+}
+
+/** S[r·ss + j] = scale·Σ_e x[r·xs + e]·kt[e·kts + j] for r < rows and j < pad16(nk) (≤ kts). */
+__attribute__((target("avx2,fma")))
+static void at_scores(const float *x, size_t xs, int rows, const float *kt, size_t kts, int nk, int D, float scale, float *s, size_t ss) {
+  const __m256 vs = _mm256_set1_ps(scale);
+  for (int r = 0; r < rows; r += AT_ROWS) {
+    int nr = imin(AT_ROWS, rows - r);
+    const float *x0 = x + (size_t)r * xs, *x1 = nr > 1 ? x0 + xs : x0, *x2 = nr > 2 ? x0 + 2 * xs : x0, *x3 = nr > 3 ? x0 + 3 * xs : x0;
+    float *s0 = s + (size_t)r * ss;
+    for (int j = 0; j < nk; j += 16) {
+      __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+      const float *kp = kt + j;
+      for (int e = 0; e < D; e++, kp += kts) {
+        __m256 k0 = _mm256_loadu_ps(kp), k1 = _mm256_loadu_ps(kp + 8), w;
+        w = _mm256_broadcast_ss(x0 + e); a0 = _mm256_fmadd_ps(w, k0, a0); b0 = _mm256_fmadd_ps(w, k1, b0);
+        w = _mm256_broadcast_ss(x1 + e); a1 = _mm256_fmadd_ps(w, k0, a1); b1 = _mm256_fmadd_ps(w, k1, b1);
+        w = _mm256_broadcast_ss(x2 + e); a2 = _mm256_fmadd_ps(w, k0, a2); b2 = _mm256_fmadd_ps(w, k1, b2);
+        w = _mm256_broadcast_ss(x3 + e); a3 = _mm256_fmadd_ps(w, k0, a3); b3 = _mm256_fmadd_ps(w, k1, b3);
+      }
+      _mm256_storeu_ps(s0 + j, _mm256_mul_ps(a0, vs)); _mm256_storeu_ps(s0 + j + 8, _mm256_mul_ps(b0, vs));
+      if (nr > 1) { _mm256_storeu_ps(s0 + ss + j, _mm256_mul_ps(a1, vs)); _mm256_storeu_ps(s0 + ss + j + 8, _mm256_mul_ps(b1, vs)); }
+      if (nr > 2) { _mm256_storeu_ps(s0 + 2 * ss + j, _mm256_mul_ps(a2, vs)); _mm256_storeu_ps(s0 + 2 * ss + j + 8, _mm256_mul_ps(b2, vs)); }
+      if (nr > 3) { _mm256_storeu_ps(s0 + 3 * ss + j, _mm256_mul_ps(a3, vs)); _mm256_storeu_ps(s0 + 3 * ss + j + 8, _mm256_mul_ps(b3, vs)); }
+    }
+  }
+}
+
+/**
+ * dst[o·dso + e] = post_o·((acc ? dst[o·dso + e] : 0) + Σ_{t<n} c[o·co + t·ct]·y[t·ys + e]) for o < no,
+ * e < D (D % 8 == 0); post NULL means 1.
+ */
+__attribute__((target("avx2,fma")))
+static void at_combine(float *dst, size_t dso, int no, const float *c, size_t co, size_t ct, const float *y, size_t ys, int n, int D,
+                       int acc, const float *post) {
+  for (int o = 0; o < no; o += AT_ROWS) {
+    int nr = imin(AT_ROWS, no - o);
+    const float *c0 = c + (size_t)o * co, *c1 = nr > 1 ? c0 + co : c0, *c2 = nr > 2 ? c0 + 2 * co : c0, *c3 = nr > 3 ? c0 + 3 * co : c0;
+    float *d0 = dst + (size_t)o * dso, *d1 = nr > 1 ? d0 + dso : d0, *d2 = nr > 2 ? d0 + 2 * dso : d0, *d3 = nr > 3 ? d0 + 3 * dso : d0;
+    __m256 p0 = _mm256_set1_ps(post ? post[o] : 1.0f), p1 = _mm256_set1_ps(post && nr > 1 ? post[o + 1] : 1.0f),
+           p2 = _mm256_set1_ps(post && nr > 2 ? post[o + 2] : 1.0f), p3 = _mm256_set1_ps(post && nr > 3 ? post[o + 3] : 1.0f);
+    int e = 0;
+    for (; e + 16 <= D; e += 16) {
+      __m256 a0, b0, a1, b1, a2, b2, a3, b3;
+      if (acc) {
+        a0 = _mm256_loadu_ps(d0 + e); b0 = _mm256_loadu_ps(d0 + e + 8); a1 = _mm256_loadu_ps(d1 + e); b1 = _mm256_loadu_ps(d1 + e + 8);
+        a2 = _mm256_loadu_ps(d2 + e); b2 = _mm256_loadu_ps(d2 + e + 8); a3 = _mm256_loadu_ps(d3 + e); b3 = _mm256_loadu_ps(d3 + e + 8);
+      } else {
+        a0 = _mm256_setzero_ps(); b0 = a0; a1 = a0; b1 = a0; a2 = a0; b2 = a0; a3 = a0; b3 = a0;
+      }
+      const float *yp = y + e;
+      size_t ot = 0;
+      for (int t = 0; t < n; t++, yp += ys, ot += ct) {
+        __m256 y0 = _mm256_loadu_ps(yp), y1 = _mm256_loadu_ps(yp + 8), w;
+        w = _mm256_broadcast_ss(c0 + ot); a0 = _mm256_fmadd_ps(w, y0, a0); b0 = _mm256_fmadd_ps(w, y1, b0);
+        w = _mm256_broadcast_ss(c1 + ot); a1 = _mm256_fmadd_ps(w, y0, a1); b1 = _mm256_fmadd_ps(w, y1, b1);
+        w = _mm256_broadcast_ss(c2 + ot); a2 = _mm256_fmadd_ps(w, y0, a2); b2 = _mm256_fmadd_ps(w, y1, b2);
+        w = _mm256_broadcast_ss(c3 + ot); a3 = _mm256_fmadd_ps(w, y0, a3); b3 = _mm256_fmadd_ps(w, y1, b3);
+      }
+      if (nr > 3) { _mm256_storeu_ps(d3 + e, _mm256_mul_ps(a3, p3)); _mm256_storeu_ps(d3 + e + 8, _mm256_mul_ps(b3, p3)); }
+      if (nr > 2) { _mm256_storeu_ps(d2 + e, _mm256_mul_ps(a2, p2)); _mm256_storeu_ps(d2 + e + 8, _mm256_mul_ps(b2, p2)); }
+      if (nr > 1) { _mm256_storeu_ps(d1 + e, _mm256_mul_ps(a1, p1)); _mm256_storeu_ps(d1 + e + 8, _mm256_mul_ps(b1, p1)); }
+      _mm256_storeu_ps(d0 + e, _mm256_mul_ps(a0, p0)); _mm256_storeu_ps(d0 + e + 8, _mm256_mul_ps(b0, p0));
+    }
+    if (e < D) {  // the last 8 columns
+      __m256 a0, a1, a2, a3;
+      if (acc) {
+        a0 = _mm256_loadu_ps(d0 + e); a1 = _mm256_loadu_ps(d1 + e); a2 = _mm256_loadu_ps(d2 + e); a3 = _mm256_loadu_ps(d3 + e);
+      } else {
+        a0 = _mm256_setzero_ps(); a1 = a0; a2 = a0; a3 = a0;
+      }
+      const float *yp = y + e;
+      size_t ot = 0;
+      for (int t = 0; t < n; t++, yp += ys, ot += ct) {
+        __m256 y0 = _mm256_loadu_ps(yp);
+        a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(c0 + ot), y0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(c1 + ot), y0, a1);
+        a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(c2 + ot), y0, a2);
+        a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(c3 + ot), y0, a3);
+      }
+      if (nr > 3) _mm256_storeu_ps(d3 + e, _mm256_mul_ps(a3, p3));
+      if (nr > 2) _mm256_storeu_ps(d2 + e, _mm256_mul_ps(a2, p2));
+      if (nr > 1) _mm256_storeu_ps(d1 + e, _mm256_mul_ps(a1, p1));
+      _mm256_storeu_ps(d0 + e, _mm256_mul_ps(a0, p0));
+    }
+  }
+}
+
+/** Lanes j0 .. j0+7 that are below n, as an all-ones mask. */
+__attribute__((target("avx2,fma")))
+static inline __m256 at_below(int j0, int n) {
+  return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n - j0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+}
+
+/**
+ * One score row s[0, nz) (nz a multiple of 8) → p = exp(s − max) on [0, n), 0 on [n, nz); returns Σp and
+ * sets *mx to the max. The sum is 8 lanes over the chunks below n, then hsum4: it depends on n alone.
+ */
+__attribute__((target("avx2,fma,f16c")))
+static float at_softmax_row(float *s, int n, int nz, float *mx) {
+  __m256 vm = _mm256_set1_ps(-INFINITY);
+  int j = 0;
+  for (; j + 8 <= n; j += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(s + j));
+  float m = -INFINITY;
+  for (int i = 0; i < 8; i++) m = fmaxf(m, ((float *)&vm)[i]);
+  for (; j < n; j++) m = fmaxf(m, s[j]);
+  vm = _mm256_set1_ps(m);
+  __m256 sum = _mm256_setzero_ps();
+  for (j = 0; j < n; j += 8) {
+    __m256 p = _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vm)), at_below(j, n));
+    _mm256_storeu_ps(s + j, p);
+    sum = _mm256_add_ps(sum, p);
+  }
+  for (; j < nz; j += 8) _mm256_storeu_ps(s + j, _mm256_setzero_ps());
+  *mx = m;
+  return _mm_cvtss_f32(hsum4(sum, sum, sum, sum));
+}
+
+/** Forward for units [u0, u1) of (batch, query head); see the top of this section. 0 if out of memory. */
+__attribute__((target("avx2,fma,f16c")))
+static int attention_train_fwd(const float *q, const float *k, const float *v, float *out, float *lse, int tq, int tk, int heads,
+                               int kvHeads, int D, int qPos0, float scale, size_t kvStride, int u0, int u1) {
+  if (u0 >= u1) return 1;
+  float *ws = at_scratch(at_scratch_floats(tk, D));
+  if (!ws) return 0;
+  const int group = heads / kvHeads, tkp = at_pad16(tk), nkAll = imin(qPos0 + tq, tk);
+  const size_t qs = (size_t)heads * D, kvs = (size_t)kvHeads * D;
+  float *kt = ws, *vp = kt + (size_t)D * tkp, *sb = vp + (size_t)tk * D;
+  float post[AT_ROWS];
+  long packed = -1;
+  for (int u = u0; u < u1; u++) {
+    const int b = u / heads, h = u % heads, kvh = h / group;
+    if (packed != (long)b * kvHeads + kvh) {
+      const float *kb = k + b * kvStride + (size_t)kvh * D, *vb = v + b * kvStride + (size_t)kvh * D;
+      at_pack_t(kb, kvs, nkAll, D, kt, tkp);
+      at_pack(vb, kvs, nkAll, D, vp);
+      packed = (long)b * kvHeads + kvh;
+    }
+    for (int i0 = 0; i0 < tq; i0 += AT_ROWS) {
+      const int nr = imin(AT_ROWS, tq - i0), nmax = imin(qPos0 + i0 + nr, tk), nz = (nmax + 7) & ~7;
+      const size_t row0 = ((size_t)b * tq + i0) * heads + h;
+      at_scores(q + row0 * D, qs, nr, kt, tkp, nmax, D, scale, sb, tkp);
+      for (int r = 0; r < nr; r++) {
+        float m, l = at_softmax_row(sb + (size_t)r * tkp, imin(qPos0 + i0 + r + 1, tk), nz, &m);
+        lse[row0 + (size_t)r * heads] = m + logf(l);
+        post[r] = 1.0f / l;
+      }
+      at_combine(out + row0 * D, qs, nr, sb, tkp, 1, vp, D, nmax, D, 0, post);
+    }
+  }
+  return 1;
+}
+
+/** Backward for units [u0, u1) of (batch, kv head); see the top of this section. 0 if out of memory. */
+__attribute__((target("avx2,fma,f16c")))
+static int attention_train_bwd(const float *q, const float *k, const float *v, const float *out, const float *lse, const float *dout,
+                               float *dq, float *dk, float *dv, int tq, int tk, int heads, int kvHeads, int D, int qPos0, float scale,
+                               size_t kvStride, int u0, int u1) {
+  if (u0 >= u1) return 1;
+  float *ws = at_scratch(at_scratch_floats(tk, D));
+  if (!ws) return 0;
+  const int group = heads / kvHeads, tkp = at_pad16(tk), nkAll = imin(qPos0 + tq, tk), R = AT_BWD_ROWS;
+  const size_t qs = (size_t)heads * D, kvs = (size_t)kvHeads * D;
+  float *kt = ws, *vt = kt + (size_t)D * tkp, *kp = vt + (size_t)D * tkp, *qb = kp + (size_t)tk * D, *gb = qb + (size_t)R * D;
+  float *pb = gb + (size_t)R * D, *db = pb + (size_t)R * tkp;
+  const __m256 vscale = _mm256_set1_ps(scale);
+  for (int u = u0; u < u1; u++) {
+    const int b = u / kvHeads, kvh = u % kvHeads;
+    const size_t kvOff = b * kvStride + (size_t)kvh * D;
+    at_pack_t(k + kvOff, kvs, nkAll, D, kt, tkp);
+    at_pack_t(v + kvOff, kvs, nkAll, D, vt, tkp);
+    at_pack(k + kvOff, kvs, nkAll, D, kp);
+    float *dkb = dk + kvOff, *dvb = dv + kvOff;
+    for (int j = 0; j < tk; j++) {
+      memset(dkb + (size_t)j * kvs, 0, (size_t)D * 4);
+      memset(dvb + (size_t)j * kvs, 0, (size_t)D * 4);
+    }
+    for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+      for (int i0 = 0; i0 < tq; i0 += R) {
+        const int nr = imin(R, tq - i0), nmax = imin(qPos0 + i0 + nr, tk), nz = (nmax + 7) & ~7;
+        const size_t row0 = ((size_t)b * tq + i0) * heads + h;
+        at_pack(q + row0 * D, qs, nr, D, qb);
+        at_pack(dout + row0 * D, qs, nr, D, gb);
+        at_scores(qb, D, nr, kt, tkp, nmax, D, scale, pb, tkp);
+        at_scores(gb, D, nr, vt, tkp, nmax, D, 1.0f, db, tkp);
+        for (int r = 0; r < nr; r++) {
+          const size_t row = row0 + (size_t)r * heads;
+          const int n = imin(qPos0 + i0 + r + 1, tk);
+          const float *gr = gb + (size_t)r * D, *orow = out + row * D;
+          __m256 a = _mm256_setzero_ps();
+          for (int e = 0; e < D; e += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(gr + e), _mm256_loadu_ps(orow + e), a);
+          const __m256 vd = _mm256_set1_ps(_mm_cvtss_f32(hsum4(a, a, a, a))), vl = _mm256_set1_ps(lse[row]);
+          float *pr = pb + (size_t)r * tkp, *dr = db + (size_t)r * tkp;
+          int j = 0;
+          for (; j < n; j += 8) {
+            __m256 mask = at_below(j, n);
+            __m256 p = _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_loadu_ps(pr + j), vl)), mask);
+            _mm256_storeu_ps(pr + j, p);
+            _mm256_storeu_ps(dr + j, _mm256_and_ps(_mm256_mul_ps(_mm256_mul_ps(p, _mm256_sub_ps(_mm256_loadu_ps(dr + j), vd)), vscale), mask));
+          }
+          for (; j < nz; j += 8) {
+            _mm256_storeu_ps(pr + j, _mm256_setzero_ps());
+            _mm256_storeu_ps(dr + j, _mm256_setzero_ps());
+          }
+        }
+        // dq rows (written whole: a row lies in one block and sees all its keys here).
+        at_combine(dq + row0 * D, qs, nr, db, tkp, 1, kp, D, nmax, D, 0, NULL);
+        // dv += Pᵀ·dO, dk += dSᵀ·Q: keys 0 .. qPos0 + i0, which every row of the block sees, then the
+        // diagonal keys in groups of AT_ROWS from the first row that sees the group's first key (the rows
+        // before see none of the group; later keys' entries in the rows between are stored zeros).
+        const int diag = imin(qPos0 + i0 + 1, nmax);
+        at_combine(dvb, kvs, diag, pb, 1, tkp, gb, D, nr, D, 1, NULL);
+        at_combine(dkb, kvs, diag, db, 1, tkp, qb, D, nr, D, 1, NULL);
+        for (int j = diag; j < nmax; j += AT_ROWS) {
+          const int r0 = j - (qPos0 + i0), cnt = imin(AT_ROWS, nmax - j);
+          at_combine(dvb + (size_t)j * kvs, kvs, cnt, pb + (size_t)r0 * tkp + j, 1, tkp, gb + (size_t)r0 * D, D, nr - r0, D, 1, NULL);
+          at_combine(dkb + (size_t)j * kvs, kvs, cnt, db + (size_t)r0 * tkp + j, 1, tkp, qb + (size_t)r0 * D, D, nr - r0, D, 1, NULL);
+        }
+      }
+    }
+  }
+  return 1;
+}
+
+
+// ---- SwiGLU (forward and backward) -------------------------------------------------------------------
+//
+// out = silu(g)·up, silu(g) = g·σ(g), σ(g) = 1/(1 + exp(−g)); backward dup = dout·silu(g), dgate =
+// dout·up·σ(g)·(1 + g·(1 − σ(g))): the WebAssembly kernels' formulas (assembly/elementwise.ts) on 8 lanes
+// with exp8. Each thread takes a contiguous range in units of 8; the last partial vector goes through
+// masked loads and stores of the same arithmetic, so every element is computed alike wherever it lies.
+
+/** Thread t of nth's start in [0, n), in units of 8 (n at t = nth). */
+static size_t ew_part(size_t n, int t, int nth) {
+  if (t >= nth) return n;
+  size_t units = (n + 7) >> 3;
+  size_t s = ((units * (size_t)t) / (size_t)nth) << 3;
+  return s < n ? s : n;
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static inline __m256 ew_sigmoid(__m256 g) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+}
+
+// The element loops: whole vectors with plain loads and stores, the last partial one through masked
+// ones (vmaskmovps stores are microcoded and slow on AMD: masking every vector made AdamW 3x slower).
+#define EW_LOOP(I0, I1, ...)                                                                      \
+  do {                                                                                            \
+    size_t i = (I0);                                                                              \
+    for (; i + 8 <= (I1); i += 8) {                                                               \
+      const int full = 1;                                                                         \
+      const __m256i mk = _mm256_set1_epi32(-1);                                                   \
+      __VA_ARGS__                                                                                 \
+    }                                                                                             \
+    if (i < (I1)) {                                                                               \
+      const int full = 0;                                                                         \
+      const __m256i mk = _mm256_castps_si256(at_below(0, (int)((I1) - i)));                       \
+      __VA_ARGS__                                                                                 \
+    }                                                                                             \
+  } while (0)
+#define EW_LOAD(p) (full ? _mm256_loadu_ps((p) + i) : _mm256_maskload_ps((p) + i, mk))
+#define EW_STORE(p, x) (full ? _mm256_storeu_ps((p) + i, (x)) : _mm256_maskstore_ps((p) + i, mk, (x)))
+
+__attribute__((target("avx2,fma,f16c")))
+static void swiglu_avx2(const float *gate, const float *up, float *out, size_t i0, size_t i1) {
+  EW_LOOP(i0, i1, {
+    __m256 g = EW_LOAD(gate), u = EW_LOAD(up);
+    EW_STORE(out, _mm256_mul_ps(_mm256_mul_ps(g, ew_sigmoid(g)), u));
+  });
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void swiglu_backward_avx2(const float *gate, const float *up, const float *dout, float *dgate, float *dup, size_t i0, size_t i1) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  EW_LOOP(i0, i1, {
+    __m256 g = EW_LOAD(gate), d = EW_LOAD(dout), u = EW_LOAD(up);
+    __m256 s = ew_sigmoid(g);
+    EW_STORE(dup, _mm256_mul_ps(d, _mm256_mul_ps(g, s)));
+    __m256 ds = _mm256_mul_ps(s, _mm256_add_ps(one, _mm256_mul_ps(g, _mm256_sub_ps(one, s))));
+    EW_STORE(dgate, _mm256_mul_ps(_mm256_mul_ps(d, u), ds));
+  });
+}
+
+// ---- AdamW -------------------------------------------------------------------------------------------
+//
+// The WebAssembly kernel's update (assembly/elementwise.ts) on 8 lanes, with its f32 constants:
+// g = grad·gradScale, m = β1·m + (1 − β1)·g, v = β2·v + (1 − β2)·g², p = p·(1 − lr·wd) − (lr/bc1)·m /
+// (√(v·(1/bc2)) + eps). Element ranges per thread as SwiGLU's (masked last vector).
+__attribute__((target("avx2,fma,f16c")))
+static void adamw_avx2(float *param, const float *grad, float *mo, float *vo, size_t i0, size_t i1, float lr, float beta1, float beta2,
+                       float eps, float wd, float bc1, float bc2, float gradScale) {
+  const __m256 vb1 = _mm256_set1_ps(beta1), vb2 = _mm256_set1_ps(beta2), va1 = _mm256_set1_ps(1.0f - beta1), va2 = _mm256_set1_ps(1.0f - beta2);
+  const __m256 vgs = _mm256_set1_ps(gradScale), vdecay = _mm256_set1_ps(1.0f - lr * wd), vstep = _mm256_set1_ps(lr / bc1);
+  const __m256 vbc2 = _mm256_set1_ps(1.0f / bc2), veps = _mm256_set1_ps(eps);
+  EW_LOOP(i0, i1, {
+    __m256 g = _mm256_mul_ps(EW_LOAD(grad), vgs);
+    __m256 mi = _mm256_add_ps(_mm256_mul_ps(vb1, EW_LOAD(mo)), _mm256_mul_ps(va1, g));
+    __m256 vi = _mm256_add_ps(_mm256_mul_ps(vb2, EW_LOAD(vo)), _mm256_mul_ps(va2, _mm256_mul_ps(g, g)));
+    EW_STORE(mo, mi);
+    EW_STORE(vo, vi);
+    __m256 denom = _mm256_add_ps(_mm256_sqrt_ps(_mm256_mul_ps(vi, vbc2)), veps);
+    __m256 p = _mm256_mul_ps(EW_LOAD(param), vdecay);
+    EW_STORE(param, _mm256_sub_ps(p, _mm256_div_ps(_mm256_mul_ps(vstep, mi), denom)));
+  });
+}
+
 #endif  // STLM_X86
 
 // ---- which instruction set --------------------------------------------------------------------------
@@ -876,7 +1264,7 @@ static int isa = -1;
 
 // ---- N-API glue -------------------------------------------------------------------------------------
 
-#define MAX_ARGC 16
+#define MAX_ARGC 24
 
 static napi_value throw_range(napi_env env, const char *msg) {
   napi_throw_range_error(env, NULL, msg);
@@ -1095,6 +1483,121 @@ static napi_value gemm_f32_js(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/**
+ * Checks the shape arguments a[0..8] = batch, tq, tk, heads, kvHeads, D, qPos0, scale, kvStride of the
+ * training attention and that q-like operands (qn elements) and k-like ones (kn) fit; 0 with a RangeError.
+ */
+static int attention_train_shape(napi_env env, const char *name, const double *a, double *qn, double *kn) {
+  double batch = a[0], tq = a[1], tk = a[2], heads = a[3], kvHeads = a[4], D = a[5], qPos0 = a[6], kvStride = a[8];
+  int ok = valid_dims(batch, tq, tk) && batch >= 1 && tq >= 1 && valid_dims(heads, kvHeads, D) && heads >= 1 && kvHeads >= 1 &&
+           (int)heads % (int)kvHeads == 0 && (int)D % 8 == 0 && qPos0 >= 0 && qPos0 <= 1 << 24 && qPos0 == (int)qPos0 &&
+           kvStride >= tk * kvHeads * D && kvStride == floor(kvStride) && kvStride <= 1e12;
+  if (!ok) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "stlm native %s: invalid shape or share", name);
+    napi_throw_range_error(env, NULL, msg);
+    return 0;
+  }
+  *qn = batch * tq * heads * D;
+  *kn = (batch - 1) * kvStride + tk * kvHeads * D;
+  return 1;
+}
+
+// attentionTrain(slot, q, k, v, out, lse, batch, tq, tk, heads, kvHeads, headDim, qPos0, scale, kvStride, tid, nth):
+// Backend.attention for any tq (causal, GQA), headDim % 8 == 0, kvStride ≥ tk·kvHeads·headDim.
+static napi_value attention_train(napi_env env, napi_callback_info info) {
+  double b[17], qn, kn;
+  if (!read_kernel_args(env, info, 17, b)) return NULL;
+  const double *a = b + 1, *s = a + 5;
+  if (!attention_train_shape(env, "attentionTrain", s, &qn, &kn)) return NULL;
+  if (!valid_share(a[14], a[15])) return throw_range(env, "stlm native attentionTrain: invalid shape or share");
+  if (!inside(a[0], qn * 4) || !inside(a[1], kn * 4) || !inside(a[2], kn * 4) || !inside(a[3], qn * 4) || !inside(a[4], qn / s[5] * 4))
+    return throw_range(env, "stlm native attentionTrain: operand outside memory");
+#if STLM_X86
+  int units = (int)s[0] * (int)s[3], tid = (int)a[14], nth = (int)a[15];
+  if (!attention_train_fwd((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (const float *)(mem_base + (size_t)a[2]),
+                           (float *)(mem_base + (size_t)a[3]), (float *)(mem_base + (size_t)a[4]), (int)s[1], (int)s[2], (int)s[3], (int)s[4], (int)s[5],
+                           (int)s[6], (float)s[7], (size_t)s[8], row_part(units, tid, nth), row_part(units, tid + 1, nth)))
+    return throw_range(env, "stlm native attentionTrain: out of memory for the scratch");
+#endif
+  return NULL;
+}
+
+// attentionTrainBackward(slot, q, k, v, out, lse, dout, dq, dk, dv, batch, tq, tk, heads, kvHeads, headDim, qPos0, scale,
+// kvStride, tid, nth): Backend.attentionBackward under the same conditions; dq, dk, dv overwritten.
+static napi_value attention_train_backward(napi_env env, napi_callback_info info) {
+  double b[21], qn, kn;
+  if (!read_kernel_args(env, info, 21, b)) return NULL;
+  const double *a = b + 1, *s = a + 9;
+  if (!attention_train_shape(env, "attentionTrainBackward", s, &qn, &kn)) return NULL;
+  if (!valid_share(a[18], a[19])) return throw_range(env, "stlm native attentionTrainBackward: invalid shape or share");
+  if (!inside(a[0], qn * 4) || !inside(a[1], kn * 4) || !inside(a[2], kn * 4) || !inside(a[3], qn * 4) || !inside(a[4], qn / s[5] * 4) ||
+      !inside(a[5], qn * 4) || !inside(a[6], qn * 4) || !inside(a[7], kn * 4) || !inside(a[8], kn * 4))
+    return throw_range(env, "stlm native attentionTrainBackward: operand outside memory");
+#if STLM_X86
+  int units = (int)s[0] * (int)s[4], tid = (int)a[18], nth = (int)a[19];
+  if (!attention_train_bwd((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (const float *)(mem_base + (size_t)a[2]),
+                           (const float *)(mem_base + (size_t)a[3]), (const float *)(mem_base + (size_t)a[4]), (const float *)(mem_base + (size_t)a[5]),
+                           (float *)(mem_base + (size_t)a[6]), (float *)(mem_base + (size_t)a[7]), (float *)(mem_base + (size_t)a[8]),
+                           (int)s[1], (int)s[2], (int)s[3], (int)s[4], (int)s[5], (int)s[6], (float)s[7], (size_t)s[8],
+                           row_part(units, tid, nth), row_part(units, tid + 1, nth)))
+    return throw_range(env, "stlm native attentionTrainBackward: out of memory for the scratch");
+#endif
+  return NULL;
+}
+
+// swiglu(slot, gate, up, out, n, tid, nth): out = silu(gate)·up over n elements.
+static napi_value swiglu_js(napi_env env, napi_callback_info info) {
+  double b[7];
+  if (!read_kernel_args(env, info, 7, b)) return NULL;
+  const double *a = b + 1;
+  double n = a[3];
+  if (!(n >= 0 && n <= 1 << 30 && n == floor(n)) || !valid_share(a[4], a[5])) return throw_range(env, "stlm native swiglu: invalid size or share");
+  if (!inside(a[0], n * 4) || !inside(a[1], n * 4) || !inside(a[2], n * 4)) return throw_range(env, "stlm native swiglu: operand outside memory");
+#if STLM_X86
+  int tid = (int)a[4], nth = (int)a[5];
+  swiglu_avx2((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (float *)(mem_base + (size_t)a[2]),
+              ew_part((size_t)n, tid, nth), ew_part((size_t)n, tid + 1, nth));
+#endif
+  return NULL;
+}
+
+// swigluBackward(slot, gate, up, dout, dgate, dup, n, tid, nth): dgate and dup overwritten.
+static napi_value swiglu_backward_js(napi_env env, napi_callback_info info) {
+  double b[9];
+  if (!read_kernel_args(env, info, 9, b)) return NULL;
+  const double *a = b + 1;
+  double n = a[5];
+  if (!(n >= 0 && n <= 1 << 30 && n == floor(n)) || !valid_share(a[6], a[7])) return throw_range(env, "stlm native swigluBackward: invalid size or share");
+  for (int i = 0; i < 5; i++)
+    if (!inside(a[i], n * 4)) return throw_range(env, "stlm native swigluBackward: operand outside memory");
+#if STLM_X86
+  int tid = (int)a[6], nth = (int)a[7];
+  swiglu_backward_avx2((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (const float *)(mem_base + (size_t)a[2]),
+                       (float *)(mem_base + (size_t)a[3]), (float *)(mem_base + (size_t)a[4]), ew_part((size_t)n, tid, nth), ew_part((size_t)n, tid + 1, nth));
+#endif
+  return NULL;
+}
+
+// adamw(slot, param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, bc1, bc2, gradScale, tid, nth): one AdamW
+// step over n parameters in place (bc1, bc2: the bias corrections 1 − β^t).
+static napi_value adamw_js(napi_env env, napi_callback_info info) {
+  double b[16];
+  if (!read_kernel_args(env, info, 16, b)) return NULL;
+  const double *a = b + 1;
+  double n = a[4];
+  if (!(n >= 0 && n <= 1 << 30 && n == floor(n)) || !valid_share(a[13], a[14])) return throw_range(env, "stlm native adamw: invalid size or share");
+  for (int i = 0; i < 4; i++)
+    if (!inside(a[i], n * 4)) return throw_range(env, "stlm native adamw: operand outside memory");
+#if STLM_X86
+  int tid = (int)a[13], nth = (int)a[14];
+  adamw_avx2((float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (float *)(mem_base + (size_t)a[2]), (float *)(mem_base + (size_t)a[3]),
+             ew_part((size_t)n, tid, nth), ew_part((size_t)n, tid + 1, nth), (float)a[5], (float)a[6], (float)a[7], (float)a[8], (float)a[9],
+             (float)a[10], (float)a[11], (float)a[12]);
+#endif
+  return NULL;
+}
+
 static napi_value qrow_bytes_js(napi_env env, napi_callback_info info) {
   double a[1];
   if (!read_args(env, info, 1, a)) return NULL;
@@ -1124,6 +1627,11 @@ NAPI_MODULE_INIT() {
   add_fn(env, exports, "attentionDecode", attention_decode);
   add_fn(env, exports, "attentionDecodeRows", attention_decode_rows);
   add_fn(env, exports, "gemmF32", gemm_f32_js);
+  add_fn(env, exports, "attentionTrain", attention_train);
+  add_fn(env, exports, "attentionTrainBackward", attention_train_backward);
+  add_fn(env, exports, "swiglu", swiglu_js);
+  add_fn(env, exports, "swigluBackward", swiglu_backward_js);
+  add_fn(env, exports, "adamw", adamw_js);
   add_fn(env, exports, "qrowBytes", qrow_bytes_js);
   return exports;
 }

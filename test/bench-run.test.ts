@@ -16,7 +16,7 @@ test('bench run: --help prints the header and the flags; unknown flags exit 2 na
   const help = bench('decode-vs-llamacpp', '--help');
   assert.equal(help.status, 0, help.stderr);
   assert.match(help.stdout, /npm run bench -- decode-vs-llamacpp \[--models/);
-  assert.match(help.stdout, /flags: --engines --json --kv --models/);
+  assert.match(help.stdout, /flags: --bandwidth --engines --json --kv --models/);
   const typo = bench('decode-vs-llamacpp', '--model', 'rand25m');
   assert.equal(typo.status, 2);
   assert.match(typo.stderr, /bench decode-vs-llamacpp: unknown flag --model \(it takes .*--models/);

@@ -17,7 +17,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 test('--explain: the plan for the example file, with constraints, as text and JSON', () => {
   const r = run('--tiers', EXAMPLE, '--explain', 'ROMEO:');
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /^tier: tiny\nwhy: {2}cascade \(escalates under -1\.5\): tiny is the first in the configured order of 3 fitting tiers/);
+  assert.match(r.stdout, /^tier: tiny\nwhy: {2}cascade \(escalates under -1\.5; multiple choice by the learned gain\): tiny is the first in the configured order of 3 fitting tiers/);
   const j = run('--tiers', EXAMPLE, '--explain', '--json', '--offline', 'ROMEO:');
   const d = JSON.parse(j.stdout) as { tier: string; attempts: { tier: string; outcome: string; reason: string }[] };
   assert.equal(d.tier, 'tiny');

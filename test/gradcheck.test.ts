@@ -138,6 +138,11 @@ const cases: Case[] = [
     name: 'attention (GQA, 2 batches)', inputs: [[2 * 5, 4 * 4], [2 * 5, 2 * 4], [2 * 5, 2 * 4]],
     op: (_, [q, k, v]) => ops.attention(q, k, v, 2, 4, 2, 4), ref: ([q, k, v]) => attnRef(q, k, v, 2, 5, 4, 2, 4),
   },
+  {
+    // Head size 8 and 2·4·12·12·8 = 9216 units of work: what the native training attention takes, where built.
+    name: 'attention (GQA, 2 batches, head size 8)', inputs: [[2 * 12, 4 * 8], [2 * 12, 2 * 8], [2 * 12, 2 * 8]],
+    op: (_, [q, k, v]) => ops.attention(q, k, v, 2, 4, 2, 8), ref: ([q, k, v]) => attnRef(q, k, v, 2, 12, 4, 2, 8),
+  },
 ];
 
 /** With `recompute`, the op runs inside Graph.checkpoint: its backward then recomputes it on a tape of its own. */

@@ -128,7 +128,7 @@ for (const native of [true, false]) describe(`wasm backend (${native ? 'with the
       }, ['y', 'rstd', 'dx', 'dw']);
       check(`softmax ${rows}x${dim}`, (be, io) => be.softmax(io.input('x', randomF32(new Rng(rows), rows * dim, 3)), io.output('o', rows * dim), rows, dim), ['o']);
     }
-    for (const n of [...ODD, 70_001]) {
+    for (const n of [...ODD, 4099, 70_001]) {
       const g = randomF32(rng, n, 3), u = randomF32(rng, n), d = randomF32(rng, n);
       check(`swiglu ${n}`, (be, io) => {
         const G = io.input('g', g), U = io.input('u', u);
@@ -282,7 +282,7 @@ for (const native of [true, false]) describe(`wasm backend (${native ? 'with the
 
   test('adamw', () => {
     const rng = new Rng(7);
-    for (const n of [1, 17, 257, 50_001]) {
+    for (const n of [1, 17, 257, 4099, 50_001]) {
       const p0 = randomF32(rng, n), g = randomF32(rng, n), m0 = randomF32(rng, n, 0.1), v0 = randomF32(rng, n).map(Math.abs);
       check(`adamw ${n}`, (be, io) => {
         const P = io.output('p', n, p0), M = io.output('m', n, m0), V = io.output('v', n, v0);

@@ -237,6 +237,175 @@ describe('native kernels', { skip: SKIP }, () => {
     }
   });
 
+  test('training attention (many query rows, causal, GQA; forward and backward): within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
+    // Both native kernels are wrapped to count calls (before backends of this test's own take them), so
+    // the test knows the native kernels, not WebAssembly, ran.
+    const kernels = native as unknown as Record<string, (...a: number[]) => void>;
+    const calls = { attentionTrain: 0, attentionTrainBackward: 0 };
+    const orig = { attentionTrain: kernels.attentionTrain, attentionTrainBackward: kernels.attentionTrainBackward };
+    for (const name of ['attentionTrain', 'attentionTrainBackward'] as const) {
+      kernels[name] = (...a: number[]) => {
+        calls[name]++;
+        orig[name](...a);
+      };
+    }
+    const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
+    const rng = new Rng(11);
+    // batch, tq, tk, heads, kvHeads, headDim, qPos0, kvBatchStride (backward only where it is 0 or K/V are dense).
+    const cases: [number, number, number, number, number, number, number, number?][] = [
+      [2, 70, 70, 6, 2, 48, 0], // GQA groups of 3, several backward row blocks, head size of 16-column chunks only
+      [1, 41, 41, 4, 2, 80, 0],
+      [2, 33, 33, 4, 4, 8, 0], // an 8-column chunk only
+      [2, 37, 37, 3, 3, 24, 0], // 16 + 8 columns
+      [1, 257, 257, 2, 2, 32, 0], // keys not a multiple of 16, many row blocks
+      [3, 100, 100, 2, 1, 64, 0], // every query head on one kv head
+      [1, 5, 5, 8, 8, 128, 0], // fewer rows than a block
+      [2, 9, 20, 4, 2, 24, 11], // a prompt chunk after 11 cached positions (forward and backward)
+      [2, 16, 40, 4, 2, 32, 24, 64 * 2 * 32], // a cache buffer longer than tk (forward only)
+    ];
+    try {
+      for (const [batch, tq, tk, heads, kvHeads, D, qPos0, kvBatchStride] of cases) {
+        const args = { batch, tq, tk, heads, kvHeads, headDim: D, qPos0, scale: 1 / Math.sqrt(D), ...(kvBatchStride ? { kvBatchStride } : {}) };
+        const qn = batch * tq * heads * D, kn = batch * (kvBatchStride ?? tk * kvHeads * D), ln = batch * tq * heads;
+        const inputs = [randomF32(rng, qn), randomF32(rng, kn), randomF32(rng, kn), randomF32(rng, qn)];
+        const backward = !kvBatchStride;
+        const attn = (be: Backend) => {
+          const [q, k, v, dout] = inputs.map((a) => {
+            const b = be.alloc(a.length);
+            be.write(b, a);
+            return b;
+          });
+          const outs = [qn, ln, qn, kn, kn].map((n) => {
+            const b = be.alloc(n);
+            be.fill(b, Number.NaN);
+            return b;
+          });
+          const [out, lse, dq, dk, dv] = outs;
+          be.attention(q, k, v, out, lse, args);
+          if (backward) be.attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, args);
+          const r = (backward ? outs : outs.slice(0, 2)).map((b) => be.read(b));
+          for (const b of [q, k, v, dout, ...outs]) be.free(b);
+          return r;
+        };
+        const label = `batch ${batch} tq ${tq} tk ${tk} heads ${heads}/${kvHeads} D ${D} qPos0 ${qPos0}`;
+        const before = { ...calls };
+        const want = attn(ref), got = attn(t1);
+        assert.equal(calls.attentionTrain, before.attentionTrain + 1, `${label}: the native forward did not run`);
+        assert.equal(calls.attentionTrainBackward, before.attentionTrainBackward + (backward ? 1 : 0), `${label}: the native backward did not run`);
+        ['out', 'lse', 'dq', 'dk', 'dv'].slice(0, got.length).forEach((name, i) => {
+          let err = 0, mag = 1e-30;
+          for (let j = 0; j < want[i].length; j++) {
+            err = Math.max(err, Math.abs(got[i][j] - want[i][j]));
+            mag = Math.max(mag, Math.abs(want[i][j]));
+          }
+          assert.ok(got[i].every(Number.isFinite) && err <= 1e-5 * mag, `${label}: ${name} differs from the reference by ${err} (largest value ${mag})`);
+        });
+        const two = attn(t2);
+        two.forEach((r, i) => assert.deepEqual(r, got[i], `${label}: output ${i} with 2 threads differs from 1`));
+      }
+    } finally {
+      Object.assign(kernels, orig);
+      t1.dispose();
+      t2.dispose();
+    }
+  });
+
+  test('SwiGLU forward and backward: within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
+    const kernels = native as unknown as Record<string, (...a: number[]) => void>;
+    const orig = { swiglu: kernels.swiglu, swigluBackward: kernels.swigluBackward };
+    let calls = 0;
+    for (const name of ['swiglu', 'swigluBackward'] as const) {
+      kernels[name] = (...a: number[]) => {
+        calls++;
+        orig[name](...a);
+      };
+    }
+    const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
+    const rng = new Rng(12);
+    try {
+      for (const n of [4096, 4099, 70_001]) { // from the backend's threshold; tails of 3 and 1 past whole vectors
+        const g = randomF32(rng, n, 3), u = randomF32(rng, n), d = randomF32(rng, n);
+        const run = (be: Backend) => {
+          const [G, U, D] = [g, u, d].map((a) => {
+            const b = be.alloc(a.length);
+            be.write(b, a);
+            return b;
+          });
+          const outs = [0, 1, 2].map(() => {
+            const b = be.alloc(n);
+            be.fill(b, Number.NaN);
+            return b;
+          });
+          be.swiglu(G, U, outs[0], n);
+          be.swigluBackward(G, U, D, outs[1], outs[2], n);
+          const r = outs.map((b) => be.read(b));
+          for (const b of [G, U, D, ...outs]) be.free(b);
+          return r;
+        };
+        const before = calls;
+        const want = run(ref), got = run(t1);
+        assert.equal(calls, before + 2, `n ${n}: the native kernels did not run`);
+        ['out', 'dgate', 'dup'].forEach((name, i) => {
+          let err = 0, mag = 1e-30;
+          for (let j = 0; j < n; j++) {
+            err = Math.max(err, Math.abs(got[i][j] - want[i][j]));
+            mag = Math.max(mag, Math.abs(want[i][j]));
+          }
+          assert.ok(got[i].every(Number.isFinite) && err <= 1e-5 * mag, `n ${n}: ${name} differs from the reference by ${err} (largest value ${mag})`);
+        });
+        run(t2).forEach((r, i) => assert.deepEqual(r, got[i], `n ${n}: output ${i} with 2 threads differs from 1`));
+      }
+    } finally {
+      Object.assign(kernels, orig);
+      t1.dispose();
+      t2.dispose();
+    }
+  });
+
+  test('AdamW: three steps within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
+    const kernels = native as unknown as Record<string, (...a: number[]) => void>;
+    const orig = kernels.adamw;
+    let calls = 0;
+    kernels.adamw = (...a: number[]) => {
+      calls++;
+      orig(...a);
+    };
+    const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
+    const rng = new Rng(13);
+    try {
+      for (const n of [4096, 4101, 50_001]) {
+        const inputs = [randomF32(rng, n), randomF32(rng, n), randomF32(rng, n, 0.1), randomF32(rng, n).map(Math.abs)];
+        const run = (be: Backend) => {
+          const [P, G, M, V] = inputs.map((a) => {
+            const b = be.alloc(a.length);
+            be.write(b, a);
+            return b;
+          });
+          for (let step = 1; step <= 3; step++) be.adamw(P, G, M, V, n, { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step, gradScale: 0.5 });
+          const r = [P, M, V].map((b) => be.read(b));
+          for (const b of [P, G, M, V]) be.free(b);
+          return r;
+        };
+        const before = calls;
+        const want = run(ref), got = run(t1);
+        assert.equal(calls, before + 3, `n ${n}: the native AdamW did not run`);
+        ['param', 'm', 'v'].forEach((name, i) => {
+          let err = 0, mag = 1e-30;
+          for (let j = 0; j < n; j++) {
+            err = Math.max(err, Math.abs(got[i][j] - want[i][j]));
+            mag = Math.max(mag, Math.abs(want[i][j]));
+          }
+          assert.ok(got[i].every(Number.isFinite) && err <= 1e-5 * mag, `n ${n}: ${name} differs from the reference by ${err} (largest value ${mag})`);
+        });
+        run(t2).forEach((r, i) => assert.deepEqual(r, got[i], `n ${n}: output ${i} with 2 threads differs from 1`));
+      }
+    } finally {
+      kernels.adamw = orig;
+      t1.dispose();
+      t2.dispose();
+    }
+  });
+
   test('bad calls into the addon throw clear errors instead of touching memory', () => {
     const k = native!;
     const mem = new WebAssembly.Memory({ initial: 1, maximum: 16, shared: true } as WebAssembly.MemoryDescriptor);
@@ -269,6 +438,16 @@ describe('native kernels', { skip: SKIP }, () => {
     assert.throws(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 0, 1), /attentionDecodeRows: invalid key count/);
     assert.throws(() => k.attentionDecodeRows(slot, 65530, 1, 2, 1, 8, 0.3, 0, 1), /attentionDecodeRows: table outside memory/);
     assert.throws(() => k.attentionDecodeRows(slot, 0, 1, 3, 2, 8, 0.3, 0, 1), /attentionDecodeRows: invalid shape or share/);
+    // Training attention: batch 1, tq 4, tk 4, heads 2, kvHeads 1, headDim 8 (q/out 64 floats, k/v 32, lse 8).
+    assert.doesNotThrow(() => k.attentionTrain(slot, 0, 1024, 2048, 4096, 8192, 1, 4, 4, 2, 1, 8, 0, 0.35, 32, 0, 1));
+    assert.throws(() => k.attentionTrain(slot, 0, 1024, 2048, 4096, 8192, 1, 4, 4, 2, 1, 12, 0, 0.35, 48, 0, 1), /attentionTrain: invalid shape or share/);
+    assert.throws(() => k.attentionTrain(slot, 0, 1024, 2048, 4096, 8192, 1, 4, 4, 3, 2, 8, 0, 0.35, 64, 0, 1), /attentionTrain: invalid shape or share/);
+    assert.throws(() => k.attentionTrain(slot, 0, 1024, 2048, 4096, 8192, 1, 4, 4, 2, 1, 8, 0, 0.35, 16, 0, 1), /attentionTrain: invalid shape or share/); // K/V batch items overlap
+    assert.throws(() => k.attentionTrain(slot, 0, 1024, 65536 - 64, 4096, 8192, 1, 4, 4, 2, 1, 8, 0, 0.35, 32, 0, 1), /attentionTrain: operand outside memory/);
+    assert.throws(() => k.attentionTrainBackward(slot, 0, 1024, 2048, 4096, 8192, 12288, 16384, 20480, 65536 - 64, 1, 4, 4, 2, 1, 8, 0, 0.35, 32, 0, 1), /attentionTrainBackward: operand outside memory/);
+    assert.throws(() => k.swiglu(slot, 0, 0, 65536 - 16, 8, 0, 1), /swiglu: operand outside memory/);
+    assert.throws(() => k.swigluBackward(slot, 0, 0, 0, 0, 0, 1.5, 0, 1), /swigluBackward: invalid size or share/);
+    assert.throws(() => k.adamw(slot, 0, 0, 0, 65536 - 16, 8, 1e-3, 0.9, 0.95, 1e-8, 0.1, 0.1, 0.05, 1, 0, 1), /adamw: operand outside memory/);
     k.detach(slot);
     assert.throws(() => k.matvecF32(slot, 0, 0, 0, 1, 1, 8, 0, 0, 1), /no memory attached in this slot/);
     assert.throws(() => k.matvecF32(999, 0, 0, 0, 1, 1, 8, 0, 0, 1), /no memory attached in this slot/);

@@ -12,6 +12,8 @@ import { stringify } from 'yaml';
 import { loadLlamaCpp } from '../src/interop/llamacpp.js';
 import { type TierEntry, TiersConfigError, loadTiersConfig, openTier, parseTiersConfig } from '../src/tiers/config.js';
 import type { LanguageModel } from '../src/tiers/types.js';
+import { EscalationModel } from '../src/tiers/escalation.js';
+import { routerFromConfig } from '../src/tiers/open.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const EXAMPLE = join(ROOT, 'examples/tiers.yaml');
@@ -53,6 +55,9 @@ describe('tiers config: the example', () => {
     assert.ok(existsSync(c.tiers[1].model));
     assert.equal(c.tiers[2].model, 'default');
     assert.equal(c.tiers[2].baseUrl, 'http://127.0.0.1:8080/v1');
+    // The tiny tier's learned escalation model (fit on all 12,000 BLiMP pairs, BENCHMARKS.md's accuracies).
+    const fit = c.escalationModels?.get('tiny')?.fit;
+    assert.deepEqual([fit?.weakTier, fit?.strongTier, fit?.items, fit?.accWeak.toFixed(4), fit?.accStrong.toFixed(4)], ['tiny', 'small', 12000, '0.5812', '0.6823']);
     assert.deepEqual(c.router, { policy: 'cascade', threshold: -1.5, confidence: 'meanLogprob', order: ['tiny', 'small', 'large'], fallback: true });
   });
 
@@ -132,6 +137,33 @@ describe('tiers config: bad input, one line naming file, field and value', () =>
 
   test('a missing file', async () => {
     await assert.rejects(loadTiersConfig('/nonexistent/tiers.yaml'), { name: 'TiersConfigError', message: '/nonexistent/tiers.yaml: no such file' });
+  });
+});
+
+describe('tiers config: a learned escalation model', () => {
+  test('a tier\'s escalation file resolves against the config\'s folder and reaches the router; a bad one is refused by field', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'stlm-tiers-esc-'));
+    const model = EscalationModel.learn([
+      { context: '', choices: ['a', 'b'], values: [-1, -2], weakRight: true, strongRight: false },
+      { context: '', choices: ['c', 'd'], values: [-1, -3], weakRight: false, strongRight: true },
+    ], { weakTier: 'tiny', strongTier: 'small', source: 'test' });
+    await writeFile(join(dir, 'esc.json'), JSON.stringify(model.toJSON()));
+    const c = base();
+    c.tiers[0].escalation = 'esc.json';
+    c.router = { policy: 'cascade', gainThreshold: 0.25, order: ['tiny', 'small', 'large'] };
+    await writeFile(join(dir, 'tiers.yaml'), stringify(c));
+    const config = await loadTiersConfig(join(dir, 'tiers.yaml'));
+    assert.equal(config.tiers[0].escalation, join(dir, 'esc.json'));
+    const router = routerFromConfig(config);
+    assert.equal(router.options.gainThreshold, 0.25);
+    const item = { context: '', choices: ['c', 'd'], values: [-1, -3] };
+    assert.deepEqual(router.options.escalation?.tiny?.predict(item), model.predict(item));
+    await writeFile(join(dir, 'esc.json'), '{"format": "stlm-escalation", "version": 7}');
+    await assert.rejects(loadTiersConfig(join(dir, 'tiers.yaml')), {
+      name: 'TiersConfigError', message: `${join(dir, 'tiers.yaml')}: tiers[0].escalation: escalation: ${join(dir, 'esc.json')}: version is 7; this stlm reads version 1`,
+    });
+    c.router.gainThreshold = 2;
+    assert.throws(() => parseTiersConfig(stringify(c), 'tiers.yaml'), /router\.gainThreshold must be a number .*1, got 2/);
   });
 });
 

@@ -4,6 +4,7 @@
 // decision records (why each tier answered, was skipped, escalated or failed).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { EscalationModel, type EscalationExample } from '../src/tiers/escalation.js';
 import { type RouteDecision, RouteError, type RouteTier, Router } from '../src/tiers/router.js';
 import type { ContinuationScore, GenerateInput, GenerateOptions, GenerateResult, GenerateStream, LanguageModel, LanguageModelInfo, Tier } from '../src/tiers/types.js';
 
@@ -178,6 +179,37 @@ describe('router: cascade', () => {
     const t2 = tiers({ tiny: { text: '', choices: { ' A': -1, ' B': -3 } } });
     const b = await new Router(t2, { policy: 'cascade', choiceThreshold: 0.5 }).choose('Question?', [' A', ' B']);
     assert.deepEqual([b.index, b.route.tier], [0, 'tiny']);
+  });
+
+  test('multiple choice with a learned escalation model: escalates by predicted gain, not by margin', async () => {
+    // Fit on items where the tiny tier is confidently wrong whenever a pair turns on 'ever', and right otherwise.
+    const ex: EscalationExample[] = ['dog', 'cat', 'pilot', 'child', 'singer', 'farmer'].flatMap((n) => [
+      { context: '', choices: [`No ${n} has ever left.`, `The ${n} has ever left.`], values: [-25, -20], weakRight: false, strongRight: true },
+      { context: '', choices: [`The ${n}s are here.`, `The ${n}s is here.`], values: [-15, -15.2], weakRight: true, strongRight: false },
+    ]);
+    const escalation = EscalationModel.learn(ex, { weakTier: 'tiny', strongTier: 'small', source: 'test' });
+    const sure = ['No doctor has ever left.', 'The doctor has ever left.'], unsure = ['The doctors are here.', 'The doctors is here.'];
+    const t = tiers({
+      tiny: { text: '', choices: { [sure[0]]: -26, [sure[1]]: -20, [unsure[0]]: -15, [unsure[1]]: -15.1 } },
+      small: { text: '', choices: { [sure[0]]: -20, [sure[1]]: -26, [unsure[0]]: -16, [unsure[1]]: -15 } },
+    });
+    const r = new Router(t, { policy: 'cascade', choiceThreshold: 1, escalation: { tiny: escalation } });
+    const a = await r.choose('', sure); // margin 6: a margin cascade would keep the tiny tier's wrong answer
+    assert.deepEqual([a.index, a.route.tier], [0, 'small']);
+    const p = escalation.predict({ context: '', choices: sure, values: [-26, -20] });
+    assert.ok(p.gain > 0);
+    assert.deepEqual(a.route.attempts[0].predicted, p);
+    assert.equal(a.route.attempts[0].reason, `predicted gain of escalating ${p.gain.toFixed(3)} (P(right): small ${p.strong.toFixed(3)}, tiny ${p.weak.toFixed(3)}) over the threshold 0`);
+    const b = await r.choose('', unsure); // margin 0.1: a margin cascade would escalate it
+    assert.deepEqual([b.index, b.route.tier], [0, 'tiny']);
+    assert.match(b.route.attempts[0].reason, /^predicted gain of escalating -0\.\d+ .* at or under the threshold 0$/);
+    // A threshold of 1 (no gain is over it) keeps the tiny tier's answer. (The small tier, with no model, kept
+    // the margin rule above: its margin 6 is over choiceThreshold 1, so it answered.)
+    const high = await new Router(t, { policy: 'cascade', escalation: { tiny: escalation }, gainThreshold: 1 }).choose('', sure);
+    assert.deepEqual([high.index, high.route.tier], [1, 'tiny']);
+    assert.match(new Router(t, { policy: 'cascade', escalation: { tiny: escalation } }).explain({ prompt: 'x' }).reason, /^cascade \(escalates by the learned gain \(multiple choice\)\): tiny is/);
+    assert.match(r.explain({ prompt: 'x' }).reason, /^cascade \(escalates under 1; multiple choice by the learned gain\): tiny is/);
+    assert.throws(() => new Router(t, { policy: 'cascade', escalation: { huge: escalation } }), /an escalation model is given for 'huge', which is not a tier \(tiers: large, tiny, small\)/);
   });
 
   test('explain: the plan without running anything', () => {

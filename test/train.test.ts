@@ -55,7 +55,9 @@ describe('training', () => {
     assert.ok(full.losses[23] < full.losses[0], 'loss did not decrease');
   });
 
-  test('with and without the native kernels, a seeded run gives the same first 20 losses within 1e-4 (relative)', async (t) => {
+  // micro (head size 10: attention stays in WebAssembly) and micro with head size 16 (the native training attention takes it).
+  for (const [label, config] of [['micro', PRESETS.micro], ['micro, head size 16', { ...PRESETS.micro, dModel: 64 }]] as const)
+  test(`with and without the native kernels, a seeded run gives the same first 20 losses within 1e-4 (relative): ${label}`, async (t) => {
     // Only float rounding differs (the native GEMM's FMAs against WebAssembly SIMD's multiply then add),
     // which the 20 steps of AdamW carry forward. Measured here: the f32 losses agree bit for bit (the
     // products' 1-ulp differences average out below the loss's own rounding); the tolerance leaves room
@@ -64,18 +66,23 @@ describe('training', () => {
     if (!native) return t.skip('the native kernels are not built here (Node on x86-64 with AVX2 and a C compiler at install time)');
     // Count the native GEMM's calls (wrapped before the backend below takes it) to know it ran.
     const kernels = native as unknown as Record<string, (...a: number[]) => void>;
-    const gemm = kernels.gemmF32;
-    let calls = 0;
+    const gemm = kernels.gemmF32, attn = kernels.attentionTrainBackward;
+    let calls = 0, attnCalls = 0;
     kernels.gemmF32 = (...a: number[]) => {
       calls++;
       gemm(...a);
     };
+    kernels.attentionTrainBackward = (...a: number[]) => {
+      attnCalls++;
+      attn(...a);
+    };
     const withBe = await createWasmBackend({ threads: 1 });
     const pure = await createWasmBackend({ threads: 1, native: false });
     try {
-      const opts = (ckpt: string): TrainOptions => ({ ...options(ckpt, 20), config: { ...PRESETS.micro, dropout: 0 }, accum: 1, batch: 8 });
+      const opts = (ckpt: string): TrainOptions => ({ ...options(ckpt, 20), config: { ...config, dropout: 0 }, accum: 1, batch: 8 });
       const withNative = await train(withBe, opts(join(dir, 'n.ckpt')));
       assert.ok(calls >= 20 * 40, `the native GEMM took ${calls} products in 20 steps`);
+      if (config.dModel / config.nHeads === 16) assert.ok(attnCalls >= 20 * config.nLayers, `the native attention backward ran ${attnCalls} times in 20 steps`);
       const without = await train(pure, opts(join(dir, 'w.ckpt')));
       assert.equal(withNative.losses.length, 20);
       for (let i = 0; i < 20; i++) {
@@ -84,6 +91,7 @@ describe('training', () => {
       }
     } finally {
       kernels.gemmF32 = gemm;
+      kernels.attentionTrainBackward = attn;
       withBe.dispose();
       pure.dispose();
     }

@@ -69,9 +69,13 @@ export async function sourceFile(model: string): Promise<string | { skip: string
 /** Trained models the repository ships already quantized (only in that type): name -> file. */
 const SHIPPED: Record<string, string> = { 'brown-13m': join(ROOT, 'examples', 'models', 'brown-13m.q8_0.gguf') };
 
-/** The model as a `type` GGUF: the F32 source, `stlm convert --type f16`, or `stlm quantize --type`; a shipped model as it is. */
+/**
+ * The model as a `type` GGUF: the F32 source, `stlm convert --type f16`, or `stlm quantize --type`; a
+ * shipped model, or a path to a .gguf file (a model trained here and kept outside git), as it is.
+ */
 export async function modelFile(model: string, type: FileType): Promise<string | { skip: string }> {
   if (SHIPPED[model]) return existsSync(SHIPPED[model]) ? SHIPPED[model] : { skip: `${SHIPPED[model]} is absent` };
+  if (model.endsWith('.gguf')) return existsSync(model) ? model : { skip: `${model} is absent` };
   const src = await sourceFile(model);
   if (typeof src !== 'string' || type === 'f32') return src;
   const out = join(CACHE_DIR, `${model}-${type}.gguf`);

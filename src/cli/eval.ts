@@ -16,6 +16,7 @@ import { bitsPerByteOfText } from '../eval/bpb-text.js';
 import { TaskFileError, readTasks } from '../eval/task-files.js';
 import { evaluateTaskFiles, resultsTable } from '../eval/tasks.js';
 import { loadTiersConfig, openTier } from '../tiers/config.js';
+import { routerFromConfig } from '../tiers/open.js';
 import { LocalModel } from '../tiers/local.js';
 import type { LanguageModel } from '../tiers/types.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
@@ -85,7 +86,9 @@ export async function openEvalModel(o: EvalModelOptions, backend: () => Promise<
   const names = config.tiers.map((t) => t.name);
   if (o.tier === undefined) throw new UsageError(`eval: --tiers needs --tier <name>, one of: ${names.join(', ')}`);
   const entry = config.tiers.find((t) => t.name === o.tier);
-  if (!entry) throw new UsageError(`eval: ${o.tiers} has no tier '${o.tier}'; its tiers: ${names.join(', ')}`);
+  // 'auto': the router itself (as `stlm serve` names it), so a cascade's accuracy is measured as it answers.
+  if (!entry && o.tier === 'auto') return routerFromConfig(config);
+  if (!entry) throw new UsageError(`eval: ${o.tiers} has no tier '${o.tier}'; its tiers: ${names.join(', ')}, or auto (the router)`);
   return openTier(entry);
 }
 

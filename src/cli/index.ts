@@ -20,6 +20,7 @@ import { runFinetune } from './finetune.js';
 import { runMerge } from './merge.js';
 import { runSynth } from './synth.js';
 import { runRoute } from './route.js';
+import { runRouteLearn } from './route-learn.js';
 import { runServe } from './serve.js';
 import { runBenchCli } from './bench.js';
 import { runRecommend } from './recommend.js';
@@ -163,7 +164,7 @@ backendOpts(
     .option('--ctx <n>', 'window length (default: the model context)', int('--ctx', 1))
     .option('--batch <n>', 'windows per forward pass', int('--batch', 1), 8)
     .option('--tiers <file>', 'evaluate a tier of this tiers config instead of --model (any provider: local, llamacpp, openai), through its log-likelihoods; bits are divided by UTF-8 bytes')
-    .option('--tier <name>', 'the tier of --tiers to evaluate')
+    .option('--tier <name>', 'the tier of --tiers to evaluate (auto: the router the file describes)')
     .option('--window-bytes <n>', 'with --tiers: longest window scored at once, in bytes (default: the tier\'s context length less one, else 1024)', int('--window-bytes', 1))
     .option('--json', 'print JSON', false),
 ).action(async (o) => (o.tiers !== undefined || o.tier !== undefined ? runEvalTierBpb(o, () => backendFrom(o)) : runEvalBpb(o, await backendFrom(o))));
@@ -176,7 +177,7 @@ backendOpts(
     .option('--model <file>', 'model: GGUF (quantized ones run quantized), llama2.c .bin, or a Hugging Face directory', DEFAULT_MODEL)
     .option('--tokenizer <file>', 'tokenizer file for models without one inside')
     .option('--tiers <file>', 'evaluate a tier of this tiers config instead of --model (local, llamacpp, or an openai endpoint with echo + logprobs)')
-    .option('--tier <name>', 'the tier of --tiers to evaluate')
+    .option('--tier <name>', 'the tier of --tiers to evaluate (auto: the router the file describes)')
     .option('--limit <n>', 'at most n items per task file (the first n, or a seeded sample with --seed)', int('--limit', 1))
     .option('--seed <n>', 'with --limit: pick the items by this seed (the same seed picks the same items)', int('--seed', 0))
     .option('--json', 'print the results as JSON instead of a table', false)
@@ -251,6 +252,20 @@ program
   .option('--memory-budget <bytes>', 'skip tiers that need more memory than this', num('--memory-budget', 0))
   .option('--offline', 'only tiers that run on this machine', false)
   .action(async (prompt, o) => runRoute(prompt, o));
+
+program
+  .command('route-learn')
+  .description("fit the cascade's learned escalation model for a tier: both it and the next tier score multiple-choice items with known answers; writes the model a tiers config names as the tier's `escalation:`")
+  .requiredOption('--tiers <file>', 'tiers config (YAML or JSON)')
+  .requiredOption('--items <path>', 'multiple-choice task files or a folder of them (as `stlm eval tasks` reads: BLiMP, llm-foundry, HellaSwag)')
+  .requiredOption('--out <file>', 'where to write the escalation model (JSON)')
+  .option('--weak <tier>', 'the tier that answers first (default: the first in router.order, else in the file)')
+  .option('--strong <tier>', 'the tier it escalates to (default: the one after --weak)')
+  .option('--limit <n>', 'at most this many items per task file', int('--limit', 1))
+  .addOption(new Option('--normalize <how>', 'none: rank choices by log-likelihood; bytes: per UTF-8 byte (ARC-style, as the requests will)').choices(['none', 'bytes']).default('none'))
+  .option('--folds <n>', 'folds of the cross-fit estimate printed after fitting', int('--folds', 2), 2)
+  .option('--json', 'print the summary as JSON', false)
+  .action(async (o) => runRouteLearn(o));
 
 function size(name: string) {
   return (v: string): number => {

@@ -20,6 +20,7 @@ import { OpenAIModel } from './openai.js';
 import type { RouteConstraints } from './router.js';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { EscalationModel } from './escalation.js';
 import { LineCounter, parseDocument } from 'yaml';
 import { openLlamaCppModel } from './llamacpp.js';
 import { type MeasuredFigures, readMeasuredFigures } from './measured.js';
@@ -53,6 +54,11 @@ export interface TierEntry {
   timeoutMs?: number;
   /** llamacpp only: CPU threads llama.cpp uses (default: one per core; a tiny model may run faster on 1). */
   threads?: number;
+  /**
+   * A learned escalation model (`stlm route-learn` writes it; resolved like model paths): the cascade
+   * escalates this tier's multiple-choice answers by its predicted gain instead of the margin.
+   */
+  escalation?: string;
 }
 
 /** Constraints a request gets unless it sets its own (router.ts). */
@@ -70,6 +76,8 @@ export interface RouterConfig {
   order?: string[];
   /** Try the next tier when one fails or times out (default true). */
   fallback?: boolean;
+  /** cascade: a tier with an escalation model escalates when the predicted gain is over this (default 0). */
+  gainThreshold?: number;
   constraints?: RouteConstraints;
 }
 
@@ -82,6 +90,8 @@ export interface TiersConfig {
   measured?: string;
   /** Its figures by tier name (loadTiersConfig reads them; parseTiersConfig does not read files). */
   measuredFigures?: Map<string, MeasuredFigures>;
+  /** The escalation models the tiers name, read by loadTiersConfig, by tier name. */
+  escalationModels?: Map<string, EscalationModel>;
 }
 
 /** A config file that cannot be used; the message is one line naming the file, the field and the value. */
@@ -128,6 +138,7 @@ const TIER_SCHEMA: Schema = {
     contextLength: { schema: positive(true) },
     timeoutMs: { schema: positive() },
     threads: { schema: positive(true) },
+    escalation: { schema: str() },
   },
 };
 
@@ -139,6 +150,7 @@ const ROUTER_SCHEMA: Schema = {
     confidence: { schema: { kind: 'enum', values: ['meanLogprob', 'entropy', 'margin'] } },
     order: { schema: { kind: 'array', items: str(), nonEmpty: true } },
     fallback: { schema: { kind: 'boolean' } },
+    gainThreshold: { schema: { kind: 'number', min: -1, max: 1 } },
     constraints: {
       schema: {
         kind: 'object', what: 'the router constraints',
@@ -178,6 +190,14 @@ export async function loadTiersConfig(path: string): Promise<TiersConfig> {
       config.measuredFigures = await readMeasuredFigures(config.measured);
     } catch (e) {
       throw new TiersConfigError(path, 'measured', `${path}: measured: ${(e as Error).message}`);
+    }
+  }
+  for (const [i, t] of config.tiers.entries()) {
+    if (t.escalation === undefined) continue;
+    try {
+      (config.escalationModels ??= new Map()).set(t.name, EscalationModel.read(t.escalation));
+    } catch (e) {
+      throw new TiersConfigError(path, `tiers[${i}].escalation`, `${path}: tiers[${i}].escalation: ${(e as Error).message}`);
     }
   }
   return config;
@@ -232,7 +252,10 @@ export function parseTiersConfig(text: string, fileName: string): TiersConfig {
 
   // Model files resolve against the config file's folder.
   const base = dirname(fileName);
-  const tiers = config.tiers.map((t) => (t.provider === 'openai' || isAbsolute(t.model) ? { ...t } : { ...t, model: resolve(base, t.model) }));
+  const tiers = config.tiers.map((t) => {
+    const e = t.escalation === undefined ? {} : { escalation: resolve(base, t.escalation) };
+    return t.provider === 'openai' || isAbsolute(t.model) ? { ...t, ...e } : { ...t, ...e, model: resolve(base, t.model) };
+  });
   const measured = config.measured === undefined ? {} : { measured: resolve(base, config.measured) };
   return { file: fileName, tiers, ...(config.router ? { router: config.router } : {}), ...measured };
 }

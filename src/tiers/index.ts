@@ -8,3 +8,4 @@ export { loadTiersConfig, parseTiersConfig, openTier, TiersConfigError, type Tie
 export { routerFromConfig } from './open.js';
 export { aiSdkModel } from './ai-sdk.js';
 export { parseMeasuredFigures, readMeasuredFigures, MeasuredFiguresError, type MeasuredFigures } from './measured.js';
+export { EscalationModel, choiceFeatures, type ChoiceView, type EscalationExample, type EscalationFit, type EscalationPrediction } from './escalation.js';

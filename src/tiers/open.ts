@@ -77,6 +77,7 @@ export function routerFromConfig(config: TiersConfig, o: { providers?: TierProvi
   return new Router(tiers, {
     policy: r?.policy ?? 'cheapest',
     ...(r?.confidence === 'margin' ? { choiceThreshold: r.threshold } : { threshold: r?.threshold, confidence: r?.confidence }),
+    ...(config.escalationModels?.size ? { escalation: Object.fromEntries(config.escalationModels), gainThreshold: r?.gainThreshold } : {}),
     constraints: r?.constraints, order: r?.order, fallback: r?.fallback, onDecision: o.onDecision,
   });
 }

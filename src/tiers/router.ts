@@ -4,11 +4,13 @@
  *   - cheapest: the cheapest tier whose declared numbers fit the constraints answers;
  *   - cascade: the cheapest fitting tier answers first; when its confidence in its own answer is under
  *     the threshold (mean token log-probability of a generation; for a multiple-choice request, the
- *     margin between the two best choices' log-likelihoods), the next fitting tier answers instead.
+ *     margin between the two best choices' log-likelihoods, or a learned escalation model's predicted
+ *     gain, escalation.ts), the next fitting tier answers instead.
  * Either way a tier that fails or times out falls back to the next one. Every decision is returned
  * with the result (`route`) and passed to `onDecision` (a log line).
  */
 import type { ContinuationScore, GenerateInput, GenerateOptions, GenerateResult, GenerateStream, LanguageModel, LanguageModelInfo, Tier } from './types.js';
+import type { EscalationModel, EscalationPrediction } from './escalation.js';
 
 /** One tier as the router sees it: the model and what is declared or measured of it. */
 export interface RouteTier {
@@ -50,6 +52,15 @@ export interface RouterOptions {
    * under it; default) or the mean entropy of the next-token distributions (escalate over it, in nats).
    */
   confidence?: 'meanLogprob' | 'entropy';
+  /**
+   * Cascade, multiple-choice requests: learned escalation models by the name of the tier they decide
+   * for (escalation.ts). A tier with one escalates when the model's predicted gain (P(the next tier is
+   * right) − P(this tier is right)) is over `gainThreshold`, instead of comparing its margin with
+   * choiceThreshold.
+   */
+  escalation?: Record<string, EscalationModel>;
+  /** The predicted gain over which a tier with an escalation model escalates (default 0). */
+  gainThreshold?: number;
   /** Applied to every request unless the request gives its own. */
   constraints?: RouteConstraints;
   /** Tier names in the order they are tried (default: cheapest estimate first, then lower latency). */
@@ -72,6 +83,8 @@ export interface RouteAttempt {
   costUsd?: number;
   latencyMs?: number;
   confidence?: number;
+  /** A learned escalation model's prediction for this tier's answer (multiple choice). */
+  predicted?: EscalationPrediction;
 }
 
 export interface RouteDecision {
@@ -118,9 +131,10 @@ export class Router implements LanguageModel {
       names.add(t.name);
     }
     for (const n of options.order ?? []) if (!names.has(n)) throw new Error(`router: order names '${n}', which is not a tier (tiers: ${[...names].join(', ')})`);
-    if (options.policy === 'cascade' && options.threshold === undefined && options.choiceThreshold === undefined) {
-      throw new Error('router: the cascade policy needs a threshold (mean log-probability) or a choiceThreshold (log-likelihood margin)');
+    if (options.policy === 'cascade' && options.threshold === undefined && options.choiceThreshold === undefined && !Object.keys(options.escalation ?? {}).length) {
+      throw new Error('router: the cascade policy needs a threshold (mean log-probability), a choiceThreshold (log-likelihood margin) or an escalation model');
     }
+    for (const n of Object.keys(options.escalation ?? {})) if (!names.has(n)) throw new Error(`router: an escalation model is given for '${n}', which is not a tier (tiers: ${[...names].join(', ')})`);
   }
 
   info(): LanguageModelInfo {
@@ -185,7 +199,9 @@ export class Router implements LanguageModel {
   }
 
   private firstReason(t: RouteTier, fitting: number): string {
-    const bound = this.options.confidence === 'entropy' ? `over mean entropy ${this.options.threshold}` : `under ${this.options.threshold ?? this.options.choiceThreshold}`;
+    const o = this.options, learned = Object.keys(o.escalation ?? {}).length > 0;
+    const bound = o.threshold === undefined && o.choiceThreshold === undefined ? 'by the learned gain (multiple choice)'
+      : `${o.confidence === 'entropy' ? `over mean entropy ${o.threshold}` : `under ${o.threshold ?? o.choiceThreshold}`}${learned ? '; multiple choice by the learned gain' : ''}`;
     const policy = this.options.policy === 'cascade' ? `cascade (escalates ${bound})` : 'cheapest that fits';
     return `${policy}: ${t.name} is the ${this.options.order ? 'first in the configured order' : 'cheapest'} of ${fitting} fitting tier${fitting === 1 ? '' : 's'}`;
   }
@@ -280,11 +296,22 @@ export class Router implements LanguageModel {
       const ranked = values.map((v, j) => [v, j] as const).sort((a, b) => b[0] - a[0]);
       const margin = ranked.length > 1 ? ranked[0][0] - ranked[1][0] : Infinity;
       best = { index: ranked[0][1], scores, tier: t.name };
-      const unsure = this.options.policy === 'cascade' && this.options.choiceThreshold !== undefined && margin < this.options.choiceThreshold && i < order.length - 1;
-      attempts.push({
-        tier: t.name, outcome: unsure ? 'escalated' : 'answered', confidence: margin, latencyMs: performance.now() - started,
-        reason: this.options.policy !== 'cascade' ? 'cheapest that fits' : `margin ${margin.toFixed(3)} ${unsure ? 'under' : 'at or over'} the threshold ${this.options.choiceThreshold}`,
-      });
+      const cascade = this.options.policy === 'cascade', notLast = i < order.length - 1;
+      const learned = cascade ? this.options.escalation?.[t.name] : undefined;
+      let unsure: boolean, reason: string, predicted: EscalationPrediction | undefined;
+      if (learned) {
+        predicted = learned.predict({ context, choices, values });
+        const over = this.options.gainThreshold ?? 0;
+        unsure = predicted.gain > over && notLast;
+        reason = `predicted gain of escalating ${predicted.gain.toFixed(3)} (P(right): ${order[i + 1]?.name ?? learned.fit.strongTier} ${predicted.strong.toFixed(3)}, ${t.name} ${predicted.weak.toFixed(3)}) ` +
+          `${predicted.gain > over ? 'over' : 'at or under'} the threshold ${over}${predicted.gain > over && !notLast ? '; no stronger tier is left' : ''}`;
+      } else {
+        unsure = cascade && this.options.choiceThreshold !== undefined && margin < this.options.choiceThreshold && notLast;
+        reason = !cascade ? 'cheapest that fits'
+          : this.options.choiceThreshold === undefined ? `margin ${margin.toFixed(3)}; answered (no choice threshold and no escalation model for this tier)`
+          : `margin ${margin.toFixed(3)} ${unsure ? 'under' : 'at or over'} the threshold ${this.options.choiceThreshold}`;
+      }
+      attempts.push({ tier: t.name, outcome: unsure ? 'escalated' : 'answered', confidence: margin, latencyMs: performance.now() - started, reason, ...(predicted ? { predicted } : {}) });
       if (!unsure) break;
     }
     const decision = this.decision(best?.tier, attempts, 0, t0);

@@ -108,7 +108,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 }
 
 /** Native kernels the pool dispatches (as `native.<name>`). */
-const NATIVE_KERNELS = ['quantizeActivations', 'qmatmul', 'matvecF32', 'attentionDecode', 'attentionDecodeRows', 'gemmF32'] as const;
+const NATIVE_KERNELS = ['quantizeActivations', 'qmatmul', 'matvecF32', 'attentionDecode', 'attentionDecodeRows', 'gemmF32', 'attentionTrain', 'attentionTrainBackward', 'swiglu', 'swigluBackward', 'adamw'] as const;
 /** Largest m the native f32 product takes: it streams W once per row of x, which only pays for decode. */
 const NATIVE_F32_MAX_M = 4;
 /**
@@ -140,6 +140,13 @@ const NATIVE_DEQUANT_MAX_WEIGHTS = 16 << 20;
 /** Smallest decode attention (heads × keys × head size) the native kernel takes, for the same reason. */
 const NATIVE_ATTENTION_MIN_WORK = 16384;
 const NATIVE_QUANT_MIN_WEIGHTS = 16384;
+/**
+ * Smallest attention of many query rows (batch · heads · tq · keys seen by the last row · headDim) the
+ * native training kernels take; see nativeTrainAttention.
+ */
+const NATIVE_TRAIN_ATTENTION_MIN_WORK = 4096;
+/** Smallest SwiGLU and AdamW (elements) the native kernels take. */
+const NATIVE_ELEMENTWISE_MIN = 4096;
 
 export class WasmBackend implements Backend {
   readonly name: string;
@@ -493,9 +500,19 @@ export class WasmBackend implements Backend {
     return ptr;
   }
   swiglu(gate: Buf, up: Buf, out: Buf, n: number): void {
+    if (this.nativeUse && n >= NATIVE_ELEMENTWISE_MIN) {
+      this.views();
+      this.run('native.swiglu', [this.nativeUse.slot, p(gate), p(up), p(out), n], n * 4);
+      return;
+    }
     this.run('swiglu', [p(gate), p(up), p(out), n], n * 4);
   }
   swigluBackward(gate: Buf, up: Buf, dout: Buf, dgate: Buf, dup: Buf, n: number): void {
+    if (this.nativeUse && n >= NATIVE_ELEMENTWISE_MIN) {
+      this.views();
+      this.run('native.swigluBackward', [this.nativeUse.slot, p(gate), p(up), p(dout), p(dgate), p(dup), n], n * 4);
+      return;
+    }
     this.run('swigluBackward', [p(gate), p(up), p(dout), p(dgate), p(dup), n], n * 4);
   }
 
@@ -580,6 +597,21 @@ export class WasmBackend implements Backend {
       else this.run('attentionRows', [table, count, heads, kvHeads, D, a.scale, scratch, maxTk], work);
     }
   }
+  /**
+   * The native training attention's shape arguments and work when it takes this call (AVX2+FMA, head
+   * size a multiple of 8, batch items of K/V that do not overlap, above NATIVE_TRAIN_ATTENTION_MIN_WORK),
+   * else null. Single query rows (decode, batched decode) stay with the decode kernels, which read the
+   * cache in memory order instead of packing each head's keys.
+   */
+  private nativeTrainAttention(a: AttentionArgs): { args: number[]; work: number } | null {
+    if (!this.nativeUse) return null;
+    const kvStride = a.kvBatchStride ?? a.tk * a.kvHeads * a.headDim;
+    const keys = Math.min(a.qPos0 + a.tq, a.tk);
+    const work = a.batch * a.heads * a.tq * keys * a.headDim;
+    if (!(a.headDim % 8 === 0 && a.headDim > 0 && a.kvHeads > 0 && a.heads % a.kvHeads === 0 && a.tq >= 2 && a.tk >= 1 && a.qPos0 >= 0 &&
+          kvStride >= a.tk * a.kvHeads * a.headDim && work >= NATIVE_TRAIN_ATTENTION_MIN_WORK)) return null;
+    return { args: [a.batch, a.tq, a.tk, a.heads, a.kvHeads, a.headDim, a.qPos0, a.scale, kvStride], work };
+  }
   attention(q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf, a: AttentionArgs): void {
     const n = Math.min(a.qPos0 + 1, a.tk);
     if (a.batch === 1 && a.tq === 1 && this.nativeDecode(a.heads, a.kvHeads, a.headDim, n)) {
@@ -589,16 +621,34 @@ export class WasmBackend implements Backend {
       this.run('native.attentionDecode', args, a.heads * n * a.headDim);
       return;
     }
+    const native = this.nativeTrainAttention(a);
+    if (native) {
+      this.views();
+      this.run('native.attentionTrain', [this.nativeUse!.slot, p(q), p(k), p(v), p(out), p(lse), ...native.args], native.work);
+      return;
+    }
     const rest = this.attentionArgs(a);
     this.run('attention', [p(q), p(k), p(v), p(out), p(lse), ...rest], a.batch * a.heads * a.tq * (a.qPos0 + a.tq) * a.headDim);
   }
   attentionBackward(q: Buf, k: Buf, v: Buf, out: Buf, lse: Buf, dout: Buf, dq: Buf, dk: Buf, dv: Buf, a: AttentionArgs): void {
+    const native = this.nativeTrainAttention(a);
+    if (native) {
+      this.views();
+      const args = [this.nativeUse!.slot, p(q), p(k), p(v), p(out), p(lse), p(dout), p(dq), p(dk), p(dv), ...native.args];
+      this.run('native.attentionTrainBackward', args, native.work);
+      return;
+    }
     const rest = this.attentionArgs(a);
     this.run('attentionBackward', [p(q), p(k), p(v), p(out), p(lse), p(dout), p(dq), p(dk), p(dv), ...rest], a.batch * a.heads * a.tq * a.tk * a.headDim);
   }
 
   adamw(param: Buf, grad: Buf, m: Buf, v: Buf, n: number, a: AdamWArgs): void {
     const bc1 = 1 - Math.pow(a.beta1, a.step), bc2 = 1 - Math.pow(a.beta2, a.step);
+    if (this.nativeUse && n >= NATIVE_ELEMENTWISE_MIN) {
+      this.views();
+      this.run('native.adamw', [this.nativeUse.slot, p(param), p(grad), p(m), p(v), n, a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, bc1, bc2, a.gradScale ?? 1], n * 8);
+      return;
+    }
     this.run('adamw', [p(param), p(grad), p(m), p(v), n, a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, bc1, bc2, a.gradScale ?? 1], n * 8);
   }
 
