@@ -27,7 +27,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readGgufHeader } from '../src/formats/gguf.js';
 import { configFromGguf } from '../src/io/model-file.js';
@@ -188,6 +188,9 @@ async function stopServer(proc: ChildProcess): Promise<void> {
 
 const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 
+/** A model named by its .gguf path is shown by its file name. */
+const label = (model: string): string => (model.endsWith('.gguf') ? basename(model, '.gguf') : model);
+
 export const flags = ['--clients', '--engines', '--json', '--max-tokens', '--models', '--seconds', '--threads', '--type'];
 
 export async function main(argv: string[]): Promise<void> {
@@ -221,9 +224,9 @@ export async function main(argv: string[]): Promise<void> {
         try {
           // A failed warm-up is not fatal: the load phase counts each failure as an error.
           await streamOnce(url, { model: 'm', prompt: 'warm up', max_tokens: 4, seed: 1 }).catch(() => undefined);
-          const r: LoadRow = { model, engine, ...(await load(url, clients, seconds, maxTokens)), load: loadAverage() };
+          const r: LoadRow = { model: label(model), engine, ...(await load(url, clients, seconds, maxTokens)), load: loadAverage() };
           rows.push(r);
-          console.log(`${model.padEnd(9)} ${engine.padEnd(13)} ${String(clients).padStart(7)} ${String(r.requests).padStart(5)} ${String(r.errors).padStart(7)} ${`${r.mixed}/${r.checked}`.padStart(14)} ${`${fmt(r.ttft_p50_ms)}/${fmt(r.ttft_p99_ms)}`.padStart(16)} ${`${fmt(r.itl_p50_ms)}/${fmt(r.itl_p99_ms)}`.padStart(15)} ${fmt(r.tokens_per_s).padStart(9)}  ${r.load}${r.firstError ? `  first error: ${r.firstError}` : ''}`);
+          console.log(`${r.model.padEnd(9)} ${engine.padEnd(13)} ${String(clients).padStart(7)} ${String(r.requests).padStart(5)} ${String(r.errors).padStart(7)} ${`${r.mixed}/${r.checked}`.padStart(14)} ${`${fmt(r.ttft_p50_ms)}/${fmt(r.ttft_p99_ms)}`.padStart(16)} ${`${fmt(r.itl_p50_ms)}/${fmt(r.itl_p99_ms)}`.padStart(15)} ${fmt(r.tokens_per_s).padStart(9)}  ${r.load}${r.firstError ? `  first error: ${r.firstError}` : ''}`);
         } finally {
           await stopServer(proc);
         }
@@ -232,7 +235,7 @@ export async function main(argv: string[]): Promise<void> {
   }
   console.log('\ntargets:');
   for (const model of models) {
-    const at = (engine: Engine, c: number) => rows.find((r) => r.model === model && r.engine === engine && r.clients === c);
+    const at = (engine: Engine, c: number) => rows.find((r) => r.model === label(model) && r.engine === engine && r.clients === c);
     const one = at('stlm', 1), eight = at('stlm', 8);
     if (model === 'default' && one && eight) console.log(`  ${model}: stlm 8 clients / 1 client = ${fmt(eight.tokens_per_s / one.tokens_per_s, 2)}x (target >= 3x)`);
     for (const c of clientCounts) {
