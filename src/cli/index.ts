@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `stlm` command: train, finetune, merge, synth, generate, info, convert, quantize, eval, route, bench, recommend, serve. Errors print one clear line and exit non-zero
+ * The `stlm` command: train, finetune, merge, synth, generate, info, convert, quantize, eval, route, route-learn, bench, recommend, serve. Errors print one clear line and exit non-zero
  * (set STLM_DEBUG=1 for the stack trace).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
