@@ -1547,17 +1547,38 @@ static napi_value attention_train_backward(napi_env env, napi_callback_info info
 }
 
 // swiglu(slot, gate, up, out, n, tid, nth): out = silu(gate)·up over n elements.
+/**
+ * The checks every elementwise binding makes: n (at a[n_at]) a whole count up to 2^30, the thread share
+ * (a[share_at], a[share_at + 1]) valid, and the first `operands` arguments each n floats inside memory.
+ * False with a pending RangeError naming `name` otherwise.
+ */
+static int elementwise_args_ok(napi_env env, const double *a, int operands, int n_at, int share_at, const char *name) {
+  char msg[96];
+  double n = a[n_at];
+  if (!(n >= 0 && n <= 1 << 30 && n == floor(n)) || !valid_share(a[share_at], a[share_at + 1])) {
+    snprintf(msg, sizeof msg, "stlm native %s: invalid size or share", name);
+    throw_range(env, msg);
+    return 0;
+  }
+  for (int i = 0; i < operands; i++)
+    if (!inside(a[i], n * 4)) {
+      snprintf(msg, sizeof msg, "stlm native %s: operand outside memory", name);
+      throw_range(env, msg);
+      return 0;
+    }
+  return 1;
+}
+
 static napi_value swiglu_js(napi_env env, napi_callback_info info) {
   double b[7];
   if (!read_kernel_args(env, info, 7, b)) return NULL;
   const double *a = b + 1;
-  double n = a[3];
-  if (!(n >= 0 && n <= 1 << 30 && n == floor(n)) || !valid_share(a[4], a[5])) return throw_range(env, "stlm native swiglu: invalid size or share");
-  if (!inside(a[0], n * 4) || !inside(a[1], n * 4) || !inside(a[2], n * 4)) return throw_range(env, "stlm native swiglu: operand outside memory");
+  if (!elementwise_args_ok(env, a, 3, 3, 4, "swiglu")) return NULL;
 #if STLM_X86
+  size_t n = (size_t)a[3];
   int tid = (int)a[4], nth = (int)a[5];
   swiglu_avx2((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (float *)(mem_base + (size_t)a[2]),
-              ew_part((size_t)n, tid, nth), ew_part((size_t)n, tid + 1, nth));
+              ew_part(n, tid, nth), ew_part(n, tid + 1, nth));
 #endif
   return NULL;
 }
@@ -1567,14 +1588,12 @@ static napi_value swiglu_backward_js(napi_env env, napi_callback_info info) {
   double b[9];
   if (!read_kernel_args(env, info, 9, b)) return NULL;
   const double *a = b + 1;
-  double n = a[5];
-  if (!(n >= 0 && n <= 1 << 30 && n == floor(n)) || !valid_share(a[6], a[7])) return throw_range(env, "stlm native swigluBackward: invalid size or share");
-  for (int i = 0; i < 5; i++)
-    if (!inside(a[i], n * 4)) return throw_range(env, "stlm native swigluBackward: operand outside memory");
+  if (!elementwise_args_ok(env, a, 5, 5, 6, "swigluBackward")) return NULL;
 #if STLM_X86
+  size_t n = (size_t)a[5];
   int tid = (int)a[6], nth = (int)a[7];
   swiglu_backward_avx2((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (const float *)(mem_base + (size_t)a[2]),
-                       (float *)(mem_base + (size_t)a[3]), (float *)(mem_base + (size_t)a[4]), ew_part((size_t)n, tid, nth), ew_part((size_t)n, tid + 1, nth));
+                       (float *)(mem_base + (size_t)a[3]), (float *)(mem_base + (size_t)a[4]), ew_part(n, tid, nth), ew_part(n, tid + 1, nth));
 #endif
   return NULL;
 }
@@ -1585,14 +1604,12 @@ static napi_value adamw_js(napi_env env, napi_callback_info info) {
   double b[16];
   if (!read_kernel_args(env, info, 16, b)) return NULL;
   const double *a = b + 1;
-  double n = a[4];
-  if (!(n >= 0 && n <= 1 << 30 && n == floor(n)) || !valid_share(a[13], a[14])) return throw_range(env, "stlm native adamw: invalid size or share");
-  for (int i = 0; i < 4; i++)
-    if (!inside(a[i], n * 4)) return throw_range(env, "stlm native adamw: operand outside memory");
+  if (!elementwise_args_ok(env, a, 4, 4, 13, "adamw")) return NULL;
 #if STLM_X86
+  size_t n = (size_t)a[4];
   int tid = (int)a[13], nth = (int)a[14];
   adamw_avx2((float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (float *)(mem_base + (size_t)a[2]), (float *)(mem_base + (size_t)a[3]),
-             ew_part((size_t)n, tid, nth), ew_part((size_t)n, tid + 1, nth), (float)a[5], (float)a[6], (float)a[7], (float)a[8], (float)a[9],
+             ew_part(n, tid, nth), ew_part(n, tid + 1, nth), (float)a[5], (float)a[6], (float)a[7], (float)a[8], (float)a[9],
              (float)a[10], (float)a[11], (float)a[12]);
 #endif
   return NULL;

@@ -19,6 +19,18 @@ const SKIP = native
   ? false
   : 'the native kernels are not built here (they need Node on x86-64 with AVX2 and a C compiler at install time; STLM_NATIVE=0 also turns them off)';
 
+/** Each output within 1e-5 of the reference's, relative to the reference's largest value, and finite. */
+function assertNearReference(got: Float32Array[], want: Float32Array[], names: string[], label: string): void {
+  names.slice(0, got.length).forEach((name, i) => {
+    let err = 0, mag = 1e-30;
+    for (let j = 0; j < want[i].length; j++) {
+      err = Math.max(err, Math.abs(got[i][j] - want[i][j]));
+      mag = Math.max(mag, Math.abs(want[i][j]));
+    }
+    assert.ok(got[i].every(Number.isFinite) && err <= 1e-5 * mag, `${label}: ${name} differs from the reference by ${err} (largest value ${mag})`);
+  });
+}
+
 function run(be: Backend, f: (x: Buf, w: Buf, out: Buf) => void,
              x: Float32Array, w: Float32Array | Uint8Array, outLength: number, c0?: Float32Array): Float32Array {
   const xb = be.alloc(x.length), out = be.alloc(outLength);
@@ -292,14 +304,7 @@ describe('native kernels', { skip: SKIP }, () => {
         const want = attn(ref), got = attn(t1);
         assert.equal(calls.attentionTrain, before.attentionTrain + 1, `${label}: the native forward did not run`);
         assert.equal(calls.attentionTrainBackward, before.attentionTrainBackward + (backward ? 1 : 0), `${label}: the native backward did not run`);
-        ['out', 'lse', 'dq', 'dk', 'dv'].slice(0, got.length).forEach((name, i) => {
-          let err = 0, mag = 1e-30;
-          for (let j = 0; j < want[i].length; j++) {
-            err = Math.max(err, Math.abs(got[i][j] - want[i][j]));
-            mag = Math.max(mag, Math.abs(want[i][j]));
-          }
-          assert.ok(got[i].every(Number.isFinite) && err <= 1e-5 * mag, `${label}: ${name} differs from the reference by ${err} (largest value ${mag})`);
-        });
+        assertNearReference(got, want, ['out', 'lse', 'dq', 'dk', 'dv'], label);
         const two = attn(t2);
         two.forEach((r, i) => assert.deepEqual(r, got[i], `${label}: output ${i} with 2 threads differs from 1`));
       }
@@ -345,14 +350,7 @@ describe('native kernels', { skip: SKIP }, () => {
         const before = calls;
         const want = run(ref), got = run(t1);
         assert.equal(calls, before + 2, `n ${n}: the native kernels did not run`);
-        ['out', 'dgate', 'dup'].forEach((name, i) => {
-          let err = 0, mag = 1e-30;
-          for (let j = 0; j < n; j++) {
-            err = Math.max(err, Math.abs(got[i][j] - want[i][j]));
-            mag = Math.max(mag, Math.abs(want[i][j]));
-          }
-          assert.ok(got[i].every(Number.isFinite) && err <= 1e-5 * mag, `n ${n}: ${name} differs from the reference by ${err} (largest value ${mag})`);
-        });
+        assertNearReference(got, want, ['out', 'dgate', 'dup'], `n ${n}`);
         run(t2).forEach((r, i) => assert.deepEqual(r, got[i], `n ${n}: output ${i} with 2 threads differs from 1`));
       }
     } finally {
@@ -389,14 +387,7 @@ describe('native kernels', { skip: SKIP }, () => {
         const before = calls;
         const want = run(ref), got = run(t1);
         assert.equal(calls, before + 3, `n ${n}: the native AdamW did not run`);
-        ['param', 'm', 'v'].forEach((name, i) => {
-          let err = 0, mag = 1e-30;
-          for (let j = 0; j < n; j++) {
-            err = Math.max(err, Math.abs(got[i][j] - want[i][j]));
-            mag = Math.max(mag, Math.abs(want[i][j]));
-          }
-          assert.ok(got[i].every(Number.isFinite) && err <= 1e-5 * mag, `n ${n}: ${name} differs from the reference by ${err} (largest value ${mag})`);
-        });
+        assertNearReference(got, want, ['param', 'm', 'v'], `n ${n}`);
         run(t2).forEach((r, i) => assert.deepEqual(r, got[i], `n ${n}: output ${i} with 2 threads differs from 1`));
       }
     } finally {
