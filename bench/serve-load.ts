@@ -3,7 +3,7 @@
  * N concurrent streaming clients on loopback, each sending completions one after another for a fixed time.
  *
  *   npm run bench -- serve-load [--models default,rand25m] [--clients 1,8,32] [--seconds 60] [--max-tokens 64]
- *     [--threads 1] [--engines stlm,llama-server] [--type q8_0] [--json]
+ *     [--threads 1] [--engines stlm,llama-server] [--type q8_0] [--cpu-prof-dir <dir>] [--json]
  *
  * Models: the embedded models/default.gguf (F32, as shipped) and rand25m, a ~27M-parameter byte-vocabulary
  * Llama with random weights (fixed seed; random weights are enough for a throughput test: the work per
@@ -22,6 +22,8 @@
  * tokens lost or mixed between streams; must be 0 for stlm, whose batched logits equal unbatched ones;
  * llama-server's batched kernels are not bit-identical to its single-sequence ones, so its count is
  * informative). The load average (`/proc/loadavg`) is printed beside each row.
+ *
+ * --cpu-prof-dir: stlm serve runs under `node --cpu-prof` and writes its profile there when it stops.
  *
  * With --json the last stdout line is {"rows":[...]}.
  */
@@ -157,9 +159,10 @@ async function load(url: string, clients: number, seconds: number, maxTokens: nu
 }
 
 /** Starts a server and resolves with its base URL once it answers /health. */
-async function startServer(engine: Engine, file: string, clients: number, ctx: number, threads: number, port: number): Promise<{ url: string; proc: ChildProcess }> {
+async function startServer(engine: Engine, file: string, clients: number, ctx: number, threads: number, port: number, cpuProfileDir?: string): Promise<{ url: string; proc: ChildProcess }> {
+  const profile = cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfileDir] : [];
   const proc = engine === 'stlm'
-    ? spawn(process.execPath, [CLI, 'serve', '--model', file, '--name', 'm', '--port', String(port), '--threads', String(threads), '--slots', String(clients), '--queue', '64', '--kv-memory', '4000'], { stdio: ['ignore', 'ignore', 'pipe'] })
+    ? spawn(process.execPath, [...profile, CLI, 'serve', '--model', file, '--name', 'm', '--port', String(port), '--threads', String(threads), '--slots', String(clients), '--queue', '64', '--kv-memory', '4000'], { stdio: ['ignore', 'ignore', 'pipe'] })
     : spawn(join(llamaToolsDir(), 'build', 'bin', 'llama-server'), ['-m', file, '--host', '127.0.0.1', '--port', String(port), '-t', String(threads), '-np', String(clients), '-c', String(ctx * clients), '--alias', 'm', '--no-webui', '-cb'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
@@ -191,7 +194,7 @@ const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 /** A model named by its .gguf path is shown by its file name. */
 const label = (model: string): string => (model.endsWith('.gguf') ? basename(model, '.gguf') : model);
 
-export const flags = ['--clients', '--engines', '--json', '--max-tokens', '--models', '--seconds', '--threads', '--type'];
+export const flags = ['--clients', '--cpu-prof-dir', '--engines', '--json', '--max-tokens', '--models', '--seconds', '--threads', '--type'];
 
 export async function main(argv: string[]): Promise<void> {
   const models = arg(argv, '--models', 'default,rand25m').split(',');
@@ -200,6 +203,8 @@ export async function main(argv: string[]): Promise<void> {
   const maxTokens = Number(arg(argv, '--max-tokens', '64'));
   const threads = Number(arg(argv, '--threads', '1'));
   const type = arg(argv, '--type', 'q8_0') as FileType;
+  /** stlm serve runs under `node --cpu-prof`, its profile (one per server) written here when it stops: where a cell's time goes. */
+  const cpuProfileDir = argv.includes('--cpu-prof-dir') ? arg(argv, '--cpu-prof-dir', '') : undefined;
   let engines = arg(argv, '--engines', 'stlm,llama-server').split(',') as Engine[];
   for (const n of [...clientCounts, seconds, maxTokens, threads]) if (!(n > 0)) throw new Error(`serve-load: every count must be a positive number (got ${n})`);
   if (engines.includes('llama-server') && !existsSync(join(llamaToolsDir(), 'build', 'bin', 'llama-server'))) {
@@ -220,7 +225,7 @@ export async function main(argv: string[]): Promise<void> {
     for (const clients of clientCounts) {
       // The engines take turns at each client count, so both see the same stretch of machine load.
       for (const engine of engines) {
-        const { url, proc } = await startServer(engine, file, clients, ctx, threads, port++);
+        const { url, proc } = await startServer(engine, file, clients, ctx, threads, port++, engine === 'stlm' ? cpuProfileDir : undefined);
         try {
           // A failed warm-up is not fatal: the load phase counts each failure as an error.
           await streamOnce(url, { model: 'm', prompt: 'warm up', max_tokens: 4, seed: 1 }).catch(() => undefined);

@@ -221,7 +221,7 @@ static inline __m256i dot32_vnni_signed(__m256i w, __m256i x) {
  * kept in two accumulators (even and odd blocks, so the fused multiply-adds do not wait on each other)
  * and reduced the same way on every path, so a row's result does not depend on m or the thread count.
  * m = 1 (decode), bound by memory bandwidth: one row of W after the other, the order they lie in memory,
- *   a single sequential stream that the hardware prefetcher follows at full bandwidth (x stays in L1);
+ *   a single sequential stream, asked for Q_PREFETCH_AHEAD bytes ahead (x stays in L1);
  *   four blocks' f16 scales converted as one vector (STEP1X4). Four rows per pass measured 1.27x faster
  *   with W in L3 (a 13M model) but 0.8x with W from DRAM at k = 768 (a 113M model's rows): not taken.
  * m > 1 (prefill, batched decode): groups of W rows that fit in L2, each swept over the rows of x two at
@@ -231,6 +231,21 @@ static inline __m256i dot32_vnni_signed(__m256i w, __m256i x) {
  *   short rows are streams the hardware prefetcher keeps restarting. An odd last x row goes alone four W
  *   rows at a time (STEP4), a last n mod 4 W rows one at a time (STEP); all the same products.
  */
+/**
+ * A decode product (m = 1) from DRAM asks for the next lines of its stream this far ahead (three lines
+ * per call: four Q8_0 blocks are 136 bytes, one repacked Q4_0 step of four rows 80). The hardware
+ * prefetcher alone kept too few misses in flight for the int8 products, which do more work per byte than
+ * the f32 matvec: rand25m Q8_0 decode, 1 thread, interleaved rounds (busy host) 307–383 tokens/s without,
+ * 460–542 at 4 KiB (2 KiB 432–487; 8–16 KiB about 4 KiB's); Q4_0 505–615 against 605–667. The f32 matvec
+ * got slower with it (137–154 against 164–178 tokens/s at 4 and 8 KiB) and has none.
+ */
+#define Q_PREFETCH_AHEAD 4096
+#define PF_M1(p)                                                                                         \
+  do {                                                                                                   \
+    _mm_prefetch((const char *)(p) + Q_PREFETCH_AHEAD, _MM_HINT_T0);                                     \
+    _mm_prefetch((const char *)(p) + Q_PREFETCH_AHEAD + 64, _MM_HINT_T0);                                \
+    _mm_prefetch((const char *)(p) + Q_PREFETCH_AHEAD + 128, _MM_HINT_T0);                               \
+  } while (0)
 #define DEFINE_QMATMUL(NAME, TARGET, DOT, DOTA, BS)                                          \
   __attribute__((target(TARGET)))                                                                        \
   static void NAME(const uint8_t *xq_base, const uint8_t *w, float *out, int m, int n, int k, int acc, int tid, int nth) { \
@@ -295,7 +310,7 @@ static inline __m256i dot32_vnni_signed(__m256i w, __m256i x) {
           const uint8_t *w0 = w + (size_t)j * rb;                                                        \
           __m256 e0 = _mm256_setzero_ps(), o0 = e0;                                                      \
           int b = 0;                                                                                     \
-          for (; b + 4 <= nb; b += 4) STEP1X4(DOT, BS, w0, b, e0, o0);                                  \
+          for (; b + 4 <= nb; b += 4) { PF_M1(w0 + (size_t)b * (BS)); STEP1X4(DOT, BS, w0, b, e0, o0); } \
           for (; b + 2 <= nb; b += 2) { STEP(DOT, BS, w0, b, e0); STEP(DOT, BS, w0, b + 1, o0); }       \
           if (b < nb) STEP(DOT, BS, w0, b, e0);                                                          \
           __m256 a = _mm256_add_ps(e0, o0);                                                              \
@@ -396,6 +411,7 @@ static inline void store_quad(float *o, int j, int je, int acc, __m256 a01, __m2
           int b = 0;                                                                                     \
           for (; b + 2 <= nb; b += 2) {                                                                  \
             if (X4) {                                                                                    \
+              PF_M1(wg + (size_t)b * 80);                                                                \
               X4_STEP(PAIRDOT, b, e01, e23);                                                             \
               X4_STEP(PAIRDOT, b + 1, o01, o23);                                                         \
             } else {                                                                                     \
@@ -469,6 +485,68 @@ static void matvec_f32_avx2(const float *x, const float *w, float *out, int m, i
       }
       for (; c < k; c += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(wr + c), _mm256_loadu_ps(xr + c), a0);
       __m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+      float r = _mm_cvtss_f32(hsum4(a, a, a, a));
+      float *o = out + (size_t)i * n + j;
+      *o = acc ? *o + r : r;
+    }
+  }
+}
+
+/** out[0..3] (+)= the four lane sums in s. */
+__attribute__((target("avx2,fma,f16c")))
+static inline void store4(float *o, __m128 s, int acc) {
+  if (acc) s = _mm_add_ps(s, _mm_loadu_ps(o));
+  _mm_storeu_ps(o, s);
+}
+
+/**
+ * out[i, j] (+)= x[i, :] · W[j, :] for a few rows of x (batched decode: one row per sequence). Tiles of
+ * 2 rows of x × 4 rows of W in eight accumulators: each loaded vector of W serves two rows of x and each
+ * of x four of W, so the loop runs near the FMA ports' rate where matvec_f32_avx2 (one dot product at a
+ * time, a horizontal sum each) and the packing GEMM (which copies W first) do not. The four rows of W
+ * (4·k floats) stay in L1 while every row of x passes over them: W is read from memory once per call.
+ * Every output is one accumulator over k in steps of 8 lanes, then its lane sum: the same numbers
+ * whichever tile it falls in, so a row's outputs do not depend on m or the thread count.
+ */
+__attribute__((target("avx2,fma,f16c")))
+static void matmul_rows_f32_avx2(const float *x, const float *w, float *out, int m, int n, int k, int acc, int tid, int nth) {
+  int j0 = col_start(n, tid, nth), j1 = col_start(n, tid + 1, nth);
+  int j = j0;
+  for (; j + 4 <= j1; j += 4) {
+    const float *w0 = w + (size_t)j * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+    int i = 0;
+    for (; i + 2 <= m; i += 2) {
+      const float *x0 = x + (size_t)i * k, *x1 = x0 + k;
+      __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+      for (int c = 0; c < k; c += 8) {
+        __m256 v0 = _mm256_loadu_ps(x0 + c), v1 = _mm256_loadu_ps(x1 + c), u;
+        u = _mm256_loadu_ps(w0 + c); a00 = _mm256_fmadd_ps(u, v0, a00); a10 = _mm256_fmadd_ps(u, v1, a10);
+        u = _mm256_loadu_ps(w1 + c); a01 = _mm256_fmadd_ps(u, v0, a01); a11 = _mm256_fmadd_ps(u, v1, a11);
+        u = _mm256_loadu_ps(w2 + c); a02 = _mm256_fmadd_ps(u, v0, a02); a12 = _mm256_fmadd_ps(u, v1, a12);
+        u = _mm256_loadu_ps(w3 + c); a03 = _mm256_fmadd_ps(u, v0, a03); a13 = _mm256_fmadd_ps(u, v1, a13);
+      }
+      store4(out + (size_t)i * n + j, hsum4(a00, a01, a02, a03), acc);
+      store4(out + (size_t)(i + 1) * n + j, hsum4(a10, a11, a12, a13), acc);
+    }
+    if (i < m) {
+      const float *x0 = x + (size_t)i * k;
+      __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+      for (int c = 0; c < k; c += 8) {
+        __m256 v0 = _mm256_loadu_ps(x0 + c);
+        a00 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + c), v0, a00);
+        a01 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + c), v0, a01);
+        a02 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + c), v0, a02);
+        a03 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + c), v0, a03);
+      }
+      store4(out + (size_t)i * n + j, hsum4(a00, a01, a02, a03), acc);
+    }
+  }
+  for (; j < j1; j++) { // the last 1–3 rows of W (n not a multiple of 4)
+    const float *wr = w + (size_t)j * k;
+    for (int i = 0; i < m; i++) {
+      const float *xr = x + (size_t)i * k;
+      __m256 a = _mm256_setzero_ps();
+      for (int c = 0; c < k; c += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(wr + c), _mm256_loadu_ps(xr + c), a);
       float r = _mm_cvtss_f32(hsum4(a, a, a, a));
       float *o = out + (size_t)i * n + j;
       *o = acc ? *o + r : r;
@@ -1390,7 +1468,8 @@ static napi_value qmatmul(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// matvecF32(slot, x, w, out, m, n, k, accumulate, tid, nth): out[m, n] (+)= x · Wᵀ, W f32 [n, k], k % 8 == 0.
+// matvecF32(slot, x, w, out, m, n, k, accumulate, tid, nth): out[m, n] (+)= x · Wᵀ, W f32 [n, k], k % 8 == 0
+// (one row: the bandwidth-bound matvec; a few rows: the 2×4-tiled product).
 static napi_value matvec_f32(napi_env env, napi_callback_info info) {
   double b[10];
   if (!read_kernel_args(env, info, 10, b)) return NULL;
@@ -1399,8 +1478,10 @@ static napi_value matvec_f32(napi_env env, napi_callback_info info) {
   if (!valid_dims(m, n, k) || (int)k % 8 || !valid_share(a[7], a[8])) return throw_range(env, "stlm native matvecF32: invalid shape or share");
   if (!inside(a[0], m * k * 4) || !inside(a[1], n * k * 4) || !inside(a[2], m * n * 4)) return throw_range(env, "stlm native matvecF32: operand outside memory");
 #if STLM_X86
-  matvec_f32_avx2((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (float *)(mem_base + (size_t)a[2]),
-                  (int)m, (int)n, (int)k, a[6] != 0, (int)a[7], (int)a[8]);
+  const float *x = (const float *)(mem_base + (size_t)a[0]), *w = (const float *)(mem_base + (size_t)a[1]);
+  float *out = (float *)(mem_base + (size_t)a[2]);
+  if (m == 1) matvec_f32_avx2(x, w, out, 1, (int)n, (int)k, a[6] != 0, (int)a[7], (int)a[8]);
+  else matmul_rows_f32_avx2(x, w, out, (int)m, (int)n, (int)k, a[6] != 0, (int)a[7], (int)a[8]);
 #endif
   return NULL;
 }

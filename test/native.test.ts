@@ -62,12 +62,13 @@ describe('native kernels', { skip: SKIP }, () => {
     assert.equal(wasm.native, null);
   });
 
-  test('f32 x · Wᵀ for m ≤ 4 (n·k ≥ 65536): within f32 rounding of the float64 reference, 2 threads bit-equal to 1', () => {
+  test('f32 x · Wᵀ for m ≤ 32 (the matvec at m = 1, the 2×4-tiled rows above): within f32 rounding of the float64 reference, 2 threads bit-equal to 1', () => {
     const rng = new Rng(7);
-    // Sizes at or above the backend's threshold for the native f32 product (n·k ≥ 65536).
+    // Sizes at or above the backend's threshold for the native f32 product (n·k ≥ 65536); n mod 4 = 1, 0, 1
+    // (W's last rows outside a tile of four), m odd and even (x's last row outside a pair).
     for (const k of [264, 520, 2048]) {
       for (const n of [257, 260, 513]) {
-        for (const m of [1, 2, 3, 4]) {
+        for (const m of [1, 2, 3, 4, 5, 8, 32]) {
           const x = randomF32(rng, m * k), w = randomF32(rng, n * k), c0 = randomF32(rng, m * n);
           for (const accumulate of [false, true]) {
             const args = { m, k, n, transB: true, accumulate };
@@ -99,7 +100,7 @@ describe('native kernels', { skip: SKIP }, () => {
       ['q4_0', (be, xb, wb, out, rows) => be.matmulQuant(xb, wb, out, { m: rows, n, k, type: 'q4_0' }), quantizeQ4_0(wf)],
     ];
     for (const [label, f, w] of weights) {
-      if (label === 'f32') continue; // the f32 path takes m ≤ 4 only; m = 9 goes to the GEMM
+      if (label === 'f32') continue; // f32 at m = 1 is the matvec, whose summation order differs from the rows' (next test)
       // Q8_0 takes rows of x in pairs (2, 8: pairs only; 3, 9: a last row alone), n mod 4 = 2 columns alone.
       for (const rows of label === 'q8_0' ? [2, 3, 8, m] : [m]) {
         for (const be of [n1, n2]) {
@@ -111,24 +112,34 @@ describe('native kernels', { skip: SKIP }, () => {
         }
       }
     }
-    // f32 within the native range: rows 0..3 together and alone.
+    // f32 rows (2 ≤ m ≤ 32, the tiled product): a row among 3, 8 or 9 equals the same row first of a pair
+    // (a pair's tile, or the last row alone in a 1×4 tile: the same summation order either way).
     const [, f, w] = weights[0];
-    const four = run(n1, (xb, wb, out) => f(n1, xb, wb, out, 4), x.subarray(0, 4 * k), w, 4 * n);
-    for (let i = 0; i < 4; i++) {
-      const one = run(n1, (xb, wb, out) => f(n1, xb, wb, out, 1), x.subarray(i * k, (i + 1) * k), w, n);
-      assert.deepEqual(one, four.subarray(i * n, (i + 1) * n), `f32: row ${i} alone differs from row ${i} among 4`);
+    for (const rows of [3, 8, m]) {
+      const all = run(n1, (xb, wb, out) => f(n1, xb, wb, out, rows), x.subarray(0, rows * k), w, rows * n);
+      for (let i = 0; i < rows; i++) {
+        const pair = new Float32Array(2 * k);
+        pair.set(x.subarray(i * k, (i + 1) * k));
+        pair.set(x.subarray(((i + 1) % rows) * k, (((i + 1) % rows) + 1) * k), k);
+        const two = run(n1, (xb, wb, out) => f(n1, xb, wb, out, 2), pair, w, 2 * n);
+        assert.deepEqual(two.subarray(0, n), all.subarray(i * n, (i + 1) * n), `f32: row ${i} among ${rows} differs from it in a pair`);
+      }
     }
   });
 
-  test('f32 GEMM (m ≥ 5): every transpose form, edge tiles, several depth and column blocks, batch with strides and broadcast, accumulate — within f32 rounding of the float64 reference, 2 threads bit-equal to 1', async () => {
+  test('f32 GEMM (m ≥ 5; x·Wᵀ up to 32 rows by the rows product): every transpose form, edge tiles, several depth and column blocks, batch with strides and broadcast, accumulate — within f32 rounding of the float64 reference, 2 threads bit-equal to 1', async () => {
     // The addon's gemmF32 is wrapped to count calls (before a backend of this test's own takes it), so the
     // test knows the native GEMM, not WebAssembly, ran.
     const kernels = native as unknown as Record<string, (...a: number[]) => void>;
-    const gemm = kernels.gemmF32;
-    let calls = 0;
+    const gemm = kernels.gemmF32, rowsProduct = kernels.matvecF32;
+    let calls = 0, rowCalls = 0;
     kernels.gemmF32 = (...a: number[]) => {
       calls++;
       gemm(...a);
+    };
+    kernels.matvecF32 = (...a: number[]) => {
+      rowCalls++;
+      rowsProduct(...a);
     };
     const c1 = await createWasmBackend({ threads: 1 });
     const rng = new Rng(10);
@@ -159,9 +170,12 @@ describe('native kernels', { skip: SKIP }, () => {
               for (const x of [a, b, c]) be.free(x);
               return r;
             };
-            const before = calls;
+            const before = calls, rowsBefore = rowCalls;
             const want = mm(ref), got = mm(c1);
-            assert.equal(calls, before + 1, `${label}: the native GEMM did not take the product`);
+            // x·Wᵀ of at most 32 rows (k a multiple of 8) is the rows product's (batched decode); the rest the GEMM's.
+            const rowsForm = batch === 1 && !transA && transB && m <= 32 && k % 8 === 0;
+            assert.equal(calls, before + (rowsForm ? 0 : 1), `${label}: the native GEMM did not take the product`);
+            assert.equal(rowCalls, rowsBefore + (rowsForm ? 1 : 0), `${label}: the native rows product did not take the product`);
             // |err| ≤ (k·items + 2)·2⁻²⁴·(Σ|a·b| + |c0|) per element of C, with Σ over the items summed into it.
             const mag = Float64Array.from(C0, (v) => (accumulate ? Math.abs(v) : 0));
             const terms = new Float64Array(lenC);
@@ -188,6 +202,7 @@ describe('native kernels', { skip: SKIP }, () => {
       }
     } finally {
       kernels.gemmF32 = gemm;
+      kernels.matvecF32 = rowsProduct;
       c1.dispose();
     }
   });

@@ -109,8 +109,12 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 
 /** Native kernels the pool dispatches (as `native.<name>`). */
 const NATIVE_KERNELS = ['quantizeActivations', 'qmatmul', 'matvecF32', 'attentionDecode', 'attentionDecodeRows', 'gemmF32', 'attentionTrain', 'attentionTrainBackward', 'swiglu', 'swigluBackward', 'adamw'] as const;
-/** Largest m the native f32 product takes: it streams W once per row of x, which only pays for decode. */
-const NATIVE_F32_MAX_M = 4;
+/**
+ * Largest m the native x·Wᵀ row product takes (one row: the bandwidth-bound matvec; 2 to this many: the
+ * 2×4-tiled product, which reads W once and packs nothing: a batched decode step's rows). Above it the
+ * packing GEMM.
+ */
+const NATIVE_F32_MAX_M = 32;
 /**
  * Smallest matrices (n·k weights) the native kernels take: a call into the addon costs ~0.5 µs more than
  * one into WebAssembly, which the faster kernel repays from about these sizes (m = 1, one thread, Zen 4:
@@ -138,7 +142,7 @@ const NATIVE_DEQUANT_MIN_M = 64;
 /** The largest matrix dequantized so (64 MiB of f32 scratch); bigger ones keep the int8 product. */
 const NATIVE_DEQUANT_MAX_WEIGHTS = 16 << 20;
 /** Smallest decode attention (heads × keys × head size) the native kernel takes, for the same reason. */
-const NATIVE_ATTENTION_MIN_WORK = 16384;
+const NATIVE_ATTENTION_MIN_WORK = 1024;
 const NATIVE_QUANT_MIN_WEIGHTS = 16384;
 /**
  * Smallest attention of many query rows (batch · heads · tq · keys seen by the last row · headDim) the
@@ -367,7 +371,7 @@ export class WasmBackend implements Backend {
   matmul(a: Buf, b: Buf, c: Buf, x: MatmulArgs): void {
     const { m, k, n } = x;
     const batch = x.batch ?? 1;
-    if (this.nativeUse && batch === 1 && !x.transA && x.transB && m <= NATIVE_F32_MAX_M && k % 8 === 0 && k > 0 && m > 0 && n * k >= NATIVE_F32_MIN_WEIGHTS) {
+    if (this.nativeUse && batch === 1 && !x.transA && x.transB && m <= NATIVE_F32_MAX_M && k % 8 === 0 && k > 0 && m > 0 && (m === 1 ? n * k >= NATIVE_F32_MIN_WEIGHTS : m * n * k >= NATIVE_GEMM_MIN_WORK)) {
       this.views(); // the native side checks bounds against the attached size, refreshed after growth
       const args = [this.nativeUse.slot, p(a) + (x.offA ?? 0) * 4, p(b) + (x.offB ?? 0) * 4, p(c) + (x.offC ?? 0) * 4, m, n, k, x.accumulate ? 1 : 0];
       this.run('native.matvecF32', args, (m * n * k) / 8);
