@@ -62,9 +62,9 @@ describe('native kernels', { skip: SKIP }, () => {
     assert.equal(wasm.native, null);
   });
 
-  test('f32 x · Wᵀ for m ≤ 32 (the matvec at m = 1, the 2×4-tiled rows above): within f32 rounding of the float64 reference, 2 threads bit-equal to 1', () => {
+  test('f32 x · Wᵀ for m ≤ 32 (the matvec at m = 1, the 2×4-tiled rows above; m·n·k ≥ 16384): within f32 rounding of the float64 reference, 2 threads bit-equal to 1', () => {
     const rng = new Rng(7);
-    // Sizes at or above the backend's threshold for the native f32 product (n·k ≥ 65536); n mod 4 = 1, 0, 1
+    // Sizes above the backend's threshold for the native f32 product (m·n·k ≥ 16384); n mod 4 = 1, 0, 1
     // (W's last rows outside a tile of four), m odd and even (x's last row outside a pair).
     for (const k of [264, 520, 2048]) {
       for (const n of [257, 260, 513]) {
@@ -234,10 +234,10 @@ describe('native kernels', { skip: SKIP }, () => {
 
   test('decode attention (one query per head over a cache, GQA): within 1e-5 of the reference, 2 threads bit-equal to 1', () => {
     const rng = new Rng(9);
-    // Each at or above the native threshold (heads · keys · head size ≥ 16384).
+    // Each at or above the native threshold (heads · keys · head size ≥ 1024).
     const cases: [number, number, number, number, number][] = [
       // heads, kvHeads, headDim, cache positions (tk), keys seen (qPos0 + 1)
-      [8, 8, 64, 64, 33], [8, 8, 64, 300, 257], [12, 4, 128, 40, 17], [16, 16, 1024, 4, 1], [4, 2, 40, 200, 199], [6, 3, 264, 64, 64],
+      [4, 4, 32, 16, 9], [8, 8, 64, 64, 33], [8, 8, 64, 300, 257], [12, 4, 128, 40, 17], [16, 16, 1024, 4, 1], [4, 2, 40, 200, 199], [6, 3, 264, 64, 64],
     ];
     for (const [heads, kvHeads, D, tk, n] of cases) {
       const q = randomF32(rng, heads * D, 2), k = randomF32(rng, tk * kvHeads * D), v = randomF32(rng, tk * kvHeads * D);

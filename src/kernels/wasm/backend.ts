@@ -116,12 +116,12 @@ const NATIVE_KERNELS = ['quantizeActivations', 'qmatmul', 'matvecF32', 'attentio
  */
 const NATIVE_F32_MAX_M = 32;
 /**
- * Smallest matrices (n·k weights) the native kernels take: a call into the addon costs ~0.5 µs more than
- * one into WebAssembly, which the faster kernel repays from about these sizes (m = 1, one thread, Zen 4:
- * f32 128×128 1.8 µs native against 1.4 wasm, 256×256 4.4 against 7.0; Q8_0/Q4_0 at 64×64 1.2–1.3
- * against 0.9–1.2, at 128×128 1.6–2.1 against 1.7, at 256×256 3.3–4.3 against 5.5–6.2).
+ * Smallest products (m·n·k multiply-adds) the native x·Wᵀ row product takes: a call into the addon costs
+ * ~0.5 µs more than one into WebAssembly. Measured here (Zen 3, one thread, best of 5 × 3,000 calls), m = 1:
+ * 128×128 1.21 µs native against 1.93 WebAssembly, 384×128 2.90 against 6.22, 128×384 2.86 against 4.64,
+ * 256×256 3.61 against 6.55 (an earlier Zen 4 measurement had 128×128 at 1.8 against 1.4).
  */
-const NATIVE_F32_MIN_WEIGHTS = 65536;
+const NATIVE_F32_MIN_WORK = 16384;
 /**
  * The native GEMM (every product with m ≥ 5 from m·n·k = 16384 multiply-adds): measured on this Zen 3
  * (one thread, process CPU time, busy 2-core machine), native against WebAssembly per call: 5×32×32
@@ -371,7 +371,7 @@ export class WasmBackend implements Backend {
   matmul(a: Buf, b: Buf, c: Buf, x: MatmulArgs): void {
     const { m, k, n } = x;
     const batch = x.batch ?? 1;
-    if (this.nativeUse && batch === 1 && !x.transA && x.transB && m <= NATIVE_F32_MAX_M && k % 8 === 0 && k > 0 && m > 0 && (m === 1 ? n * k >= NATIVE_F32_MIN_WEIGHTS : m * n * k >= NATIVE_GEMM_MIN_WORK)) {
+    if (this.nativeUse && batch === 1 && !x.transA && x.transB && m <= NATIVE_F32_MAX_M && k % 8 === 0 && k > 0 && m > 0 && m * n * k >= NATIVE_F32_MIN_WORK) {
       this.views(); // the native side checks bounds against the attached size, refreshed after growth
       const args = [this.nativeUse.slot, p(a) + (x.offA ?? 0) * 4, p(b) + (x.offB ?? 0) * 4, p(c) + (x.offC ?? 0) * 4, m, n, k, x.accumulate ? 1 : 0];
       this.run('native.matvecF32', args, (m * n * k) / 8);
