@@ -343,7 +343,7 @@ describe('native kernels', { skip: SKIP }, () => {
     const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
     const rng = new Rng(12);
     try {
-      for (const n of [4096, 4099, 70_001]) { // from the backend's threshold; tails of 3 and 1 past whole vectors
+      for (const n of [256, 389, 4096, 4099, 70_001]) { // from the backend's threshold (256); tails of 5, 3 and 1 past whole vectors
         const g = randomF32(rng, n, 3), u = randomF32(rng, n), d = randomF32(rng, n);
         const run = (be: Backend) => {
           const [G, U, D] = [g, u, d].map((a) => {
