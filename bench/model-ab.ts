@@ -6,6 +6,7 @@
  * as configured), then per round time:
  *   - prefill: one forward of a 256-token prompt into an empty KV cache;
  *   - decode: 64 single-token steps after a 32-token prompt;
+ *   - decode ×8: 32 batched steps of 8 sequences (pushBatch: a server's step at 8 clients);
  *   - train: one training step's forward and backward (loss on batch × seq windows, then release);
  *   - pooled decode / pooled train: the same for the byte-pooled model (bytes, chunk by chunk).
  * Prints medians, the speed-up (base time / ours) and the largest |difference| of the outputs (logits
@@ -105,6 +106,18 @@ function tasks(b: Build, configName: string, batch: number, seq: number): Task[]
         }
         cache.dispose();
         return logits;
+      },
+    },
+    {
+      // A batched decode step of 8 sequences (stlm serve at 8 clients), 32 steps after 32-token prompts.
+      name: 'decode ×8', units: 8 * 32,
+      run: () => {
+        const sessions = Array.from({ length: 8 }, () => model.session(32 + 32));
+        sessions.forEach((s: Any, i: number) => s.reset(ids(32, 5 + i)));
+        let rows: Float32Array[] = [];
+        for (let i = 0; i < 32; i++) rows = model.pushBatch(sessions, Int32Array.from(sessions, (_: Any, r: number) => (i * 7 + r) % V));
+        for (const s of sessions) s.dispose();
+        return Float32Array.from(rows.flatMap((r) => [...r]));
       },
     },
     { name: 'train', units: batch * seq, run: () => trainStep(g, model, trainIds, trainTargets) },
