@@ -25,9 +25,6 @@
 #include <string.h>
 #include <math.h>
 #include <pthread.h>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -870,9 +867,9 @@ static void gemm_f32(const float *a, const float *b, float *c, int m, int k, int
 //
 // Both are small GEMMs per head with a softmax between, built from two register-tiled kernels:
 //   at_scores   S[r, j] = scale·Σ_e x_r[e]·Kᵀ[e, j]: 6 rows × 16 keys per tile (12 accumulators, 2 loads
-//               and 6 broadcasts per e, the GEMM micro-kernel's shape: 4 rows, 8 accumulators, left the
-//               FMA units waiting on their latency) against Kᵀ (or Vᵀ) packed [D][tkp], tkp = tk rounded
-//               up to 16 and zero-padded, so no horizontal sums.
+//               and 6 broadcasts per e, the GEMM micro-kernel's shape) against Kᵀ (or Vᵀ) packed
+//               [D][tkp] (tkp: at_ld, not a power of two), zero-padded to a multiple of 16 keys, so no
+//               horizontal sums; keys outer, rows inner.
 //   at_combine  dst_o = post_o·((acc ? dst_o : 0) + Σ_t c[o, t]·y_t): 6 outputs × 16 columns per tile; it
 //               computes P·V and dS·K (outputs = query rows) and Pᵀ·dO, dSᵀ·Q (outputs = keys).
 // Every element is one FMA chain in a fixed order (e ascending, or t ascending) whatever tile, block or
@@ -921,16 +918,32 @@ static float *at_scratch(size_t floats) {
 
 static inline int at_pad16(int n) { return (n + 15) & ~15; }
 
+/**
+ * Row stride of packed Kᵀ/Vᵀ and of score rows for tk keys: 16 floats past tk rounded up to 16. Without
+ * them a column's rows lie a power of two apart at tk = 512 (2 KiB) and all fall into two of the L1
+ * cache's 64 sets, so walking a column (the head dimension in at_scores, rows of P in at_combine) missed
+ * L1 on every row.
+ */
+static inline int at_ld(int tk) { return at_pad16(tk) + 16; }
+
 /** Floats of scratch one thread needs for keys tk and head size D (the backward's layout; the forward uses a prefix). */
 static size_t at_scratch_floats(int tk, int D) {
-  size_t tkp = (size_t)at_pad16(tk);
+  size_t tkp = (size_t)at_ld(tk);
   return 2 * (size_t)D * tkp + (size_t)tk * D + 2 * (size_t)AT_BWD_ROWS * D + 2 * (size_t)AT_BWD_ROWS * tkp;
 }
 
 /** n rows of D floats (source row stride ss) → transposed into dst[e·ld + t], columns n .. pad16(n) zeroed. */
 __attribute__((target("avx2,fma")))
 static void at_pack_t(const float *src, size_t ss, int n, int D, float *dst, size_t ld) {
-  for (int t = 0; t < n; t++)
+  int t = 0;
+  for (; t + 8 <= n; t += 8)  // 8 × 8 blocks transposed in registers (D % 8 == 0)
+    for (int e = 0; e < D; e += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (size_t)(t + i) * ss + e);
+      transpose8(r);
+      for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + (size_t)(e + i) * ld + t, r[i]);
+    }
+  for (; t < n; t++)
     for (int e = 0; e < D; e++) dst[(size_t)e * ld + t] = src[(size_t)t * ss + e];
   for (int e = 0; e < D; e++)
     for (int t = n; t < at_pad16(n); t++) dst[(size_t)e * ld + t] = 0.0f;
@@ -945,13 +958,14 @@ static void at_pack(const float *src, size_t ss, int n, int D, float *dst) {
 __attribute__((target("avx2,fma")))
 static void at_scores(const float *x, size_t xs, int rows, const float *kt, size_t kts, int nk, int D, float scale, float *s, size_t ss) {
   const __m256 vs = _mm256_set1_ps(scale);
-  for (int r = 0; r < rows; r += AT_ROWS) {
-    int nr = imin(AT_ROWS, rows - r);
-    // Rows past nr read row 0 again (their sums are computed and not stored).
-    const float *x0 = x + (size_t)r * xs, *x1 = nr > 1 ? x0 + xs : x0, *x2 = nr > 2 ? x0 + 2 * xs : x0, *x3 = nr > 3 ? x0 + 3 * xs : x0,
-                *x4 = nr > 4 ? x0 + 4 * xs : x0, *x5 = nr > 5 ? x0 + 5 * xs : x0;
-    float *s0 = s + (size_t)r * ss;
-    for (int j = 0; j < nk; j += 16) {
+  // Keys outer, rows inner: a block of 16 keys' Kᵀ columns (D lines) stays in L1 for every row block.
+  for (int j = 0; j < nk; j += 16) {
+    for (int r = 0; r < rows; r += AT_ROWS) {
+      int nr = imin(AT_ROWS, rows - r);
+      // Rows past nr read row 0 again (their sums are computed and not stored).
+      const float *x0 = x + (size_t)r * xs, *x1 = nr > 1 ? x0 + xs : x0, *x2 = nr > 2 ? x0 + 2 * xs : x0, *x3 = nr > 3 ? x0 + 3 * xs : x0,
+                  *x4 = nr > 4 ? x0 + 4 * xs : x0, *x5 = nr > 5 ? x0 + 5 * xs : x0;
+      float *s0 = s + (size_t)r * ss;
       __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0, a4 = a0, b4 = a0, a5 = a0, b5 = a0;
       const float *kp = kt + j;
       for (int e = 0; e < D; e++, kp += kts) {
@@ -1061,12 +1075,17 @@ static inline __m256 at_below(int j0, int n) {
  */
 __attribute__((target("avx2,fma,f16c")))
 static float at_softmax_row(float *s, int n, int nz, float *mx) {
-  __m256 vm = _mm256_set1_ps(-INFINITY);
+  const __m256 ninf = _mm256_set1_ps(-INFINITY);
+  __m256 vm = ninf;
   int j = 0;
   for (; j + 8 <= n; j += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(s + j));
-  float m = -INFINITY;
-  for (int i = 0; i < 8; i++) m = fmaxf(m, ((float *)&vm)[i]);
-  for (; j < n; j++) m = fmaxf(m, s[j]);
+  // The last partial chunk's lanes past n as −∞ (s holds nz ≥ n values), then the lanes' max by shuffles:
+  // a max is the same whatever the order (scalar fmaxf calls here cost a fifth of the forward).
+  if (j < n) vm = _mm256_max_ps(vm, _mm256_blendv_ps(ninf, _mm256_loadu_ps(s + j), at_below(j, n)));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+  const float m = _mm_cvtss_f32(h);
   vm = _mm256_set1_ps(m);
   __m256 sum = _mm256_setzero_ps();
   for (j = 0; j < n; j += 8) {
@@ -1086,7 +1105,7 @@ static int attention_train_fwd(const float *q, const float *k, const float *v, f
   if (u0 >= u1) return 1;
   float *ws = at_scratch(at_scratch_floats(tk, D));
   if (!ws) return 0;
-  const int group = heads / kvHeads, tkp = at_pad16(tk), nkAll = imin(qPos0 + tq, tk);
+  const int group = heads / kvHeads, tkp = at_ld(tk), nkAll = imin(qPos0 + tq, tk);
   const size_t qs = (size_t)heads * D, kvs = (size_t)kvHeads * D;
   float *kt = ws, *vp = kt + (size_t)D * tkp, *sb = vp + (size_t)tk * D;
   float post[AT_ROWS];
@@ -1122,7 +1141,7 @@ static int attention_train_bwd(const float *q, const float *k, const float *v, c
   if (u0 >= u1) return 1;
   float *ws = at_scratch(at_scratch_floats(tk, D));
   if (!ws) return 0;
-  const int group = heads / kvHeads, tkp = at_pad16(tk), nkAll = imin(qPos0 + tq, tk), R = AT_BWD_ROWS;
+  const int group = heads / kvHeads, tkp = at_ld(tk), nkAll = imin(qPos0 + tq, tk), R = AT_BWD_ROWS;
   const size_t qs = (size_t)heads * D, kvs = (size_t)kvHeads * D;
   float *kt = ws, *vt = kt + (size_t)D * tkp, *kp = vt + (size_t)D * tkp, *qb = kp + (size_t)tk * D, *gb = qb + (size_t)R * D;
   float *pb = gb + (size_t)R * D, *db = pb + (size_t)R * tkp;
@@ -1585,13 +1604,6 @@ static napi_value attach(napi_env env, napi_callback_info info) {
   if (!(slot >= 0 && slot < SLOTS && slot == (int)slot)) return throw_range(env, "stlm native: attach: slot out of range");
   mems[(int)slot].base = (uint8_t *)data;
   mems[(int)slot].size = length;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  // EXPERIMENT: transparent huge pages for the memory's pages touched from now on.
-  if (!getenv("STLM_NO_THP")) {
-    uintptr_t lo = ((uintptr_t)data + 4095) & ~(uintptr_t)4095, hi = ((uintptr_t)data + length) & ~(uintptr_t)4095;
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-  }
-#endif
   return NULL;
 }
 
