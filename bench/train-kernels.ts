@@ -1,10 +1,10 @@
 /**
  * The training kernels the native addon takes besides the GEMM (attention forward and backward, SwiGLU
- * forward and backward, AdamW, RMSNorm forward and backward, RoPE forward and inverse, add, axpy)
+ * forward and backward, AdamW, RMSNorm forward and backward, RoPE forward and inverse, axpy)
  * against the same backend in pure WebAssembly (`native: false`), at the tiny and small presets' sizes
  * (batch 16 × 256, head size 32; MLP 384 and 768 wide; AdamW over a 128×384 matrix and a whole tiny
  * model's 0.9M parameters) and the base preset's (attention: 4 of its 16 windows of 512, 8 heads of 64;
- * RMSNorm, RoPE, add and axpy: all 16 × 512 rows of 512). Both backends live in one process and their
+ * RMSNorm, RoPE and axpy: all 16 × 512 rows of 512). Both backends live in one process and their
  * calls alternate round by round, so a busy shared host slows both alike; each side's figure is its best
  * round (the stable statistic on a shared machine). Prints ms per call per side and the speed-up.
  *
@@ -98,12 +98,12 @@ function ropeCase(rows: number, heads: number, headDim: number, seqLen: number, 
   };
 }
 
-function addCase(n: number, axpy: boolean): Case {
+function axpyCase(n: number): Case {
   return {
-    name: `${axpy ? 'axpy' : 'add'} ${n}`,
+    name: `axpy ${n}`,
     setup(be, rng) {
-      const [a, b, out] = [randomBuf(be, rng, n), randomBuf(be, rng, n), be.alloc(n)];
-      return { call: axpy ? () => be.axpy(a, 0.5, out, n) : () => be.add(a, b, out, n), bufs: [a, b, out] };
+      const [x, y] = [randomBuf(be, rng, n), randomBuf(be, rng, n)];
+      return { call: () => be.axpy(x, 0.5, y, n), bufs: [x, y] };
     },
   };
 }
@@ -121,7 +121,7 @@ export async function main(argv: string[]): Promise<void> {
     adamwCase(128 * 384, '128×384'), adamwCase(900_000, '0.9M (tiny, all)'),
     rmsNormCase(4096, 128, false), rmsNormCase(4096, 128, true), rmsNormCase(8192, 512, false), rmsNormCase(8192, 512, true),
     ropeCase(4096, 4, 32, 256, false), ropeCase(4096, 4, 32, 256, true), ropeCase(8192, 8, 64, 512, false), ropeCase(8192, 8, 64, 512, true),
-    addCase(4096 * 128, false), addCase(4096 * 128, true), addCase(8192 * 512, false), addCase(8192 * 512, true),
+    axpyCase(4096 * 128), axpyCase(8192 * 512),
   ];
   const results: { case: string; wasm_ms: number; native_ms: number; speedup: number }[] = [];
   console.log(`${threads} thread(s), best of ${rounds} rounds, the two sides alternating (native: ${native.native})`);

@@ -108,7 +108,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 }
 
 /** Native kernels the pool dispatches (as `native.<name>`). */
-const NATIVE_KERNELS = ['quantizeActivations', 'qmatmul', 'matvecF32', 'attentionDecode', 'attentionDecodeRows', 'gemmF32', 'attentionTrain', 'attentionTrainBackward', 'swiglu', 'swigluBackward', 'adamw', 'rmsNorm', 'rmsNormBackward', 'rope', 'add', 'axpy'] as const;
+const NATIVE_KERNELS = ['quantizeActivations', 'qmatmul', 'matvecF32', 'attentionDecode', 'attentionDecodeRows', 'gemmF32', 'attentionTrain', 'attentionTrainBackward', 'swiglu', 'swigluBackward', 'adamw', 'rmsNorm', 'rmsNormBackward', 'rope', 'axpy'] as const;
 /** Largest m the native f32 product takes: it streams W once per row of x, which only pays for decode. */
 const NATIVE_F32_MAX_M = 4;
 /**
@@ -145,7 +145,7 @@ const NATIVE_QUANT_MIN_WEIGHTS = 16384;
  * native training kernels take; see nativeTrainAttention.
  */
 const NATIVE_TRAIN_ATTENTION_MIN_WORK = 4096;
-/** Smallest SwiGLU, AdamW, RMSNorm, RoPE, add and axpy (elements) the native kernels take. */
+/** Smallest SwiGLU, AdamW, RMSNorm, RoPE and axpy (elements) the native kernels take. */
 const NATIVE_ELEMENTWISE_MIN = 4096;
 
 export class WasmBackend implements Backend {
@@ -342,13 +342,7 @@ export class WasmBackend implements Backend {
   }
 
   // ---- elementwise and reductions ---------------------------------------------------------------
-  // add and axpy (the residual stream, gradient accumulation): native from NATIVE_ELEMENTWISE_MIN, bit for bit WebAssembly's.
   add(a: Buf, b: Buf, out: Buf, n: number): void {
-    if (this.nativeUse && n >= NATIVE_ELEMENTWISE_MIN) {
-      this.views();
-      this.run('native.add', [this.nativeUse.slot, p(a), p(b), p(out), n], n);
-      return;
-    }
     this.run('add', [p(a), p(b), p(out), n], n);
   }
   mul(a: Buf, b: Buf, out: Buf, n: number): void {
@@ -357,6 +351,7 @@ export class WasmBackend implements Backend {
   scale(a: Buf, s: number, out: Buf, n: number): void {
     this.run('scale', [p(a), s, p(out), n], n);
   }
+  /** y += alpha·x; native (bit for bit this kernel's numbers) from NATIVE_ELEMENTWISE_MIN: 1.1–1.2x measured (a native add was not faster). */
   axpy(x: Buf, alpha: number, y: Buf, n: number): void {
     if (this.nativeUse && n >= NATIVE_ELEMENTWISE_MIN) {
       this.views();
