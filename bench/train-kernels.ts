@@ -1,8 +1,10 @@
 /**
  * The training kernels the native addon takes besides the GEMM (attention forward and backward, SwiGLU
- * forward and backward, AdamW) against the same backend in pure WebAssembly (`native: false`), at the
- * tiny and small presets' sizes (batch 16 × 256, head size 32; MLP 384 and 768 wide; AdamW over a
- * 128×384 matrix and a whole tiny model's 0.9M parameters). Both backends live in one process and their
+ * forward and backward, AdamW, RMSNorm forward and backward, RoPE forward and inverse, axpy)
+ * against the same backend in pure WebAssembly (`native: false`), at the tiny and small presets' sizes
+ * (batch 16 × 256, head size 32; MLP 384 and 768 wide; AdamW over a 128×384 matrix and a whole tiny
+ * model's 0.9M parameters) and the base preset's (attention: 4 of its 16 windows of 512, 8 heads of 64;
+ * RMSNorm, RoPE and axpy: all 16 × 512 rows of 512). Both backends live in one process and their
  * calls alternate round by round, so a busy shared host slows both alike; each side's figure is its best
  * round (the stable statistic on a shared machine). Prints ms per call per side and the speed-up.
  *
@@ -31,8 +33,7 @@ function randomBuf(be: Backend, rng: Rng, n: number, positive = false): Buf {
   return b;
 }
 
-function attentionCase(heads: number, backward: boolean): Case {
-  const B = 16, T = 256, D = 32;
+function attentionCase(heads: number, backward: boolean, B = 16, T = 256, D = 32): Case {
   const a: AttentionArgs = { batch: B, tq: T, tk: T, heads, kvHeads: heads, headDim: D, qPos0: 0, scale: 1 / Math.sqrt(D) };
   return {
     name: `attention ${backward ? 'bwd' : 'fwd'} B${B} T${T} H${heads} D${D}`,
@@ -73,6 +74,40 @@ function adamwCase(n: number, label: string): Case {
   };
 }
 
+function rmsNormCase(rows: number, dim: number, backward: boolean): Case {
+  return {
+    name: `rmsNorm ${backward ? 'bwd' : 'fwd'} ${rows}×${dim}`,
+    setup(be, rng) {
+      const [x, w, dy] = [rows * dim, dim, rows * dim].map((n) => randomBuf(be, rng, n));
+      const [out, rstd, dx, dw] = [be.alloc(rows * dim), be.alloc(rows), be.alloc(rows * dim), be.alloc(dim)];
+      be.fill(dw, 0);
+      be.rmsNorm(x, w, out, rstd, rows, dim, 1e-5);
+      const call = backward ? () => be.rmsNormBackward(x, w, rstd, dy, dx, dw, rows, dim) : () => be.rmsNorm(x, w, out, rstd, rows, dim, 1e-5);
+      return { call, bufs: [x, w, dy, out, rstd, dx, dw] };
+    },
+  };
+}
+
+function ropeCase(rows: number, heads: number, headDim: number, seqLen: number, inverse: boolean): Case {
+  return {
+    name: `rope ${inverse ? 'bwd' : 'fwd'} ${rows}×${heads}×${headDim}`,
+    setup(be, rng) {
+      const x = randomBuf(be, rng, rows * heads * headDim), out = be.alloc(rows * heads * headDim);
+      return { call: () => be.rope(x, out, rows, heads, headDim, seqLen, 0, 10000, inverse), bufs: [x, out] };
+    },
+  };
+}
+
+function axpyCase(n: number): Case {
+  return {
+    name: `axpy ${n}`,
+    setup(be, rng) {
+      const [x, y] = [randomBuf(be, rng, n), randomBuf(be, rng, n)];
+      return { call: () => be.axpy(x, 0.5, y, n), bufs: [x, y] };
+    },
+  };
+}
+
 export async function main(argv: string[]): Promise<void> {
   const threads = Number(arg(argv, '--threads', '1')), rounds = Number(arg(argv, '--rounds', '7'));
   const json = argv.includes('--json');
@@ -81,8 +116,12 @@ export async function main(argv: string[]): Promise<void> {
   const wasm = await createWasmBackend({ threads, native: false });
   const cases = [
     attentionCase(4, false), attentionCase(4, true), attentionCase(8, false), attentionCase(8, true),
+    attentionCase(8, false, 4, 512, 64), attentionCase(8, true, 4, 512, 64),
     swigluCase(384, false), swigluCase(384, true), swigluCase(768, false), swigluCase(768, true),
     adamwCase(128 * 384, '128×384'), adamwCase(900_000, '0.9M (tiny, all)'),
+    rmsNormCase(4096, 128, false), rmsNormCase(4096, 128, true), rmsNormCase(8192, 512, false), rmsNormCase(8192, 512, true),
+    ropeCase(4096, 4, 32, 256, false), ropeCase(4096, 4, 32, 256, true), ropeCase(8192, 8, 64, 512, false), ropeCase(8192, 8, 64, 512, true),
+    axpyCase(4096 * 128), axpyCase(8192 * 512),
   ];
   const results: { case: string; wasm_ms: number; native_ms: number; speedup: number }[] = [];
   console.log(`${threads} thread(s), best of ${rounds} rounds, the two sides alternating (native: ${native.native})`);

@@ -1,8 +1,8 @@
 // stlm's optional native kernels for Node: the hot spots of the WebAssembly backend (quantized and f32
 // matrix × few-rows products, attention of one query position over the KV cache, the f32 GEMM, training
-// attention, SwiGLU, AdamW) in AVX2 or AVX-512 VNNI, on the backend's own WebAssembly memory. Everything
-// else stays in WebAssembly; see src/kernels/wasm/native.ts for how the backend calls these and
-// docs/ARCHITECTURE.md for why.
+// attention, SwiGLU, AdamW, RMSNorm, RoPE) in AVX2 or AVX-512 VNNI, on the backend's own WebAssembly
+// memory. Everything else stays in WebAssembly; see src/kernels/wasm/native.ts for how the backend calls
+// these and docs/ARCHITECTURE.md for why.
 //
 // Memory: attach(view, slot) records the base address and size of a backend's shared
 // WebAssembly.Memory in a slot (a shared memory never moves: V8 reserves its maximum up front; the
@@ -944,14 +944,15 @@ static void gemm_f32(const float *a, const float *b, float *c, int m, int k, int
 // [batch, tq, heads]. Query i sees keys 0 .. min(qPos0 + i + 1, tk) − 1.
 //
 // Both are small GEMMs per head with a softmax between, built from two register-tiled kernels:
-//   at_scores   S[r, j] = scale·Σ_e x_r[e]·Kᵀ[e, j]: 4 rows × 16 keys per tile (8 accumulators, 2 loads
-//               and 4 broadcasts per e) against Kᵀ (or Vᵀ) packed [D][tkp], tkp = tk rounded up to 16 and
-//               zero-padded, so no horizontal sums.
-//   at_combine  dst_o = post_o·((acc ? dst_o : 0) + Σ_t c[o, t]·y_t): 4 outputs × 16 columns per tile; it
+//   at_scores   S[r, j] = scale·Σ_e x_r[e]·Kᵀ[e, j]: 6 rows × 16 keys per tile (12 accumulators, 2 loads
+//               and 6 broadcasts per e, the GEMM micro-kernel's shape) against Kᵀ (or Vᵀ) packed
+//               [D][tkp] (tkp: at_ld, not a power of two), zero-padded to a multiple of 16 keys, so no
+//               horizontal sums; keys outer, rows inner.
+//   at_combine  dst_o = post_o·((acc ? dst_o : 0) + Σ_t c[o, t]·y_t): 6 outputs × 16 columns per tile; it
 //               computes P·V and dS·K (outputs = query rows) and Pᵀ·dO, dSᵀ·Q (outputs = keys).
 // Every element is one FMA chain in a fixed order (e ascending, or t ascending) whatever tile, block or
 // thread it falls in; entries past a row's causal limit are stored as 0, and adding 0·y changes no bit.
-// Forward: work unit (batch, query head); rows in blocks of 4: scores over the keys the block sees,
+// Forward: work unit (batch, query head); rows in blocks of AT_ROWS: scores over the keys the block sees,
 //   per row m = max s, p = exp(s − m) (exp8, the decode kernel's), l = Σp (8 lanes, then hsum4),
 //   out = (Σ p·v)/l, lse = m + log l. K (as Kᵀ) and V of the unit's kv head are packed into scratch,
 //   re-packed only when the kv head changes.
@@ -960,8 +961,8 @@ static void gemm_f32(const float *a, const float *b, float *c, int m, int k, int
 //   P = exp(scale·q·k − lse), dP = dO·v, dS = scale·P·(dP − dO·O), dq = dS·K, then dv += Pᵀ·dO and
 //   dk += dSᵀ·Q over the rows that see each key (heads, blocks and rows ascending).
 // Units are fixed by the shape and never split, so results do not depend on the thread count.
-#define AT_ROWS 4
-#define AT_BWD_ROWS 32
+#define AT_ROWS 6
+#define AT_BWD_ROWS 36
 
 /** Per-thread scratch of the training attention, grown as needed and freed when the thread exits. */
 typedef struct { float *p; size_t cap; } at_buf_t;
@@ -995,16 +996,32 @@ static float *at_scratch(size_t floats) {
 
 static inline int at_pad16(int n) { return (n + 15) & ~15; }
 
+/**
+ * Row stride of packed Kᵀ/Vᵀ and of score rows for tk keys: 16 floats past tk rounded up to 16. Without
+ * them a column's rows lie a power of two apart at tk = 512 (2 KiB) and all fall into two of the L1
+ * cache's 64 sets, so walking a column (the head dimension in at_scores, rows of P in at_combine) missed
+ * L1 on every row.
+ */
+static inline int at_ld(int tk) { return at_pad16(tk) + 16; }
+
 /** Floats of scratch one thread needs for keys tk and head size D (the backward's layout; the forward uses a prefix). */
 static size_t at_scratch_floats(int tk, int D) {
-  size_t tkp = (size_t)at_pad16(tk);
+  size_t tkp = (size_t)at_ld(tk);
   return 2 * (size_t)D * tkp + (size_t)tk * D + 2 * (size_t)AT_BWD_ROWS * D + 2 * (size_t)AT_BWD_ROWS * tkp;
 }
 
 /** n rows of D floats (source row stride ss) → transposed into dst[e·ld + t], columns n .. pad16(n) zeroed. */
 __attribute__((target("avx2,fma")))
 static void at_pack_t(const float *src, size_t ss, int n, int D, float *dst, size_t ld) {
-  for (int t = 0; t < n; t++)
+  int t = 0;
+  for (; t + 8 <= n; t += 8)  // 8 × 8 blocks transposed in registers (D % 8 == 0)
+    for (int e = 0; e < D; e += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src + (size_t)(t + i) * ss + e);
+      transpose8(r);
+      for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + (size_t)(e + i) * ld + t, r[i]);
+    }
+  for (; t < n; t++)
     for (int e = 0; e < D; e++) dst[(size_t)e * ld + t] = src[(size_t)t * ss + e];
   for (int e = 0; e < D; e++)
     for (int t = n; t < at_pad16(n); t++) dst[(size_t)e * ld + t] = 0.0f;
@@ -1019,12 +1036,15 @@ static void at_pack(const float *src, size_t ss, int n, int D, float *dst) {
 __attribute__((target("avx2,fma")))
 static void at_scores(const float *x, size_t xs, int rows, const float *kt, size_t kts, int nk, int D, float scale, float *s, size_t ss) {
   const __m256 vs = _mm256_set1_ps(scale);
-  for (int r = 0; r < rows; r += AT_ROWS) {
-    int nr = imin(AT_ROWS, rows - r);
-    const float *x0 = x + (size_t)r * xs, *x1 = nr > 1 ? x0 + xs : x0, *x2 = nr > 2 ? x0 + 2 * xs : x0, *x3 = nr > 3 ? x0 + 3 * xs : x0;
-    float *s0 = s + (size_t)r * ss;
-    for (int j = 0; j < nk; j += 16) {
-      __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0;
+  // Keys outer, rows inner: a block of 16 keys' Kᵀ columns (D lines) stays in L1 for every row block.
+  for (int j = 0; j < nk; j += 16) {
+    for (int r = 0; r < rows; r += AT_ROWS) {
+      int nr = imin(AT_ROWS, rows - r);
+      // Rows past nr read row 0 again (their sums are computed and not stored).
+      const float *x0 = x + (size_t)r * xs, *x1 = nr > 1 ? x0 + xs : x0, *x2 = nr > 2 ? x0 + 2 * xs : x0, *x3 = nr > 3 ? x0 + 3 * xs : x0,
+                  *x4 = nr > 4 ? x0 + 4 * xs : x0, *x5 = nr > 5 ? x0 + 5 * xs : x0;
+      float *s0 = s + (size_t)r * ss;
+      __m256 a0 = _mm256_setzero_ps(), b0 = a0, a1 = a0, b1 = a0, a2 = a0, b2 = a0, a3 = a0, b3 = a0, a4 = a0, b4 = a0, a5 = a0, b5 = a0;
       const float *kp = kt + j;
       for (int e = 0; e < D; e++, kp += kts) {
         __m256 k0 = _mm256_loadu_ps(kp), k1 = _mm256_loadu_ps(kp + 8), w;
@@ -1032,11 +1052,16 @@ static void at_scores(const float *x, size_t xs, int rows, const float *kt, size
         w = _mm256_broadcast_ss(x1 + e); a1 = _mm256_fmadd_ps(w, k0, a1); b1 = _mm256_fmadd_ps(w, k1, b1);
         w = _mm256_broadcast_ss(x2 + e); a2 = _mm256_fmadd_ps(w, k0, a2); b2 = _mm256_fmadd_ps(w, k1, b2);
         w = _mm256_broadcast_ss(x3 + e); a3 = _mm256_fmadd_ps(w, k0, a3); b3 = _mm256_fmadd_ps(w, k1, b3);
+        w = _mm256_broadcast_ss(x4 + e); a4 = _mm256_fmadd_ps(w, k0, a4); b4 = _mm256_fmadd_ps(w, k1, b4);
+        w = _mm256_broadcast_ss(x5 + e); a5 = _mm256_fmadd_ps(w, k0, a5); b5 = _mm256_fmadd_ps(w, k1, b5);
       }
-      _mm256_storeu_ps(s0 + j, _mm256_mul_ps(a0, vs)); _mm256_storeu_ps(s0 + j + 8, _mm256_mul_ps(b0, vs));
-      if (nr > 1) { _mm256_storeu_ps(s0 + ss + j, _mm256_mul_ps(a1, vs)); _mm256_storeu_ps(s0 + ss + j + 8, _mm256_mul_ps(b1, vs)); }
-      if (nr > 2) { _mm256_storeu_ps(s0 + 2 * ss + j, _mm256_mul_ps(a2, vs)); _mm256_storeu_ps(s0 + 2 * ss + j + 8, _mm256_mul_ps(b2, vs)); }
-      if (nr > 3) { _mm256_storeu_ps(s0 + 3 * ss + j, _mm256_mul_ps(a3, vs)); _mm256_storeu_ps(s0 + 3 * ss + j + 8, _mm256_mul_ps(b3, vs)); }
+#define AT_STORE_ROW(i, a, b)                                                                                           \
+  if (nr > (i)) {                                                                                                       \
+    _mm256_storeu_ps(s0 + (i) * ss + j, _mm256_mul_ps(a, vs));                                                          \
+    _mm256_storeu_ps(s0 + (i) * ss + j + 8, _mm256_mul_ps(b, vs));                                                      \
+  }
+      AT_STORE_ROW(0, a0, b0) AT_STORE_ROW(1, a1, b1) AT_STORE_ROW(2, a2, b2) AT_STORE_ROW(3, a3, b3) AT_STORE_ROW(4, a4, b4) AT_STORE_ROW(5, a5, b5)
+#undef AT_STORE_ROW
     }
   }
 }
@@ -1050,18 +1075,22 @@ static void at_combine(float *dst, size_t dso, int no, const float *c, size_t co
                        int acc, const float *post) {
   for (int o = 0; o < no; o += AT_ROWS) {
     int nr = imin(AT_ROWS, no - o);
-    const float *c0 = c + (size_t)o * co, *c1 = nr > 1 ? c0 + co : c0, *c2 = nr > 2 ? c0 + 2 * co : c0, *c3 = nr > 3 ? c0 + 3 * co : c0;
-    float *d0 = dst + (size_t)o * dso, *d1 = nr > 1 ? d0 + dso : d0, *d2 = nr > 2 ? d0 + 2 * dso : d0, *d3 = nr > 3 ? d0 + 3 * dso : d0;
-    __m256 p0 = _mm256_set1_ps(post ? post[o] : 1.0f), p1 = _mm256_set1_ps(post && nr > 1 ? post[o + 1] : 1.0f),
-           p2 = _mm256_set1_ps(post && nr > 2 ? post[o + 2] : 1.0f), p3 = _mm256_set1_ps(post && nr > 3 ? post[o + 3] : 1.0f);
+    // Outputs past nr repeat output 0 (computed alike, stored before it).
+    const float *c0 = c + (size_t)o * co, *c1 = nr > 1 ? c0 + co : c0, *c2 = nr > 2 ? c0 + 2 * co : c0, *c3 = nr > 3 ? c0 + 3 * co : c0,
+                *c4 = nr > 4 ? c0 + 4 * co : c0, *c5 = nr > 5 ? c0 + 5 * co : c0;
+    float *d0 = dst + (size_t)o * dso, *d1 = nr > 1 ? d0 + dso : d0, *d2 = nr > 2 ? d0 + 2 * dso : d0, *d3 = nr > 3 ? d0 + 3 * dso : d0,
+          *d4 = nr > 4 ? d0 + 4 * dso : d0, *d5 = nr > 5 ? d0 + 5 * dso : d0;
+    float pv[AT_ROWS];
+    for (int i = 0; i < AT_ROWS; i++) pv[i] = post && nr > i ? post[o + i] : 1.0f;
     int e = 0;
     for (; e + 16 <= D; e += 16) {
-      __m256 a0, b0, a1, b1, a2, b2, a3, b3;
+      __m256 a0, b0, a1, b1, a2, b2, a3, b3, a4, b4, a5, b5;
       if (acc) {
         a0 = _mm256_loadu_ps(d0 + e); b0 = _mm256_loadu_ps(d0 + e + 8); a1 = _mm256_loadu_ps(d1 + e); b1 = _mm256_loadu_ps(d1 + e + 8);
         a2 = _mm256_loadu_ps(d2 + e); b2 = _mm256_loadu_ps(d2 + e + 8); a3 = _mm256_loadu_ps(d3 + e); b3 = _mm256_loadu_ps(d3 + e + 8);
+        a4 = _mm256_loadu_ps(d4 + e); b4 = _mm256_loadu_ps(d4 + e + 8); a5 = _mm256_loadu_ps(d5 + e); b5 = _mm256_loadu_ps(d5 + e + 8);
       } else {
-        a0 = _mm256_setzero_ps(); b0 = a0; a1 = a0; b1 = a0; a2 = a0; b2 = a0; a3 = a0; b3 = a0;
+        a0 = _mm256_setzero_ps(); b0 = a0; a1 = a0; b1 = a0; a2 = a0; b2 = a0; a3 = a0; b3 = a0; a4 = a0; b4 = a0; a5 = a0; b5 = a0;
       }
       const float *yp = y + e;
       size_t ot = 0;
@@ -1071,18 +1100,26 @@ static void at_combine(float *dst, size_t dso, int no, const float *c, size_t co
         w = _mm256_broadcast_ss(c1 + ot); a1 = _mm256_fmadd_ps(w, y0, a1); b1 = _mm256_fmadd_ps(w, y1, b1);
         w = _mm256_broadcast_ss(c2 + ot); a2 = _mm256_fmadd_ps(w, y0, a2); b2 = _mm256_fmadd_ps(w, y1, b2);
         w = _mm256_broadcast_ss(c3 + ot); a3 = _mm256_fmadd_ps(w, y0, a3); b3 = _mm256_fmadd_ps(w, y1, b3);
+        w = _mm256_broadcast_ss(c4 + ot); a4 = _mm256_fmadd_ps(w, y0, a4); b4 = _mm256_fmadd_ps(w, y1, b4);
+        w = _mm256_broadcast_ss(c5 + ot); a5 = _mm256_fmadd_ps(w, y0, a5); b5 = _mm256_fmadd_ps(w, y1, b5);
       }
-      if (nr > 3) { _mm256_storeu_ps(d3 + e, _mm256_mul_ps(a3, p3)); _mm256_storeu_ps(d3 + e + 8, _mm256_mul_ps(b3, p3)); }
-      if (nr > 2) { _mm256_storeu_ps(d2 + e, _mm256_mul_ps(a2, p2)); _mm256_storeu_ps(d2 + e + 8, _mm256_mul_ps(b2, p2)); }
-      if (nr > 1) { _mm256_storeu_ps(d1 + e, _mm256_mul_ps(a1, p1)); _mm256_storeu_ps(d1 + e + 8, _mm256_mul_ps(b1, p1)); }
-      _mm256_storeu_ps(d0 + e, _mm256_mul_ps(a0, p0)); _mm256_storeu_ps(d0 + e + 8, _mm256_mul_ps(b0, p0));
+#define AT_STORE_OUT(i, dp, a, b)                                                                                       \
+  if (nr > (i)) {                                                                                                       \
+    const __m256 p = _mm256_set1_ps(pv[i]);                                                                             \
+    _mm256_storeu_ps(dp + e, _mm256_mul_ps(a, p));                                                                      \
+    _mm256_storeu_ps(dp + e + 8, _mm256_mul_ps(b, p));                                                                  \
+  }
+      AT_STORE_OUT(5, d5, a5, b5) AT_STORE_OUT(4, d4, a4, b4) AT_STORE_OUT(3, d3, a3, b3) AT_STORE_OUT(2, d2, a2, b2)
+      AT_STORE_OUT(1, d1, a1, b1) AT_STORE_OUT(0, d0, a0, b0)
+#undef AT_STORE_OUT
     }
     if (e < D) {  // the last 8 columns
-      __m256 a0, a1, a2, a3;
+      __m256 a0, a1, a2, a3, a4, a5;
       if (acc) {
         a0 = _mm256_loadu_ps(d0 + e); a1 = _mm256_loadu_ps(d1 + e); a2 = _mm256_loadu_ps(d2 + e); a3 = _mm256_loadu_ps(d3 + e);
+        a4 = _mm256_loadu_ps(d4 + e); a5 = _mm256_loadu_ps(d5 + e);
       } else {
-        a0 = _mm256_setzero_ps(); a1 = a0; a2 = a0; a3 = a0;
+        a0 = _mm256_setzero_ps(); a1 = a0; a2 = a0; a3 = a0; a4 = a0; a5 = a0;
       }
       const float *yp = y + e;
       size_t ot = 0;
@@ -1092,11 +1129,14 @@ static void at_combine(float *dst, size_t dso, int no, const float *c, size_t co
         a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(c1 + ot), y0, a1);
         a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(c2 + ot), y0, a2);
         a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(c3 + ot), y0, a3);
+        a4 = _mm256_fmadd_ps(_mm256_broadcast_ss(c4 + ot), y0, a4);
+        a5 = _mm256_fmadd_ps(_mm256_broadcast_ss(c5 + ot), y0, a5);
       }
-      if (nr > 3) _mm256_storeu_ps(d3 + e, _mm256_mul_ps(a3, p3));
-      if (nr > 2) _mm256_storeu_ps(d2 + e, _mm256_mul_ps(a2, p2));
-      if (nr > 1) _mm256_storeu_ps(d1 + e, _mm256_mul_ps(a1, p1));
-      _mm256_storeu_ps(d0 + e, _mm256_mul_ps(a0, p0));
+#define AT_STORE_OUT8(i, dp, a) \
+  if (nr > (i)) _mm256_storeu_ps(dp + e, _mm256_mul_ps(a, _mm256_set1_ps(pv[i])));
+      AT_STORE_OUT8(5, d5, a5) AT_STORE_OUT8(4, d4, a4) AT_STORE_OUT8(3, d3, a3) AT_STORE_OUT8(2, d2, a2) AT_STORE_OUT8(1, d1, a1)
+      AT_STORE_OUT8(0, d0, a0)
+#undef AT_STORE_OUT8
     }
   }
 }
@@ -1113,12 +1153,17 @@ static inline __m256 at_below(int j0, int n) {
  */
 __attribute__((target("avx2,fma,f16c")))
 static float at_softmax_row(float *s, int n, int nz, float *mx) {
-  __m256 vm = _mm256_set1_ps(-INFINITY);
+  const __m256 ninf = _mm256_set1_ps(-INFINITY);
+  __m256 vm = ninf;
   int j = 0;
   for (; j + 8 <= n; j += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(s + j));
-  float m = -INFINITY;
-  for (int i = 0; i < 8; i++) m = fmaxf(m, ((float *)&vm)[i]);
-  for (; j < n; j++) m = fmaxf(m, s[j]);
+  // The last partial chunk's lanes past n as −∞ (s holds nz ≥ n values), then the lanes' max by shuffles:
+  // a max is the same whatever the order (scalar fmaxf calls here cost a fifth of the forward).
+  if (j < n) vm = _mm256_max_ps(vm, _mm256_blendv_ps(ninf, _mm256_loadu_ps(s + j), at_below(j, n)));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+  const float m = _mm_cvtss_f32(h);
   vm = _mm256_set1_ps(m);
   __m256 sum = _mm256_setzero_ps();
   for (j = 0; j < n; j += 8) {
@@ -1138,7 +1183,7 @@ static int attention_train_fwd(const float *q, const float *k, const float *v, f
   if (u0 >= u1) return 1;
   float *ws = at_scratch(at_scratch_floats(tk, D));
   if (!ws) return 0;
-  const int group = heads / kvHeads, tkp = at_pad16(tk), nkAll = imin(qPos0 + tq, tk);
+  const int group = heads / kvHeads, tkp = at_ld(tk), nkAll = imin(qPos0 + tq, tk);
   const size_t qs = (size_t)heads * D, kvs = (size_t)kvHeads * D;
   float *kt = ws, *vp = kt + (size_t)D * tkp, *sb = vp + (size_t)tk * D;
   float post[AT_ROWS];
@@ -1174,7 +1219,7 @@ static int attention_train_bwd(const float *q, const float *k, const float *v, c
   if (u0 >= u1) return 1;
   float *ws = at_scratch(at_scratch_floats(tk, D));
   if (!ws) return 0;
-  const int group = heads / kvHeads, tkp = at_pad16(tk), nkAll = imin(qPos0 + tq, tk), R = AT_BWD_ROWS;
+  const int group = heads / kvHeads, tkp = at_ld(tk), nkAll = imin(qPos0 + tq, tk), R = AT_BWD_ROWS;
   const size_t qs = (size_t)heads * D, kvs = (size_t)kvHeads * D;
   float *kt = ws, *vt = kt + (size_t)D * tkp, *kp = vt + (size_t)D * tkp, *qb = kp + (size_t)tk * D, *gb = qb + (size_t)R * D;
   float *pb = gb + (size_t)R * D, *db = pb + (size_t)R * tkp;
@@ -1319,6 +1364,219 @@ static void adamw_avx2(float *param, const float *grad, float *mo, float *vo, si
     __m256 p = _mm256_mul_ps(EW_LOAD(param), vdecay);
     EW_STORE(param, _mm256_sub_ps(p, _mm256_div_ps(_mm256_mul_ps(vstep, mi), denom)));
   });
+}
+
+
+// ---- RMSNorm (forward and backward) and RoPE ----------------------------------------------------------
+//
+// The WebAssembly kernels (assembly/rows.ts) on 8 lanes, computing their numbers bit for bit: the same
+// multiplies and adds in the same order, never fused into an FMA (which rounds once where WebAssembly
+// rounds twice). So a row gets the same result whichever path takes it: decode rows (below the size
+// threshold, in WebAssembly) and prefill or training rows (native) agree, as the GEMM's rows do, and
+// training computes what it computed before. Every pass is bound by memory, so the unfused arithmetic
+// costs nothing measurable. No masked loads or stores: partial vectors at a row's end go through the
+// 4-lane and scalar steps WebAssembly's tails use.
+
+/** Keeps a product in a register of its own so the compiler cannot fuse it with the add that follows. */
+#define NOFUSE(v) __asm__("" : "+x"(v))
+
+/**
+ * Σ a·b over n as WebAssembly's rows.ts dot(): two 4-lane sums over chunks of 8 (here one 8-lane sum,
+ * its halves those two), a last chunk of 4 into the first, ((s0+s1) lanes 0+1) + (lanes 2+3), then the
+ * rest one by one.
+ */
+__attribute__((target("avx2,fma")))
+static inline float rn_dot(const float *a, const float *b, int n) {
+  __m256 acc = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 p = _mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+    NOFUSE(p);
+    acc = _mm256_add_ps(acc, p);
+  }
+  __m128 s0 = _mm256_castps256_ps128(acc), s1 = _mm256_extractf128_ps(acc, 1);
+  if (i + 4 <= n) {
+    __m128 p = _mm_mul_ps(_mm_loadu_ps(a + i), _mm_loadu_ps(b + i));
+    NOFUSE(p);
+    s0 = _mm_add_ps(s0, p);
+    i += 4;
+  }
+  __m128 t = _mm_add_ps(s0, s1);
+  float s = (t[0] + t[1]) + (t[2] + t[3]);
+  for (; i < n; i++) {
+    float p = a[i] * b[i];
+    NOFUSE(p);
+    s += p;
+  }
+  return s;
+}
+
+/** RMSNorm forward of rows [r0, r1): rstd = 1/√(Σx²/dim + eps), out = x·rstd·w. */
+__attribute__((target("avx2,fma")))
+static void rmsnorm_avx2(const float *x, const float *w, float *out, float *rstd, int dim, float eps, int r0, int r1) {
+  for (int r = r0; r < r1; r++) {
+    const float *xr = x + (size_t)r * dim;
+    float *orow = out + (size_t)r * dim;
+    const float rs = 1.0f / sqrtf(rn_dot(xr, xr, dim) / (float)dim + eps);
+    rstd[r] = rs;
+    const __m256 vr = _mm256_set1_ps(rs);
+    int i = 0;
+    for (; i + 8 <= dim; i += 8) _mm256_storeu_ps(orow + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), vr), _mm256_loadu_ps(w + i)));
+    for (; i < dim; i++) orow[i] = xr[i] * rs * w[i];
+  }
+}
+
+/**
+ * d = Σ dy·w·x of one row as WebAssembly's rmsNormBackward sums it: one 4-lane sum over chunks of 4 in
+ * order (here both halves of each 8-lane product, low then high), its lanes (0+1) + (2+3), then the rest.
+ */
+__attribute__((target("avx2,fma")))
+static inline float rn_bwd_dot(const float *g, const float *w, const float *x, int dim) {
+  __m128 acc = _mm_setzero_ps();
+  int i = 0;
+  for (; i + 8 <= dim; i += 8) {
+    __m256 p = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(g + i), _mm256_loadu_ps(w + i)), _mm256_loadu_ps(x + i));
+    NOFUSE(p);
+    acc = _mm_add_ps(acc, _mm256_castps256_ps128(p));
+    acc = _mm_add_ps(acc, _mm256_extractf128_ps(p, 1));
+  }
+  if (i + 4 <= dim) {
+    __m128 p = _mm_mul_ps(_mm_mul_ps(_mm_loadu_ps(g + i), _mm_loadu_ps(w + i)), _mm_loadu_ps(x + i));
+    NOFUSE(p);
+    acc = _mm_add_ps(acc, p);
+    i += 4;
+  }
+  float d = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  for (; i < dim; i++) {
+    float p = g[i] * w[i] * x[i];
+    NOFUSE(p);
+    d += p;
+  }
+  return d;
+}
+
+/** dw[i0, i1) += dy·x·rstd of row r (dw's share of one row). */
+__attribute__((target("avx2,fma")))
+static inline void rn_bwd_dw(const float *xr, const float *gr, float rs, float *dw, int i0, int i1) {
+  const __m256 vr = _mm256_set1_ps(rs);
+  int i = i0;
+  for (; i + 8 <= i1; i += 8) {
+    __m256 p = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(gr + i), _mm256_loadu_ps(xr + i)), vr);
+    NOFUSE(p);
+    _mm256_storeu_ps(dw + i, _mm256_add_ps(_mm256_loadu_ps(dw + i), p));
+  }
+  for (; i < i1; i++) {
+    float p = gr[i] * xr[i] * rs;
+    NOFUSE(p);
+    dw[i] = dw[i] + p;
+  }
+}
+
+/**
+ * RMSNorm backward, thread tid of nth: dx = rstd·w·dy − rstd³/dim·(Σ dy·w·x)·x for rows [r0, r1), and
+ * dw += Σ_rows dy·x·rstd for dw's columns [c0, c1) over every row, rows in order. dw is a sum over
+ * rows, so threads split its columns, not the rows (each column's sum is then the same chain of adds
+ * whatever the thread count); one thread does both in one pass over each row.
+ */
+__attribute__((target("avx2,fma")))
+static void rmsnorm_backward_avx2(const float *x, const float *w, const float *rstd, const float *dy, float *dx, float *dw, int rows, int dim,
+                                  int tid, int nth) {
+  const int r0 = row_part(rows, tid, nth), r1 = row_part(rows, tid + 1, nth);
+  for (int r = r0; r < r1; r++) {
+    const float *xr = x + (size_t)r * dim, *gr = dy + (size_t)r * dim;
+    float *dxr = dx + (size_t)r * dim;
+    const float rs = rstd[r];
+    const float d = rn_bwd_dot(gr, w, xr, dim);
+    const float c = (rs * rs * rs * d) / (float)dim;
+    const __m256 vr = _mm256_set1_ps(rs), vc = _mm256_set1_ps(c);
+    int i = 0;
+    for (; i + 8 <= dim; i += 8) {
+      __m256 a = _mm256_mul_ps(_mm256_mul_ps(vr, _mm256_loadu_ps(w + i)), _mm256_loadu_ps(gr + i));
+      __m256 b = _mm256_mul_ps(vc, _mm256_loadu_ps(xr + i));
+      NOFUSE(a);
+      NOFUSE(b);
+      _mm256_storeu_ps(dxr + i, _mm256_sub_ps(a, b));
+    }
+    for (; i < dim; i++) {
+      float a = rs * w[i] * gr[i], b = c * xr[i];
+      NOFUSE(a);
+      NOFUSE(b);
+      dxr[i] = a - b;
+    }
+    if (nth == 1) rn_bwd_dw(xr, gr, rs, dw, 0, dim);
+  }
+  if (nth == 1) return;
+  const int c0 = (int)ew_part((size_t)dim, tid, nth), c1 = (int)ew_part((size_t)dim, tid + 1, nth);
+  if (c0 < c1)
+    for (int r = 0; r < rows; r++) rn_bwd_dw(x + (size_t)r * dim, dy + (size_t)r * dim, rstd[r], dw, c0, c1);
+}
+
+/**
+ * Interleaved-pair RoPE of rows [r0, r1) (x, out [rows, heads·headDim], row r at position pos0 + r mod
+ * seqLen; table (cos, sin) per position and pair, the backend's): forward a' = a·c − b·s, b' = b·c + a·s,
+ * inverse with −s. On 8 lanes: x·[c c …] then the swapped pairs times [s s …], combined by addsub
+ * (subtract in even lanes, add in odd), WebAssembly's x·c + (swapped·s)·[∓1 ±1] exactly. x may be out.
+ */
+__attribute__((target("avx2,fma")))
+static void rope_avx2(const float *x, float *out, const float *table, int heads, int headDim, int seqLen, int pos0, int inverse, int r0, int r1) {
+  const __m256 neg8 = _mm256_set1_ps(inverse ? -1.0f : 1.0f);
+  const __m128 neg4 = _mm_set1_ps(inverse ? -1.0f : 1.0f);
+  for (int r = r0; r < r1; r++) {
+    const float *trow = table + (size_t)(pos0 + r % seqLen) * headDim;
+    for (int h = 0; h < heads; h++) {
+      const float *xr = x + ((size_t)r * heads + h) * headDim;
+      float *orow = out + ((size_t)r * heads + h) * headDim;
+      int i = 0;
+      for (; i + 8 <= headDim; i += 8) {
+        __m256 v = _mm256_loadu_ps(xr + i), cs = _mm256_loadu_ps(trow + i);
+        __m256 a = _mm256_mul_ps(v, _mm256_moveldup_ps(cs));
+        __m256 b = _mm256_mul_ps(_mm256_mul_ps(_mm256_permute_ps(v, 0xB1), _mm256_movehdup_ps(cs)), neg8);
+        NOFUSE(a);
+        NOFUSE(b);
+        _mm256_storeu_ps(orow + i, _mm256_addsub_ps(a, b));
+      }
+      if (i + 4 <= headDim) {
+        __m128 v = _mm_loadu_ps(xr + i), cs = _mm_loadu_ps(trow + i);
+        __m128 a = _mm_mul_ps(v, _mm_moveldup_ps(cs));
+        __m128 b = _mm_mul_ps(_mm_mul_ps(_mm_permute_ps(v, 0xB1), _mm_movehdup_ps(cs)), neg4);
+        NOFUSE(a);
+        NOFUSE(b);
+        _mm_storeu_ps(orow + i, _mm_addsub_ps(a, b));
+        i += 4;
+      }
+      for (; i < headDim; i += 2) {
+        const float c = trow[i], s = inverse ? -trow[i + 1] : trow[i + 1];
+        const float a = xr[i], b = xr[i + 1];
+        float ac = a * c, bs = b * s, as = a * s, bc = b * c;
+        NOFUSE(ac);
+        NOFUSE(bs);
+        NOFUSE(as);
+        NOFUSE(bc);
+        orow[i] = ac - bs;
+        orow[i + 1] = as + bc;
+      }
+    }
+  }
+}
+
+// ---- axpy -------------------------------------------------------------------------------------------
+//
+// y += α·x (gradient accumulation): WebAssembly's kernel (assembly/elementwise.ts) on 8 lanes, the product
+// kept unfused, so bit for bit its numbers. (A native add measured no faster than WebAssembly's: 0.97x.)
+__attribute__((target("avx2,fma")))
+static void axpy_avx2(const float *x, float alpha, float *y, size_t i0, size_t i1) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  size_t i = i0;
+  for (; i + 8 <= i1; i += 8) {
+    __m256 p = _mm256_mul_ps(va, _mm256_loadu_ps(x + i));
+    NOFUSE(p);
+    _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_loadu_ps(y + i), p));
+  }
+  for (; i < i1; i++) {
+    float p = alpha * x[i];
+    NOFUSE(p);
+    y[i] = y[i] + p;
+  }
 }
 
 #endif  // STLM_X86
@@ -1696,6 +1954,93 @@ static napi_value adamw_js(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/**
+ * The checks of the row kernels (RMSNorm, RoPE): rows and dim (at a[rows_at], a[rows_at + 1]) whole counts
+ * whose product is at most 2^30, the thread share (a[share_at], a[share_at + 1]) valid, the first `full`
+ * arguments each rows·dim floats inside memory, the next `per_dim` dim floats and the next `per_row`
+ * rows floats. False with a pending RangeError naming `name` otherwise (elementwise_args_ok's messages).
+ */
+static int row_args_ok(napi_env env, const double *a, int full, int per_dim, int per_row, int rows_at, int share_at, const char *name) {
+  char msg[96];
+  double rows = a[rows_at], dim = a[rows_at + 1];
+  if (!valid_dims(rows, 1, dim) || rows * dim > 1 << 30 || !valid_share(a[share_at], a[share_at + 1])) {
+    snprintf(msg, sizeof msg, "stlm native %s: invalid size or share", name);
+    throw_range(env, msg);
+    return 0;
+  }
+  for (int i = 0; i < full + per_dim + per_row; i++)
+    if (!inside(a[i], (i < full ? rows * dim : i < full + per_dim ? dim : rows) * 4)) {
+      snprintf(msg, sizeof msg, "stlm native %s: operand outside memory", name);
+      throw_range(env, msg);
+      return 0;
+    }
+  return 1;
+}
+
+// rmsNorm(slot, x, out, w, rstd, rows, dim, eps, tid, nth): Backend.rmsNorm, rows split among threads.
+static napi_value rmsnorm_js(napi_env env, napi_callback_info info) {
+  double b[10];
+  if (!read_kernel_args(env, info, 10, b)) return NULL;
+  const double *a = b + 1;
+  if (!row_args_ok(env, a, 2, 1, 1, 4, 7, "rmsNorm")) return NULL;
+#if STLM_X86
+  int rows = (int)a[4], tid = (int)a[7], nth = (int)a[8];
+  rmsnorm_avx2((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[2]), (float *)(mem_base + (size_t)a[1]),
+               (float *)(mem_base + (size_t)a[3]), (int)a[5], (float)a[6], row_part(rows, tid, nth), row_part(rows, tid + 1, nth));
+#endif
+  return NULL;
+}
+
+// rmsNormBackward(slot, x, dy, dx, w, dw, rstd, rows, dim, tid, nth): Backend.rmsNormBackward (dx overwritten,
+// dw accumulated); dx's rows and dw's columns split among threads.
+static napi_value rmsnorm_backward_js(napi_env env, napi_callback_info info) {
+  double b[11];
+  if (!read_kernel_args(env, info, 11, b)) return NULL;
+  const double *a = b + 1;
+  if (!row_args_ok(env, a, 3, 2, 1, 6, 8, "rmsNormBackward")) return NULL;
+#if STLM_X86
+  rmsnorm_backward_avx2((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[3]), (const float *)(mem_base + (size_t)a[5]),
+                        (const float *)(mem_base + (size_t)a[1]), (float *)(mem_base + (size_t)a[2]), (float *)(mem_base + (size_t)a[4]),
+                        (int)a[6], (int)a[7], (int)a[8], (int)a[9]);
+#endif
+  return NULL;
+}
+
+// rope(slot, x, out, table, rows, heads, headDim, seqLen, pos0, inverse, tid, nth): Backend.rope with the backend's
+// (cos, sin) table for positions 0 .. pos0 + min(rows, seqLen) − 1; rows split among threads.
+static napi_value rope_js(napi_env env, napi_callback_info info) {
+  double b[12];
+  if (!read_kernel_args(env, info, 12, b)) return NULL;
+  const double *a = b + 1;
+  // row_args_ok over rows × (heads·headDim), then the shape itself and the table.
+  double s[6] = { a[0], a[1], a[3], a[4] * a[5], a[9], a[10] };
+  if (!row_args_ok(env, s, 2, 0, 0, 2, 4, "rope")) return NULL;
+  double heads = a[4], headDim = a[5], seqLen = a[6], pos0 = a[7], rows = a[3];
+  if (!valid_dims(heads, headDim, seqLen) || heads < 1 || (int)headDim % 2 || !(pos0 >= 0 && pos0 <= 1 << 24 && pos0 == floor(pos0)))
+    return throw_range(env, "stlm native rope: invalid size or share");
+  if (!inside(a[2], (pos0 + fmin(rows, seqLen)) * headDim * 4)) return throw_range(env, "stlm native rope: operand outside memory");
+#if STLM_X86
+  int r = (int)rows, tid = (int)a[9], nth = (int)a[10];
+  rope_avx2((const float *)(mem_base + (size_t)a[0]), (float *)(mem_base + (size_t)a[1]), (const float *)(mem_base + (size_t)a[2]), (int)heads,
+            (int)headDim, (int)seqLen, (int)pos0, a[8] != 0, row_part(r, tid, nth), row_part(r, tid + 1, nth));
+#endif
+  return NULL;
+}
+
+// axpy(slot, x, y, n, alpha, tid, nth): y += alpha·x over n elements.
+static napi_value axpy_js(napi_env env, napi_callback_info info) {
+  double b[7];
+  if (!read_kernel_args(env, info, 7, b)) return NULL;
+  const double *a = b + 1;
+  if (!elementwise_args_ok(env, a, 2, 2, 4, "axpy")) return NULL;
+#if STLM_X86
+  size_t n = (size_t)a[2];
+  int tid = (int)a[4], nth = (int)a[5];
+  axpy_avx2((const float *)(mem_base + (size_t)a[0]), (float)a[3], (float *)(mem_base + (size_t)a[1]), ew_part(n, tid, nth), ew_part(n, tid + 1, nth));
+#endif
+  return NULL;
+}
+
 static napi_value qrow_bytes_js(napi_env env, napi_callback_info info) {
   double a[1];
   if (!read_args(env, info, 1, a)) return NULL;
@@ -1730,6 +2075,10 @@ NAPI_MODULE_INIT() {
   add_fn(env, exports, "swiglu", swiglu_js);
   add_fn(env, exports, "swigluBackward", swiglu_backward_js);
   add_fn(env, exports, "adamw", adamw_js);
+  add_fn(env, exports, "rmsNorm", rmsnorm_js);
+  add_fn(env, exports, "rmsNormBackward", rmsnorm_backward_js);
+  add_fn(env, exports, "rope", rope_js);
+  add_fn(env, exports, "axpy", axpy_js);
   add_fn(env, exports, "qrowBytes", qrow_bytes_js);
   return exports;
 }

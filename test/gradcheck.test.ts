@@ -35,10 +35,26 @@ function mm(a: F64, b: F64, m: number, k: number, n: number, tA: boolean, tB: bo
 const sig = (x: number) => 1 / (1 + Math.exp(-x));
 function ropeRef(x: F64, rows: number, heads: number, hd: number, seqLen: number, pos0: number): F64 {
   const o = new Float64Array(x.length);
+  // cos and sin per position in the window and pair, computed once (the finite differences call this often).
+  const cos = new Float64Array(seqLen * hd), sin = new Float64Array(seqLen * hd);
+  for (let t = 0; t < seqLen; t++) for (let i = 0; i < hd; i += 2) {
+    const ang = (pos0 + t) * Math.pow(10000, -i / hd);
+    cos[t * hd + i] = Math.cos(ang);
+    sin[t * hd + i] = Math.sin(ang);
+  }
   for (let r = 0; r < rows; r++) for (let h = 0; h < heads; h++) for (let i = 0; i < hd; i += 2) {
-    const ang = (pos0 + (r % seqLen)) * Math.pow(10000, -i / hd), c = Math.cos(ang), s = Math.sin(ang), base = (r * heads + h) * hd;
+    const c = cos[(r % seqLen) * hd + i], s = sin[(r % seqLen) * hd + i], base = (r * heads + h) * hd;
     o[base + i] = x[base + i] * c - x[base + i + 1] * s;
     o[base + i + 1] = x[base + i] * s + x[base + i + 1] * c;
+  }
+  return o;
+}
+function rmsNormRef(x: F64, w: F64, rows: number, dim: number): F64 {
+  const o = new Float64Array(x.length);
+  for (let r = 0; r < rows; r++) {
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[r * dim + i] ** 2;
+    for (let i = 0; i < dim; i++) o[r * dim + i] = (x[r * dim + i] / Math.sqrt(ss / dim + 1e-5)) * w[i];
   }
   return o;
 }
@@ -73,18 +89,9 @@ const cases: Case[] = [
     ref: ([a, b]) => mm(a, b, 3, 5, 4, tA, tB),
   })),
   { name: 'matmul batched', inputs: [[2, 3, 4], [2, 4, 3]], op: (_, [a, b]) => ops.matmul(a, b), ref: ([a, b]) => Float64Array.from([...mm(a.subarray(0, 12), b.subarray(0, 12), 3, 4, 3, false, false), ...mm(a.subarray(12), b.subarray(12), 3, 4, 3, false, false)]) },
-  {
-    name: 'rmsNorm', inputs: [[3, 6], [6]], op: (_, [x, w]) => ops.rmsNorm(x, w, 1e-5),
-    ref: ([x, w]) => {
-      const o = new Float64Array(x.length);
-      for (let r = 0; r < 3; r++) {
-        let ss = 0;
-        for (let i = 0; i < 6; i++) ss += x[r * 6 + i] ** 2;
-        for (let i = 0; i < 6; i++) o[r * 6 + i] = (x[r * 6 + i] / Math.sqrt(ss / 6 + 1e-5)) * w[i];
-      }
-      return o;
-    },
-  },
+  { name: 'rmsNorm', inputs: [[3, 6], [6]], op: (_, [x, w]) => ops.rmsNorm(x, w, 1e-5), ref: ([x, w]) => rmsNormRef(x, w, 3, 6) },
+  // 64 × 76 = 4864 elements: what the native RMSNorm takes, where built (rows end in a 4-lane step).
+  { name: 'rmsNorm (64 × 76)', inputs: [[64, 76], [76]], op: (_, [x, w]) => ops.rmsNorm(x, w, 1e-5), ref: ([x, w]) => rmsNormRef(x, w, 64, 76) },
   {
     name: 'softmax', inputs: [[2, 5]], op: (_, [x]) => ops.softmax(x),
     ref: ([x]) => {
@@ -97,6 +104,8 @@ const cases: Case[] = [
     },
   },
   { name: 'rope', inputs: [[6, 2 * 4]], op: (_, [x]) => ops.rope(x, 2, 4, 3, 2, 10000), ref: ([x]) => ropeRef(x, 6, 2, 4, 3, 2) },
+  // 48 × 2·50 = 4800 elements: what the native RoPE takes, where built (heads end in a single pair).
+  { name: 'rope (48 × 2·50)', inputs: [[48, 2 * 50]], op: (_, [x]) => ops.rope(x, 2, 50, 16, 3, 10000), ref: ([x]) => ropeRef(x, 48, 2, 50, 16, 3) },
   { name: 'swiglu with one tensor as both inputs', inputs: [[4, 3]], op: (_, [a]) => ops.swiglu(a, a), ref: ([a]) => a.map((x) => x * sig(x) * x) },
   { name: 'swiglu', inputs: [[4, 3], [4, 3]], op: (_, [a, b]) => ops.swiglu(a, b), ref: ([a, b]) => a.map((x, i) => x * sig(x) * b[i]) },
   {

@@ -412,6 +412,117 @@ describe('native kernels', { skip: SKIP }, () => {
     }
   });
 
+  test('RMSNorm forward and backward, RoPE forward and inverse: bit for bit the WebAssembly kernels, within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
+    // The native kernels repeat WebAssembly's arithmetic (the same unfused multiplies and adds in the same
+    // order), so a row's result does not depend on whether its call was large enough to go native.
+    const kernels = native as unknown as Record<string, (...a: number[]) => void>;
+    const names = ['rmsNorm', 'rmsNormBackward', 'rope'] as const;
+    const orig = Object.fromEntries(names.map((n) => [n, kernels[n]]));
+    const calls = { rmsNorm: 0, rmsNormBackward: 0, rope: 0 };
+    for (const name of names) {
+      kernels[name] = (...a: number[]) => {
+        calls[name]++;
+        orig[name](...a);
+      };
+    }
+    const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
+    const rng = new Rng(14);
+    const upload = (be: Backend, a: Float32Array) => {
+      const b = be.alloc(a.length);
+      be.write(b, a);
+      return b;
+    };
+    try {
+      // From the backend's threshold (4096 elements); rows ending in a 4-lane step and in single elements;
+      // on 2 threads from 32768 elements, where dw's columns split unevenly.
+      for (const [rows, dim] of [[64, 64], [17, 255], [33, 516], [130, 257], [300, 512]]) {
+        const x = randomF32(rng, rows * dim), w = randomF32(rng, dim), dy = randomF32(rng, rows * dim), dw0 = randomF32(rng, dim);
+        const run = (be: Backend) => {
+          const [X, W, DY, DW] = [x, w, dy, dw0].map((a) => upload(be, a));
+          const [Y, R, DX] = [rows * dim, rows, rows * dim].map((n) => {
+            const b = be.alloc(n);
+            be.fill(b, Number.NaN);
+            return b;
+          });
+          be.rmsNorm(X, W, Y, R, rows, dim, 1e-5);
+          be.rmsNormBackward(X, W, R, DY, DX, DW, rows, dim);
+          const r = [Y, R, DX, DW].map((b) => be.read(b));
+          for (const b of [X, W, DY, DW, Y, R, DX]) be.free(b);
+          return r;
+        };
+        const label = `rmsNorm ${rows}×${dim}`, before = { ...calls };
+        const want = run(ref), got = run(t1);
+        assert.deepEqual([calls.rmsNorm, calls.rmsNormBackward], [before.rmsNorm + 1, before.rmsNormBackward + 1], `${label}: the native kernels did not run`);
+        assertNearReference(got, want, ['out', 'rstd', 'dx', 'dw'], label);
+        run(wasm).forEach((r, i) => assert.deepEqual(got[i], r, `${label}: output ${i} differs from WebAssembly's`));
+        run(t2).forEach((r, i) => assert.deepEqual(r, got[i], `${label}: output ${i} with 2 threads differs from 1`));
+      }
+      // Head sizes ending in a whole 8-lane step, a 4-lane step and a single pair; positions after pos0, in place too.
+      for (const [rows, heads, headDim, seqLen, pos0] of [[64, 2, 32, 16, 0], [50, 3, 34, 10, 7], [40, 4, 44, 40, 300], [1024, 8, 64, 512, 0]]) {
+        const x = randomF32(rng, rows * heads * headDim);
+        for (const inverse of [false, true]) {
+          const run = (be: Backend, inPlace = false) => {
+            const X = upload(be, x), O = inPlace ? X : be.alloc(x.length);
+            be.rope(X, O, rows, heads, headDim, seqLen, pos0, 10000, inverse);
+            const r = be.read(O);
+            be.free(X);
+            if (!inPlace) be.free(O);
+            return [r];
+          };
+          const label = `rope ${rows}×${heads}×${headDim} seqLen ${seqLen} pos0 ${pos0}${inverse ? ' inverse' : ''}`, before = calls.rope;
+          const want = run(ref), got = run(t1);
+          assert.equal(calls.rope, before + 1, `${label}: the native kernel did not run`);
+          assertNearReference(got, want, ['out'], label);
+          assert.deepEqual(got[0], run(wasm)[0], `${label}: differs from WebAssembly's`);
+          assert.deepEqual(run(t2)[0], got[0], `${label}: 2 threads differ from 1`);
+          assert.deepEqual(run(t1, true)[0], got[0], `${label}: in place differs`);
+        }
+      }
+    } finally {
+      Object.assign(kernels, orig);
+      t1.dispose();
+      t2.dispose();
+    }
+  });
+
+  test('axpy: bit for bit the WebAssembly kernel, within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
+    const kernels = native as unknown as Record<string, (...a: number[]) => void>;
+    const orig = kernels.axpy;
+    let calls = 0;
+    kernels.axpy = (...a: number[]) => {
+      calls++;
+      orig(...a);
+    };
+    const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
+    const rng = new Rng(15);
+    try {
+      for (const n of [4096, 4101, 70_003]) { // from the backend's threshold; a tail of 5 past whole vectors; 2 threads from 32768
+        const x = randomF32(rng, n), y = randomF32(rng, n);
+        const run = (be: Backend) => {
+          const [X, Y] = [x, y].map((a) => {
+            const buf = be.alloc(n);
+            be.write(buf, a);
+            return buf;
+          });
+          be.axpy(X, 0.7, Y, n);
+          const r = [be.read(Y)];
+          for (const buf of [X, Y]) be.free(buf);
+          return r;
+        };
+        const before = calls;
+        const want = run(ref), got = run(t1);
+        assert.equal(calls, before + 1, `n ${n}: the native axpy did not run`);
+        assertNearReference(got, want, ['y'], `n ${n}`);
+        assert.deepEqual(got[0], run(wasm)[0], `n ${n}: differs from WebAssembly's`);
+        assert.deepEqual(run(t2)[0], got[0], `n ${n}: 2 threads differ from 1`);
+      }
+    } finally {
+      kernels.axpy = orig;
+      t1.dispose();
+      t2.dispose();
+    }
+  });
+
   test('bad calls into the addon throw clear errors instead of touching memory', () => {
     const k = native!;
     const mem = new WebAssembly.Memory({ initial: 1, maximum: 16, shared: true } as WebAssembly.MemoryDescriptor);
@@ -454,6 +565,21 @@ describe('native kernels', { skip: SKIP }, () => {
     assert.throws(() => k.swiglu(slot, 0, 0, 65536 - 16, 8, 0, 1), /swiglu: operand outside memory/);
     assert.throws(() => k.swigluBackward(slot, 0, 0, 0, 0, 0, 1.5, 0, 1), /swigluBackward: invalid size or share/);
     assert.throws(() => k.adamw(slot, 0, 0, 0, 65536 - 16, 8, 1e-3, 0.9, 0.95, 1e-8, 0.1, 0.1, 0.05, 1, 0, 1), /adamw: operand outside memory/);
+    assert.throws(() => k.axpy(slot, 65536 - 16, 0, 8, 0.5, 0, 1), /axpy: operand outside memory/);
+    assert.throws(() => k.axpy(slot, 0, 0, -1, 0.5, 0, 1), /axpy: invalid size or share/);
+    // RMSNorm 2 rows × 8: x, out 16 floats, w 8, rstd 2 (and dy, dx, dw for the backward).
+    assert.doesNotThrow(() => k.rmsNorm(slot, 0, 64, 128, 160, 2, 8, 1e-5, 0, 1));
+    assert.throws(() => k.rmsNorm(slot, 0, 65536 - 32, 128, 160, 2, 8, 1e-5, 0, 1), /rmsNorm: operand outside memory/);
+    assert.throws(() => k.rmsNorm(slot, 0, 64, 65536 - 16, 160, 2, 8, 1e-5, 0, 1), /rmsNorm: operand outside memory/); // w is 8 floats
+    assert.throws(() => k.rmsNorm(slot, 0, 64, 128, 160, 2, 0, 1e-5, 0, 1), /rmsNorm: invalid size or share/);
+    assert.throws(() => k.rmsNormBackward(slot, 0, 64, 128, 192, 224, 65536 - 4, 2, 8, 0, 1), /rmsNormBackward: operand outside memory/); // rstd is 2 floats
+    assert.throws(() => k.rmsNormBackward(slot, 0, 64, 128, 192, 224, 256, 2, 8, 1, 1), /rmsNormBackward: invalid size or share/);
+    // RoPE 2 rows × 2 heads × 4 (16 floats), table for positions 0 .. pos0 + 1 (4 floats each).
+    assert.doesNotThrow(() => k.rope(slot, 0, 64, 128, 2, 2, 4, 2, 3, 0, 0, 1));
+    assert.throws(() => k.rope(slot, 0, 64, 65536 - 64, 2, 2, 4, 2, 3, 0, 0, 1), /rope: operand outside memory/); // table: 5 positions
+    assert.throws(() => k.rope(slot, 0, 64, 128, 2, 2, 5, 2, 3, 0, 0, 1), /rope: invalid size or share/); // odd head size
+    assert.throws(() => k.rope(slot, 0, 64, 128, 2, 2, 4, 0, 3, 0, 0, 1), /rope: invalid size or share/); // seqLen 0
+    assert.throws(() => k.rope(slot, 0, 65536 - 32, 128, 2, 2, 4, 2, 3, 0, 0, 1), /rope: operand outside memory/);
     k.detach(slot);
     assert.throws(() => k.matvecF32(slot, 0, 0, 0, 1, 1, 8, 0, 0, 1), /no memory attached in this slot/);
     assert.throws(() => k.matvecF32(999, 0, 0, 0, 1, 1, 8, 0, 0, 1), /no memory attached in this slot/);

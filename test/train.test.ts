@@ -66,8 +66,16 @@ describe('training', () => {
     if (!native) return t.skip('the native kernels are not built here (Node on x86-64 with AVX2 and a C compiler at install time)');
     // Count the native GEMM's calls (wrapped before the backend below takes it) to know it ran.
     const kernels = native as unknown as Record<string, (...a: number[]) => void>;
-    const gemm = kernels.gemmF32, attn = kernels.attentionTrainBackward;
-    let calls = 0, attnCalls = 0;
+    const gemm = kernels.gemmF32, attn = kernels.attentionTrainBackward, normBwd = kernels.rmsNormBackward, rope = kernels.rope;
+    let calls = 0, attnCalls = 0, normBwdCalls = 0, ropeCalls = 0;
+    kernels.rmsNormBackward = (...a: number[]) => {
+      normBwdCalls++;
+      normBwd(...a);
+    };
+    kernels.rope = (...a: number[]) => {
+      ropeCalls++;
+      rope(...a);
+    };
     kernels.gemmF32 = (...a: number[]) => {
       calls++;
       gemm(...a);
@@ -83,6 +91,8 @@ describe('training', () => {
       const withNative = await train(withBe, opts(join(dir, 'n.ckpt')));
       assert.ok(calls >= 20 * 40, `the native GEMM took ${calls} products in 20 steps`);
       if (config.dModel / config.nHeads === 16) assert.ok(attnCalls >= 20 * config.nLayers, `the native attention backward ran ${attnCalls} times in 20 steps`);
+      assert.ok(normBwdCalls >= 20 * (2 * config.nLayers + 1), `the native RMSNorm backward ran ${normBwdCalls} times in 20 steps`);
+      assert.ok(ropeCalls >= 20 * 4 * config.nLayers, `the native RoPE ran ${ropeCalls} times in 20 steps (q and k, forward and inverse)`);
       const without = await train(pure, opts(join(dir, 'w.ckpt')));
       assert.equal(withNative.losses.length, 20);
       for (let i = 0; i < 20; i++) {
@@ -92,6 +102,8 @@ describe('training', () => {
     } finally {
       kernels.gemmF32 = gemm;
       kernels.attentionTrainBackward = attn;
+      kernels.rmsNormBackward = normBwd;
+      kernels.rope = rope;
       withBe.dispose();
       pure.dispose();
     }

@@ -122,16 +122,16 @@ export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
   g.record('matmul', [a, b], out, () => {
     const dC = out.grad!.buf;
     if (a.requiresGrad) {
-      const dA = g.gradForAccumulate(a).buf;
+      const { grad, accumulate } = g.gradForProduct(a), dA = grad.buf;
       // d op(A) = dC · op(B)ᵀ; stored transposed when transA.
-      if (!transA) be.matmul(dC, b.buf, dA, { m, k: n, n: k, transB: !transB, batch, accumulate: true });
-      else be.matmul(b.buf, dC, dA, { m: k, k: n, n: m, transA: transB, transB: true, batch, accumulate: true });
+      if (!transA) be.matmul(dC, b.buf, dA, { m, k: n, n: k, transB: !transB, batch, accumulate });
+      else be.matmul(b.buf, dC, dA, { m: k, k: n, n: m, transA: transB, transB: true, batch, accumulate });
     }
     if (b.requiresGrad) {
-      const dB = g.gradForAccumulate(b).buf;
+      const { grad, accumulate } = g.gradForProduct(b), dB = grad.buf;
       // d op(B) = op(A)ᵀ · dC; stored transposed when transB.
-      if (!transB) be.matmul(a.buf, dC, dB, { m: k, k: m, n, transA: !transA, batch, accumulate: true });
-      else be.matmul(dC, a.buf, dB, { m: n, k: m, n: k, transA: true, transB: transA, batch, accumulate: true });
+      if (!transB) be.matmul(a.buf, dC, dB, { m: k, k: m, n, transA: !transA, batch, accumulate });
+      else be.matmul(dC, a.buf, dB, { m: n, k: m, n: k, transA: true, transB: transA, batch, accumulate });
     }
   });
   return out;

@@ -196,6 +196,17 @@ export class Graph {
     (t.base ?? t).gradReady = true;
   }
 
+  /**
+   * t's gradient for a kernel that can overwrite or accumulate into its output (a matrix product), marked
+   * written: accumulate only when it already holds a contribution, so a first one needs no zero fill (a
+   * pass over the buffer) and the kernel no read of zeros.
+   */
+  gradForProduct(t: Tensor): { grad: Tensor; accumulate: boolean } {
+    const { grad, overwrite } = this.gradTarget(t);
+    this.gradWritten(t);
+    return { grad, accumulate: !overwrite };
+  }
+
   /** The gradient of t zero-filled if it holds nothing yet, for kernels that accumulate. */
   gradForAccumulate(t: Tensor): Tensor {
     const { grad, overwrite } = this.gradTarget(t);

@@ -2,7 +2,7 @@
  * The optional native kernels (native/stlm_native.c, built by scripts/build-native.mjs into
  * dist/native/stlm_native.node): AVX2 / AVX-512 VNNI versions of the products that dominate decode
  * (quantized and f32 weights times a few rows of activations), of decode attention, and training's f32 GEMM and
- * attention (forward and backward), SwiGLU and AdamW, run on the WebAssembly backend's own
+ * attention (forward and backward), SwiGLU, AdamW, RMSNorm, RoPE and axpy, run on the WebAssembly backend's own
  * memory. The backend calls them through its worker pool like any kernel, so threading, buffers and
  * every other op stay as they are. Node on x86-64 only; anywhere else, or with STLM_NATIVE=0, or when
  * the addon was not built, loadNative() returns null and the backend is pure WebAssembly.
@@ -26,6 +26,10 @@ export interface NativeKernels {
   swiglu(...args: number[]): void;
   swigluBackward(...args: number[]): void;
   adamw(...args: number[]): void;
+  rmsNorm(...args: number[]): void;
+  rmsNormBackward(...args: number[]): void;
+  rope(...args: number[]): void;
+  axpy(...args: number[]): void;
 }
 
 /** Where the built addon lies, relative to this module (dist/src/kernels/wasm/ → dist/native/). */
