@@ -7,16 +7,10 @@
  *
  *   npm run bench -- train-memory-browser [--configs base,medium] [--steps 1] [--memory 4GiB] [--json]
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import { extname, join, normalize } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { formatBytes, parseBytes } from '../src/train/memory-plan.js';
-import { CHROMIUM, NO_CHROMIUM, launchChromium } from './lib/chromium.js';
+import { CHROMIUM, NO_CHROMIUM, launchChromium, serveDist } from './lib/chromium.js';
 import { arg } from './lib/torch.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const TYPES: Record<string, string> = { '.js': 'text/javascript', '.html': 'text/html', '.map': 'application/json' };
 const BATCH = 16, T = 512;
 
 /** The page: one config's planned steps; the result in window.result. */
@@ -59,19 +53,6 @@ try {
 </script>`;
 }
 
-/** Serves dist/ and the page, cross-origin isolated (so the page gets shared memory and threads). */
-function serve(html: () => string): Promise<{ server: Server; url: string }> {
-  const server = createServer((req, res) => {
-    const headers = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
-    if (path === '/') return void res.writeHead(200, { ...headers, 'Content-Type': 'text/html' }).end(html());
-    const file = normalize(join(ROOT, path));
-    if (!file.startsWith(join(ROOT, 'dist')) || !existsSync(file)) return void res.writeHead(404).end();
-    res.writeHead(200, { ...headers, 'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream' }).end(readFileSync(file));
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as { port: number }).port}/` })));
-}
-
 /** The flags main() reads; bench/run.ts refuses any other. */
 export const flags = ['--configs', '--json', '--memory', '--steps'];
 
@@ -82,7 +63,7 @@ export async function main(argv: string[]): Promise<void> {
   const budget = parseBytes(arg(argv, '--memory', '4GiB'));
   if (!(Number.isInteger(steps) && steps >= 1)) throw new Error('train-memory-browser: --steps must be an integer ≥ 1');
   let current = '';
-  const { server, url } = await serve(() => current);
+  const { server, url } = await serveDist((path) => (path === '/' ? current : undefined), true);
   const browser = await launchChromium();
   const results: Record<string, unknown>[] = [];
   try {

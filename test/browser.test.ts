@@ -3,15 +3,8 @@
 // Results are checked against the reference backend running in the same page.
 // Skips with a message when no Chromium is installed (apt-get install chromium).
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { type Browser, CHROMIUM, NO_CHROMIUM, launchChromium } from '../bench/lib/chromium.js';
-import { createServer, type Server } from 'node:http';
-import { extname, join, normalize } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { type Browser, CHROMIUM, NO_CHROMIUM, launchChromium, serveDist } from '../bench/lib/chromium.js';
 import { after, before, describe, test } from 'node:test';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const TYPES: Record<string, string> = { '.js': 'text/javascript', '.html': 'text/html', '.map': 'application/json' };
 
 const PAGE = `<!doctype html><meta charset="utf-8"><script type="module">
 import { createWasmBackend } from '/dist/src/kernels/wasm/backend.js';
@@ -79,26 +72,7 @@ try {
 } catch (e) { window.result = { error: String(e && e.stack || e) }; }
 </script>`;
 
-function serve(isolated: boolean): Promise<{ server: Server; url: string }> {
-  const server = createServer((req, res) => {
-    const headers: Record<string, string> = isolated ? { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } : {};
-    const path = new URL(req.url ?? '/', 'http://x').pathname;
-    if (path === '/' || path === '/train') {
-      res.writeHead(200, { ...headers, 'Content-Type': 'text/html' }).end(path === '/' ? PAGE : TRAIN_PAGE);
-      return;
-    }
-    const file = normalize(join(ROOT, path));
-    if (!file.startsWith(join(ROOT, 'dist')) || !existsSync(file)) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { ...headers, 'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream' }).end(readFileSync(file));
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
-    const addr = server.address() as { port: number };
-    resolve({ server, url: `http://127.0.0.1:${addr.port}/` });
-  }));
-}
+const serve = (isolated: boolean) => serveDist((path) => (path === '/' ? PAGE : path === '/train' ? TRAIN_PAGE : undefined), isolated);
 
 describe('browser (headless Chromium)', { skip: CHROMIUM ? false : NO_CHROMIUM }, () => {
   let browser: Browser;
