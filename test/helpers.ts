@@ -4,6 +4,7 @@ import { after, before } from 'node:test';
 import type { Backend } from '../src/kernels/backend.js';
 import { ReferenceBackend } from '../src/kernels/reference.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
+import type { NativeKernels } from '../src/kernels/wasm/native.js';
 import { kvCacheFor, type Llama } from '../src/models/llama.js';
 import type { Rng } from '../src/util/rng.js';
 
@@ -101,4 +102,23 @@ export function wasmAndReference(opts: { native?: boolean } = {}): { readonly re
       return w2!;
     },
   };
+}
+
+/**
+ * Wraps the named kernels of the native addon so each call is counted, so a test knows the native path,
+ * not WebAssembly, ran. Wrap before creating the backends under test (a backend takes the kernels when it
+ * is created); `restore()` puts the originals back.
+ */
+export function countNativeCalls<N extends keyof NativeKernels & string>(native: NativeKernels | null, names: readonly N[]): { calls: Record<N, number>; restore(): void } {
+  if (!native) throw new Error('countNativeCalls: the native kernels are not loaded');
+  const kernels = native as unknown as Record<string, (...a: number[]) => void>;
+  const orig = Object.fromEntries(names.map((n) => [n, kernels[n]])) as Record<N, (...a: number[]) => void>;
+  const calls = Object.fromEntries(names.map((n) => [n, 0])) as Record<N, number>;
+  for (const name of names) {
+    kernels[name] = (...a: number[]) => {
+      calls[name]++;
+      orig[name](...a);
+    };
+  }
+  return { calls, restore: () => Object.assign(kernels, orig) };
 }

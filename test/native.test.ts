@@ -12,7 +12,7 @@ import { createWasmBackend, type WasmBackend } from '../src/kernels/wasm/backend
 import { loadNative } from '../src/kernels/wasm/native.js';
 import { quantizeQ4_0, quantizeQ8_0 } from '../src/formats/gguf.js';
 import { Rng } from '../src/util/rng.js';
-import { randomF32 } from './helpers.js';
+import { countNativeCalls, randomF32 } from './helpers.js';
 
 const native = await loadNative();
 const SKIP = native
@@ -128,19 +128,7 @@ describe('native kernels', { skip: SKIP }, () => {
   });
 
   test('f32 GEMM (m ≥ 5; x·Wᵀ up to 32 rows by the rows product): every transpose form, edge tiles, several depth and column blocks, batch with strides and broadcast, accumulate — within f32 rounding of the float64 reference, 2 threads bit-equal to 1', async () => {
-    // The addon's gemmF32 is wrapped to count calls (before a backend of this test's own takes it), so the
-    // test knows the native GEMM, not WebAssembly, ran.
-    const kernels = native as unknown as Record<string, (...a: number[]) => void>;
-    const gemm = kernels.gemmF32, rowsProduct = kernels.matvecF32;
-    let calls = 0, rowCalls = 0;
-    kernels.gemmF32 = (...a: number[]) => {
-      calls++;
-      gemm(...a);
-    };
-    kernels.matvecF32 = (...a: number[]) => {
-      rowCalls++;
-      rowsProduct(...a);
-    };
+    const { calls, restore } = countNativeCalls(native, ['gemmF32', 'matvecF32']);
     const c1 = await createWasmBackend({ threads: 1 });
     const rng = new Rng(10);
     // (batch, m, k, n, strides), each m·k·n above the backend's threshold for the native GEMM: m not a multiple of 6 (the tile rows), n not of 16, k not of 8 and above
@@ -170,12 +158,12 @@ describe('native kernels', { skip: SKIP }, () => {
               for (const x of [a, b, c]) be.free(x);
               return r;
             };
-            const before = calls, rowsBefore = rowCalls;
+            const before = calls.gemmF32, rowsBefore = calls.matvecF32;
             const want = mm(ref), got = mm(c1);
             // x·Wᵀ of at most 32 rows (k a multiple of 8) is the rows product's (batched decode); the rest the GEMM's.
             const rowsForm = batch === 1 && !transA && transB && m <= 32 && k % 8 === 0;
-            assert.equal(calls, before + (rowsForm ? 0 : 1), `${label}: the native GEMM did not take the product`);
-            assert.equal(rowCalls, rowsBefore + (rowsForm ? 1 : 0), `${label}: the native rows product did not take the product`);
+            assert.equal(calls.gemmF32, before + (rowsForm ? 0 : 1), `${label}: the native GEMM did not take the product`);
+            assert.equal(calls.matvecF32, rowsBefore + (rowsForm ? 1 : 0), `${label}: the native rows product did not take the product`);
             // |err| ≤ (k·items + 2)·2⁻²⁴·(Σ|a·b| + |c0|) per element of C, with Σ over the items summed into it.
             const mag = Float64Array.from(C0, (v) => (accumulate ? Math.abs(v) : 0));
             const terms = new Float64Array(lenC);
@@ -201,8 +189,7 @@ describe('native kernels', { skip: SKIP }, () => {
         }
       }
     } finally {
-      kernels.gemmF32 = gemm;
-      kernels.matvecF32 = rowsProduct;
+      restore();
       c1.dispose();
     }
   });
@@ -265,17 +252,7 @@ describe('native kernels', { skip: SKIP }, () => {
   });
 
   test('training attention (many query rows, causal, GQA; forward and backward): within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
-    // Both native kernels are wrapped to count calls (before backends of this test's own take them), so
-    // the test knows the native kernels, not WebAssembly, ran.
-    const kernels = native as unknown as Record<string, (...a: number[]) => void>;
-    const calls = { attentionTrain: 0, attentionTrainBackward: 0 };
-    const orig = { attentionTrain: kernels.attentionTrain, attentionTrainBackward: kernels.attentionTrainBackward };
-    for (const name of ['attentionTrain', 'attentionTrainBackward'] as const) {
-      kernels[name] = (...a: number[]) => {
-        calls[name]++;
-        orig[name](...a);
-      };
-    }
+    const { calls, restore } = countNativeCalls(native, ['attentionTrain', 'attentionTrainBackward']);
     const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
     const rng = new Rng(11);
     // batch, tq, tk, heads, kvHeads, headDim, qPos0, kvBatchStride (backward only where it is 0 or K/V are dense).
@@ -324,22 +301,14 @@ describe('native kernels', { skip: SKIP }, () => {
         two.forEach((r, i) => assert.deepEqual(r, got[i], `${label}: output ${i} with 2 threads differs from 1`));
       }
     } finally {
-      Object.assign(kernels, orig);
+      restore();
       t1.dispose();
       t2.dispose();
     }
   });
 
   test('SwiGLU forward and backward: within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
-    const kernels = native as unknown as Record<string, (...a: number[]) => void>;
-    const orig = { swiglu: kernels.swiglu, swigluBackward: kernels.swigluBackward };
-    let calls = 0;
-    for (const name of ['swiglu', 'swigluBackward'] as const) {
-      kernels[name] = (...a: number[]) => {
-        calls++;
-        orig[name](...a);
-      };
-    }
+    const { calls, restore } = countNativeCalls(native, ['swiglu', 'swigluBackward']);
     const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
     const rng = new Rng(12);
     try {
@@ -362,27 +331,21 @@ describe('native kernels', { skip: SKIP }, () => {
           for (const b of [G, U, D, ...outs]) be.free(b);
           return r;
         };
-        const before = calls;
+        const before = { ...calls };
         const want = run(ref), got = run(t1);
-        assert.equal(calls, before + 2, `n ${n}: the native kernels did not run`);
+        assert.deepEqual([calls.swiglu, calls.swigluBackward], [before.swiglu + 1, before.swigluBackward + 1], `n ${n}: the native kernels did not run`);
         assertNearReference(got, want, ['out', 'dgate', 'dup'], `n ${n}`);
         run(t2).forEach((r, i) => assert.deepEqual(r, got[i], `n ${n}: output ${i} with 2 threads differs from 1`));
       }
     } finally {
-      Object.assign(kernels, orig);
+      restore();
       t1.dispose();
       t2.dispose();
     }
   });
 
   test('AdamW: three steps within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
-    const kernels = native as unknown as Record<string, (...a: number[]) => void>;
-    const orig = kernels.adamw;
-    let calls = 0;
-    kernels.adamw = (...a: number[]) => {
-      calls++;
-      orig(...a);
-    };
+    const { calls, restore } = countNativeCalls(native, ['adamw']);
     const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
     const rng = new Rng(13);
     try {
@@ -399,14 +362,14 @@ describe('native kernels', { skip: SKIP }, () => {
           for (const b of [P, G, M, V]) be.free(b);
           return r;
         };
-        const before = calls;
+        const before = calls.adamw;
         const want = run(ref), got = run(t1);
-        assert.equal(calls, before + 3, `n ${n}: the native AdamW did not run`);
+        assert.equal(calls.adamw, before + 3, `n ${n}: the native AdamW did not run`);
         assertNearReference(got, want, ['param', 'm', 'v'], `n ${n}`);
         run(t2).forEach((r, i) => assert.deepEqual(r, got[i], `n ${n}: output ${i} with 2 threads differs from 1`));
       }
     } finally {
-      kernels.adamw = orig;
+      restore();
       t1.dispose();
       t2.dispose();
     }
@@ -415,16 +378,7 @@ describe('native kernels', { skip: SKIP }, () => {
   test('RMSNorm forward and backward, RoPE forward and inverse: bit for bit the WebAssembly kernels, within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
     // The native kernels repeat WebAssembly's arithmetic (the same unfused multiplies and adds in the same
     // order), so a row's result does not depend on whether its call was large enough to go native.
-    const kernels = native as unknown as Record<string, (...a: number[]) => void>;
-    const names = ['rmsNorm', 'rmsNormBackward', 'rope'] as const;
-    const orig = Object.fromEntries(names.map((n) => [n, kernels[n]]));
-    const calls = { rmsNorm: 0, rmsNormBackward: 0, rope: 0 };
-    for (const name of names) {
-      kernels[name] = (...a: number[]) => {
-        calls[name]++;
-        orig[name](...a);
-      };
-    }
+    const { calls, restore } = countNativeCalls(native, ['rmsNorm', 'rmsNormBackward', 'rope']);
     const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
     const rng = new Rng(14);
     const upload = (be: Backend, a: Float32Array) => {
@@ -479,20 +433,14 @@ describe('native kernels', { skip: SKIP }, () => {
         }
       }
     } finally {
-      Object.assign(kernels, orig);
+      restore();
       t1.dispose();
       t2.dispose();
     }
   });
 
   test('axpy: bit for bit the WebAssembly kernel, within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
-    const kernels = native as unknown as Record<string, (...a: number[]) => void>;
-    const orig = kernels.axpy;
-    let calls = 0;
-    kernels.axpy = (...a: number[]) => {
-      calls++;
-      orig(...a);
-    };
+    const { calls, restore } = countNativeCalls(native, ['axpy']);
     const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
     const rng = new Rng(15);
     try {
@@ -509,15 +457,15 @@ describe('native kernels', { skip: SKIP }, () => {
           for (const buf of [X, Y]) be.free(buf);
           return r;
         };
-        const before = calls;
+        const before = calls.axpy;
         const want = run(ref), got = run(t1);
-        assert.equal(calls, before + 1, `n ${n}: the native axpy did not run`);
+        assert.equal(calls.axpy, before + 1, `n ${n}: the native axpy did not run`);
         assertNearReference(got, want, ['y'], `n ${n}`);
         assert.deepEqual(got[0], run(wasm)[0], `n ${n}: differs from WebAssembly's`);
         assert.deepEqual(run(t2)[0], got[0], `n ${n}: 2 threads differ from 1`);
       }
     } finally {
-      kernels.axpy = orig;
+      restore();
       t1.dispose();
       t2.dispose();
     }

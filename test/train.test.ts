@@ -18,6 +18,7 @@ import * as ops from '../src/tensor/ops.js';
 import { Graph } from '../src/tensor/tensor.js';
 import { dropoutRate } from '../src/train/schedule.js';
 import { type TrainOptions, train } from '../src/train/trainer.js';
+import { countNativeCalls } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/index.js', import.meta.url));
 const TEXT = 'First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n'.repeat(40);
@@ -64,35 +65,17 @@ describe('training', () => {
     // for other CPUs and summation orders.
     const native = await loadNative();
     if (!native) return t.skip('the native kernels are not built here (Node on x86-64 with AVX2 and a C compiler at install time)');
-    // Count the native GEMM's calls (wrapped before the backend below takes it) to know it ran.
-    const kernels = native as unknown as Record<string, (...a: number[]) => void>;
-    const gemm = kernels.gemmF32, attn = kernels.attentionTrainBackward, normBwd = kernels.rmsNormBackward, rope = kernels.rope;
-    let calls = 0, attnCalls = 0, normBwdCalls = 0, ropeCalls = 0;
-    kernels.rmsNormBackward = (...a: number[]) => {
-      normBwdCalls++;
-      normBwd(...a);
-    };
-    kernels.rope = (...a: number[]) => {
-      ropeCalls++;
-      rope(...a);
-    };
-    kernels.gemmF32 = (...a: number[]) => {
-      calls++;
-      gemm(...a);
-    };
-    kernels.attentionTrainBackward = (...a: number[]) => {
-      attnCalls++;
-      attn(...a);
-    };
+    // Count the native kernels' calls (wrapped before the backend below takes them) to know they ran.
+    const { calls, restore } = countNativeCalls(native, ['gemmF32', 'attentionTrainBackward', 'rmsNormBackward', 'rope']);
     const withBe = await createWasmBackend({ threads: 1 });
     const pure = await createWasmBackend({ threads: 1, native: false });
     try {
       const opts = (ckpt: string): TrainOptions => ({ ...options(ckpt, 20), config: { ...config, dropout: 0 }, accum: 1, batch: 8 });
       const withNative = await train(withBe, opts(join(dir, 'n.ckpt')));
-      assert.ok(calls >= 20 * 40, `the native GEMM took ${calls} products in 20 steps`);
-      if (config.dModel / config.nHeads === 16) assert.ok(attnCalls >= 20 * config.nLayers, `the native attention backward ran ${attnCalls} times in 20 steps`);
-      assert.ok(normBwdCalls >= 20 * (2 * config.nLayers + 1), `the native RMSNorm backward ran ${normBwdCalls} times in 20 steps`);
-      assert.ok(ropeCalls >= 20 * 4 * config.nLayers, `the native RoPE ran ${ropeCalls} times in 20 steps (q and k, forward and inverse)`);
+      assert.ok(calls.gemmF32 >= 20 * 40, `the native GEMM took ${calls.gemmF32} products in 20 steps`);
+      if (config.dModel / config.nHeads === 16) assert.ok(calls.attentionTrainBackward >= 20 * config.nLayers, `the native attention backward ran ${calls.attentionTrainBackward} times in 20 steps`);
+      assert.ok(calls.rmsNormBackward >= 20 * (2 * config.nLayers + 1), `the native RMSNorm backward ran ${calls.rmsNormBackward} times in 20 steps`);
+      assert.ok(calls.rope >= 20 * 4 * config.nLayers, `the native RoPE ran ${calls.rope} times in 20 steps (q and k, forward and inverse)`);
       const without = await train(pure, opts(join(dir, 'w.ckpt')));
       assert.equal(withNative.losses.length, 20);
       for (let i = 0; i < 20; i++) {
@@ -100,10 +83,7 @@ describe('training', () => {
         assert.ok(d <= 1e-4, `step ${i + 1}: loss ${withNative.losses[i]} with the native kernels, ${without.losses[i]} without (relative difference ${d.toExponential(2)})`);
       }
     } finally {
-      kernels.gemmF32 = gemm;
-      kernels.attentionTrainBackward = attn;
-      kernels.rmsNormBackward = normBwd;
-      kernels.rope = rope;
+      restore();
       withBe.dispose();
       pure.dispose();
     }
