@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Sampler, type SamplerOptions } from '../src/generate/sampler.js';
 import { StopMatcher } from '../src/generate/stop.js';
+import { expNonPositive } from '../src/util/exp.js';
 import { Rng } from '../src/util/rng.js';
 
 function randomLogits(rng: Rng, n: number, scale = 3): Float32Array {
@@ -170,6 +171,36 @@ describe('Sampler', () => {
     const h = -P.reduce((a, p) => a + p * Math.log(p), 0);
     assert.ok(Math.abs(s.lastProb - 0.5) < 1e-6);
     assert.ok(Math.abs(s.lastEntropy - h) < 1e-6);
+  });
+
+  test('a plain draw (temperature 1, nothing cut) is the inverse CDF of Math.exp softmax at the same PRNG draw', () => {
+    // Oracle: the same seeded PRNG, the weights from Math.exp, the first id whose cumulative weight passes u.
+    const rng = new Rng(7);
+    for (let trial = 0; trial < 20; trial++) {
+      const logits = randomLogits(rng, 259, 2 + trial / 4);
+      for (let j = 0; j < 259; j += 17) logits[(j + trial) % 259] = -Infinity;
+      const seed = 1000 + trial, s = new Sampler({ seed }), u = new Rng(seed);
+      const m = Math.max(...logits), w = Array.from(logits, (x) => Math.exp(x - m)), z = w.reduce((a, b) => a + b, 0);
+      for (let d = 0; d < 500; d++) {
+        let x = u.next() * z, want = -1;
+        for (let i = 0; i < w.length && want < 0; i++) if (w[i] > 0 && (x < w[i] || (x -= w[i]) < 0)) want = i;
+        assert.equal(s.sample(logits), want, `trial ${trial}, draw ${d}`);
+        assert.ok(Math.abs(s.lastProb - w[want] / z) < 1e-12 * Math.max(1, w[want] / z));
+      }
+    }
+  });
+
+  test('expNonPositive: Math.exp within 3e-15 relative on [-745, 0]; 0 below it, for -Infinity and NaN', () => {
+    let worst = 0;
+    for (let x = -745; x <= 0; x += 0.000731) {
+      const want = Math.exp(x);
+      if (want >= 2 ** -1022) worst = Math.max(worst, Math.abs(expNonPositive(x) - want) / want);
+    }
+    for (const x of [0, -1e-300, -0.01, -0.5, -1, -Math.LN2, -10, -87.3, -700]) worst = Math.max(worst, Math.abs(expNonPositive(x) - Math.exp(x)) / Math.exp(x));
+    assert.ok(worst < 3e-15, `worst relative error ${worst}`);
+    assert.equal(expNonPositive(0), 1);
+    assert.ok(Math.abs(expNonPositive(-744) - Math.exp(-744)) < 2 ** -1074 * 2); // subnormal: within an ulp or two
+    for (const x of [-746, -1e9, -Infinity, NaN]) assert.equal(expNonPositive(x), 0, String(x));
   });
 
   test('bad options throw clear errors', () => {

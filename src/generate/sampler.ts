@@ -6,6 +6,7 @@
  * Temperature 0 is greedy: the argmax after the penalty (ties go to the lowest id); the truncations
  * cannot change it, since they always keep the most likely token.
  */
+import { expNonPositive } from '../util/exp.js';
 import { Rng } from '../util/rng.js';
 
 const NO_TOKENS: readonly number[] = [];
@@ -64,6 +65,8 @@ export class Sampler {
   private readonly rng: Rng;
   private vocab = 0;
   private logits = new Float32Array(0);
+  /** The logits of the current call: the caller's, or this.logits when the penalty changed them. */
+  private cur: Float32Array = new Float32Array(0);
   private weights = new Float64Array(0);
   private idx = new Int32Array(0);
   private sorted = new Float32Array(0);
@@ -80,29 +83,42 @@ export class Sampler {
     const n = logits.length;
     if (n === 0) throw new Error('sampler: empty logits');
     this.ensure(n);
-    const l = this.logits;
-    l.set(logits);
-    this.penalise(recent);
+    // The caller's logits are read as they are unless the penalty changes them (then a copy).
+    const l = this.penalised(logits, recent);
+    this.cur = l;
 
     // Temperature-1 softmax statistics over the full vocabulary (also gives the greedy argmax).
     let best = 0;
-    for (let i = 1; i < n; i++) if (l[i] > l[best]) best = i;
+    for (let i = 0; i < n; i++) {
+      const x = l[i];
+      if (Number.isNaN(x) || x === Infinity) throw new Error(`sampler: logit ${i} is ${x}`);
+      if (x > l[best]) best = i;
+    }
     const m = l[best];
     if (m === -Infinity) throw new Error('sampler: every logit is -Infinity');
+    const z = this.weigh(l, m, n);
+
+    const { temperature, topK, topP, minP } = this.options;
+    // Plain sampling draws from w as it is: z is the sum draw() would take (the same terms, in id order;
+    // a -Infinity logit's weight is 0, which neither adds to the sum nor is ever drawn).
+    const plain = temperature === 1 && (topK === 0 || topK >= n) && topP === 1 && minP === 0;
+    const id = temperature === 0 ? best : plain ? this.drawAll(n, z) : this.draw(n, m);
+    this.lastProb = expNonPositive(l[id] - m) / z;
+    return id;
+  }
+
+  /** w = exp(l − m) for every token; returns Σw and sets lastEntropy (of the distribution w / Σw). */
+  private weigh(l: Float32Array, m: number, n: number): number {
     const w = this.weights;
     let z = 0, zl = 0;
     for (let i = 0; i < n; i++) {
-      if (Number.isNaN(l[i]) || l[i] === Infinity) throw new Error(`sampler: logit ${i} is ${l[i]}`);
-      const e = Math.exp(l[i] - m);
+      const d = l[i] - m, e = expNonPositive(d);
       w[i] = e;
       z += e;
-      if (e > 0) zl += e * (l[i] - m);
+      if (e > 0) zl += e * d;
     }
     this.lastEntropy = Math.log(z) - zl / z;
-
-    const id = this.options.temperature === 0 ? best : this.draw(n, m);
-    this.lastProb = Math.exp(l[id] - m) / z;
-    return id;
+    return z;
   }
 
   /** PRNG state, for checkpointing a generation. */
@@ -126,11 +142,15 @@ export class Sampler {
     this.call = 0;
   }
 
-  /** CTRL-style penalty, applied once per distinct token of the window. */
-  private penalise(recent: ArrayLike<number>): void {
+  /**
+   * The logits to sample from: the caller's when the CTRL-style penalty is off, else a copy with the
+   * penalty applied once per distinct token of the window.
+   */
+  private penalised(logits: Float32Array, recent: ArrayLike<number>): Float32Array {
     const { repetitionPenalty: r, repetitionWindow: win } = this.options;
-    if (r === 1 || win === 0) return;
+    if (r === 1 || win === 0) return logits;
     const l = this.logits, s = this.stamp, n = this.vocab;
+    l.set(logits);
     if (++this.call === 0x100000000) { s.fill(0); this.call = 1; }
     for (let j = Math.max(0, recent.length - win); j < recent.length; j++) {
       const t = recent[j];
@@ -139,12 +159,28 @@ export class Sampler {
       s[t] = this.call;
       l[t] = l[t] > 0 ? l[t] / r : l[t] * r;
     }
+    return l;
+  }
+
+  /** A draw from all tokens by the weights w (temperature 1, nothing cut); total is their sum. */
+  private drawAll(n: number, total: number): number {
+    const w = this.weights;
+    let u = this.rng.next() * total, last = 0;
+    for (let i = 0; i < n; i++) {
+      const x = w[i];
+      if (x > 0) {
+        last = i;
+        if (u < x) return i;
+        u -= x;
+      }
+    }
+    return last; // only reached through rounding
   }
 
   /** Steps 2-6 on the tokens with a finite logit; w holds exp(l - m) on entry and is overwritten. */
   private draw(n: number, m: number): number {
     const { topK, topP, minP, temperature } = this.options;
-    const l = this.logits, w = this.weights, idx = this.idx;
+    const l = this.cur, w = this.weights, idx = this.idx;
     let count = 0;
     for (let i = 0; i < n; i++) if (l[i] !== -Infinity) idx[count++] = i;
 
@@ -154,11 +190,11 @@ export class Sampler {
       let keep = v.length;
       if (topP < 1) {
         let mass = 0;
-        if (topK > 0 && topK < count) for (let j = 0; j < v.length; j++) mass += Math.exp(v[j] - m);
+        if (topK > 0 && topK < count) for (let j = 0; j < v.length; j++) mass += expNonPositive(v[j] - m);
         else for (let j = 0; j < count; j++) mass += w[idx[j]];
         let cum = 0, k = 0;
         while (k < v.length) {
-          cum += Math.exp(v[v.length - 1 - k++] - m);
+          cum += expNonPositive(v[v.length - 1 - k++] - m);
           if (cum >= topP * mass) break;
         }
         keep = k;
@@ -175,7 +211,7 @@ export class Sampler {
     let total = 0;
     for (let j = 0; j < count; j++) {
       const i = idx[j];
-      if (temperature !== 1) w[i] = Math.exp((l[i] - m) / temperature);
+      if (temperature !== 1) w[i] = expNonPositive((l[i] - m) / temperature);
       total += w[i];
     }
     let u = this.rng.next() * total;
@@ -191,7 +227,7 @@ export class Sampler {
 
   /** The k largest candidate logits, ascending: one pass with a size-k min-heap, then a sort of k values. */
   private topValues(count: number, k: number): Float32Array {
-    const h = this.sorted, l = this.logits, idx = this.idx;
+    const h = this.sorted, l = this.cur, idx = this.idx;
     for (let j = 0; j < count; j++) {
       const x = l[idx[j]];
       let c: number;
@@ -217,7 +253,7 @@ export class Sampler {
    * possible while they still hold topP of the mass: the nucleus lies inside them, so only they are sorted.
    */
   private nucleusValues(count: number, topP: number): Float32Array {
-    const w = this.weights, l = this.logits, idx = this.idx;
+    const w = this.weights, l = this.cur, idx = this.idx;
     let mass = 0;
     for (let j = 0; j < count; j++) mass += w[idx[j]];
     let theta = 0;
@@ -233,7 +269,7 @@ export class Sampler {
 
   /** Keeps, in id order, the `keep` best candidates: logits above `cut`, then ties at `cut` by lowest id. */
   private keepBest(count: number, keep: number, cut: number): number {
-    const l = this.logits, idx = this.idx;
+    const l = this.cur, idx = this.idx;
     let above = 0;
     for (let j = 0; j < count; j++) if (l[idx[j]] > cut) above++;
     let ties = keep - above, out = 0;
