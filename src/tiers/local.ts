@@ -14,6 +14,7 @@ import { continuationTokens, extendAligned, score as scoreIds, tokenLogSoftmax }
 import { metaString } from '../formats/gguf.js';
 import { effectiveDepth, headDim } from '../models/config.js';
 import { type ModelHandle, type OpenOptions, openModel } from '../io/open.js';
+import { expNonPositive } from '../util/exp.js';
 import type { Tokenizer } from '../tokenizers/tokenizer.js';
 import type {
   ChatMessage, ContinuationScore, GenerateInput, GenerateOptions, GenerateResult, GenerateStream, LanguageModel, LanguageModelInfo, Tier,
@@ -499,7 +500,7 @@ export function entropyOf(logits: ArrayLike<number>): number {
   let sum = 0, weighted = 0;
   for (let i = 0; i < logits.length; i++) {
     if (logits[i] === -Infinity) continue;
-    const d = logits[i] - max, e = Math.exp(d);
+    const d = logits[i] - max, e = expNonPositive(d); // the sampler's exp: its entropy equals this to the bit
     sum += e;
     weighted += e * d;
   }
