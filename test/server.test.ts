@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { score } from '../src/generate/score.js';
 import type { Backend } from '../src/kernels/backend.js';
 import { createWasmBackend } from '../src/kernels/wasm/backend.js';
-import { createServer } from '../src/server/server.js';
+import { TEXT_SLOT, createServer, textChunkEvent } from '../src/server/server.js';
 import { RequestQueue } from '../src/server/queue.js';
 import { LocalModel } from '../src/tiers/local.js';
 import { OpenAIModel } from '../src/tiers/openai.js';
@@ -498,5 +498,21 @@ describe('stlm serve: CORS', () => {
     // Without --cors no CORS header at all.
     const r = await fetch(`${base}/v1/models`, { headers: { origin: 'http://localhost:5173' } });
     assert.equal(r.headers.get('access-control-allow-origin'), null);
+  });
+});
+
+describe('stlm serve: streamed chunk events', () => {
+  test('a text chunk event is exactly JSON.stringify of the chunk holding that text', () => {
+    const texts = ['', 'a', ' Once upon', '"quoted" \\ back', 'line\nbreak\ttab\r', '\u0000\u001f\u007f', '\u2028\u2029', 'é漢字🙂', '\ud800 lone', 'x'.repeat(300)];
+    const chunks = [
+      (t: string) => ({ id: 'cmpl-1', object: 'text_completion', created: 1, model: 'tiny "m"', choices: [{ text: t, index: 3, logprobs: null, finish_reason: null }] }),
+      (t: string) => ({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: 2, model: 'm', system_fingerprint: null, choices: [{ index: 0, delta: { content: t }, logprobs: null, finish_reason: null }], usage: null }),
+    ];
+    for (const make of chunks) {
+      const event = textChunkEvent(make(TEXT_SLOT));
+      for (const t of texts) assert.equal(event(t), JSON.stringify(make(t)));
+    }
+    assert.throws(() => textChunkEvent({ a: 'no slot' }), /TEXT_SLOT once/);
+    assert.throws(() => textChunkEvent({ a: TEXT_SLOT, b: TEXT_SLOT }), /TEXT_SLOT once/);
   });
 });

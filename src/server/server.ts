@@ -164,6 +164,19 @@ function paramOf(path: string, missing?: string): string | null {
 const FLUSH_MS = 2;
 const FLUSH_MS_PER_STREAM = 0.5;
 
+/**
+ * A streamed chunk's JSON with its text left open: `event(text)` is exactly `JSON.stringify` of `chunk`
+ * with TEXT_SLOT replaced by text (the chunk serialised once, then one string per token instead of an
+ * object tree and a full stringify per token per stream).
+ */
+export const TEXT_SLOT = '\u0000stlm-text\u0000';
+export function textChunkEvent(chunk: Json): (text: string) => string {
+  const json = JSON.stringify(chunk), slot = JSON.stringify(TEXT_SLOT), at = json.indexOf(slot);
+  if (at < 0 || json.indexOf(slot, at + 1) >= 0) throw new Error('textChunkEvent: the chunk must hold TEXT_SLOT once');
+  const head = json.slice(0, at), tail = json.slice(at + slot.length);
+  return (text) => head + JSON.stringify(text) + tail;
+}
+
 /** Builds the server (not listening: call `listen`). */
 export function createServer(o: ServerOptions): FastifyInstance {
   const app = Fastify({
@@ -538,11 +551,13 @@ export function createServer(o: ServerOptions): FastifyInstance {
             const headLogprobs = promptLogprobs[pi];
             if (out && echo) out.send(chunk([{ text: head, index, logprobs: headLogprobs ? completionLogprobs(headLogprobs, 0) : null, finish_reason: null }]));
             let offset = codePoints(p.text); // generated text starts after the prompt, echoed or not
+            const textEvent = textChunkEvent(chunk([{ text: TEXT_SLOT, index, logprobs: null, finish_reason: null }]));
             const c = await runChoice({
               model, local, input: { prompt: p.text }, promptIds: typeof prompts[pi] === 'string' ? undefined : p.ids,
               opts: { ...sampling, maxTokens, seed: seed + j }, topLogprobs: logprobs, signal: ac.signal, onText: () => firstToken(req),
               onPiece: out ? (text, toks) => {
-                out.send(chunk([{ text, index, logprobs: logprobs !== undefined ? completionLogprobs(toks, offset) : null, finish_reason: null }]));
+                if (logprobs === undefined) out.send(textEvent(text));
+                else out.send(chunk([{ text, index, logprobs: completionLogprobs(toks, offset), finish_reason: null }]));
                 offset += toks.reduce((s, t) => s + codePoints(t.text), 0);
               } : undefined,
             });
@@ -627,9 +642,10 @@ export function createServer(o: ServerOptions): FastifyInstance {
       try {
         for (let j = 0; j < n; j++) {
           if (out) out.send(chunk([{ index: j, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], nullUsage));
+          const textEvent = textChunkEvent(chunk([{ index: j, delta: { content: TEXT_SLOT }, logprobs: null, finish_reason: null }], nullUsage));
           const c = await runChoice({
             model, local, input: { messages }, opts: { ...sampling, maxTokens, seed: seed + j }, topLogprobs, signal: ac.signal, onText: () => firstToken(req),
-            onPiece: out ? (text, toks) => out.send(chunk([{ index: j, delta: { content: text }, logprobs: wantLogprobs ? chatLogprobs(toks) : null, finish_reason: null }], nullUsage)) : undefined,
+            onPiece: out ? (text, toks) => out.send(wantLogprobs ? chunk([{ index: j, delta: { content: text }, logprobs: chatLogprobs(toks), finish_reason: null }], nullUsage) : textEvent(text)) : undefined,
           });
           firstRoute ??= c.route;
           if (j === 0) prompt = c.usage.promptTokens;
