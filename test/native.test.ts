@@ -62,10 +62,10 @@ describe('native kernels', { skip: SKIP }, () => {
     assert.equal(wasm.native, null);
   });
 
-  test('f32 x · Wᵀ for m ≤ 32 (the matvec at m = 1, the 2×4-tiled rows above; m·n·k ≥ 16384): within f32 rounding of the float64 reference, 2 threads bit-equal to 1', () => {
+  test('f32 x · Wᵀ for m ≤ 32 (the matvec at m = 1, the tiled rows above; m·n·k ≥ 16384): within f32 rounding of the float64 reference, 2 threads bit-equal to 1', () => {
     const rng = new Rng(7);
     // Sizes above the backend's threshold for the native f32 product (m·n·k ≥ 16384); n mod 4 = 1, 0, 1
-    // (W's last rows outside a tile of four), m odd and even (x's last row outside a pair).
+    // (W's last rows outside a tile of four), m = 2..5, 8, 32 (x's rows in tiles of 3, then 2 or 1).
     for (const k of [264, 520, 2048]) {
       for (const n of [257, 260, 513]) {
         for (const m of [1, 2, 3, 4, 5, 8, 32]) {
@@ -112,10 +112,10 @@ describe('native kernels', { skip: SKIP }, () => {
         }
       }
     }
-    // f32 rows (2 ≤ m ≤ 32, the tiled product): a row among 3, 8 or 9 equals the same row first of a pair
-    // (a pair's tile, or the last row alone in a 1×4 tile: the same summation order either way).
+    // f32 rows (2 ≤ m ≤ 32, the tiled product): a row among 3, 4, 7, 8 or 9 (tiles of 3 rows, then a last
+    // 2 or 1) equals the same row first of a pair (a 2×4 tile): the same summation order in every tile.
     const [, f, w] = weights[0];
-    for (const rows of [3, 8, m]) {
+    for (const rows of [3, 4, 7, 8, m]) {
       const all = run(n1, (xb, wb, out) => f(n1, xb, wb, out, rows), x.subarray(0, rows * k), w, rows * n);
       for (let i = 0; i < rows; i++) {
         const pair = new Float32Array(2 * k);
