@@ -642,8 +642,8 @@ static inline float decode_scores(const float *qh, const float *kg, const float 
 /**
  * out = (Σ_t p_t·V_t)·inv over n values (V_t at vg + t·rs for t < n − 1, the last at vl), in column chunks
  * of 64 (eight accumulators, one FMA chain per column vector, keys in order), so a head of up to 64 reads
- * its values once. (Two accumulator sets over alternating keys measured slower here: this loop waits on
- * the values coming from L2, not on the FMA chains; see BENCHMARKS.md.)
+ * its values once. (Two accumulator sets over alternating keys, to break the FMA chains, measured slower
+ * on 8 rows and the same on one: BENCHMARKS.md, batched decode attention.)
  */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void decode_values(const float *p, const float *vg, const float *vl, size_t rs, int D, int n, float inv, float *oh) {
