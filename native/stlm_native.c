@@ -597,13 +597,92 @@ static _Thread_local float *score_buf = NULL;
 static _Thread_local size_t score_cap = 0;
 
 /**
+ * Scores of one head over n keys into s[0, n): s_t = scale·(q·K_t), K_t at kg + t·rs for t < n − 1 and at
+ * kl for the last key; returns max s. Four keys at a time (four FMA chains of D/8, lanes summed by hsum4):
+ * the cached keys in whole blocks, then one block of the keys left (at most three cached ones and the
+ * last), its spare lanes repeating the last key. A key's score does not depend on its lane or block.
+ * Head sizes 32 and 64 get their own unrolled copies of this (the same arithmetic).
+ */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline float decode_scores(const float *qh, const float *kg, const float *kl, size_t rs, int D, int n, float scale, float *s) {
+  const int nc = n - 1;
+  const __m128 vs = _mm_set1_ps(scale);
+  __m128 mx = _mm_set1_ps(-INFINITY);
+  int t = 0;
+  for (; t + 4 <= nc; t += 4) {
+    const float *x = kg + (size_t)t * rs;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int e = 0; e < D; e += 8) {
+      const __m256 qe = _mm256_loadu_ps(qh + e);
+      a0 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(x + e), a0);
+      a1 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(x + rs + e), a1);
+      a2 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(x + 2 * rs + e), a2);
+      a3 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(x + 3 * rs + e), a3);
+    }
+    const __m128 sc = _mm_mul_ps(hsum4(a0, a1, a2, a3), vs);
+    _mm_storeu_ps(s + t, sc);
+    mx = _mm_max_ps(mx, sc);
+  }
+  const float *x0 = t < nc ? kg + (size_t)t * rs : kl, *x1 = t + 1 < nc ? kg + (size_t)(t + 1) * rs : kl;
+  const float *x2 = t + 2 < nc ? kg + (size_t)(t + 2) * rs : kl;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int e = 0; e < D; e += 8) {
+    const __m256 qe = _mm256_loadu_ps(qh + e);
+    a0 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(x0 + e), a0);
+    a1 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(x1 + e), a1);
+    a2 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(x2 + e), a2);
+    a3 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(kl + e), a3);
+  }
+  const __m128 sc = _mm_mul_ps(hsum4(a0, a1, a2, a3), vs);
+  _mm_storeu_ps(s + t, sc);
+  mx = _mm_max_ps(mx, sc);
+  mx = _mm_max_ps(mx, _mm_movehl_ps(mx, mx));
+  return _mm_cvtss_f32(_mm_max_ss(mx, _mm_shuffle_ps(mx, mx, 1)));
+}
+
+/** acc_i += p·x[8i, 8i + 8) for the w (a multiple of 8, ≤ 64) columns of one chunk. */
+#define DECODE_PV(p, x, w, c0, c1, c2, c3, c4, c5, c6, c7)                  \
+  do {                                                                     \
+    c0 = _mm256_fmadd_ps((p), _mm256_loadu_ps(x), c0);                     \
+    if ((w) > 8) c1 = _mm256_fmadd_ps((p), _mm256_loadu_ps((x) + 8), c1);  \
+    if ((w) > 16) c2 = _mm256_fmadd_ps((p), _mm256_loadu_ps((x) + 16), c2); \
+    if ((w) > 24) c3 = _mm256_fmadd_ps((p), _mm256_loadu_ps((x) + 24), c3); \
+    if ((w) > 32) c4 = _mm256_fmadd_ps((p), _mm256_loadu_ps((x) + 32), c4); \
+    if ((w) > 40) c5 = _mm256_fmadd_ps((p), _mm256_loadu_ps((x) + 40), c5); \
+    if ((w) > 48) c6 = _mm256_fmadd_ps((p), _mm256_loadu_ps((x) + 48), c6); \
+    if ((w) > 56) c7 = _mm256_fmadd_ps((p), _mm256_loadu_ps((x) + 56), c7); \
+  } while (0)
+
+/**
+ * out = (Σ_t p_t·V_t)·inv over n values (V_t at vg + t·rs for t < n − 1, the last at vl), in column chunks
+ * of 64 (eight accumulators, one FMA chain per column vector, keys in order), so a head of up to 64 reads
+ * its values once. (Two accumulator sets over alternating keys, to break the FMA chains, measured slower
+ * on 8 rows and the same on one: BENCHMARKS.md, batched decode attention.)
+ */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void decode_values(const float *p, const float *vg, const float *vl, size_t rs, int D, int n, float inv, float *oh) {
+  const int nc = n - 1;
+  for (int e0 = 0; e0 < D; e0 += 64) {
+    const int w = D - e0 < 64 ? D - e0 : 64;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int t = 0; t < nc; t++) DECODE_PV(_mm256_set1_ps(p[t]), vg + (size_t)t * rs + e0, w, a0, a1, a2, a3, a4, a5, a6, a7);
+    DECODE_PV(_mm256_set1_ps(p[nc]), vl + e0, w, a0, a1, a2, a3, a4, a5, a6, a7);
+    const __m256 vi = _mm256_set1_ps(inv), acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+    for (int i = 0; i < w / 8; i++) _mm256_storeu_ps(oh + e0 + 8 * i, _mm256_mul_ps(acc[i], vi));
+  }
+}
+
+/**
  * Attention of one query position (decode) over n cached keys, for heads [h0, h1): for head h (KV head
  * g = h / (heads / kvHeads)), s_t = scale·q_h·K[t, g], p = exp(s − max s), out_h = Σ_t p_t·V[t, g] / Σp,
- * lse_h = max s + log Σp (what the forward saves). K and V rows are [n, kvHeads, D]; D % 8 == 0.
+ * lse_h = max s + log Σp (what the forward saves). K and V rows are [n, kvHeads, D], D % 8 == 0; row n − 1
+ * (the query's own key and value) is read from kl and vl instead: the cache's row n − 1 for one decode
+ * row, or the new key and value that attentionDecodeRows is writing there on another thread. The order
+ * of every sum depends on n and D alone, so a row gets the same numbers alone or in any batch.
  */
 __attribute__((target("avx2,fma,f16c")))
-static int attention_decode_avx2(const float *q, const float *k, const float *v, float *out, float *lse, int heads, int kvHeads,
-                                 int D, int n, float scale, int h0, int h1) {
+static int attention_decode_avx2(const float *q, const float *k, const float *v, const float *kl, const float *vl, float *out, float *lse,
+                                 int heads, int kvHeads, int D, int n, float scale, int h0, int h1) {
   if ((size_t)n + 8 > score_cap) {
     size_t cap = ((size_t)n + 8) * 2;
     float *b = (float *)realloc(score_buf, cap * sizeof(float));
@@ -613,66 +692,30 @@ static int attention_decode_avx2(const float *q, const float *k, const float *v,
   }
   float *s = score_buf;
   const int group = heads / kvHeads;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const size_t rs = (size_t)kvHeads * D;
   for (int h = h0; h < h1; h++) {
+    const size_t go = (size_t)(h / group) * D;
     const float *qh = q + (size_t)h * D;
-    const float *kg = k + (size_t)(h / group) * D, *vg = v + (size_t)(h / group) * D;
-    __m256 mx = _mm256_set1_ps(-INFINITY);
-    int t = 0;
-    // Scores, four keys at a time (four independent dot products), then the tail.
-    for (; t + 4 <= n; t += 4) {
-      const float *k0 = kg + t * rs, *k1 = k0 + rs, *k2 = k1 + rs, *k3 = k2 + rs;
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (int e = 0; e < D; e += 8) {
-        __m256 qe = _mm256_loadu_ps(qh + e);
-        a0 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k0 + e), a0);
-        a1 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k1 + e), a1);
-        a2 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k2 + e), a2);
-        a3 = _mm256_fmadd_ps(qe, _mm256_loadu_ps(k3 + e), a3);
-      }
-      _mm_storeu_ps(s + t, _mm_mul_ps(hsum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
-    }
-    for (; t < n; t++) {
-      const float *k0 = kg + t * rs;
-      __m256 a0 = _mm256_setzero_ps();
-      for (int e = 0; e < D; e += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + e), _mm256_loadu_ps(k0 + e), a0);
-      s[t] = _mm_cvtss_f32(hsum4(a0, a0, a0, a0)) * scale;
-    }
-    float m = -INFINITY;
-    for (t = 0; t + 8 <= n; t += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(s + t));
-    for (int i = 0; i < 8; i++) m = fmaxf(m, ((float *)&mx)[i]);
-    for (; t < n; t++) m = fmaxf(m, s[t]);
-    // p = exp(s − m) in place (padded to a multiple of 8 with p = 0), Σp.
-    for (t = n; t < ((n + 7) & ~7); t++) s[t] = -INFINITY;
+    const float *kg = k + go, *kh = kl + go;
+    const float m = D == 32 ? decode_scores(qh, kg, kh, rs, 32, n, scale, s)
+                  : D == 64 ? decode_scores(qh, kg, kh, rs, 64, n, scale, s) : decode_scores(qh, kg, kh, rs, D, n, scale, s);
+    // p = exp(s − m) in place, Σp over 8 lanes then hsum4; lanes at or past n (whatever they hold) get p = 0
+    // by a lane mask (not by storing −∞ there first: scalar stores under a vector load stall its forwarding).
     __m256 sum = _mm256_setzero_ps(), vm = _mm256_set1_ps(m);
-    for (t = 0; t < n; t += 8) {
+    for (int t = 0; t < n; t += 8) {
       __m256 pv = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + t), vm));
-      if (t + 8 > n) pv = _mm256_and_ps(pv, _mm256_cmp_ps(_mm256_loadu_ps(s + t), _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
+      if (t + 8 > n) pv = _mm256_and_ps(pv, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n - t), lane)));
       _mm256_storeu_ps(s + t, pv);
       sum = _mm256_add_ps(sum, pv);
     }
-    float total = _mm_cvtss_f32(hsum4(sum, sum, sum, sum));
+    const float total = _mm_cvtss_f32(hsum4(sum, sum, sum, sum));
     lse[h] = m + logf(total);
-    // out = Σ_t p_t·V[t] / Σp, D/8 accumulators held across keys (D ≤ 256: at most 32 vectors, in a loop).
-    float inv = 1.0f / total;
+    const float *vg = v + go, *vh = vl + go;
     float *oh = out + (size_t)h * D;
-    for (int e0 = 0; e0 < D; e0 += 32) {
-      int w = D - e0 < 32 ? D - e0 : 32;  // a multiple of 8
-      __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
-      for (t = 0; t < n; t++) {
-        const float *vt = vg + t * rs + e0;
-        __m256 pt = _mm256_set1_ps(s[t]);
-        o0 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt), o0);
-        if (w > 8) o1 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 8), o1);
-        if (w > 16) o2 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 16), o2);
-        if (w > 24) o3 = _mm256_fmadd_ps(pt, _mm256_loadu_ps(vt + 24), o3);
-      }
-      __m256 vi = _mm256_set1_ps(inv);
-      _mm256_storeu_ps(oh + e0, _mm256_mul_ps(o0, vi));
-      if (w > 8) _mm256_storeu_ps(oh + e0 + 8, _mm256_mul_ps(o1, vi));
-      if (w > 16) _mm256_storeu_ps(oh + e0 + 16, _mm256_mul_ps(o2, vi));
-      if (w > 24) _mm256_storeu_ps(oh + e0 + 24, _mm256_mul_ps(o3, vi));
-    }
+    if (D == 32) decode_values(s, vg, vh, rs, 32, n, 1.0f / total, oh);
+    else if (D == 64) decode_values(s, vg, vh, rs, 64, n, 1.0f / total, oh);
+    else decode_values(s, vg, vh, rs, D, n, 1.0f / total, oh);
   }
   return 1;
 }
@@ -1773,42 +1816,70 @@ static napi_value attention_decode(napi_env env, napi_callback_info info) {
     return throw_range(env, "stlm native attentionDecode: operand outside memory");
 #if STLM_X86
   int h0 = row_part((int)heads, (int)tid, (int)nth), h1 = row_part((int)heads, (int)tid + 1, (int)nth);
-  if (!attention_decode_avx2((const float *)(mem_base + (size_t)a[0]), (const float *)(mem_base + (size_t)a[1]), (const float *)(mem_base + (size_t)a[2]),
-                             (float *)(mem_base + (size_t)a[3]), (float *)(mem_base + (size_t)a[4]), (int)heads, (int)kvHeads, (int)D, (int)n,
-                             (float)a[9], h0, h1))
+  const float *k = (const float *)(mem_base + (size_t)a[1]), *v = (const float *)(mem_base + (size_t)a[2]);
+  const size_t last = ((size_t)n - 1) * (size_t)kvHeads * (size_t)D;
+  if (!attention_decode_avx2((const float *)(mem_base + (size_t)a[0]), k, v, k + last, v + last, (float *)(mem_base + (size_t)a[3]),
+                             (float *)(mem_base + (size_t)a[4]), (int)heads, (int)kvHeads, (int)D, (int)n, (float)a[9], h0, h1))
     return throw_range(env, "stlm native attentionDecode: out of memory for the score row");
 #endif
   return NULL;
 }
 
-// attentionDecodeRows(slot, table, rows, heads, kvHeads, headDim, scale, tid, nth): attentionDecode for rows
-// of several sequences (a batched decode step), each over its own cache: row r's entry in the table (six
-// u32 at table + 24·r) holds the byte offsets of its query, keys, values, out and lse and its key count n.
-// Every row is checked before any is computed.
+// attentionDecodeRows(slot, table, rows, heads, kvHeads, headDim, scale, write, tid, nth): attentionDecode
+// for rows of several sequences (a batched decode step), each over its own cache: row r's entry in the
+// table (eight u32 at table + 32·r) holds the byte offsets of its query, keys, values, out and lse, its
+// key count n, and the offsets of its new key and value ([kvHeads·headDim] each). With write = 1 the new
+// key and value go into row n − 1 of the caches before the row attends (each thread writes its share of
+// the KV heads, and attends with the new row read from the source, so no thread reads what another
+// writes); with write = 0 the last two offsets are ignored and the caches are read as they are. The
+// rows' caches must not overlap one another. Every row is checked before any is computed or written.
 static napi_value attention_decode_rows(napi_env env, napi_callback_info info) {
-  double b[9];
-  if (!read_kernel_args(env, info, 9, b)) return NULL;
+  double b[10];
+  if (!read_kernel_args(env, info, 10, b)) return NULL;
   const double *a = b + 1;
-  double rows = a[1], heads = a[2], kvHeads = a[3], D = a[4], tid = a[6], nth = a[7];
+  double rows = a[1], heads = a[2], kvHeads = a[3], D = a[4], write = a[6], tid = a[7], nth = a[8];
   if (!valid_dims(heads, kvHeads, D) || kvHeads < 1 || (int)heads % (int)kvHeads || (int)D % 8 || D > 4096 ||
       !(rows >= 0 && rows <= 1 << 20 && rows == (int)rows) || !valid_share(tid, nth))
     return throw_range(env, "stlm native attentionDecodeRows: invalid shape or share");
-  if (!inside(a[0], rows * 24)) return throw_range(env, "stlm native attentionDecodeRows: table outside memory");
+  if (!(write == 0 || write == 1)) return throw_range(env, "stlm native attentionDecodeRows: the write flag is neither 0 nor 1");
+  if (!inside(a[0], rows * 32)) return throw_range(env, "stlm native attentionDecodeRows: table outside memory");
   const uint32_t *t = (const uint32_t *)(mem_base + (size_t)a[0]);
+  const double rowBytes = kvHeads * D * 4;
+  static const char *const names[] = {"query", "keys", "values", "out", "lse", NULL, "new key", "new value"};
+  char msg[128];
   for (int r = 0; r < (int)rows; r++) {
-    const uint32_t *e = t + 6 * r;
-    double n = e[5], kvBytes = n * kvHeads * D * 4;
-    if (!(n >= 1 && n <= 1 << 24)) return throw_range(env, "stlm native attentionDecodeRows: invalid key count");
-    if (!inside(e[0], heads * D * 4) || !inside(e[1], kvBytes) || !inside(e[2], kvBytes) || !inside(e[3], heads * D * 4) || !inside(e[4], heads * 4))
-      return throw_range(env, "stlm native attentionDecodeRows: operand outside memory");
+    const uint32_t *e = t + 8 * r;
+    double n = e[5];
+    if (!(n >= 1 && n <= 1 << 24)) {
+      snprintf(msg, sizeof msg, "stlm native attentionDecodeRows: invalid key count %.0f in row %d", n, r);
+      return throw_range(env, msg);
+    }
+    const double bytes[8] = {heads * D * 4, n * rowBytes, n * rowBytes, heads * D * 4, heads * 4, 0, rowBytes, rowBytes};
+    for (int i = 0; i < (write ? 8 : 5); i++) {
+      if (i == 5 || inside(e[i], bytes[i])) continue;
+      snprintf(msg, sizeof msg, "stlm native attentionDecodeRows: operand outside memory (row %d's %s)", r, names[i]);
+      return throw_range(env, msg);
+    }
   }
 #if STLM_X86
-  int h0 = row_part((int)heads, (int)tid, (int)nth), h1 = row_part((int)heads, (int)tid + 1, (int)nth);
+  const int ih = (int)heads, ikv = (int)kvHeads, iD = (int)D, it = (int)tid, in = (int)nth;
+  const int h0 = row_part(ih, it, in), h1 = row_part(ih, it + 1, in);
+  const int g0 = row_part(ikv, it, in), g1 = row_part(ikv, it + 1, in);
+  const size_t rs = (size_t)ikv * iD;
   for (int r = 0; r < (int)rows; r++) {
-    const uint32_t *e = t + 6 * r;
-    if (!attention_decode_avx2((const float *)(mem_base + e[0]), (const float *)(mem_base + e[1]), (const float *)(mem_base + e[2]),
-                               (float *)(mem_base + e[3]), (float *)(mem_base + e[4]), (int)heads, (int)kvHeads, (int)D, (int)e[5],
-                               (float)a[5], h0, h1))
+    const uint32_t *e = t + 8 * r;
+    const int n = (int)e[5];
+    float *k = (float *)(mem_base + e[1]), *v = (float *)(mem_base + e[2]);
+    const float *kl = k + (size_t)(n - 1) * rs, *vl = v + (size_t)(n - 1) * rs;
+    if (write) {
+      kl = (const float *)(mem_base + e[6]);
+      vl = (const float *)(mem_base + e[7]);
+      const size_t off = (size_t)g0 * iD, len = (size_t)(g1 - g0) * iD * sizeof(float);
+      memmove(k + (size_t)(n - 1) * rs + off, kl + off, len);
+      memmove(v + (size_t)(n - 1) * rs + off, vl + off, len);
+    }
+    if (!attention_decode_avx2((const float *)(mem_base + e[0]), k, v, kl, vl, (float *)(mem_base + e[3]), (float *)(mem_base + e[4]),
+                               ih, ikv, iD, n, (float)a[5], h0, h1))
       return throw_range(env, "stlm native attentionDecodeRows: out of memory for the score row");
   }
 #endif

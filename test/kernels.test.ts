@@ -270,6 +270,60 @@ for (const native of [true, false]) describe(`wasm backend (${native ? 'with the
     }
   });
 
+  test('attentionRows with newKv: each row\'s key and value land at its position, the rows attend as after copying them there (bit for bit), against the reference', () => {
+    const rng = new Rng(18);
+    // Native and WebAssembly rows (the native kernel from heads·keys·headDim = 1024, head sizes that are multiples of 8);
+    // keys seen n = 1, 17, 49, 81, 200 and others not a multiple of 4 or 8; GQA; rows split over 2 threads.
+    const cases = [
+      { heads: 1, kvHeads: 1, headDim: 8, positions: [0, 3] },
+      { heads: 4, kvHeads: 4, headDim: 32, positions: [16, 48, 80, 199, 0, 8] },
+      { heads: 8, kvHeads: 2, headDim: 32, positions: [0, 5, 63, 64, 100, 299, 31, 7] },
+      { heads: 32, kvHeads: 8, headDim: 32, positions: [0, 2, 5] },
+      { heads: 6, kvHeads: 3, headDim: 64, positions: [42, 8, 200] },
+      { heads: 4, kvHeads: 4, headDim: 33, positions: [4, 130] },
+    ];
+    for (const c of cases) {
+      const rows = c.positions.length, capacity = 320, kvDim = c.kvHeads * c.headDim, qLen = c.heads * c.headDim;
+      const positions = Int32Array.from(c.positions), scale = 1 / Math.sqrt(c.headDim);
+      const q = randomF32(rng, rows * qLen), newK = randomF32(rng, rows * kvDim), newV = randomF32(rng, rows * kvDim);
+      const ks = c.positions.map(() => randomF32(rng, capacity * kvDim)), vs = c.positions.map(() => randomF32(rng, capacity * kvDim));
+      // The caches as they should be after the call: row r's new key and value at positions[r], the rest unchanged.
+      const written = (caches: Float32Array[], rowsNew: Float32Array) => caches.map((cache, r) => {
+        const w = cache.slice();
+        w.set(rowsNew.subarray(r * kvDim, (r + 1) * kvDim), c.positions[r] * kvDim);
+        return w;
+      });
+      const wantK = written(ks, newK), wantV = written(vs, newV);
+      const cacheNames = [...ks.map((_, r) => `k${r}`), ...vs.map((_, r) => `v${r}`)];
+      const fused = (be: Backend, io: Io) => {
+        const K = ks.map((k, r) => io.input(`k${r}`, k)), V = vs.map((v, r) => io.input(`v${r}`, v));
+        be.attentionRows(io.input('q', q), K, V, io.output('o', rows * qLen), io.output('lse', rows * c.heads),
+          { ...c, scale, positions, newKv: { k: io.input('nk', newK), v: io.input('nv', newV) } });
+      };
+      const copiedFirst = (be: Backend, io: Io) => {
+        const K = wantK.map((k, r) => io.input(`k${r}`, k)), V = wantV.map((v, r) => io.input(`v${r}`, v));
+        be.attentionRows(io.input('q', q), K, V, io.output('o', rows * qLen), io.output('lse', rows * c.heads), { ...c, scale, positions });
+      };
+      const label = `attentionRows newKv ${JSON.stringify(c)}`;
+      check(label, fused, ['o', 'lse', ...cacheNames]);
+      for (const be of [ref, backends.w1, backends.w2]) {
+        const [got] = runAll([be], fused, ['o', 'lse', ...cacheNames]);
+        const [want] = runAll([be], copiedFirst, ['o', 'lse']);
+        assert.deepEqual(got[0], want[0], `${label} (${be.name}): out differs from the caches written first`);
+        assert.deepEqual(got[1], want[1], `${label} (${be.name}): lse differs from the caches written first`);
+        [...wantK, ...wantV].forEach((w, i) => assert.deepEqual(got[2 + i], w, `${label} (${be.name}): cache ${cacheNames[i]} is not the old cache with the row's new entry at its position`));
+      }
+    }
+    for (const be of [ref, backends.w1]) {
+      const q = be.alloc(16), k = be.alloc(16), o = be.alloc(16), l = be.alloc(4), short = be.alloc(7), ok = be.alloc(8);
+      const a = { heads: 2, kvHeads: 1, headDim: 4, scale: 0.5, positions: Int32Array.of(1, 2) };
+      assert.throws(() => be.attentionRows(q, [k, k], [k, k], o, l, { ...a, newKv: { k: short, v: ok } }), /attentionRows: newKv.k holds 7 values, 8 needed for 2 rows of 4/);
+      assert.throws(() => be.attentionRows(q, [k, k], [k, k], o, l, { ...a, newKv: { k: ok, v: short } }), /attentionRows: newKv.v holds 7 values, 8 needed for 2 rows of 4/);
+      assert.throws(() => be.attentionRows(q, [k, k], [k, k], o, l, { ...a, positions: Int32Array.of(1, 4), newKv: { k: ok, v: ok } }), /attentionRows: row 1's cache holds 16 values, 20 needed for position 4/);
+      for (const b of [q, k, o, l, short, ok]) be.free(b);
+    }
+  });
+
   test('the wasm allocator refuses a double free and reuses freed buffers', () => {
     const { w1 } = backends;
     const b = w1.alloc(100);

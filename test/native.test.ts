@@ -251,6 +251,61 @@ describe('native kernels', { skip: SKIP }, () => {
     }
   });
 
+  test('batched decode attention (attentionRows, new keys and values written in the call): within 1e-5 of the reference at n = 1 … 200, each row bit for bit what attention gives it alone, 2 threads bit-equal to 1', async () => {
+    const { calls, restore } = countNativeCalls(native, ['attentionDecodeRows']);
+    const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
+    const rng = new Rng(12);
+    // heads, kvHeads, headDim, keys seen by each row (n = position + 1): n = 1, not a multiple of 4 or 8, and the sizes of the benchmark.
+    const cases: [number, number, number, number[]][] = [
+      [32, 8, 32, [1, 2, 3, 9]], [4, 4, 32, [17, 49, 81, 200, 13, 8]], [8, 2, 64, [81, 5, 250]], [6, 3, 40, [30, 7]], [4, 4, 256, [1, 31]],
+    ];
+    try {
+      for (const [heads, kvHeads, D, ns] of cases) {
+        const rows = ns.length, capacity = 256, kvDim = kvHeads * D, qLen = heads * D, positions = Int32Array.from(ns, (n) => n - 1);
+        const q = randomF32(rng, rows * qLen, 2), newK = randomF32(rng, rows * kvDim), newV = randomF32(rng, rows * kvDim);
+        const ks = ns.map(() => randomF32(rng, capacity * kvDim)), vs = ns.map(() => randomF32(rng, capacity * kvDim));
+        const up = (be: Backend, a: Float32Array) => {
+          const b = be.alloc(a.length);
+          be.write(b, a);
+          return b;
+        };
+        const batched = (be: Backend) => {
+          const K = ks.map((k) => up(be, k)), V = vs.map((v) => up(be, v)), out = be.alloc(rows * qLen), lse = be.alloc(rows * heads);
+          const bufs = [up(be, q), up(be, newK), up(be, newV)];
+          be.attentionRows(bufs[0], K, V, out, lse, { heads, kvHeads, headDim: D, scale: 1 / Math.sqrt(D), positions, newKv: { k: bufs[1], v: bufs[2] } });
+          const r = { out: be.read(out), lse: be.read(lse), k: K.map((b) => be.read(b)), v: V.map((b) => be.read(b)) };
+          for (const b of [...K, ...V, ...bufs, out, lse]) be.free(b);
+          return r;
+        };
+        const label = `heads ${heads}/${kvHeads} D ${D} keys ${ns.join(',')}`;
+        const before = calls.attentionDecodeRows;
+        const want = batched(ref), got = batched(t1), got2 = batched(t2);
+        assert.ok(calls.attentionDecodeRows > before, `${label}: the native attentionDecodeRows did not run`);
+        assertNearReference([got.out, got.lse], [want.out, want.lse], ['out', 'lse'], label);
+        assert.deepEqual(got2.out, got.out, `${label}: 2 threads differ from 1 (out)`);
+        assert.deepEqual(got2.lse, got.lse, `${label}: 2 threads differ from 1 (lse)`);
+        ns.forEach((n, r) => {
+          for (const [name, caches, rowsNew] of [['keys', got2.k, newK], ['values', got2.v, newV]] as const) {
+            assert.deepEqual(caches[r].subarray((n - 1) * kvDim, n * kvDim), rowsNew.subarray(r * kvDim, (r + 1) * kvDim), `${label} row ${r}: new ${name} not at position ${n - 1}`);
+          }
+          // The row alone: attention() over its cache with the new key and value written first.
+          const k = ks[r].slice(), v = vs[r].slice();
+          k.set(newK.subarray(r * kvDim, (r + 1) * kvDim), (n - 1) * kvDim);
+          v.set(newV.subarray(r * kvDim, (r + 1) * kvDim), (n - 1) * kvDim);
+          const bufs = [up(t1, q.slice(r * qLen, (r + 1) * qLen)), up(t1, k), up(t1, v)], out = t1.alloc(qLen), lse = t1.alloc(heads);
+          t1.attention(bufs[0], bufs[1], bufs[2], out, lse, { batch: 1, tq: 1, tk: capacity, heads, kvHeads, headDim: D, qPos0: n - 1, scale: 1 / Math.sqrt(D) });
+          assert.deepEqual(got.out.subarray(r * qLen, (r + 1) * qLen), t1.read(out), `${label} row ${r}: out differs from attention alone`);
+          assert.deepEqual(got.lse.subarray(r * heads, (r + 1) * heads), t1.read(lse), `${label} row ${r}: lse differs from attention alone`);
+          for (const b of [...bufs, out, lse]) t1.free(b);
+        });
+      }
+    } finally {
+      restore();
+      t1.dispose();
+      t2.dispose();
+    }
+  });
+
   test('training attention (many query rows, causal, GQA; forward and backward): within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
     const { calls, restore } = countNativeCalls(native, ['attentionTrain', 'attentionTrainBackward']);
     const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
@@ -493,16 +548,31 @@ describe('native kernels', { skip: SKIP }, () => {
     assert.throws(() => k.attentionDecode(slot, 0, 0, 0, 0, 0, 8, 3, 64, 10, 0.1, 0, 1), /attentionDecode: invalid shape or share/);
     assert.throws(() => k.attentionDecode(slot, 0, 0, 0, 0, 0, 8, 8, 60, 10, 0.1, 0, 1), /attentionDecode: invalid shape or share/);
     assert.throws(() => k.attentionDecode(slot, 0, 0, 0, 0, 0, 8, 8, 64, 1000, 0.1, 0, 1), /attentionDecode: operand outside memory/);
-    // attentionDecodeRows: a table of (q, k, v, out, lse, n) per row at byte 0; every row checked first.
-    const table = new Uint32Array(mem.buffer, 0, 12);
-    table.set([1024, 2048, 2048, 4096, 8192, 4, 1024, 2048, 2048, 4096, 8192, 4]);
-    assert.doesNotThrow(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 0, 1));
-    table[11] = 2000; // row 1 would read 2000 keys past the end
-    assert.throws(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 0, 1), /attentionDecodeRows: operand outside memory/);
-    table[11] = 0;
-    assert.throws(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 0, 1), /attentionDecodeRows: invalid key count/);
-    assert.throws(() => k.attentionDecodeRows(slot, 65530, 1, 2, 1, 8, 0.3, 0, 1), /attentionDecodeRows: table outside memory/);
-    assert.throws(() => k.attentionDecodeRows(slot, 0, 1, 3, 2, 8, 0.3, 0, 1), /attentionDecodeRows: invalid shape or share/);
+    // attentionDecodeRows: a table of (q, k, v, out, lse, n, new key, new value) per row at byte 0; every row
+    // checked first, the new key and value only when the write flag is 1. Keys and values 2 heads × 8.
+    const table = new Uint32Array(mem.buffer, 0, 16);
+    table.set([1024, 2048, 2048, 4096, 8192, 4, 12288, 12352, 1024, 2048, 2048, 4096, 8192, 4, 12288, 12352]);
+    assert.doesNotThrow(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 0, 0, 1));
+    assert.doesNotThrow(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 1, 0, 1));
+    table[13] = 2000; // row 1 would read 2000 keys past the end
+    assert.throws(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 0, 0, 1), /attentionDecodeRows: operand outside memory \(row 1's keys\)/);
+    table[13] = 0;
+    assert.throws(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 0, 0, 1), /attentionDecodeRows: invalid key count 0 in row 1/);
+    table[13] = 4;
+    table[7] = 65536 - 16; // row 0's new value (32 bytes) runs past the end: refused with write = 1, ignored with 0
+    assert.throws(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 1, 0, 1), /attentionDecodeRows: operand outside memory \(row 0's new value\)/);
+    assert.doesNotThrow(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 0, 0, 1));
+    table[7] = 12352;
+    table[14] = 65536 - 31;
+    assert.throws(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 1, 0, 1), /attentionDecodeRows: operand outside memory \(row 1's new key\)/);
+    table[14] = 12288;
+    table[9] = 65536 - 8; // row 1's keys
+    assert.throws(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 1, 0, 1), /attentionDecodeRows: operand outside memory \(row 1's keys\)/);
+    table[9] = 2048;
+    assert.throws(() => k.attentionDecodeRows(slot, 0, 2, 2, 1, 8, 0.3, 2, 0, 1), /attentionDecodeRows: the write flag is neither 0 nor 1/);
+    assert.throws(() => k.attentionDecodeRows(slot, 65530, 1, 2, 1, 8, 0.3, 0, 0, 1), /attentionDecodeRows: table outside memory/);
+    assert.throws(() => k.attentionDecodeRows(slot, 65536 - 48, 2, 2, 1, 8, 0.3, 0, 0, 1), /attentionDecodeRows: table outside memory/); // 2 rows: 64 bytes
+    assert.throws(() => k.attentionDecodeRows(slot, 0, 1, 3, 2, 8, 0.3, 0, 0, 1), /attentionDecodeRows: invalid shape or share/);
     // Training attention: batch 1, tq 4, tk 4, heads 2, kvHeads 1, headDim 8 (q/out 64 floats, k/v 32, lse 8).
     assert.doesNotThrow(() => k.attentionTrain(slot, 0, 1024, 2048, 4096, 8192, 1, 4, 4, 2, 1, 8, 0, 0.35, 32, 0, 1));
     assert.throws(() => k.attentionTrain(slot, 0, 1024, 2048, 4096, 8192, 1, 4, 4, 2, 1, 12, 0, 0.35, 48, 0, 1), /attentionTrain: invalid shape or share/);

@@ -76,6 +76,31 @@ export interface AttentionRowsArgs {
   scale: number;
   /** Position of each row's query (the keys it sees: positions 0 ..= positions[r] of its cache). */
   positions: Int32Array;
+  /**
+   * The rows' new keys and values ([rows, kvHeads·headDim] each): row r's are written at positions[r] of
+   * k[r] and v[r] before it attends (a batched decode step's cache writes, in the same call). The rows'
+   * caches must not overlap one another.
+   */
+  newKv?: { k: Buf; v: Buf };
+}
+
+/**
+ * Throws a RangeError naming the operand unless attentionRows' arguments fit: as many caches as positions
+ * (checkRowPositions), each cache long enough for its row's position, newKv (when given) [rows, kvDim].
+ */
+export function checkAttentionRows(k: readonly Buf[], v: readonly Buf[], a: AttentionRowsArgs): void {
+  const rows = a.positions.length, kvDim = a.kvHeads * a.headDim;
+  if (k.length !== rows || v.length !== rows) throw new RangeError(`attentionRows: ${rows} positions for ${k.length} key and ${v.length} value caches`);
+  checkRowPositions('attentionRows', rows, a.positions);
+  for (let r = 0; r < rows; r++) {
+    const need = (a.positions[r] + 1) * kvDim;
+    if (k[r].length < need || v[r].length < need) throw new RangeError(`attentionRows: row ${r}'s cache holds ${Math.min(k[r].length, v[r].length)} values, ${need} needed for position ${a.positions[r]}`);
+  }
+  if (a.newKv) {
+    for (const [name, b] of [['newKv.k', a.newKv.k], ['newKv.v', a.newKv.v]] as const) {
+      if (b.length < rows * kvDim) throw new RangeError(`attentionRows: ${name} holds ${b.length} values, ${rows * kvDim} needed for ${rows} rows of ${kvDim}`);
+    }
+  }
 }
 
 /** Throws a RangeError naming `op` unless positions holds `rows` positions, each an integer >= 0. */

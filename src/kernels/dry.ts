@@ -6,7 +6,7 @@
  * (train/memory-plan.ts) sizes micro-batches with it, and bench/train-memory.ts shows a step's memory
  * without waiting for the arithmetic. Reads return zeros; results of reductions are 0.
  */
-import type { AdamWArgs, AttentionArgs, Backend, Buf, MatmulArgs, QuantMatmulArgs, QuantType } from './backend.js';
+import type { AdamWArgs, AttentionArgs, AttentionRowsArgs, Backend, Buf, MatmulArgs, QuantMatmulArgs, QuantType } from './backend.js';
 import { SizeClassHeap } from './heap.js';
 
 class DryBuf implements Buf {
@@ -95,7 +95,8 @@ export class DryBackend implements Backend {
     return { loss: 0, count };
   }
   attention(_q: Buf, _k: Buf, _v: Buf, _out: Buf, _lse: Buf, _args: AttentionArgs): void {}
-  attentionRows(): void {}
+  /** Computes nothing and writes nothing (newKv included), like every kernel here. */
+  attentionRows(_q: Buf, _k: readonly Buf[], _v: readonly Buf[], _out: Buf, _lse: Buf, _args: AttentionRowsArgs): void {}
   attentionBackward(): void {}
   adamw(_p: Buf, _g: Buf, _m: Buf, _v: Buf, _n: number, _args: AdamWArgs): void {}
   dispose(): void {}

@@ -6,7 +6,7 @@
 import { f16ToF32, f16ToF32Table, f32ToF16 } from '../dtypes/f16.js';
 import { Q4_K_BLOCK_BYTES, minCode, scaleCode } from '../dtypes/kquants.js';
 import { QUANT_BLOCKS, QUANT_TYPES, quantBlock } from '../dtypes/blocks.js';
-import { type AdamWArgs, type AttentionArgs, type AttentionRowsArgs, type Backend, type Buf, type MatmulArgs, type QuantMatmulArgs, type QuantType, checkRowPositions } from './backend.js';
+import { type AdamWArgs, type AttentionArgs, type AttentionRowsArgs, type Backend, type Buf, type MatmulArgs, type QuantMatmulArgs, type QuantType, checkAttentionRows, checkRowPositions } from './backend.js';
 
 class RefBuf implements Buf {
   constructor(public data: Float32Array) {}
@@ -376,15 +376,14 @@ export class ReferenceBackend implements Backend {
 
   attentionRows(q: Buf, k: readonly Buf[], v: readonly Buf[], out: Buf, lse: Buf, a: AttentionRowsArgs): void {
     const rows = a.positions.length, { heads, kvHeads, headDim } = a;
-    if (k.length !== rows || v.length !== rows) throw new RangeError(`attentionRows: ${rows} positions for ${k.length} key and ${v.length} value caches`);
-    checkRowPositions('attentionRows', rows, a.positions);
-    for (let r = 0; r < rows; r++) {
-      const need = (a.positions[r] + 1) * kvHeads * headDim;
-      if (k[r].length < need || v[r].length < need) throw new RangeError(`attentionRows: row ${r}'s cache holds ${Math.min(k[r].length, v[r].length)} values, ${need} needed for position ${a.positions[r]}`);
-    }
-    const Q = d(q), O = d(out), L = d(lse), qLen = heads * headDim;
+    checkAttentionRows(k, v, a);
+    const Q = d(q), O = d(out), L = d(lse), qLen = heads * headDim, kvDim = kvHeads * headDim;
     for (let r = 0; r < rows; r++) {
       const pos = a.positions[r];
+      if (a.newKv) {
+        this.copy(a.newKv.k, r * kvDim, k[r], pos * kvDim, kvDim);
+        this.copy(a.newKv.v, r * kvDim, v[r], pos * kvDim, kvDim);
+      }
       const view = (b: Float32Array, o: number, n: number) => new RefBuf(b.subarray(o, o + n));
       this.attention(view(Q, r * qLen, qLen), k[r], v[r], view(O, r * qLen, qLen), view(L, r * heads, heads), {
         batch: 1, tq: 1, tk: pos + 1, heads, kvHeads, headDim, qPos0: pos, scale: a.scale,

@@ -57,27 +57,23 @@ export class Attention {
    * Batched decode: h [N, d], one new position for each of N sequences, row i after the positions of
    * `caches[i]` (each sequence its own cache, at its own position). The projections run once over all N
    * rows (the weights are read once per step for every sequence); RoPE runs once over all rows, each at
-   * its own position (ropeRows), each row's key and value go into its cache, and one attentionRows call
-   * attends every row over its own cache. A row's RoPE and attention are the numbers forwardCached gets
+   * its own position (ropeRows), and one attentionRows call writes each row's key and value into its cache
+   * and attends every row over its own cache. A row's RoPE and attention are the numbers forwardCached gets
    * on that row alone (the same kernels per row), so a row differs from its sequence stepped alone only
    * where the products' summation order differs with m.
    */
   forwardCachedRows(h: Tensor, caches: readonly KvCache[], layer: number): Tensor {
     const { heads, kvHeads, headDim: hd, ropeTheta } = this.sizes;
-    const g = h.graph, be = g.backend, n = h.shape[0], qDim = heads * hd, kvDim = kvHeads * hd;
+    const g = h.graph, be = g.backend, n = h.shape[0], qDim = heads * hd;
     if (caches.length !== n) throw new Error(`attention: ${n} rows for ${caches.length} KV caches`);
     for (const c of caches) if (c.length + 1 > c.capacity) throw new Error(`attention: ${c.length + 1} positions exceed the KV cache's ${c.capacity}`);
     const positions = Int32Array.from(caches, (c) => c.length);
     const q = this.q.forward(h), k = this.k.forward(h), v = this.v.forward(h); // [N, H·hd], [N, KV·hd] ×2
     be.ropeRows(q.buf, q.buf, n, heads, hd, positions, ropeTheta);
     be.ropeRows(k.buf, k.buf, n, kvHeads, hd, positions, ropeTheta);
-    caches.forEach((cache, i) => {
-      be.copy(k.buf, i * kvDim, cache.k[layer], positions[i] * kvDim, kvDim);
-      be.copy(v.buf, i * kvDim, cache.v[layer], positions[i] * kvDim, kvDim);
-    });
     const a = g.temp([n, qDim]);
     be.attentionRows(q.buf, caches.map((c) => c.k[layer]), caches.map((c) => c.v[layer]), a.buf, g.scratch(n * heads), {
-      heads, kvHeads, headDim: hd, scale: 1 / Math.sqrt(hd), positions,
+      heads, kvHeads, headDim: hd, scale: 1 / Math.sqrt(hd), positions, newKv: { k: k.buf, v: v.buf },
     });
     return this.o.forward(a);
   }

@@ -7,7 +7,7 @@
  * asks for the same sizes in the same order every time, so after the first step every allocation is a
  * free-list hit and the memory stops growing.
  */
-import { type AdamWArgs, type AttentionArgs, type AttentionRowsArgs, type Backend, type Buf, type MatmulArgs, type QuantMatmulArgs, type QuantStrategy, type QuantType, checkRowPositions } from '../backend.js';
+import { type AdamWArgs, type AttentionArgs, type AttentionRowsArgs, type Backend, type Buf, type MatmulArgs, type QuantMatmulArgs, type QuantStrategy, type QuantType, checkAttentionRows, checkRowPositions } from '../backend.js';
 import { QUANT_BLOCKS, QUANT_TYPES, quantBlock } from '../../dtypes/blocks.js';
 import { relaxedShared, simdShared, simdSingle } from './generated/binaries.js';
 import { loadNative, NATIVE_ADDON_URL, returnSlot, takeSlot, type NativeKernels } from './native.js';
@@ -601,33 +601,36 @@ export class WasmBackend implements Backend {
     return !!this.nativeUse && headDim % 8 === 0 && headDim <= 4096 && heads % kvHeads === 0 && n >= 1 && heads * n * headDim >= NATIVE_ATTENTION_MIN_WORK;
   }
   attentionRows(q: Buf, k: readonly Buf[], v: readonly Buf[], out: Buf, lse: Buf, a: AttentionRowsArgs): void {
-    const { heads, kvHeads, headDim: D, positions } = a, rows = positions.length;
-    if (k.length !== rows || v.length !== rows) throw new RangeError(`attentionRows: ${rows} positions for ${k.length} key and ${v.length} value caches`);
-    checkRowPositions('attentionRows', rows, positions);
+    const { heads, kvHeads, headDim: D, positions, newKv } = a, rows = positions.length, kvDim = kvHeads * D;
+    checkAttentionRows(k, v, a);
     if (!(heads >= 1 && kvHeads >= 1 && heads % kvHeads === 0)) throw new RangeError(`attentionRows: heads ${heads} is not a multiple of kvHeads ${kvHeads}`);
     if (q.length < rows * heads * D || out.length < rows * heads * D || lse.length < rows * heads) throw new RangeError(`attentionRows: q, out or lse holds fewer than ${rows} rows`);
-    for (let r = 0; r < rows; r++) {
-      const need = (positions[r] + 1) * kvHeads * D;
-      if (k[r].length < need || v[r].length < need) throw new RangeError(`attentionRows: row ${r}'s cache holds ${Math.min(k[r].length, v[r].length)} values, ${need} needed for position ${positions[r]}`);
-    }
     // Each row goes to the kernel attention() would give it alone (native from a size, else WebAssembly), so
-    // its numbers are the same: one call for the native rows, one for the rest.
+    // its numbers are the same: one call for the native rows (which also writes their new keys and values),
+    // one for the rest (whose new keys and values are copied here first).
     for (const native of [true, false]) {
       let count = 0, maxTk = 1, work = 0;
       for (let r = 0; r < rows; r++) if (this.nativeDecode(heads, kvHeads, D, positions[r] + 1) === native) count++;
       if (!count) continue;
       const scratch = native ? 0 : this.attentionScratch(Math.max(...positions) + 1);
-      const table = this.stage(count * 24), i32 = this.i32, qBytes = heads * D * 4;
+      const table = this.stage(count * 32), i32 = this.i32, qBytes = heads * D * 4;
       let e = table / 4;
       for (let r = 0; r < rows; r++) {
         const n = positions[r] + 1;
         if (this.nativeDecode(heads, kvHeads, D, n) !== native) continue;
+        if (newKv && !native) {
+          this.copy(newKv.k, r * kvDim, k[r], positions[r] * kvDim, kvDim);
+          this.copy(newKv.v, r * kvDim, v[r], positions[r] * kvDim, kvDim);
+        }
         i32[e] = p(q) + r * qBytes; i32[e + 1] = p(k[r]); i32[e + 2] = p(v[r]); i32[e + 3] = p(out) + r * qBytes; i32[e + 4] = p(lse) + r * heads * 4; i32[e + 5] = n;
-        e += 6;
+        if (native) {
+          i32[e + 6] = newKv ? p(newKv.k) + r * kvDim * 4 : 0; i32[e + 7] = newKv ? p(newKv.v) + r * kvDim * 4 : 0;
+          e += 8; // the native table's entries also hold the new key's and value's offsets
+        } else e += 6;
         maxTk = Math.max(maxTk, n);
         work += heads * n * D;
       }
-      if (native) this.run('native.attentionDecodeRows', [this.nativeUse!.slot, table, count, heads, kvHeads, D, a.scale], work);
+      if (native) this.run('native.attentionDecodeRows', [this.nativeUse!.slot, table, count, heads, kvHeads, D, a.scale, newKv ? 1 : 0], work);
       else this.run('attentionRows', [table, count, heads, kvHeads, D, a.scale, scratch, maxTk], work);
     }
   }
