@@ -3,7 +3,7 @@
  * N concurrent streaming clients on loopback, each sending completions one after another for a fixed time.
  *
  *   npm run bench -- serve-load [--models default,rand25m] [--clients 1,8,32] [--seconds 60] [--max-tokens 64]
- *     [--threads 1] [--engines stlm,llama-server] [--type q8_0] [--cpu-prof-dir <dir>] [--json]
+ *     [--threads 1] [--engines stlm,llama-server] [--type q8_0] [--rounds 1] [--cpu-prof-dir <dir>] [--json]
  *
  * Models: the embedded models/default.gguf (F32, as shipped) and rand25m, a ~27M-parameter byte-vocabulary
  * Llama with random weights (fixed seed; random weights are enough for a throughput test: the work per
@@ -22,6 +22,10 @@
  * tokens lost or mixed between streams; must be 0 for stlm, whose batched logits equal unbatched ones;
  * llama-server's batched kernels are not bit-identical to its single-sequence ones, so its count is
  * informative). The load average (`/proc/loadavg`) is printed beside each row.
+ *
+ * --rounds R: the sweep over client counts and engines runs R times per model, so each cell is measured R
+ * times at different moments; the targets use each cell's median, and the 8/1 ratio is also given per
+ * round (its 1- and 8-client cells minutes apart). On a shared VM one cell moved ±20% between runs.
  *
  * --cpu-prof-dir: stlm serve runs under `node --cpu-prof` and writes its profile there when it stops.
  *
@@ -45,6 +49,7 @@ type Engine = 'stlm' | 'llama-server';
 export interface LoadRow {
   model: string;
   engine: Engine;
+  round: number;
   clients: number;
   seconds: number;
   requests: number;
@@ -59,6 +64,12 @@ export interface LoadRow {
   tokens: number;
   tokens_per_s: number;
   load: string;
+}
+
+/** The median of xs (the mean of the middle two for an even count). */
+function median(xs: number[]): number {
+  const s = xs.slice().sort((a, b) => a - b), h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
 }
 
 interface Sent {
@@ -120,7 +131,7 @@ async function streamOnce(url: string, body: Record<string, unknown>): Promise<{
 }
 
 /** Runs `clients` clients for `seconds` against url; then replays each client's first and last requests alone. */
-async function load(url: string, clients: number, seconds: number, maxTokens: number): Promise<Omit<LoadRow, 'model' | 'engine' | 'load'>> {
+async function load(url: string, clients: number, seconds: number, maxTokens: number): Promise<Omit<LoadRow, 'model' | 'engine' | 'round' | 'load'>> {
   const ttfts: number[] = [], gaps: number[] = [];
   let errors = 0, tokens = 0, requests = 0, firstError: string | undefined;
   const sent: Sent[][] = Array.from({ length: clients }, () => []);
@@ -194,7 +205,7 @@ const fmt = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 /** A model named by its .gguf path is shown by its file name. */
 const label = (model: string): string => (model.endsWith('.gguf') ? basename(model, '.gguf') : model);
 
-export const flags = ['--clients', '--cpu-prof-dir', '--engines', '--json', '--max-tokens', '--models', '--seconds', '--threads', '--type'];
+export const flags = ['--clients', '--cpu-prof-dir', '--engines', '--json', '--max-tokens', '--models', '--rounds', '--seconds', '--threads', '--type'];
 
 export async function main(argv: string[]): Promise<void> {
   const models = arg(argv, '--models', 'default,rand25m').split(',');
@@ -202,19 +213,21 @@ export async function main(argv: string[]): Promise<void> {
   const seconds = Number(arg(argv, '--seconds', '60'));
   const maxTokens = Number(arg(argv, '--max-tokens', '64'));
   const threads = Number(arg(argv, '--threads', '1'));
+  const rounds = Number(arg(argv, '--rounds', '1'));
   const type = arg(argv, '--type', 'q8_0') as FileType;
   /** stlm serve runs under `node --cpu-prof`, its profile (one per server) written here when it stops: where a cell's time goes. */
   const cpuProfileDir = argv.includes('--cpu-prof-dir') ? arg(argv, '--cpu-prof-dir', '') : undefined;
   let engines = arg(argv, '--engines', 'stlm,llama-server').split(',') as Engine[];
   for (const n of [...clientCounts, seconds, maxTokens, threads]) if (!(n > 0)) throw new Error(`serve-load: every count must be a positive number (got ${n})`);
+  if (!(Number.isInteger(rounds) && rounds >= 1)) throw new Error(`serve-load: --rounds must be an integer >= 1 (got ${rounds})`);
   if (engines.includes('llama-server') && !existsSync(join(llamaToolsDir(), 'build', 'bin', 'llama-server'))) {
     console.error('serve-load: llama-server is not built (npm run bench -- llama-tools --build); running stlm only');
     engines = engines.filter((e) => e !== 'llama-server');
   }
   const rows: LoadRow[] = [];
   let port = 18000 + (process.pid % 1000) * 10;
-  console.log(`serve-load: ${seconds} s per cell, max_tokens ${maxTokens}, ${threads} threads, clients ${clientCounts.join('/')}, load ${loadAverage()}`);
-  console.log('model     engine        clients  reqs  errors  mixed/checked  TTFT p50/p99 ms  ITL p50/p99 ms  tokens/s  load');
+  console.log(`serve-load: ${seconds} s per cell, max_tokens ${maxTokens}, ${threads} threads, clients ${clientCounts.join('/')}, ${rounds} round(s), load ${loadAverage()}`);
+  console.log('model     engine        round clients  reqs  errors  mixed/checked  TTFT p50/p99 ms  ITL p50/p99 ms  tokens/s  load');
   for (const model of models) {
     const file = await modelFile(model, model === 'default' ? 'f32' : type);
     if (typeof file !== 'string') {
@@ -222,30 +235,36 @@ export async function main(argv: string[]): Promise<void> {
       continue;
     }
     const ctx = Math.min(1024, configFromGguf(await readGgufHeader(file)).ctx);
-    for (const clients of clientCounts) {
-      // The engines take turns at each client count, so both see the same stretch of machine load.
-      for (const engine of engines) {
-        const { url, proc } = await startServer(engine, file, clients, ctx, threads, port++, engine === 'stlm' ? cpuProfileDir : undefined);
-        try {
-          // A failed warm-up is not fatal: the load phase counts each failure as an error.
-          await streamOnce(url, { model: 'm', prompt: 'warm up', max_tokens: 4, seed: 1 }).catch(() => undefined);
-          const r: LoadRow = { model: label(model), engine, ...(await load(url, clients, seconds, maxTokens)), load: loadAverage() };
-          rows.push(r);
-          console.log(`${r.model.padEnd(9)} ${engine.padEnd(13)} ${String(clients).padStart(7)} ${String(r.requests).padStart(5)} ${String(r.errors).padStart(7)} ${`${r.mixed}/${r.checked}`.padStart(14)} ${`${fmt(r.ttft_p50_ms)}/${fmt(r.ttft_p99_ms)}`.padStart(16)} ${`${fmt(r.itl_p50_ms)}/${fmt(r.itl_p99_ms)}`.padStart(15)} ${fmt(r.tokens_per_s).padStart(9)}  ${r.load}${r.firstError ? `  first error: ${r.firstError}` : ''}`);
-        } finally {
-          await stopServer(proc);
+    for (let round = 1; round <= rounds; round++) {
+      for (const clients of clientCounts) {
+        // The engines take turns at each client count, so both see the same stretch of machine load.
+        for (const engine of engines) {
+          const { url, proc } = await startServer(engine, file, clients, ctx, threads, port++, engine === 'stlm' ? cpuProfileDir : undefined);
+          try {
+            // A failed warm-up is not fatal: the load phase counts each failure as an error.
+            await streamOnce(url, { model: 'm', prompt: 'warm up', max_tokens: 4, seed: 1 }).catch(() => undefined);
+            const r: LoadRow = { model: label(model), engine, round, ...(await load(url, clients, seconds, maxTokens)), load: loadAverage() };
+            rows.push(r);
+            console.log(`${r.model.padEnd(9)} ${engine.padEnd(13)} ${String(round).padStart(5)} ${String(clients).padStart(7)} ${String(r.requests).padStart(5)} ${String(r.errors).padStart(7)} ${`${r.mixed}/${r.checked}`.padStart(14)} ${`${fmt(r.ttft_p50_ms)}/${fmt(r.ttft_p99_ms)}`.padStart(16)} ${`${fmt(r.itl_p50_ms)}/${fmt(r.itl_p99_ms)}`.padStart(15)} ${fmt(r.tokens_per_s).padStart(9)}  ${r.load}${r.firstError ? `  first error: ${r.firstError}` : ''}`);
+          } finally {
+            await stopServer(proc);
+          }
         }
       }
     }
   }
-  console.log('\ntargets:');
+  console.log(`\ntargets${rounds > 1 ? ` (each cell's median over ${rounds} rounds)` : ''}:`);
   for (const model of models) {
-    const at = (engine: Engine, c: number) => rows.find((r) => r.model === label(model) && r.engine === engine && r.clients === c);
-    const one = at('stlm', 1), eight = at('stlm', 8);
-    if (model === 'default' && one && eight) console.log(`  ${model}: stlm 8 clients / 1 client = ${fmt(eight.tokens_per_s / one.tokens_per_s, 2)}x (target >= 3x)`);
+    const cells = (engine: Engine, c: number) => rows.filter((r) => r.model === label(model) && r.engine === engine && r.clients === c);
+    const tps = (engine: Engine, c: number) => (cells(engine, c).length ? median(cells(engine, c).map((r) => r.tokens_per_s)) : undefined);
+    const one = tps('stlm', 1), eight = tps('stlm', 8);
+    if (model === 'default' && one && eight) {
+      const perRound = cells('stlm', 8).map((r) => r.tokens_per_s / cells('stlm', 1).find((o) => o.round === r.round)!.tokens_per_s);
+      console.log(`  ${model}: stlm 8 clients / 1 client = ${fmt(eight / one, 2)}x (target >= 3x)${rounds > 1 ? `; per round ${perRound.map((x) => fmt(x, 2)).join(', ')}` : ''}`);
+    }
     for (const c of clientCounts) {
-      const s = at('stlm', c), l = at('llama-server', c);
-      if (s && l) console.log(`  ${model}, ${c} clients: stlm / llama-server tokens/s = ${fmt(s.tokens_per_s / l.tokens_per_s, 2)}x (target >= 1x)`);
+      const s = tps('stlm', c), l = tps('llama-server', c);
+      if (s && l) console.log(`  ${model}, ${c} clients: stlm / llama-server tokens/s = ${fmt(s / l, 2)}x (target >= 1x)`);
     }
   }
   if (argv.includes('--json')) console.log(JSON.stringify({ rows }));

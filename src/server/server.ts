@@ -163,6 +163,7 @@ function paramOf(path: string, missing?: string): string | null {
  */
 const FLUSH_MS = 2;
 const FLUSH_MS_PER_STREAM = 0.5;
+const FLUSH_MS_MAX = 16;
 
 /**
  * A streamed chunk's JSON with its text left open: `event(text)` is exactly `JSON.stringify` of `chunk`
@@ -424,7 +425,7 @@ export function createServer(o: ServerOptions): FastifyInstance {
           return;
         }
         held += event;
-        timer ??= setTimeout(flush, Math.max(FLUSH_MS, openStreams * FLUSH_MS_PER_STREAM));
+        timer ??= setTimeout(flush, Math.min(FLUSH_MS_MAX, Math.max(FLUSH_MS, openStreams * FLUSH_MS_PER_STREAM)));
       },
       end: () => {
         closed();
