@@ -369,20 +369,24 @@ export class Graph {
 
   /** Frees the intermediates created since `mark`, except `keep` (and views of them). */
   private dropSince(mark: number, ...keep: Tensor[]): void {
-    const kept = new Set(keep.map((t) => (t.base ?? t).buf));
-    const survivors: Tensor[] = [];
-    const dropped = new Set<Tensor>();
-    for (let i = mark; i < this.temps.length; i++) {
-      const t = this.temps[i];
-      if (kept.has(t.buf)) survivors.push(t);
+    // Called after every block of an inference forward: no Sets unless something needs them (the kept
+    // buffers are one or two; intermediates freed early and pending ones exist only while recording).
+    const temps = this.temps, kept = keep.map((t) => (t.base ?? t).buf);
+    const dropped: Tensor[] | null = this.pending.length ? [] : null;
+    let live = mark;
+    for (let i = mark; i < temps.length; i++) {
+      const t = temps[i];
+      if (kept.includes(t.buf)) temps[live++] = t;
       else {
-        dropped.add(t);
-        if (!this.freedEarly.delete(t)) this.backend.free(t.buf);
+        dropped?.push(t);
+        if (!(this.freedEarly.size && this.freedEarly.delete(t))) this.backend.free(t.buf);
       }
     }
-    this.temps.length = mark;
-    this.temps.push(...survivors);
-    if (this.pending.length) this.pending = this.pending.filter((t) => !dropped.has(t));
+    temps.length = live;
+    if (dropped?.length) {
+      const gone = new Set(dropped);
+      this.pending = this.pending.filter((t) => !gone.has(t));
+    }
   }
 
   /** Frees every intermediate tensor of the step and clears the tape. Parameters stay. */
