@@ -122,3 +122,23 @@ export function countNativeCalls<N extends keyof NativeKernels & string>(native:
   }
   return { calls, restore: () => Object.assign(kernels, orig) };
 }
+
+/**
+ * Runs `fn` with the named native kernels counted (countNativeCalls) and fresh 1- and 2-thread WebAssembly
+ * backends created after the wrapping; restores the kernels and disposes the backends however fn ends.
+ */
+export async function withNativeBackends<N extends keyof NativeKernels & string>(
+  native: NativeKernels | null,
+  names: readonly N[],
+  fn: (t1: Backend, t2: Backend, calls: Record<N, number>) => void | Promise<void>,
+): Promise<void> {
+  const { calls, restore } = countNativeCalls(native, names);
+  const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
+  try {
+    await fn(t1, t2, calls);
+  } finally {
+    restore();
+    t1.dispose();
+    t2.dispose();
+  }
+}

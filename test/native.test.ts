@@ -12,7 +12,7 @@ import { createWasmBackend, type WasmBackend } from '../src/kernels/wasm/backend
 import { loadNative } from '../src/kernels/wasm/native.js';
 import { quantizeQ4_0, quantizeQ8_0 } from '../src/formats/gguf.js';
 import { Rng } from '../src/util/rng.js';
-import { countNativeCalls, randomF32 } from './helpers.js';
+import { countNativeCalls, randomF32, withNativeBackends } from './helpers.js';
 
 const native = await loadNative();
 const SKIP = native
@@ -252,14 +252,12 @@ describe('native kernels', { skip: SKIP }, () => {
   });
 
   test('batched decode attention (attentionRows, new keys and values written in the call): within 1e-5 of the reference at n = 1 … 200, each row bit for bit what attention gives it alone, 2 threads bit-equal to 1', async () => {
-    const { calls, restore } = countNativeCalls(native, ['attentionDecodeRows']);
-    const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
     const rng = new Rng(12);
     // heads, kvHeads, headDim, keys seen by each row (n = position + 1): n = 1, not a multiple of 4 or 8, and the sizes of the benchmark.
     const cases: [number, number, number, number[]][] = [
       [32, 8, 32, [1, 2, 3, 9]], [4, 4, 32, [17, 49, 81, 200, 13, 8]], [8, 2, 64, [81, 5, 250]], [6, 3, 40, [30, 7]], [4, 4, 256, [1, 31]],
     ];
-    try {
+    await withNativeBackends(native, ['attentionDecodeRows'], async (t1, t2, calls) => {
       for (const [heads, kvHeads, D, ns] of cases) {
         const rows = ns.length, capacity = 256, kvDim = kvHeads * D, qLen = heads * D, positions = Int32Array.from(ns, (n) => n - 1);
         const q = randomF32(rng, rows * qLen, 2), newK = randomF32(rng, rows * kvDim), newV = randomF32(rng, rows * kvDim);
@@ -299,16 +297,10 @@ describe('native kernels', { skip: SKIP }, () => {
           for (const b of [...bufs, out, lse]) t1.free(b);
         });
       }
-    } finally {
-      restore();
-      t1.dispose();
-      t2.dispose();
-    }
+    });
   });
 
   test('training attention (many query rows, causal, GQA; forward and backward): within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
-    const { calls, restore } = countNativeCalls(native, ['attentionTrain', 'attentionTrainBackward']);
-    const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
     const rng = new Rng(11);
     // batch, tq, tk, heads, kvHeads, headDim, qPos0, kvBatchStride (backward only where it is 0 or K/V are dense).
     const cases: [number, number, number, number, number, number, number, number?][] = [
@@ -322,7 +314,7 @@ describe('native kernels', { skip: SKIP }, () => {
       [2, 9, 20, 4, 2, 24, 11], // a prompt chunk after 11 cached positions (forward and backward)
       [2, 16, 40, 4, 2, 32, 24, 64 * 2 * 32], // a cache buffer longer than tk (forward only)
     ];
-    try {
+    await withNativeBackends(native, ['attentionTrain', 'attentionTrainBackward'], async (t1, t2, calls) => {
       for (const [batch, tq, tk, heads, kvHeads, D, qPos0, kvBatchStride] of cases) {
         const args = { batch, tq, tk, heads, kvHeads, headDim: D, qPos0, scale: 1 / Math.sqrt(D), ...(kvBatchStride ? { kvBatchStride } : {}) };
         const qn = batch * tq * heads * D, kn = batch * (kvBatchStride ?? tk * kvHeads * D), ln = batch * tq * heads;
@@ -355,18 +347,12 @@ describe('native kernels', { skip: SKIP }, () => {
         const two = attn(t2);
         two.forEach((r, i) => assert.deepEqual(r, got[i], `${label}: output ${i} with 2 threads differs from 1`));
       }
-    } finally {
-      restore();
-      t1.dispose();
-      t2.dispose();
-    }
+    });
   });
 
   test('SwiGLU forward and backward: within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
-    const { calls, restore } = countNativeCalls(native, ['swiglu', 'swigluBackward']);
-    const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
     const rng = new Rng(12);
-    try {
+    await withNativeBackends(native, ['swiglu', 'swigluBackward'], async (t1, t2, calls) => {
       for (const n of [256, 389, 4096, 4099, 70_001]) { // from the backend's threshold (256); tails of 5, 3 and 1 past whole vectors
         const g = randomF32(rng, n, 3), u = randomF32(rng, n), d = randomF32(rng, n);
         const run = (be: Backend) => {
@@ -392,18 +378,12 @@ describe('native kernels', { skip: SKIP }, () => {
         assertNearReference(got, want, ['out', 'dgate', 'dup'], `n ${n}`);
         run(t2).forEach((r, i) => assert.deepEqual(r, got[i], `n ${n}: output ${i} with 2 threads differs from 1`));
       }
-    } finally {
-      restore();
-      t1.dispose();
-      t2.dispose();
-    }
+    });
   });
 
   test('AdamW: three steps within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
-    const { calls, restore } = countNativeCalls(native, ['adamw']);
-    const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
     const rng = new Rng(13);
-    try {
+    await withNativeBackends(native, ['adamw'], async (t1, t2, calls) => {
       for (const n of [4096, 4101, 50_001]) {
         const inputs = [randomF32(rng, n), randomF32(rng, n), randomF32(rng, n, 0.1), randomF32(rng, n).map(Math.abs)];
         const run = (be: Backend) => {
@@ -423,25 +403,19 @@ describe('native kernels', { skip: SKIP }, () => {
         assertNearReference(got, want, ['param', 'm', 'v'], `n ${n}`);
         run(t2).forEach((r, i) => assert.deepEqual(r, got[i], `n ${n}: output ${i} with 2 threads differs from 1`));
       }
-    } finally {
-      restore();
-      t1.dispose();
-      t2.dispose();
-    }
+    });
   });
 
   test('RMSNorm forward and backward, RoPE forward and inverse: bit for bit the WebAssembly kernels, within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
     // The native kernels repeat WebAssembly's arithmetic (the same unfused multiplies and adds in the same
     // order), so a row's result does not depend on whether its call was large enough to go native.
-    const { calls, restore } = countNativeCalls(native, ['rmsNorm', 'rmsNormBackward', 'rope']);
-    const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
     const rng = new Rng(14);
     const upload = (be: Backend, a: Float32Array) => {
       const b = be.alloc(a.length);
       be.write(b, a);
       return b;
     };
-    try {
+    await withNativeBackends(native, ['rmsNorm', 'rmsNormBackward', 'rope'], async (t1, t2, calls) => {
       // From the backend's threshold (4096 elements); rows ending in a 4-lane step and in single elements;
       // on 2 threads from 32768 elements, where dw's columns split unevenly.
       for (const [rows, dim] of [[64, 64], [17, 255], [33, 516], [130, 257], [300, 512]]) {
@@ -487,18 +461,12 @@ describe('native kernels', { skip: SKIP }, () => {
           assert.deepEqual(run(t1, true)[0], got[0], `${label}: in place differs`);
         }
       }
-    } finally {
-      restore();
-      t1.dispose();
-      t2.dispose();
-    }
+    });
   });
 
   test('axpy: bit for bit the WebAssembly kernel, within 1e-5 of the reference relative to the largest value, 2 threads bit-equal to 1', async () => {
-    const { calls, restore } = countNativeCalls(native, ['axpy']);
-    const [t1, t2] = [await createWasmBackend({ threads: 1 }), await createWasmBackend({ threads: 2 })];
     const rng = new Rng(15);
-    try {
+    await withNativeBackends(native, ['axpy'], async (t1, t2, calls) => {
       for (const n of [4096, 4101, 70_003]) { // from the backend's threshold; a tail of 5 past whole vectors; 2 threads from 32768
         const x = randomF32(rng, n), y = randomF32(rng, n);
         const run = (be: Backend) => {
@@ -519,11 +487,7 @@ describe('native kernels', { skip: SKIP }, () => {
         assert.deepEqual(got[0], run(wasm)[0], `n ${n}: differs from WebAssembly's`);
         assert.deepEqual(run(t2)[0], got[0], `n ${n}: 2 threads differ from 1`);
       }
-    } finally {
-      restore();
-      t1.dispose();
-      t2.dispose();
-    }
+    });
   });
 
   test('bad calls into the addon throw clear errors instead of touching memory', () => {
